@@ -1,0 +1,354 @@
+//! The consuming half of the ring: every value the producer wrote is
+//! validated before it is used.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::layout::{max_record_len, record_size, unpack, FLAG_PAD, FLAG_RESERVED, RECORD_HEADER};
+use super::{RingMemory, RingShared};
+use crate::error::{Error, Result, Violation};
+use crate::sync::{fence, Ordering};
+
+/// The reading half of a ring. `Send` but not `Sync`: exactly one thread
+/// consumes at a time.
+pub struct Consumer {
+    ring: Arc<RingShared>,
+    /// Our cursor: start of the next unread record. Stored to the shared
+    /// `head` whenever a record is released.
+    head: u64,
+    /// Last validated value of the producer's `tail`; possibly stale.
+    cached_tail: u64,
+    poisoned: bool,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.cap)
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// What a validated record header says, copied out of shared memory.
+#[derive(Clone, Copy)]
+struct Record {
+    payload_off: usize,
+    len: usize,
+    tag: u16,
+    size: u64,
+}
+
+impl Consumer {
+    /// Attaches the consuming half to a ring in `mem`, validating the header.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the header is invalid.
+    #[cfg(not(loom))]
+    pub fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
+        let ring = Arc::new(RingShared::attach(mem)?);
+        let hdr = ring.hdr();
+        // Relaxed: our own cursor, written only by the creator so far.
+        let head = hdr.head.load(Ordering::Relaxed);
+        // Acquire: SYNC POINT `record-published` (attach-time instance).
+        let tail = hdr.tail.load(Ordering::Acquire);
+        RingShared::check_aligned(head)?;
+        RingShared::check_aligned(tail)?;
+        if head > tail || tail - head > ring.cap {
+            return Err(Violation::TailBeyondCapacity {
+                tail,
+                head,
+                capacity: ring.cap,
+            }
+            .into());
+        }
+        // Start with an empty view: records already published are picked up
+        // (and validated) by the first `refresh_tail`.
+        Ok(Self::from_shared(ring, head))
+    }
+
+    pub(crate) fn from_shared(ring: Arc<RingShared>, head: u64) -> Self {
+        Consumer {
+            ring,
+            head,
+            cached_tail: head,
+            poisoned: false,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ring.cap
+    }
+
+    /// Largest payload a valid record can carry.
+    pub fn max_record_len(&self) -> usize {
+        max_record_len(self.ring.cap) as usize
+    }
+
+    /// Bytes consumed since creation.
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
+    fn poison(&mut self, v: Violation) -> Error {
+        self.poisoned = true;
+        Error::Protocol(v)
+    }
+
+    /// Loads and validates the producer cursor; returns it.
+    fn refresh_tail(&mut self) -> Result<u64> {
+        // SYNC POINT `record-published`: Acquire pairs with the producer's
+        // Release store of `tail` in `Producer::publish`: every record header
+        // and payload before `tail` is visible after this load.
+        let tail = self.ring.hdr().tail.load(Ordering::Acquire);
+        if let Err(v) = RingShared::check_aligned(tail) {
+            return Err(self.poison(v));
+        }
+        if tail < self.cached_tail {
+            let prev = self.cached_tail;
+            return Err(self.poison(Violation::TailBackwards { prev, now: tail }));
+        }
+        if tail - self.head > self.ring.cap {
+            let (head, capacity) = (self.head, self.ring.cap);
+            return Err(self.poison(Violation::TailBeyondCapacity {
+                tail,
+                head,
+                capacity,
+            }));
+        }
+        self.cached_tail = tail;
+        Ok(tail)
+    }
+
+    /// Finds the next data record, skipping padding. `Ok(None)` if empty.
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        loop {
+            if self.head == self.cached_tail && self.refresh_tail()? == self.head {
+                // SYNC POINT `producer-closed`: Acquire pairs with the Release
+                // store in `Producer::close`, which follows its last publish.
+                if self.ring.hdr().producer_closed.load(Ordering::Acquire) != 0
+                    && self.refresh_tail()? == self.head
+                {
+                    return Err(Error::Closed);
+                }
+                return Ok(None);
+            }
+            let pos = self.head;
+            let off = pos & self.ring.mask;
+            let to_end = self.ring.cap - off;
+            let avail = self.cached_tail - pos;
+            // The header word is loaded once; only the local copy is used.
+            let (len, flags) = unpack(self.ring.data.load_word(off as usize));
+            let bad = |what| Violation::BadRecord {
+                pos,
+                len,
+                flags,
+                what,
+            };
+            if flags & FLAG_PAD != 0 {
+                if flags != FLAG_PAD {
+                    return Err(self.poison(bad("padding record with other flags set")));
+                }
+                if u64::from(len) + RECORD_HEADER != to_end {
+                    return Err(self.poison(bad("padding record does not end the data area")));
+                }
+                if to_end >= avail {
+                    return Err(self.poison(bad("padding record not followed by a record")));
+                }
+                self.head += to_end;
+                continue;
+            }
+            if flags & FLAG_RESERVED != 0 {
+                return Err(self.poison(bad("reserved flag bits set")));
+            }
+            if u64::from(len) > max_record_len(self.ring.cap) {
+                return Err(self.poison(bad("length exceeds the ring's record limit")));
+            }
+            let size = record_size(u64::from(len));
+            if size > to_end {
+                return Err(self.poison(bad("record crosses the end of the data area")));
+            }
+            if size > avail {
+                return Err(self.poison(bad("record extends past the producer cursor")));
+            }
+            return Ok(Some(Record {
+                payload_off: (off + RECORD_HEADER) as usize,
+                len: len as usize,
+                tag: flags as u16,
+                size,
+            }));
+        }
+    }
+
+    /// Returns a guard over the next record, or `Ok(None)` if the ring is
+    /// empty. Dropping the guard releases the record's space.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the producer wrote an invalid cursor or record
+    /// (the ring is then poisoned); [`Error::Poisoned`] afterwards;
+    /// [`Error::Closed`] once the producer closed and all it published has
+    /// been read.
+    pub fn try_read(&mut self) -> Result<Option<ReadGuard<'_>>> {
+        Ok(self.next_record()?.map(|rec| ReadGuard {
+            cons: self,
+            rec,
+            released: false,
+        }))
+    }
+
+    /// Whether a record is ready to read (validating what it looks at).
+    ///
+    /// # Errors
+    /// As [`Consumer::try_read`].
+    pub fn has_data(&mut self) -> Result<bool> {
+        Ok(self.next_record()?.is_some())
+    }
+
+    /// Releases `size` bytes: stores the new `head` and reports whether the
+    /// producer is parked and must be woken.
+    fn release(&mut self, size: u64) -> bool {
+        self.head += size;
+        // SYNC POINT `space-released`: Release orders our reads of the record
+        // before the producer may overwrite it; pairs with the Acquire load
+        // of `head` in `Producer::refresh_head`.
+        self.ring.hdr().head.store(self.head, Ordering::Release);
+        // SYNC POINT `park-dekker` (writer side): see Producer::park.
+        fence(Ordering::SeqCst);
+        let parked = &self.ring.hdr().writer_parked;
+        // Relaxed: ordered by the fence; swap makes one party own the wake-up.
+        parked.load(Ordering::Relaxed) != 0 && parked.swap(0, Ordering::Relaxed) != 0
+    }
+
+    /// Marks the consumer as parked (about to sleep). The caller must then
+    /// re-check with [`Consumer::has_data`] and only sleep if it is still
+    /// empty; the producer's next publish reports that a wake-up is owed.
+    pub fn park(&self) {
+        // Relaxed store, then the SeqCst fence of SYNC POINT `park-dekker`
+        // (reader side): pairs with the fence in `Producer::publish`.
+        self.ring.hdr().reader_parked.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Clears our parked flag.
+    pub fn unpark(&self) {
+        // Relaxed: a stale flag costs the producer one spurious wake-up.
+        self.ring.hdr().reader_parked.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the producer has marked the ring closed.
+    pub fn is_producer_closed(&self) -> bool {
+        // Relaxed: advisory; `try_read` does the ordered check.
+        self.ring.hdr().producer_closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks the ring closed by the consumer (advisory, for the producer).
+    /// Returns whether the producer was parked and must be woken.
+    pub fn close(&mut self) -> bool {
+        // Relaxed: advisory flag.
+        self.ring
+            .hdr()
+            .consumer_closed
+            .store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let parked = &self.ring.hdr().writer_parked;
+        parked.swap(0, Ordering::Relaxed) != 0
+    }
+
+    /// Whether a protocol violation poisoned this half.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+}
+
+/// A record being read. Its space is released when the guard is dropped (or
+/// [`released`](ReadGuard::release) explicitly).
+///
+/// The payload lies in memory the producer can still write if it breaks the
+/// protocol, so the guard never lends it out as `&[u8]` safely: copy it out
+/// with [`copy_to`](ReadGuard::copy_to) / [`to_vec`](ReadGuard::to_vec), or,
+/// if you trust the peer not to write a published record, borrow it with the
+/// `unsafe` [`as_slice_unchecked`](ReadGuard::as_slice_unchecked).
+pub struct ReadGuard<'a> {
+    cons: &'a mut Consumer,
+    rec: Record,
+    released: bool,
+}
+
+impl ReadGuard<'_> {
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.rec.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+
+    /// The record's tag.
+    pub fn tag(&self) -> u16 {
+        self.rec.tag
+    }
+
+    /// Copies the first `dst.len().min(self.len())` payload bytes into `dst`
+    /// and returns how many were copied.
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.rec.len);
+        // SAFETY: payload_off + len lies within the data area (validated in
+        // next_record) and n <= len.
+        unsafe { self.cons.ring.data.copy_out(self.rec.payload_off, &mut dst[..n]) };
+        n
+    }
+
+    /// Copies the payload into a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.rec.len];
+        self.copy_to(&mut v);
+        v
+    }
+
+    /// Raw pointer to the payload; valid for `len()` bytes until the guard
+    /// is released.
+    #[cfg(not(loom))]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.cons.ring.data.ptr(self.rec.payload_off)
+    }
+
+    /// Borrows the payload in place (zero copy).
+    ///
+    /// # Safety
+    /// The caller must trust the peer not to write this record while the
+    /// slice is alive. A well-behaved producer never writes a published
+    /// record; a malicious one could change the bytes under the borrow, which
+    /// Rust's aliasing rules forbid.
+    #[cfg(not(loom))]
+    pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
+        // SAFETY: in bounds as in `copy_to`; immutability is the caller's
+        // contract.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.rec.len) }
+    }
+
+    /// Releases the record now. Returns `true` if the producer is parked
+    /// waiting for space and must be woken by the caller.
+    pub fn release(mut self) -> bool {
+        self.released = true;
+        self.cons.release(self.rec.size)
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            self.cons.release(self.rec.size);
+        }
+    }
+}

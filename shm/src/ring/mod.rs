@@ -1,0 +1,332 @@
+//! A lock-free single-producer/single-consumer ring of variable-length
+//! records, laid out in shared memory and safe against a lying peer.
+//!
+//! Design after rtrb (producer/consumer halves, cached peer cursor) and the
+//! Linux `io_uring`/`virtio` rings (free-running 64-bit cursors masked into a
+//! power-of-two area); record framing after LMAX/Aeron log buffers (a length
+//! word, padding records at the wrap). The memory-ordering argument is in
+//! `docs/design.md`; each Release/Acquire pair is labelled `SYNC POINT`.
+//!
+//! # Unsafe
+//! This module keeps one invariant: `RingShared::hdr` and `RingShared::data`
+//! point into memory that lives as long as the `RingShared` (it holds the
+//! owner), the header is 128-aligned and the data area is `cap` bytes.
+//! Offsets used on the data area are always `pos & mask` of an 8-aligned
+//! position plus a length that was checked to end before `cap`.
+
+mod consumer;
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod data;
+pub(crate) mod layout;
+mod producer;
+
+use std::sync::Arc;
+
+pub use consumer::{Consumer, ReadGuard};
+pub use layout::{
+    max_record_len, segment_size, HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY, RECORD_ALIGN,
+    RECORD_HEADER, RING_MAGIC, RING_VERSION,
+};
+pub use producer::{Producer, WriteGrant};
+
+use crate::error::{Error, Result, Violation};
+use crate::sync::Ordering;
+use data::Data;
+use layout::RingHeader;
+
+/// Memory a ring can live in: a shared [`crate::Segment`] in production, a
+/// [`HeapMemory`] in tests and single-process use.
+///
+/// # Safety
+/// `base()` must be 128-byte aligned and valid for reads and writes of
+/// `len()` bytes, at a fixed address, for as long as the value lives.
+pub unsafe trait RingMemory: Send + Sync + 'static {
+    /// Start of the memory.
+    fn base(&self) -> *mut u8;
+    /// Length of the memory in bytes.
+    fn size(&self) -> usize;
+}
+
+#[cfg(not(loom))]
+// SAFETY: a Segment maps `len` bytes page-aligned (so 128-aligned) and keeps
+// the mapping until it is dropped; the size is sealed, so it cannot shrink.
+unsafe impl RingMemory for crate::Segment {
+    fn base(&self) -> *mut u8 {
+        self.as_ptr()
+    }
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Zeroed, 4096-aligned heap memory for a ring that stays in one process.
+pub struct HeapMemory {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: HeapMemory owns its allocation; all access goes through raw
+// pointers whose use the ring synchronises with atomics.
+unsafe impl Send for HeapMemory {}
+// SAFETY: as above; `&HeapMemory` only exposes the base pointer.
+unsafe impl Sync for HeapMemory {}
+
+impl HeapMemory {
+    /// Allocates `len` zeroed bytes.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] if `len` is zero or cannot be allocated.
+    pub fn new(len: usize) -> Result<Self> {
+        let layout =
+            std::alloc::Layout::from_size_align(len, 4096).map_err(|_| Error::TooLarge {
+                size: len as u64,
+                max: isize::MAX as u64,
+            })?;
+        if len == 0 {
+            return Err(Error::TooLarge { size: 0, max: 0 });
+        }
+        // SAFETY: the layout has a non-zero size (checked above).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw).ok_or(Error::TooLarge {
+            size: len as u64,
+            max: 0,
+        })?;
+        Ok(HeapMemory { ptr, layout })
+    }
+}
+
+impl Drop for HeapMemory {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the allocation is 4096-aligned, `layout.size()` bytes, and lives
+// until drop.
+unsafe impl RingMemory for HeapMemory {
+    fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    fn size(&self) -> usize {
+        self.layout.size()
+    }
+}
+
+/// Checks a requested capacity.
+pub(crate) fn check_capacity(capacity: u64) -> Result<()> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(Error::BadCapacity(capacity));
+    }
+    Ok(())
+}
+
+/// One process's view of a ring: header, data area, geometry. Shared by the
+/// two halves when both live in this process.
+pub(crate) struct RingShared {
+    #[cfg(not(loom))]
+    hdr: std::ptr::NonNull<RingHeader>,
+    #[cfg(loom)]
+    hdr: Box<RingHeader>,
+    pub(crate) data: Data,
+    /// Capacity, read once at attach time and validated; never re-read.
+    pub(crate) cap: u64,
+    pub(crate) mask: u64,
+    /// Keeps the memory alive (unused under loom).
+    #[cfg_attr(loom, allow(dead_code))]
+    _mem: Option<Arc<dyn RingMemory>>,
+}
+
+// SAFETY: the pointers target memory owned by `_mem` (Send + Sync); every
+// concurrent access goes through atomics, and byte ranges are handed between
+// the halves by the cursor protocol.
+unsafe impl Send for RingShared {}
+// SAFETY: as above.
+unsafe impl Sync for RingShared {}
+
+impl RingShared {
+    #[inline]
+    pub(crate) fn hdr(&self) -> &RingHeader {
+        #[cfg(not(loom))]
+        // SAFETY: `hdr` points at the start of memory `_mem` keeps alive,
+        // 128-aligned and at least HEADER_SIZE bytes (checked at attach); all
+        // fields are atomics, so a shared reference tolerates peer writes.
+        return unsafe { self.hdr.as_ref() };
+        #[cfg(loom)]
+        return &self.hdr;
+    }
+
+    /// Writes a fresh header into `mem` (the creating side). Overwrites
+    /// whatever was there.
+    #[cfg(not(loom))]
+    fn initialize(mem: &dyn RingMemory, capacity: u64) -> Result<()> {
+        check_capacity(capacity)?;
+        if (mem.size() as u64) != segment_size(capacity) {
+            return Err(Error::WrongSize {
+                expected: segment_size(capacity),
+                actual: mem.size() as u64,
+            });
+        }
+        if mem.base().align_offset(128) != 0 {
+            return Err(Violation::BadGeometry {
+                what: "memory not 128-byte aligned",
+            }
+            .into());
+        }
+        // SAFETY: aligned and large enough (checked above); atomics only.
+        let hdr = unsafe { &*mem.base().cast::<RingHeader>() };
+        // Relaxed: the header reaches the peer only after the segment's fd
+        // crosses the socket, which orders it (and nothing reads it before).
+        hdr.tail.store(0, Ordering::Relaxed);
+        hdr.head.store(0, Ordering::Relaxed);
+        hdr.producer_closed.store(0, Ordering::Relaxed);
+        hdr.consumer_closed.store(0, Ordering::Relaxed);
+        hdr.reader_parked.store(0, Ordering::Relaxed);
+        hdr.writer_parked.store(0, Ordering::Relaxed);
+        hdr.capacity.store(capacity, Ordering::Relaxed);
+        hdr.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
+        hdr.version.store(RING_VERSION, Ordering::Relaxed);
+        hdr.magic.store(RING_MAGIC, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Validates the header in `mem` and builds a view of it.
+    #[cfg(not(loom))]
+    fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
+        let size = mem.size() as u64;
+        let base = mem.base();
+        if size < HEADER_SIZE as u64 + MIN_CAPACITY || base.align_offset(128) != 0 {
+            return Err(Violation::BadGeometry {
+                what: "segment too small or misaligned for a ring",
+            }
+            .into());
+        }
+        // SAFETY: aligned and at least HEADER_SIZE bytes (checked above);
+        // atomics only, so peer writes are tolerated.
+        let hdr = unsafe { &*base.cast::<RingHeader>() };
+        // Relaxed: configuration words, ordered by the fd transfer; each is
+        // loaded exactly once and validated.
+        let magic = hdr.magic.load(Ordering::Relaxed);
+        let version = hdr.version.load(Ordering::Relaxed);
+        let header_size = hdr.header_size.load(Ordering::Relaxed);
+        let cap = hdr.capacity.load(Ordering::Relaxed);
+        if magic != RING_MAGIC {
+            return Err(Violation::BadMagic {
+                found: magic,
+                expected: RING_MAGIC,
+            }
+            .into());
+        }
+        if version != RING_VERSION {
+            return Err(Violation::BadVersion {
+                found: version,
+                expected: RING_VERSION,
+            }
+            .into());
+        }
+        if header_size as usize != HEADER_SIZE {
+            return Err(Violation::BadGeometry {
+                what: "header size field",
+            }
+            .into());
+        }
+        if check_capacity(cap).is_err() {
+            return Err(Violation::BadGeometry {
+                what: "capacity not a power of two in range",
+            }
+            .into());
+        }
+        if segment_size(cap) != size {
+            return Err(Violation::BadGeometry {
+                what: "capacity disagrees with segment size",
+            }
+            .into());
+        }
+        // SAFETY: HEADER_SIZE + cap == size (checked), so the data area is
+        // in bounds; HEADER_SIZE is a multiple of 128, so it stays aligned.
+        let data = unsafe { Data::new(base.add(HEADER_SIZE)) };
+        Ok(RingShared {
+            hdr: std::ptr::NonNull::from(hdr),
+            data,
+            cap,
+            mask: cap - 1,
+            _mem: Some(mem),
+        })
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new_loom(capacity: u64) -> Self {
+        RingShared {
+            hdr: Box::new(RingHeader::new_loom(capacity)),
+            data: Data::new_loom(capacity as usize),
+            cap: capacity,
+            mask: capacity - 1,
+            _mem: None,
+        }
+    }
+
+    /// Validates a cursor value read from the peer: aligned.
+    #[inline]
+    pub(crate) fn check_aligned(value: u64) -> Result<(), Violation> {
+        if value % RECORD_ALIGN != 0 {
+            return Err(Violation::Misaligned { value });
+        }
+        Ok(())
+    }
+}
+
+/// Writes a fresh ring header of `capacity` bytes into `mem`.
+///
+/// The memory must be exactly [`segment_size`]`(capacity)` bytes.
+///
+/// # Errors
+/// [`Error::BadCapacity`] or [`Error::WrongSize`].
+#[cfg(not(loom))]
+pub fn initialize(mem: &dyn RingMemory, capacity: u64) -> Result<()> {
+    RingShared::initialize(mem, capacity)
+}
+
+/// Creates a ring of `capacity` bytes in process-local heap memory and
+/// returns both halves.
+///
+/// # Errors
+/// [`Error::BadCapacity`] if `capacity` is not a power of two in
+/// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+#[cfg(not(loom))]
+pub fn heap_ring(capacity: u64) -> Result<(Producer, Consumer)> {
+    check_capacity(capacity)?;
+    let mem = HeapMemory::new(segment_size(capacity) as usize)?;
+    initialize(&mem, capacity)?;
+    let mem: Arc<dyn RingMemory> = Arc::new(mem);
+    Ok((Producer::attach(mem.clone())?, Consumer::attach(mem)?))
+}
+
+/// Creates a sealed memfd [`crate::Segment`] holding a fresh ring of
+/// `capacity` bytes.
+///
+/// # Errors
+/// [`Error::BadCapacity`], or [`Error::Io`] if the memfd cannot be made.
+#[cfg(not(loom))]
+pub fn create_segment(
+    name: &std::ffi::CStr,
+    capacity: u64,
+    opts: crate::SegmentOptions,
+) -> Result<crate::Segment> {
+    check_capacity(capacity)?;
+    let seg = crate::Segment::create(name, segment_size(capacity), opts)?;
+    initialize(&seg, capacity)?;
+    Ok(seg)
+}
+
+#[cfg(loom)]
+/// Both halves over one loom-modelled ring.
+pub fn loom_ring(capacity: u64) -> (Producer, Consumer) {
+    let shared = Arc::new(RingShared::new_loom(capacity));
+    (
+        Producer::from_shared(shared.clone(), 0, 0),
+        Consumer::from_shared(shared, 0),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,399 @@
+//! The producing half of the ring.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::layout::{max_record_len, pack, record_size, FLAG_PAD, RECORD_HEADER};
+use super::{RingMemory, RingShared};
+use crate::error::{Error, Result, Violation};
+use crate::sync::{fence, Ordering};
+
+/// The writing half of a ring. `Send` but not `Sync`: exactly one thread
+/// produces at a time.
+pub struct Producer {
+    ring: Arc<RingShared>,
+    /// Next byte to write, including staged (unpublished) records.
+    write_pos: u64,
+    /// Last value stored to the shared `tail`.
+    published: u64,
+    /// Last validated value of the consumer's `head`; possibly stale.
+    cached_head: u64,
+    poisoned: bool,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.cap)
+            .field("write_pos", &self.write_pos)
+            .field("published", &self.published)
+            .field("cached_head", &self.cached_head)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Attaches the producing half to a ring in `mem`, validating the header
+    /// (magic, version, geometry, cursors).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the header is invalid.
+    #[cfg(not(loom))]
+    pub fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
+        let ring = Arc::new(RingShared::attach(mem)?);
+        let hdr = ring.hdr();
+        // Acquire: pairs with nothing yet at attach time, but costs nothing
+        // and keeps every load of the peer's cursor Acquire.
+        let head = hdr.head.load(Ordering::Acquire);
+        // Relaxed: our own cursor; at attach time only the creator wrote it.
+        let tail = hdr.tail.load(Ordering::Relaxed);
+        RingShared::check_aligned(head)?;
+        RingShared::check_aligned(tail)?;
+        if head > tail || tail - head > ring.cap {
+            return Err(Violation::HeadBeyondTail { head, tail }.into());
+        }
+        Ok(Self::from_shared(ring, tail, head))
+    }
+
+    pub(crate) fn from_shared(ring: Arc<RingShared>, tail: u64, head: u64) -> Self {
+        Producer {
+            ring,
+            write_pos: tail,
+            published: tail,
+            cached_head: head,
+            poisoned: false,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ring.cap
+    }
+
+    /// Largest payload one record can carry (half the capacity minus the
+    /// record header).
+    pub fn max_record_len(&self) -> usize {
+        max_record_len(self.ring.cap) as usize
+    }
+
+    /// Bytes the producer has written (published or staged) since creation.
+    pub fn position(&self) -> u64 {
+        self.write_pos
+    }
+
+    /// Loads and validates the consumer cursor.
+    fn refresh_head(&mut self) -> Result<u64> {
+        // SYNC POINT `space-released`: Acquire pairs with the consumer's
+        // Release store of `head` in `Consumer::release`; the consumer's
+        // reads of the released records happen before we overwrite them.
+        let head = self.ring.hdr().head.load(Ordering::Acquire);
+        let check = || -> Result<(), Violation> {
+            RingShared::check_aligned(head)?;
+            if head < self.cached_head {
+                return Err(Violation::HeadBackwards {
+                    prev: self.cached_head,
+                    now: head,
+                });
+            }
+            if head > self.published {
+                return Err(Violation::HeadBeyondTail {
+                    head,
+                    tail: self.published,
+                });
+            }
+            Ok(())
+        };
+        if let Err(v) = check() {
+            self.poisoned = true;
+            return Err(v.into());
+        }
+        self.cached_head = head;
+        Ok(head)
+    }
+
+    /// Reserves a record of `len` payload bytes, tagged `tag`.
+    ///
+    /// Returns `Ok(None)` when the ring lacks space right now. The tag is
+    /// carried to the consumer untouched (the transport uses it to tell
+    /// inline messages from announcements).
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if `len` exceeds [`Producer::max_record_len`];
+    /// [`Error::Protocol`] if the consumer's cursor is invalid (the ring is
+    /// then poisoned); [`Error::Poisoned`] after that.
+    pub fn try_reserve_tagged(&mut self, len: usize, tag: u16) -> Result<Option<WriteGrant<'_>>> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let max = self.max_record_len();
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        let cap = self.ring.cap;
+        let rec = record_size(len as u64);
+        let off = self.write_pos & self.ring.mask;
+        let to_end = cap - off;
+        let (pad, rec_start) = if rec <= to_end {
+            (0, self.write_pos)
+        } else {
+            (to_end, self.write_pos + to_end)
+        };
+        let end = rec_start + rec;
+        if end - self.cached_head > cap && end - self.refresh_head()? > cap {
+            return Ok(None);
+        }
+        if pad != 0 {
+            // The padding record fills the data area to its end; it is
+            // published together with the record that follows it.
+            self.ring
+                .data
+                .store_word(off as usize, pack((pad - RECORD_HEADER) as u32, FLAG_PAD));
+            self.write_pos = rec_start;
+        }
+        let payload_off = ((rec_start & self.ring.mask) + RECORD_HEADER) as usize;
+        Ok(Some(WriteGrant {
+            #[cfg(loom)]
+            staging: vec![0; len],
+            prod: self,
+            payload_off,
+            len,
+            tag,
+        }))
+    }
+
+    /// Reserves a record of `len` bytes with tag 0. See
+    /// [`Producer::try_reserve_tagged`].
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve_tagged`].
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<Option<WriteGrant<'_>>> {
+        self.try_reserve_tagged(len, 0)
+    }
+
+    /// Copies `data` into a new record and publishes it. Returns `Ok(false)`
+    /// when the ring is full.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve_tagged`].
+    pub fn try_push(&mut self, data: &[u8]) -> Result<bool> {
+        match self.try_reserve(data.len())? {
+            Some(mut g) => {
+                g.fill_from(data);
+                g.commit();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Publishes every staged record with one cursor store. Returns `true`
+    /// if the consumer has parked and must be woken (see
+    /// [`Producer::park`]).
+    pub fn publish(&mut self) -> bool {
+        if self.write_pos != self.published {
+            // SYNC POINT `record-published`: Release makes the record headers
+            // and payloads written before it visible; pairs with the Acquire
+            // load of `tail` in `Consumer::refresh_tail`.
+            self.ring
+                .hdr()
+                .tail
+                .store(self.write_pos, Ordering::Release);
+            self.published = self.write_pos;
+        }
+        self.reader_parked()
+    }
+
+    /// Whether the consumer is parked, clearing its flag if so: the caller
+    /// then owes it exactly one wake-up.
+    fn reader_parked(&self) -> bool {
+        // SYNC POINT `park-dekker`: SeqCst fence between our store of `tail`
+        // and our load of `reader_parked`; pairs with the fence in
+        // `Consumer::park` between its store of `reader_parked` and its load
+        // of `tail`. At least one side sees the other's store: no lost wake-up.
+        fence(Ordering::SeqCst);
+        let parked = &self.ring.hdr().reader_parked;
+        // Relaxed load first keeps the common case (not parked) read-only on
+        // the line; swap (Relaxed: the fence above already ordered it) makes
+        // exactly one party claim the wake-up.
+        parked.load(Ordering::Relaxed) != 0 && parked.swap(0, Ordering::Relaxed) != 0
+    }
+
+    /// Marks the producer as waiting for space. The caller must re-check for
+    /// space (`try_reserve`) after this and only sleep if there is none; the
+    /// consumer's [`Consumer::release`](super::Consumer) then reports that a
+    /// wake-up is owed.
+    pub fn park(&self) {
+        let hdr = self.ring.hdr();
+        // Relaxed store: ordered against the following re-check of `head` by
+        // the SeqCst fence (SYNC POINT `park-dekker`, writer side).
+        hdr.writer_parked.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Clears our parked flag (after waking or giving up).
+    pub fn unpark(&self) {
+        // Relaxed: a stale flag only costs the consumer one spurious wake-up.
+        self.ring.hdr().writer_parked.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks the ring closed by the producer after publishing everything
+    /// staged. The consumer drains what was published, then gets
+    /// [`Error::Closed`]. Returns whether the consumer must be woken.
+    pub fn close(&mut self) -> bool {
+        let wake = self.publish();
+        // SYNC POINT `producer-closed`: Release orders the final `tail` store
+        // before the flag; pairs with the Acquire load in `Consumer::try_read`.
+        self.ring
+            .hdr()
+            .producer_closed
+            .store(1, Ordering::Release);
+        wake || self.reader_parked()
+    }
+
+    /// Whether the consumer has closed its end.
+    pub fn is_consumer_closed(&self) -> bool {
+        // Relaxed: advisory flag; nothing is read on the strength of it.
+        self.ring.hdr().consumer_closed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether a protocol violation poisoned this half.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Bytes free for writing according to the last validated consumer
+    /// cursor (refreshing it first).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the consumer cursor is invalid.
+    pub fn free_space(&mut self) -> Result<u64> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let head = self.refresh_head()?;
+        Ok(self.ring.cap - (self.write_pos - head))
+    }
+}
+
+/// A reserved, writable record. Write the payload through `DerefMut`, then
+/// [`commit`](WriteGrant::commit). Dropping the grant without committing
+/// publishes nothing.
+///
+/// The slice lies in shared memory. A well-behaved consumer never touches it
+/// before it is committed; a malicious one could scribble on it, which can
+/// only corrupt the message it is about to receive. Do not read back from the
+/// grant and trust what you read (see `docs/design.md`).
+pub struct WriteGrant<'a> {
+    prod: &'a mut Producer,
+    payload_off: usize,
+    len: usize,
+    tag: u16,
+    #[cfg(loom)]
+    staging: Vec<u8>,
+}
+
+impl WriteGrant<'_> {
+    /// Length of the reserved payload.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the reserved payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Raw pointer to the payload, for writers that fill it from C or with
+    /// their own copy routines. Valid for `len()` bytes until commit or drop.
+    #[cfg(not(loom))]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.prod.ring.data.ptr(self.payload_off)
+    }
+
+    /// Copies `src` (at most `len()` bytes of it) to the start of the
+    /// payload, without forming a reference to shared memory.
+    pub fn fill_from(&mut self, src: &[u8]) {
+        let n = src.len().min(self.len);
+        #[cfg(not(loom))]
+        // SAFETY: payload_off + n lies within the reserved range, which the
+        // producer owns until commit.
+        unsafe {
+            self.prod.ring.data.copy_in(self.payload_off, &src[..n])
+        };
+        #[cfg(loom)]
+        self.staging[..n].copy_from_slice(&src[..n]);
+    }
+
+    /// Shrinks the record to its first `len` bytes before committing (for
+    /// writers that reserve an upper bound). Larger values are ignored.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            #[cfg(loom)]
+            self.staging.truncate(len);
+        }
+    }
+
+    fn stage(&mut self) {
+        let ring = &self.prod.ring;
+        #[cfg(loom)]
+        // SAFETY: the payload range was reserved in try_reserve and lies
+        // within the data area; the producer owns it until publication.
+        unsafe {
+            ring.data.copy_in(self.payload_off, &self.staging)
+        };
+        let hdr_off = self.payload_off - RECORD_HEADER as usize;
+        ring.data
+            .store_word(hdr_off, pack(self.len as u32, u32::from(self.tag)));
+        // `write_pos` sits at this record's header (any padding before it
+        // was accounted for in try_reserve).
+        self.prod.write_pos += record_size(self.len as u64);
+    }
+
+    /// Publishes the record. Returns `true` if the consumer has parked and
+    /// must be woken by the caller (the transport sends the wake-up).
+    pub fn commit(mut self) -> bool {
+        self.stage();
+        self.prod.publish()
+    }
+
+    /// Writes the record without publishing it; a later
+    /// [`Producer::publish`] (or a committed grant) publishes every staged
+    /// record with one cursor store.
+    pub fn commit_deferred(mut self) {
+        self.stage();
+    }
+}
+
+impl std::ops::Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        #[cfg(not(loom))]
+        // SAFETY: payload_off + len lies within the data area (checked in
+        // try_reserve) and the producer owns the range until commit; see the
+        // type's docs for the malicious-consumer caveat.
+        return unsafe {
+            std::slice::from_raw_parts(self.prod.ring.data.ptr(self.payload_off), self.len)
+        };
+        #[cfg(loom)]
+        return &self.staging;
+    }
+}
+
+impl std::ops::DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        #[cfg(not(loom))]
+        // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive
+        // within this process.
+        return unsafe {
+            std::slice::from_raw_parts_mut(self.prod.ring.data.ptr(self.payload_off), self.len)
+        };
+        #[cfg(loom)]
+        return &mut self.staging;
+    }
+}

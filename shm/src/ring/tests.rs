@@ -1,0 +1,404 @@
+//! Unit tests of the ring: layout, wrap-around, edges, and a peer that
+//! writes garbage into every field it can reach.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::layout::{pack, record_size, unpack, FLAG_PAD};
+use super::*;
+use crate::error::{Error, Violation};
+
+fn ring_with_mem(cap: u64) -> (Producer, Consumer, Arc<HeapMemory>) {
+    let mem = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+    initialize(&*mem, cap).unwrap();
+    let p = Producer::attach(mem.clone()).unwrap();
+    let c = Consumer::attach(mem.clone()).unwrap();
+    (p, c, mem)
+}
+
+/// Writes a word of the segment as a hostile peer would.
+fn poke(mem: &HeapMemory, off: usize, val: u64) {
+    // SAFETY: test helper; `off` is 8-aligned and inside the allocation.
+    unsafe { AtomicU64::from_ptr(mem.base().add(off).cast()) }.store(val, Ordering::SeqCst);
+}
+
+fn peek(mem: &HeapMemory, off: usize) -> u64 {
+    // SAFETY: as in `poke`.
+    unsafe { AtomicU64::from_ptr(mem.base().add(off).cast()) }.load(Ordering::SeqCst)
+}
+
+fn pattern(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8)
+        .collect()
+}
+
+#[test]
+fn layout_helpers() {
+    assert_eq!(record_size(0), 8);
+    assert_eq!(record_size(1), 16);
+    assert_eq!(record_size(8), 16);
+    assert_eq!(record_size(9), 24);
+    assert_eq!(unpack(pack(123, FLAG_PAD | 7)), (123, FLAG_PAD | 7));
+    assert_eq!(max_record_len(4096), 2040);
+    assert_eq!(segment_size(4096), 5120);
+}
+
+#[test]
+fn rejects_bad_capacity() {
+    for cap in [0, 1, 32, 100, 4095, MAX_CAPACITY * 2] {
+        assert!(matches!(heap_ring(cap), Err(Error::BadCapacity(_))), "{cap}");
+    }
+}
+
+#[test]
+fn empty_then_one_record() {
+    let (mut p, mut c) = heap_ring(4096).unwrap();
+    assert!(c.try_read().unwrap().is_none());
+    assert!(p.try_push(b"abc").unwrap());
+    let g = c.try_read().unwrap().unwrap();
+    assert_eq!(g.to_vec(), b"abc");
+    assert_eq!(g.tag(), 0);
+    drop(g);
+    assert!(c.try_read().unwrap().is_none());
+}
+
+#[test]
+fn zero_length_records() {
+    let (mut p, mut c) = heap_ring(64).unwrap();
+    // 8 zero-length records fill a 64-byte ring exactly.
+    for _ in 0..8 {
+        assert!(p.try_push(&[]).unwrap());
+    }
+    assert!(!p.try_push(&[]).unwrap());
+    for _ in 0..8 {
+        let g = c.try_read().unwrap().unwrap();
+        assert!(g.is_empty());
+    }
+    assert!(c.try_read().unwrap().is_none());
+}
+
+#[test]
+fn max_size_records_and_too_large() {
+    let cap = 4096;
+    let (mut p, mut c) = heap_ring(cap).unwrap();
+    let max = p.max_record_len();
+    assert!(matches!(
+        p.try_reserve(max + 1),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    // Aligned at 0, two max records fill the ring exactly.
+    assert!(p.try_push(&pattern(0, max)).unwrap());
+    assert!(p.try_push(&pattern(1, max)).unwrap());
+    assert!(!p.try_push(&[]).unwrap(), "ring is full");
+    for i in 0..2 {
+        assert_eq!(c.try_read().unwrap().unwrap().to_vec(), pattern(i, max));
+    }
+    for seq in 0..100 {
+        // Whatever the wrap point, a max record fits an empty ring.
+        let data = pattern(seq, max);
+        assert!(p.try_push(&data).unwrap(), "seq {seq}");
+        assert_eq!(c.try_read().unwrap().unwrap().to_vec(), data);
+        // Shift the wrap point by an odd number of records.
+        assert!(p.try_push(&pattern(seq, (seq as usize * 8) % 200)).unwrap());
+        assert!(c.try_read().unwrap().is_some());
+    }
+}
+
+#[test]
+fn wrap_around_at_every_offset() {
+    let cap = 256u64;
+    for start in (0..cap).step_by(8) {
+        for len in 0..=max_record_len(cap) as usize {
+            let (mut p, mut c) = heap_ring(cap).unwrap();
+            // Move both cursors to `start` with one record of the right size
+            // (or none).
+            while p.position() < start {
+                assert!(p.try_push(&[]).unwrap());
+                drop(c.try_read().unwrap().unwrap());
+            }
+            assert_eq!(p.position(), start);
+            for seq in 0..3 {
+                let data = pattern(seq, len);
+                assert!(p.try_push(&data).unwrap(), "start {start} len {len}");
+                let g = c.try_read().unwrap().unwrap();
+                assert_eq!(g.to_vec(), data, "start {start} len {len}");
+            }
+        }
+    }
+}
+
+#[test]
+fn full_and_empty_edges() {
+    let (mut p, mut c) = heap_ring(128).unwrap();
+    // Records of 24 bytes (16 payload): 5 fit in 128 (120 bytes), a sixth
+    // needs 144.
+    for i in 0..5 {
+        assert!(p.try_push(&pattern(i, 16)).unwrap());
+    }
+    assert!(!p.try_push(&pattern(9, 16)).unwrap());
+    // A zero-length record (8 bytes) still fits exactly.
+    assert!(p.try_push(&[]).unwrap());
+    assert_eq!(p.free_space().unwrap(), 0);
+    assert!(!p.try_push(&[]).unwrap());
+    // Free one, then exactly that much is writable again.
+    drop(c.try_read().unwrap().unwrap());
+    assert_eq!(p.free_space().unwrap(), 24);
+    assert!(p.try_push(&pattern(5, 16)).unwrap());
+    for i in 1..5 {
+        assert_eq!(c.try_read().unwrap().unwrap().to_vec(), pattern(i, 16));
+    }
+    assert!(c.try_read().unwrap().unwrap().is_empty());
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), pattern(5, 16));
+    assert!(c.try_read().unwrap().is_none());
+}
+
+#[test]
+fn uncommitted_grant_publishes_nothing() {
+    let (mut p, mut c) = heap_ring(256).unwrap();
+    {
+        let mut g = p.try_reserve(10).unwrap().unwrap();
+        g.fill_from(b"0123456789");
+    }
+    assert!(c.try_read().unwrap().is_none());
+    assert!(p.try_push(b"x").unwrap());
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"x");
+}
+
+#[test]
+fn deferred_commits_publish_together() {
+    let (mut p, mut c) = heap_ring(4096).unwrap();
+    for i in 0..10u64 {
+        let mut g = p.try_reserve_tagged(8, i as u16).unwrap().unwrap();
+        g.fill_from(&i.to_le_bytes());
+        g.commit_deferred();
+    }
+    assert!(c.try_read().unwrap().is_none(), "nothing published yet");
+    p.publish();
+    for i in 0..10u64 {
+        let g = c.try_read().unwrap().unwrap();
+        assert_eq!(g.tag(), i as u16);
+        assert_eq!(g.to_vec(), i.to_le_bytes());
+    }
+}
+
+#[test]
+fn truncate_shrinks_record() {
+    let (mut p, mut c) = heap_ring(256).unwrap();
+    let mut g = p.try_reserve(100).unwrap().unwrap();
+    g.fill_from(b"hello world");
+    g.truncate(5);
+    g.commit();
+    assert!(p.try_push(b"next").unwrap());
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"hello");
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"next");
+}
+
+#[test]
+fn close_drains_then_reports_closed() {
+    let (mut p, mut c) = heap_ring(256).unwrap();
+    p.try_push(b"a").unwrap();
+    p.close();
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"a");
+    assert!(matches!(c.try_read(), Err(Error::Closed)));
+}
+
+#[test]
+fn parking_reports_wakeups_once() {
+    let (mut p, mut c) = heap_ring(64).unwrap();
+    c.park();
+    assert!(!c.has_data().unwrap());
+    assert!(p.try_push(b"x").unwrap() && true);
+    // try_push discards the flag; do it again explicitly.
+    c.park();
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"y");
+    assert!(g.commit(), "reader parked: wake-up owed");
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"z");
+    assert!(!g.commit(), "flag consumed by the first commit");
+    // Writer side.
+    while p.try_push(&[0; 8]).unwrap() {}
+    p.park();
+    let g = c.try_read().unwrap().unwrap();
+    assert!(g.release(), "writer parked: wake-up owed");
+    let g = c.try_read().unwrap().unwrap();
+    assert!(!g.release());
+}
+
+// ---- a lying peer -------------------------------------------------------
+
+const TAIL: usize = 128;
+const HEAD: usize = 256;
+
+fn expect_violation(r: Result<bool, Error>) -> Violation {
+    match r {
+        Err(Error::Protocol(v)) => v,
+        other => panic!("expected a protocol violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn attach_rejects_bad_header_fields() {
+    let cap = 4096u64;
+    let cases: [(usize, u64, &str); 5] = [
+        (0, 0xdead_beef, "magic"),
+        (8, pack(2, HEADER_SIZE as u32), "version"),
+        (8, pack(RING_VERSION, 512), "header size"),
+        (16, 4095, "capacity not pow2"),
+        (16, 8192, "capacity vs size"),
+    ];
+    for (off, val, what) in cases {
+        let mem = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+        initialize(&*mem, cap).unwrap();
+        poke(&mem, off, val);
+        assert!(
+            matches!(Consumer::attach(mem.clone()), Err(Error::Protocol(_))),
+            "{what}"
+        );
+        assert!(
+            matches!(Producer::attach(mem), Err(Error::Protocol(_))),
+            "{what}"
+        );
+    }
+    // Cursors already inconsistent at attach time.
+    for (head, tail) in [(8, 0), (0, 3), (0, cap + 8)] {
+        let mem = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+        initialize(&*mem, cap).unwrap();
+        poke(&mem, HEAD, head);
+        poke(&mem, TAIL, tail);
+        assert!(Consumer::attach(mem.clone()).is_err(), "{head} {tail}");
+        assert!(Producer::attach(mem).is_err(), "{head} {tail}");
+    }
+}
+
+#[test]
+fn consumer_rejects_bad_tail() {
+    let cap = 256u64;
+    for (bad, what) in [
+        (cap + 8, "beyond capacity"),
+        (u64::MAX - 7, "huge"),
+        (13, "misaligned"),
+    ] {
+        let (_p, mut c, mem) = ring_with_mem(cap);
+        poke(&mem, TAIL, bad);
+        let v = expect_violation(c.has_data());
+        assert!(
+            matches!(
+                v,
+                Violation::TailBeyondCapacity { .. } | Violation::Misaligned { .. }
+            ),
+            "{what}: {v:?}"
+        );
+        assert!(matches!(c.try_read(), Err(Error::Poisoned)));
+    }
+    // Backwards.
+    let (mut p, mut c, mem) = ring_with_mem(cap);
+    p.try_push(b"abc").unwrap();
+    drop(c.try_read().unwrap().unwrap());
+    poke(&mem, TAIL, 0);
+    assert!(matches!(
+        expect_violation(c.has_data()),
+        Violation::TailBackwards { .. }
+    ));
+}
+
+#[test]
+fn producer_rejects_bad_head() {
+    let cap = 256u64;
+    for bad in [8u64, 3, u64::MAX - 7] {
+        let (mut p, _c, mem) = ring_with_mem(cap);
+        while p.try_push(&[1; 40]).unwrap() {}
+        let tail = p.position();
+        // beyond tail, misaligned, huge
+        poke(&mem, HEAD, if bad == 8 { tail + 8 } else { bad });
+        let r = p.try_reserve(40).map(|g| g.is_some());
+        assert!(matches!(r, Err(Error::Protocol(_))), "{bad}: {r:?}");
+        assert!(p.is_poisoned());
+    }
+    // Backwards.
+    let (mut p, mut c, mem) = ring_with_mem(cap);
+    while p.try_push(&[1; 40]).unwrap() {}
+    drop(c.try_read().unwrap().unwrap());
+    assert!(p.try_push(&[1; 40]).unwrap());
+    poke(&mem, HEAD, 0);
+    while let Ok(true) = p.try_push(&[1; 40]) {}
+    let r = p.try_push(&[1; 40]);
+    assert!(matches!(r, Err(Error::Protocol(Violation::HeadBackwards { .. })) | Err(Error::Poisoned)), "{r:?}");
+}
+
+#[test]
+fn consumer_rejects_bad_record_headers() {
+    let cap = 256u64;
+    let data_off = HEADER_SIZE;
+    let cases: [(u64, u64, &str); 7] = [
+        (pack(200, 0), 24, "length exceeds record limit"),
+        (pack(100, 0), 24, "extends past tail"),
+        (pack(0, 1 << 20), 24, "reserved flags"),
+        (pack(16, FLAG_PAD), 24, "pad not to end"),
+        (pack(248, FLAG_PAD), 256, "pad not followed by record"),
+        (pack(248, FLAG_PAD | 1), 256, "pad with flags"),
+        (pack(u32::MAX, 0), 24, "huge length"),
+    ];
+    for (word, tail, what) in cases {
+        let (_p, mut c, mem) = ring_with_mem(cap);
+        poke(&mem, data_off, word);
+        poke(&mem, TAIL, tail);
+        let r = c.try_read().map(|g| g.is_some());
+        assert!(
+            matches!(r, Err(Error::Protocol(Violation::BadRecord { .. }))),
+            "{what}: {r:?}"
+        );
+    }
+    // A record that crosses the end of the data area.
+    let (mut p, mut c, mem) = ring_with_mem(cap);
+    for _ in 0..2 {
+        p.try_push(&[0; 96]).unwrap();
+        drop(c.try_read().unwrap().unwrap());
+    } // head = tail = 208
+    poke(&mem, data_off + 208, pack(64, 0));
+    poke(&mem, TAIL, 208 + 72);
+    let r = c.try_read().map(|g| g.is_some());
+    assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+}
+
+#[test]
+fn random_scribbling_never_panics() {
+    // A peer that writes random words over the header's cursors and the
+    // data area while we keep producing and consuming: every call returns,
+    // and nothing is delivered that was not either sent or reported.
+    let cap = 1024u64;
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _round in 0..200 {
+        let (mut p, mut c, mem) = ring_with_mem(cap);
+        for step in 0..200 {
+            match rnd() % 4 {
+                0 => {
+                    let off = [TAIL, HEAD, HEADER_SIZE + (rnd() % cap) as usize & !7][(rnd() % 3) as usize];
+                    let val = if rnd() % 2 == 0 { rnd() } else { rnd() % (2 * cap) };
+                    poke(&mem, off, val);
+                }
+                1 => {
+                    let _ = p.try_push(&pattern(step, (rnd() % 300) as usize));
+                }
+                _ => {
+                    if let Ok(Some(g)) = c.try_read() {
+                        assert!(g.len() <= c_max(cap));
+                        let _ = g.to_vec();
+                    }
+                }
+            }
+        }
+        let _ = peek(&mem, TAIL);
+    }
+}
+
+fn c_max(cap: u64) -> usize {
+    max_record_len(cap) as usize
+}

@@ -1,0 +1,394 @@
+//! Sealed memfd segments: create, seal, map; attach to a received fd after
+//! checking that it is a memfd with the seals and the size agreed on.
+//!
+//! A mapping of a file that can shrink is a SIGBUS waiting to happen: the peer
+//! truncates, we touch a page past the new end and die. So nothing is mapped
+//! here unless `F_SEAL_SHRINK` is already set on the fd, and `F_SEAL_SEAL`
+//! guarantees no seal can be removed (seals can never be removed anyway) or
+//! added later by the peer to break our assumptions.
+//!
+//! This module contains no `unsafe`: memmap2's [`MmapRaw`] maps without
+//! handing out references, and nix wraps the fd calls.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::sys::stat::{fstat, SFlag};
+
+use crate::error::{Error, Result};
+
+/// Seals every shmsock segment carries: the size can never change, and no
+/// seal can be added or removed.
+pub const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_SEAL);
+
+/// Seals of a frozen (immutable) segment: [`REQUIRED_SEALS`] plus `F_SEAL_WRITE`.
+pub const FROZEN_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_WRITE);
+
+/// Options for creating a segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentOptions {
+    /// Back the segment with huge pages (`MFD_HUGETLB`). The size must then be
+    /// a multiple of the huge page size, and the kernel must have huge pages
+    /// reserved (`/proc/sys/vm/nr_hugepages`); creation fails otherwise.
+    pub huge_pages: bool,
+    /// Pre-fault the pages of the mapping (`MAP_POPULATE`).
+    pub populate: bool,
+}
+
+/// A shared, read-write memory segment backed by a sealed memfd.
+///
+/// The mapping lives as long as the value; dropping it unmaps and closes the
+/// fd. Only raw pointers to the memory are handed out: the peer can write any
+/// byte at any time, so no Rust reference may be formed over it.
+#[derive(Debug)]
+pub struct Segment {
+    map: MmapRaw,
+    fd: OwnedFd,
+    len: usize,
+}
+
+fn check_len(len: u64) -> Result<usize> {
+    // `off_t` is i64: anything above i64::MAX cannot be a file size.
+    if len == 0 || len > i64::MAX as u64 {
+        return Err(Error::TooLarge {
+            size: len,
+            max: i64::MAX as u64,
+        });
+    }
+    usize::try_from(len).map_err(|_| Error::TooLarge {
+        size: len,
+        max: usize::MAX as u64,
+    })
+}
+
+fn new_memfd(name: &CStr, huge_pages: bool) -> Result<OwnedFd> {
+    let mut flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+    if huge_pages {
+        flags |= MemFdCreateFlag::MFD_HUGETLB;
+    }
+    memfd_create(name, flags).map_err(|e| Error::io("memfd_create", e))
+}
+
+fn add_seals(fd: BorrowedFd<'_>, seals: SealFlag) -> Result<()> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
+        .map(drop)
+        .map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))
+}
+
+/// Reads the seals of `fd`. A file that does not support sealing (pipe,
+/// socket, disk file, memfd without `MFD_ALLOW_SEALING` reports only
+/// `F_SEAL_SEAL`) gives [`Error::NotMemfd`].
+pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
+    let bits =
+        fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| Error::NotMemfd(e.into()))?;
+    Ok(SealFlag::from_bits_retain(bits))
+}
+
+/// Checks that `fd` is a regular shared-memory file with at least `need`
+/// seals and exactly `expected` bytes, which must not exceed `max`.
+fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Result<usize> {
+    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Error::NotMemfd(std::io::Error::other(
+            "fd is not a regular file (pipe, socket or device)",
+        )));
+    }
+    let seals = seals_of(fd)?;
+    if !seals.contains(need) {
+        return Err(Error::MissingSeals {
+            have: seals.bits() as u32,
+            need: need.bits() as u32,
+        });
+    }
+    // st_size is i64; a negative size cannot happen for a memfd, treat it as
+    // a wrong size rather than wrapping.
+    let actual = u64::try_from(st.st_size).unwrap_or(u64::MAX);
+    if expected > max {
+        return Err(Error::TooLarge {
+            size: expected,
+            max,
+        });
+    }
+    if actual != expected {
+        return Err(Error::WrongSize { expected, actual });
+    }
+    check_len(actual)
+}
+
+impl Segment {
+    /// Creates a memfd of `len` bytes named `name` (the name shows in
+    /// `/proc/<pid>/fd`), seals its size and maps it read-write.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved),
+    /// [`Error::TooLarge`] for a zero or absurd length.
+    pub fn create(name: &CStr, len: u64, opts: SegmentOptions) -> Result<Self> {
+        let len = check_len(len)?;
+        let fd = new_memfd(name, opts.huge_pages)?;
+        nix::unistd::ftruncate(&fd, len as i64).map_err(|e| Error::io("ftruncate", e))?;
+        add_seals(fd.as_fd(), REQUIRED_SEALS)?;
+        Self::map(fd, len, opts.populate)
+    }
+
+    /// Maps a segment received from a peer, after checking that it is a
+    /// memfd carrying [`REQUIRED_SEALS`] whose size is exactly `expected` and
+    /// at most `max` bytes. On any error `fd` is closed.
+    ///
+    /// # Errors
+    /// [`Error::NotMemfd`], [`Error::MissingSeals`], [`Error::WrongSize`],
+    /// [`Error::TooLarge`], or [`Error::Io`] if `mmap` fails.
+    pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
+        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, expected, max)?;
+        Self::map(fd, len, false)
+    }
+
+    fn map(fd: OwnedFd, len: usize, populate: bool) -> Result<Self> {
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        if populate {
+            opts.populate();
+        }
+        let map = opts.map_raw(&fd).map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment { map, fd, len })
+    }
+
+    /// Start of the mapping. Valid for `len()` bytes while `self` lives.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a segment has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The memfd, to pass to the peer.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// An immutable segment: a memfd sealed with `F_SEAL_WRITE`, mapped
+/// read-only. Because the kernel guarantees that nobody — not the peer, not
+/// us — can modify the bytes any more, handing out `&[u8]` over it is sound.
+#[derive(Debug)]
+pub struct FrozenSegment {
+    map: Option<MmapRaw>,
+    fd: OwnedFd,
+    len: usize,
+}
+
+impl FrozenSegment {
+    /// Writes `data` into a new memfd with `write(2)` (no mapping on the
+    /// writer side, so `F_SEAL_WRITE` cannot fail with `EBUSY`), then seals
+    /// it with [`FROZEN_SEALS`]. The returned fd is ready to pass to a peer.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a system call fails; [`Error::TooLarge`] for empty data.
+    pub fn freeze(name: &CStr, data: &[u8]) -> Result<OwnedFd> {
+        check_len(data.len() as u64)?;
+        let fd = new_memfd(name, false)?;
+        let mut file = File::from(fd);
+        file.write_all(data).map_err(|e| Error::io("write(memfd)", e))?;
+        let fd = OwnedFd::from(file);
+        add_seals(fd.as_fd(), FROZEN_SEALS)?;
+        Ok(fd)
+    }
+
+    /// Checks a received fd (memfd, [`FROZEN_SEALS`], exactly `expected`
+    /// bytes, at most `max`) and maps it read-only. On error `fd` is closed.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`].
+    pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
+        let len = check_fd(fd.as_fd(), FROZEN_SEALS, expected, max)?;
+        let map = MmapOptions::new()
+            .len(len)
+            .populate()
+            .map_raw_read_only(&fd)
+            .map_err(|e| Error::io("mmap", e))?;
+        Ok(FrozenSegment {
+            map: Some(map),
+            fd,
+            len,
+        })
+    }
+
+    /// The bytes. Sound because the fd carries `F_SEAL_WRITE` (checked in
+    /// [`FrozenSegment::attach`]): no process can change them while we read.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.map {
+            // SAFETY: the mapping is `len` readable bytes (checked size, sealed
+            // against shrinking) that stay mapped while `self` lives; the
+            // memfd carries F_SEAL_WRITE, so no writable mapping or write(2)
+            // can exist, which makes a shared reference valid.
+            Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr(), self.len) },
+            None => &[],
+        }
+    }
+
+    /// The fd (for re-sending, or for `fstat`).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Seek;
+
+    fn name() -> &'static CStr {
+        c"shmsock-test"
+    }
+
+    #[test]
+    fn create_is_sealed_and_cloexec() {
+        let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        let seals = seals_of(seg.fd()).unwrap();
+        assert!(seals.contains(REQUIRED_SEALS));
+        let fl = fcntl(seg.fd().as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        assert_ne!(fl & libc::FD_CLOEXEC, 0);
+        assert_eq!(seg.len(), 8192);
+        // Shrinking is refused by the kernel.
+        assert!(nix::unistd::ftruncate(seg.fd(), 4096).is_err());
+    }
+
+    #[test]
+    fn attach_accepts_good_fd() {
+        let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        let dup = seg.fd().try_clone_to_owned().unwrap();
+        let other = Segment::attach(dup, 8192, 1 << 20).unwrap();
+        // SAFETY: both mappings are 8192 bytes of the same memfd, and no
+        // other thread touches them.
+        unsafe { seg.as_ptr().write(42) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { other.as_ptr().read() }, 42);
+    }
+
+    #[test]
+    fn attach_rejects_wrong_size() {
+        let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        let dup = seg.fd().try_clone_to_owned().unwrap();
+        match Segment::attach(dup, 4096, 1 << 20) {
+            Err(Error::WrongSize {
+                expected: 4096,
+                actual: 8192,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn attach_rejects_over_max() {
+        let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        let dup = seg.fd().try_clone_to_owned().unwrap();
+        assert!(matches!(
+            Segment::attach(dup, 8192, 4096),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn attach_rejects_unsealed_memfd() {
+        let fd = memfd_create(c"unsealed", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&fd, 8192).unwrap();
+        assert!(matches!(
+            Segment::attach(fd, 8192, 1 << 20),
+            Err(Error::MissingSeals { .. })
+        ));
+    }
+
+    #[test]
+    fn attach_rejects_growable_memfd() {
+        let fd = memfd_create(c"grow", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&fd, 8192).unwrap();
+        add_seals(fd.as_fd(), SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL).unwrap();
+        assert!(matches!(
+            Segment::attach(fd, 8192, 1 << 20),
+            Err(Error::MissingSeals { .. })
+        ));
+    }
+
+    #[test]
+    fn attach_rejects_pipe() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        assert!(matches!(
+            Segment::attach(r, 8192, 1 << 20),
+            Err(Error::NotMemfd(_))
+        ));
+    }
+
+    #[test]
+    fn attach_rejects_regular_file() {
+        let mut f = std::fs::File::from(
+            nix::fcntl::open(
+                std::env::temp_dir().as_path(),
+                nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .map(|fd| {
+                // SAFETY: open returned a fresh fd that nothing else owns.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+            })
+            .unwrap(),
+        );
+        f.write_all(&[0u8; 8192]).unwrap();
+        f.rewind().unwrap();
+        let err = Segment::attach(OwnedFd::from(f), 8192, 1 << 20).unwrap_err();
+        // A tmpfs /tmp supports seals (then the unsealed file lacks them);
+        // a disk /tmp refuses F_GET_SEALS.
+        assert!(
+            matches!(err, Error::NotMemfd(_) | Error::MissingSeals { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn attach_rejects_socket() {
+        let (a, _b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        assert!(matches!(
+            Segment::attach(a, 8192, 1 << 20),
+            Err(Error::NotMemfd(_))
+        ));
+    }
+
+    #[test]
+    fn frozen_roundtrip_and_checks() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let fd = FrozenSegment::freeze(c"frozen", &data).unwrap();
+        assert!(seals_of(fd.as_fd()).unwrap().contains(FROZEN_SEALS));
+        let dup = fd.try_clone().unwrap();
+        let seg = FrozenSegment::attach(fd, data.len() as u64, 1 << 30).unwrap();
+        assert_eq!(seg.as_slice(), &data[..]);
+        // A ring segment (not write-sealed) is not accepted as frozen.
+        let ring = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        let rfd = ring.fd().try_clone_to_owned().unwrap();
+        assert!(matches!(
+            FrozenSegment::attach(rfd, 8192, 1 << 20),
+            Err(Error::MissingSeals { .. })
+        ));
+        assert!(matches!(
+            FrozenSegment::attach(dup, 5, 1 << 20),
+            Err(Error::WrongSize { .. })
+        ));
+    }
+}
