@@ -1,1 +1,2 @@
-//! x
+//! placeholder
+pub use shmsock_shm as shm;

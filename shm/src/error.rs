@@ -151,6 +151,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Io {
             op,

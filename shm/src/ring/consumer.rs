@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::layout::{max_record_len, record_size, unpack, FLAG_PAD, FLAG_RESERVED, RECORD_HEADER};
-use super::{RingMemory, RingShared};
+#[cfg(not(loom))]
+use super::RingMemory;
+use super::RingShared;
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 

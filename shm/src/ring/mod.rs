@@ -30,6 +30,7 @@ pub use layout::{
 pub use producer::{Producer, WriteGrant};
 
 use crate::error::{Error, Result, Violation};
+#[cfg(not(loom))]
 use crate::sync::Ordering;
 use data::Data;
 use layout::RingHeader;
@@ -114,6 +115,7 @@ unsafe impl RingMemory for HeapMemory {
 }
 
 /// Checks a requested capacity.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn check_capacity(capacity: u64) -> Result<()> {
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
         return Err(Error::BadCapacity(capacity));

@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::layout::{max_record_len, pack, record_size, FLAG_PAD, RECORD_HEADER};
-use super::{RingMemory, RingShared};
+#[cfg(not(loom))]
+use super::RingMemory;
+use super::RingShared;
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
