@@ -42,7 +42,9 @@ pub enum Violation {
         now: u64,
     },
     /// The producer cursor claims more bytes than the ring holds.
-    #[error("producer cursor {tail} is more than capacity {capacity} ahead of consumer cursor {head}")]
+    #[error(
+        "producer cursor {tail} is more than capacity {capacity} ahead of consumer cursor {head}"
+    )]
     TailBeyondCapacity {
         /// Value read.
         tail: u64,

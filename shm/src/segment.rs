@@ -201,7 +201,8 @@ impl FrozenSegment {
         check_len(data.len() as u64)?;
         let fd = new_memfd(name, false)?;
         let mut file = File::from(fd);
-        file.write_all(data).map_err(|e| Error::io("write(memfd)", e))?;
+        file.write_all(data)
+            .map_err(|e| Error::io("write(memfd)", e))?;
         let fd = OwnedFd::from(file);
         add_seals(fd.as_fd(), FROZEN_SEALS)?;
         Ok(fd)

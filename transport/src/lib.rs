@@ -1,1 +1,48 @@
-//! x
+//! Control plane and public API of [shmsock](https://docs.rs/shmsock): a
+//! Unix `SOCK_SEQPACKET` socket carries the handshake, wake-ups and memfds;
+//! payloads cross through shared-memory rings.
+//!
+//! - [`Listener`] binds a socket path and accepts [`Connection`]s from many
+//!   client processes; [`Connection::connect`] (or a [`Builder`]) connects.
+//! - A connection is bidirectional: one ring per direction. [`Connection::send`]
+//!   copies into the ring; [`Connection::reserve`] lends ring space for
+//!   zero-copy writes; [`Connection::recv`] returns a [`Message`] read in
+//!   place. [`Connection::split`] gives a [`Sender`] and a [`Receiver`].
+//! - Messages larger than half a ring travel as a sealed memfd.
+//! - A reader that finds the ring empty spins, then parks and sleeps on the
+//!   socket; a writer sends a wake-up only to a parked reader, so a busy
+//!   stream costs no syscalls.
+//!
+//! # Example
+//! ```no_run
+//! use shmsock_transport::{Connection, Listener};
+//!
+//! # fn main() -> Result<(), shmsock_transport::Error> {
+//! let listener = Listener::bind("/tmp/echo.sock")?;
+//! std::thread::spawn(move || -> Result<(), shmsock_transport::Error> {
+//!     let mut conn = listener.accept()?;
+//!     loop {
+//!         let msg = conn.recv()?.to_vec();
+//!         conn.send(&msg)?;
+//!     }
+//! });
+//! let mut client = Connection::connect("/tmp/echo.sock")?;
+//! client.send(b"hello")?;
+//! assert_eq!(client.recv()?.to_vec(), b"hello");
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
+
+mod connection;
+mod error;
+mod fdpass;
+mod handshake;
+mod listener;
+mod options;
+pub mod wire;
+
+pub use connection::{Connection, Message, Receiver, Sender, WriteGrant};
+pub use error::{Error, ProtocolViolation, Result};
+pub use listener::Listener;
+pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};

@@ -207,6 +207,14 @@ impl Consumer {
         }))
     }
 
+    /// Tag and payload length of the next record, without taking it.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_read`].
+    pub fn peek(&mut self) -> Result<Option<(u16, usize)>> {
+        Ok(self.next_record()?.map(|r| (r.tag, r.len)))
+    }
+
     /// Whether a record is ready to read (validating what it looks at).
     ///
     /// # Errors
@@ -256,10 +264,7 @@ impl Consumer {
     /// Returns whether the producer was parked and must be woken.
     pub fn close(&mut self) -> bool {
         // Relaxed: advisory flag.
-        self.ring
-            .hdr()
-            .consumer_closed
-            .store(1, Ordering::Relaxed);
+        self.ring.hdr().consumer_closed.store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let parked = &self.ring.hdr().writer_parked;
         parked.swap(0, Ordering::Relaxed) != 0
@@ -307,7 +312,12 @@ impl ReadGuard<'_> {
         let n = dst.len().min(self.rec.len);
         // SAFETY: payload_off + len lies within the data area (validated in
         // next_record) and n <= len.
-        unsafe { self.cons.ring.data.copy_out(self.rec.payload_off, &mut dst[..n]) };
+        unsafe {
+            self.cons
+                .ring
+                .data
+                .copy_out(self.rec.payload_off, &mut dst[..n])
+        };
         n
     }
 

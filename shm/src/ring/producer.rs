@@ -117,6 +117,32 @@ impl Producer {
         Ok(head)
     }
 
+    /// Space a record of `len` payload bytes needs at the current write
+    /// position, padding included.
+    fn needed(&self, len: usize) -> (u64, u64) {
+        let rec = record_size(len as u64);
+        let to_end = self.ring.cap - (self.write_pos & self.ring.mask);
+        let pad = if rec <= to_end { 0 } else { to_end };
+        (pad, self.write_pos + pad + rec)
+    }
+
+    /// Whether a record of `len` bytes could be reserved now (refreshing
+    /// the consumer cursor if needed).
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve_tagged`].
+    pub fn can_reserve(&mut self, len: usize) -> Result<bool> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let max = self.max_record_len();
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        let (_, end) = self.needed(len);
+        Ok(end - self.cached_head <= self.ring.cap || end - self.refresh_head()? <= self.ring.cap)
+    }
+
     /// Reserves a record of `len` payload bytes, tagged `tag`.
     ///
     /// Returns `Ok(None)` when the ring lacks space right now. The tag is
@@ -136,18 +162,12 @@ impl Producer {
             return Err(Error::RecordTooLarge { len, max });
         }
         let cap = self.ring.cap;
-        let rec = record_size(len as u64);
-        let off = self.write_pos & self.ring.mask;
-        let to_end = cap - off;
-        let (pad, rec_start) = if rec <= to_end {
-            (0, self.write_pos)
-        } else {
-            (to_end, self.write_pos + to_end)
-        };
-        let end = rec_start + rec;
+        let (pad, end) = self.needed(len);
         if end - self.cached_head > cap && end - self.refresh_head()? > cap {
             return Ok(None);
         }
+        let off = self.write_pos & self.ring.mask;
+        let rec_start = self.write_pos + pad;
         if pad != 0 {
             // The padding record fills the data area to its end; it is
             // published together with the record that follows it.
@@ -250,10 +270,7 @@ impl Producer {
         let wake = self.publish();
         // SYNC POINT `producer-closed`: Release orders the final `tail` store
         // before the flag; pairs with the Acquire load in `Consumer::try_read`.
-        self.ring
-            .hdr()
-            .producer_closed
-            .store(1, Ordering::Release);
+        self.ring.hdr().producer_closed.store(1, Ordering::Release);
         wake || self.reader_parked()
     }
 
@@ -266,6 +283,18 @@ impl Producer {
     /// Whether a protocol violation poisoned this half.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// The consumer's cursor, freshly loaded and validated: every record
+    /// that starts before it has been released by the consumer.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the consumer cursor is invalid.
+    pub fn consumed(&mut self) -> Result<u64> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        self.refresh_head()
     }
 
     /// Bytes free for writing according to the last validated consumer

@@ -47,7 +47,10 @@ fn layout_helpers() {
 #[test]
 fn rejects_bad_capacity() {
     for cap in [0, 1, 32, 100, 4095, MAX_CAPACITY * 2] {
-        assert!(matches!(heap_ring(cap), Err(Error::BadCapacity(_))), "{cap}");
+        assert!(
+            matches!(heap_ring(cap), Err(Error::BadCapacity(_))),
+            "{cap}"
+        );
     }
 }
 
@@ -324,7 +327,13 @@ fn producer_rejects_bad_head() {
     poke(&mem, HEAD, 0);
     while let Ok(true) = p.try_push(&[1; 40]) {}
     let r = p.try_push(&[1; 40]);
-    assert!(matches!(r, Err(Error::Protocol(Violation::HeadBackwards { .. })) | Err(Error::Poisoned)), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::Protocol(Violation::HeadBackwards { .. })) | Err(Error::Poisoned)
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -380,8 +389,13 @@ fn random_scribbling_never_panics() {
         for step in 0..200 {
             match rnd() % 4 {
                 0 => {
-                    let off = [TAIL, HEAD, HEADER_SIZE + (rnd() % cap) as usize & !7][(rnd() % 3) as usize];
-                    let val = if rnd() % 2 == 0 { rnd() } else { rnd() % (2 * cap) };
+                    let off = [TAIL, HEAD, HEADER_SIZE + (rnd() % cap) as usize & !7]
+                        [(rnd() % 3) as usize];
+                    let val = if rnd() % 2 == 0 {
+                        rnd()
+                    } else {
+                        rnd() % (2 * cap)
+                    };
                     poke(&mem, off, val);
                 }
                 1 => {

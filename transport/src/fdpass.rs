@@ -1,0 +1,174 @@
+//! Control-message I/O on a `SOCK_SEQPACKET` Unix socket: send with fds
+//! (`SCM_RIGHTS`, `MSG_NOSIGNAL`), receive with `MSG_CMSG_CLOEXEC`, detect
+//! `MSG_TRUNC`/`MSG_CTRUNC`, wait with a deadline, retry on `EINTR`.
+//!
+//! Receiving uses rustix's `recvmsg` rather than nix's: nix refuses to
+//! iterate a truncated control buffer (`MSG_CTRUNC`), which would leave the
+//! fds that did arrive open and unowned; rustix's `RecvAncillaryBuffer`
+//! turns every fd in the buffer into an `OwnedFd`, truncated or not, and
+//! closes any we do not take when it drops. No `unsafe` here.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+
+use crate::error::ProtocolViolation;
+use crate::wire::{Control, MAX_CONTROL_LEN, MAX_FDS};
+
+/// Bytes read per datagram: more than any message of this version, so that
+/// a longer message from a newer peer is still read whole (and reported by
+/// version), and anything longer still is detected with `MSG_TRUNC`.
+const RECV_BUF: usize = 256;
+/// Fds the control buffer has room for: the most any message carries plus
+/// slack, so that a peer sending a few too many is told apart from one
+/// sending far too many (`MSG_CTRUNC`). Either way all are closed.
+const RECV_FDS: usize = MAX_FDS + 2;
+
+/// Sends `msg` with `fds`. `Ok(false)` if the socket buffer is full and
+/// `nonblocking` was asked.
+pub(crate) fn send_control(
+    sock: BorrowedFd<'_>,
+    msg: &Control,
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> Result<bool, Errno> {
+    let mut bytes = [0u8; MAX_CONTROL_LEN];
+    let n = msg.encode(&mut bytes);
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    loop {
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(Errno::NOBUFS);
+        }
+        match sendmsg(sock, &[IoSlice::new(&bytes[..n])], &mut cmsg, flags) {
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) if nonblocking => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One received datagram: its decoded message (or why it could not be
+/// decoded) and every fd that came with it.
+pub(crate) struct Received {
+    pub(crate) msg: Result<Control, ProtocolViolation>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Received {
+    /// The message, checked to carry exactly the fds its kind carries.
+    /// On error every fd is closed (dropped).
+    pub(crate) fn checked(self) -> Result<(Control, Vec<OwnedFd>), ProtocolViolation> {
+        let msg = self.msg?;
+        let expected = msg.kind().fds();
+        if self.fds.len() != expected {
+            return Err(ProtocolViolation::FdCount {
+                kind: msg.kind() as u8,
+                expected,
+                got: self.fds.len(),
+            });
+        }
+        Ok((msg, self.fds))
+    }
+}
+
+/// Outcome of one receive attempt.
+pub(crate) enum Recv {
+    /// A datagram arrived.
+    Msg(Received),
+    /// Orderly shutdown or reset by the peer.
+    Eof,
+    /// Nothing there (non-blocking).
+    Empty,
+}
+
+/// Receives one datagram, non-blocking.
+pub(crate) fn recv_control(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
+    let mut bytes = [0u8; RECV_BUF];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(RECV_FDS))];
+    loop {
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let r = recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut bytes)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        );
+        let r = match r {
+            Ok(r) => r,
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(Recv::Empty),
+            Err(Errno::CONNRESET) => return Ok(Recv::Eof),
+            Err(e) => return Err(e),
+        };
+        // Take ownership of every fd first, so that every error path
+        // below closes them.
+        let mut fds = Vec::new();
+        for m in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(it) = m {
+                fds.extend(it);
+            }
+        }
+        if r.bytes == 0 && fds.is_empty() && !r.flags.contains(ReturnFlags::TRUNC) {
+            // A zero-length datagram is never sent by shmsock; on a seqpacket
+            // socket a 0-byte read means EOF.
+            return Ok(Recv::Eof);
+        }
+        let msg = if r.flags.contains(ReturnFlags::CTRUNC) {
+            Err(ProtocolViolation::ControlTruncated)
+        } else if r.flags.contains(ReturnFlags::TRUNC) || r.bytes > RECV_BUF {
+            Err(ProtocolViolation::Oversized { max: RECV_BUF })
+        } else {
+            Control::decode(&bytes[..r.bytes]).map_err(ProtocolViolation::from)
+        };
+        return Ok(Recv::Msg(Received { msg, fds }));
+    }
+}
+
+/// Waits until `sock` is readable (or hung up) or `deadline` passes.
+/// Returns `false` on timeout. `EINTR` restarts the wait with the time left.
+pub(crate) fn wait_readable(
+    sock: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> Result<bool, Errno> {
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                Some(rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    // Round up so that we never wake before the deadline.
+                    tv_nsec: i64::from(left.subsec_nanos()).max(1),
+                })
+            }
+        };
+        let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

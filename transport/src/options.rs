@@ -1,0 +1,223 @@
+//! Connection and listener options.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::{Connection, Listener};
+
+/// How a blocked call waits for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Busy-poll the ring: lowest latency, burns a core while waiting. The
+    /// socket is still checked now and then, so a dead peer and timeouts
+    /// are noticed.
+    Spin,
+    /// Park at once: mark the ring, sleep on the socket until the peer sends
+    /// a wake-up. Costs a syscall on each side per wake-up; no spinning.
+    Block,
+    /// Spin for up to `spin`, then park (the default, with 50 µs).
+    Adaptive {
+        /// How long to spin before parking.
+        spin: Duration,
+    },
+}
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        WaitStrategy::Adaptive {
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+/// Credentials of a peer process, from `SO_PEERCRED` at connect time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Which peers may connect (checked before any memory is shared).
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum CredentialsPolicy {
+    /// Any peer the socket file's permissions let in.
+    #[default]
+    Any,
+    /// Only processes of the same effective uid as ours.
+    SameUid,
+    /// Only this uid.
+    Uid(u32),
+    /// A custom check.
+    Custom(Arc<dyn Fn(&Credentials) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for CredentialsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialsPolicy::Any => f.write_str("Any"),
+            CredentialsPolicy::SameUid => f.write_str("SameUid"),
+            CredentialsPolicy::Uid(u) => write!(f, "Uid({u})"),
+            CredentialsPolicy::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl CredentialsPolicy {
+    pub(crate) fn allows(&self, c: &Credentials) -> bool {
+        match self {
+            CredentialsPolicy::Any => true,
+            CredentialsPolicy::SameUid => c.uid == rustix::process::geteuid().as_raw(),
+            CredentialsPolicy::Uid(u) => c.uid == *u,
+            CredentialsPolicy::Custom(f) => f(c),
+        }
+    }
+}
+
+/// Options for connections (client side) and listeners (server side).
+///
+/// ```no_run
+/// use shmsock_transport::{Builder, WaitStrategy};
+/// use std::time::Duration;
+/// # fn main() -> Result<(), shmsock_transport::Error> {
+/// let mut conn = Builder::new()
+///     .ring_capacity(4 << 20)
+///     .wait(WaitStrategy::Spin)
+///     .timeout(Some(Duration::from_secs(1)))
+///     .connect("/tmp/app.sock")?;
+/// conn.send(b"ping")?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub(crate) ring_capacity: u64,
+    pub(crate) max_peer_ring: u64,
+    pub(crate) max_message: u64,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) policy: CredentialsPolicy,
+    pub(crate) socket_mode: u32,
+    pub(crate) huge_pages: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            ring_capacity: 1 << 20,
+            max_peer_ring: 1 << 30,
+            max_message: 1 << 30,
+            wait: WaitStrategy::default(),
+            handshake_timeout: Duration::from_secs(5),
+            timeout: None,
+            policy: CredentialsPolicy::Any,
+            socket_mode: 0o600,
+            huge_pages: false,
+        }
+    }
+}
+
+impl Builder {
+    /// Default options: 1 MiB rings, 1 GiB message limit, adaptive waiting,
+    /// 5 s handshake timeout, no call timeout, any peer, socket mode 0600.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Capacity of the ring this side writes into (a power of two, at least
+    /// 4 KiB). Messages up to half of it travel inline; larger ones as a
+    /// sealed memfd.
+    pub fn ring_capacity(mut self, bytes: u64) -> Self {
+        self.ring_capacity = bytes;
+        self
+    }
+
+    /// Largest ring the peer may ask us to map (default 1 GiB).
+    pub fn max_peer_ring(mut self, bytes: u64) -> Self {
+        self.max_peer_ring = bytes;
+        self
+    }
+
+    /// Largest message this side accepts (default 1 GiB). The peer learns it
+    /// in the handshake and refuses to send more.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// How blocked calls wait.
+    pub fn wait(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Time allowed for the handshake (default 5 s).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Default timeout of `send`/`recv`/`reserve` (default none).
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Which peers are accepted.
+    pub fn credentials(mut self, p: CredentialsPolicy) -> Self {
+        self.policy = p;
+        self
+    }
+
+    /// Permission bits of the listener's socket file (default `0o600`).
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// Back our ring with huge pages (needs reserved huge pages, and a ring
+    /// capacity that keeps the segment a multiple of the huge page size).
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !self.ring_capacity.is_power_of_two()
+            || !(4096..=shmsock_shm::ring::MAX_CAPACITY).contains(&self.ring_capacity)
+        {
+            return Err(Error::Config(
+                "ring capacity must be a power of two between 4 KiB and 1 TiB",
+            ));
+        }
+        if self.max_message == 0 || self.max_message > i64::MAX as u64 {
+            return Err(Error::Config("max_message must be between 1 and i64::MAX"));
+        }
+        Ok(())
+    }
+
+    /// Connects to the listener at `path` (`@name` for an abstract socket).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the socket cannot connect; handshake errors
+    /// ([`Error::VersionMismatch`], [`Error::Rejected`], [`Error::Protocol`],
+    /// [`Error::Timeout`], [`Error::CredentialsRefused`]).
+    pub fn connect(&self, path: impl AsRef<Path>) -> Result<Connection> {
+        crate::handshake::connect(path.as_ref(), self)
+    }
+
+    /// Binds a listener at `path` (`@name` for an abstract socket).
+    ///
+    /// # Errors
+    /// See [`Listener::bind`].
+    pub fn bind(&self, path: impl AsRef<Path>) -> Result<Listener> {
+        Listener::bind_with(path, self.clone())
+    }
+}

@@ -1,0 +1,78 @@
+//! In-process smoke tests (threads, not processes; the fork-based tests
+//! live in the workspace's `tests/`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::time::Duration;
+
+use shmsock_transport::{Builder, Connection, Error, Listener, WaitStrategy};
+
+fn sock_path(name: &str) -> String {
+    format!("@shmsock-smoke-{}-{name}", std::process::id())
+}
+
+#[test]
+fn echo_small_and_large_each_strategy() {
+    for (i, wait) in [
+        WaitStrategy::Spin,
+        WaitStrategy::Block,
+        WaitStrategy::default(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = sock_path(&format!("echo{i}"));
+        let l = Builder::new().wait(wait).bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut c = l.accept().unwrap();
+            loop {
+                let v = match c.recv() {
+                    Ok(m) => m.to_vec(),
+                    Err(Error::Disconnected) => return,
+                    Err(e) => panic!("{e}"),
+                };
+                c.send(&v).unwrap();
+            }
+        });
+        let mut c = Builder::new()
+            .wait(wait)
+            .ring_capacity(1 << 16)
+            .connect(&path)
+            .unwrap();
+        for len in [0usize, 1, 64, 4096, 32 * 1024 - 8, 32 * 1024, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            c.send(&data).unwrap();
+            let back = c.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(back.len(), len);
+            assert_eq!(back.to_vec(), data, "len {len} {wait:?}");
+        }
+        for k in 0..2000u32 {
+            let mut g = c.reserve(4).unwrap();
+            g.copy_from_slice(&k.to_le_bytes());
+            g.commit().unwrap();
+            assert_eq!(c.recv().unwrap().to_vec(), k.to_le_bytes());
+        }
+        drop(c);
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn recv_timeout_and_try_recv() {
+    let path = sock_path("timeout");
+    let l = Listener::bind(&path).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        c.send(b"late").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let mut c = Connection::connect(&path).unwrap();
+    assert!(c.try_recv().unwrap().is_none());
+    assert!(matches!(
+        c.recv_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(c.recv().unwrap().to_vec(), b"late");
+    t.join().unwrap();
+    assert!(matches!(c.recv(), Err(Error::Disconnected)));
+}
