@@ -235,8 +235,22 @@ pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
     }))
 }
 
+/// Why a server-side handshake produced no connection.
+pub(crate) enum Accept {
+    /// The client hung up before sending anything: not worth an error.
+    HungUp,
+    /// The handshake failed.
+    Failed(Error),
+}
+
+impl From<Error> for Accept {
+    fn from(e: Error) -> Self {
+        Accept::Failed(e)
+    }
+}
+
 /// Server side: check credentials, take `Hello`, send `Welcome`.
-pub(crate) fn accept(sock: OwnedFd, opts: &Builder) -> Result<Connection> {
+pub(crate) fn accept(sock: OwnedFd, opts: &Builder) -> Result<Connection, Accept> {
     let deadline = Instant::now() + opts.handshake_timeout;
     let peer = peer_credentials(&sock)?;
     if !opts.policy.allows(&peer) {
@@ -245,10 +259,12 @@ pub(crate) fn accept(sock: OwnedFd, opts: &Builder) -> Result<Connection> {
             pid: peer.pid,
             uid: peer.uid,
             gid: peer.gid,
-        });
+        }
+        .into());
     }
     let (msg, mut fds) = match recv_handshake(&sock, deadline, &peer) {
         Ok(m) => m,
+        Err(Error::Disconnected) => return Err(Accept::HungUp),
         Err(e) => {
             reject(
                 &sock,
@@ -258,7 +274,7 @@ pub(crate) fn accept(sock: OwnedFd, opts: &Builder) -> Result<Connection> {
                     RejectReason::Malformed
                 },
             );
-            return Err(e);
+            return Err(e.into());
         }
     };
     let h = match msg {
@@ -271,30 +287,31 @@ pub(crate) fn accept(sock: OwnedFd, opts: &Builder) -> Result<Connection> {
                     kind: other.kind() as u8,
                     context: "in place of Hello",
                 },
-            ));
+            )
+            .into());
         }
     };
     let limits = check_capacity(&peer, h.ring_capacity, opts.max_peer_ring)
         .and_then(|()| check_max_message(&peer, h.max_message));
     if let Err(e) = limits {
         reject(&sock, RejectReason::Limits);
-        return Err(e);
+        return Err(e.into());
     }
     // fds: [client ring memfd, back-channel socket] (count checked).
     let (Some(back), Some(ring_fd)) = (fds.pop(), fds.pop()) else {
-        return Err(protocol(&peer, ProtocolViolation::BadBackChannel));
+        return Err(protocol(&peer, ProtocolViolation::BadBackChannel).into());
     };
     let is_seqpacket = rustix::net::sockopt::socket_type(&back).ok() == Some(SocketType::SEQPACKET)
         && rustix::net::sockopt::socket_domain(&back).ok() == Some(AddressFamily::UNIX);
     if !is_seqpacket {
         reject(&sock, RejectReason::Malformed);
-        return Err(protocol(&peer, ProtocolViolation::BadBackChannel));
+        return Err(protocol(&peer, ProtocolViolation::BadBackChannel).into());
     }
     let cons = match attach_peer_ring(&peer, ring_fd, h.ring_capacity, opts.max_peer_ring) {
         Ok(c) => c,
         Err(e) => {
             reject(&sock, RejectReason::Malformed);
-            return Err(e);
+            return Err(e.into());
         }
     };
     let (seg, prod) = create_own_ring(opts)?;

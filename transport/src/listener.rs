@@ -127,15 +127,22 @@ impl Listener {
     /// # Errors
     /// [`Error::Io`] (`WouldBlock` if non-blocking and nobody is waiting),
     /// and the handshake errors of [`Builder::connect`].
+    ///
+    /// A client that hangs up before sending anything (such as another
+    /// process probing whether this listener is alive) is skipped silently.
     pub fn accept(&self) -> Result<Connection> {
-        let sock = loop {
-            match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
-                Ok(s) => break s,
+        loop {
+            let sock = match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
+                Ok(s) => s,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Error::io("accept", e)),
+            };
+            match crate::handshake::accept(sock, &self.opts) {
+                Err(crate::handshake::Accept::HungUp) => continue,
+                Err(crate::handshake::Accept::Failed(e)) => return Err(e),
+                Ok(c) => return Ok(c),
             }
-        };
-        crate::handshake::accept(sock, &self.opts)
+        }
     }
 
     /// An endless iterator of [`Listener::accept`] results.

@@ -1,0 +1,441 @@
+//! Fork-based tests of the transport: every case runs real peer processes.
+//! The harness (tests/common) runs cases one by one on the main thread,
+//! checks every child's exit status with a watchdog, and fails a case whose
+//! fd count in /proc/self/fd changed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmsock::{Builder, Connection, Error, Listener, WaitStrategy};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn path() -> String {
+    format!(
+        "@shmsock-fork-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq as usize).wrapping_mul(131).wrapping_add(i * 7) as u8)
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Server in the parent echoing everything; client in the child.
+fn echo_sizes_with(wait: WaitStrategy, cap: u64, sizes: &[usize]) {
+    let p = path();
+    let opts = Builder::new().wait(wait).ring_capacity(cap);
+    let l = opts.bind(&p).unwrap();
+    let sizes = sizes.to_vec();
+    let copts = opts.clone();
+    let child = common::spawn(move || {
+        let mut c = copts.connect(&p).unwrap();
+        for (seq, &len) in sizes.iter().enumerate() {
+            let data = payload(seq as u64, len);
+            c.send(&data).unwrap();
+            let m = c.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(m.len(), len);
+            assert!(m.to_vec() == data, "echo of {len} bytes differs");
+        }
+    });
+    let mut s = l.accept().unwrap();
+    loop {
+        let v = match s.recv_timeout(WAIT) {
+            Ok(m) => m.to_vec(),
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        };
+        s.send(&v).unwrap();
+    }
+    child.wait(WAIT);
+}
+
+fn echo_sizes() {
+    let cap = 1 << 16;
+    let max_inline = (cap / 2 - 8) as usize;
+    echo_sizes_with(
+        WaitStrategy::default(),
+        cap,
+        &[
+            0,
+            1,
+            64,
+            4096,
+            max_inline - 1,
+            max_inline,
+            max_inline + 1,
+            cap as usize - 1,
+            cap as usize,
+            cap as usize + 1,
+            1 << 20,
+            64 << 20,
+        ],
+    );
+}
+
+fn echo_each_wait_strategy() {
+    for wait in [
+        WaitStrategy::Spin,
+        WaitStrategy::Block,
+        WaitStrategy::Adaptive {
+            spin: Duration::from_micros(5),
+        },
+    ] {
+        echo_sizes_with(wait, 1 << 16, &[0, 64, 4096, 20_000, 100_000, 3, 1 << 20]);
+    }
+}
+
+fn zero_copy_reserve_commit() {
+    let p = path();
+    let l = Listener::bind(&p).unwrap();
+    let child = common::spawn(move || {
+        let mut c = Connection::connect(&p).unwrap();
+        for seq in 0..10_000u64 {
+            let mut g = c.reserve(256).unwrap();
+            g.copy_from_slice(&payload(seq, 256));
+            if seq % 3 == 0 {
+                g.truncate(100);
+            }
+            g.commit().unwrap();
+        }
+        // A dropped grant sends nothing.
+        drop(c.reserve(10).unwrap());
+        c.send(b"end").unwrap();
+    });
+    let mut s = l.accept().unwrap();
+    for seq in 0..10_000u64 {
+        let m = s.recv_timeout(WAIT).unwrap();
+        let mut want = payload(seq, 256);
+        if seq % 3 == 0 {
+            want.truncate(100);
+        }
+        assert_eq!(m.to_vec(), want);
+    }
+    assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"end");
+    assert!(matches!(s.recv_timeout(WAIT), Err(Error::Disconnected)));
+    child.wait(WAIT);
+}
+
+/// Streams `n` checksummed, numbered messages over `tx` while receiving
+/// the same from `rx`, each on its own thread.
+fn duplex(c: Connection, n: u64) {
+    let (mut tx, mut rx) = c.split();
+    let sender = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 512];
+        for seq in 0..n {
+            let len = 16 + (seq as usize * 13) % 480;
+            let b = &mut buf[..len];
+            b[..8].copy_from_slice(&seq.to_le_bytes());
+            for (i, x) in b[16..].iter_mut().enumerate() {
+                *x = (seq as usize + i) as u8;
+            }
+            let sum = fnv(&b[16..]);
+            b[8..16].copy_from_slice(&sum.to_le_bytes());
+            tx.send(b).unwrap();
+        }
+        tx
+    });
+    let mut buf = vec![0u8; 512];
+    for seq in 0..n {
+        let m = rx.recv_timeout(WAIT).unwrap();
+        let k = m.copy_to(&mut buf);
+        let b = &buf[..k];
+        assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), seq);
+        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), fnv(&b[16..]));
+    }
+    let tx = sender.join().unwrap();
+    drop(tx);
+    assert!(matches!(rx.recv_timeout(WAIT), Err(Error::Disconnected)));
+}
+
+fn million_each_way_at_once() {
+    const M: u64 = 1_000_000;
+    let p = path();
+    let opts = Builder::new().ring_capacity(1 << 18);
+    let l = opts.bind(&p).unwrap();
+    let copts = opts.clone();
+    let child = common::spawn(move || duplex(copts.connect(&p).unwrap(), M));
+    duplex(l.accept().unwrap(), M);
+    child.wait(WAIT);
+}
+
+fn eight_clients_one_server() {
+    let p = path();
+    let l = Listener::bind(&p).unwrap();
+    let children: Vec<_> = (0..8u64)
+        .map(|id| {
+            let p = p.clone();
+            common::spawn(move || {
+                let mut c = Connection::connect(&p).unwrap();
+                for seq in 0..2000u64 {
+                    let data = payload(seq ^ (id << 32), 100 + id as usize * 10);
+                    c.send(&data).unwrap();
+                    assert!(c.recv_timeout(Duration::from_secs(30)).unwrap().to_vec() == data);
+                }
+            })
+        })
+        .collect();
+    // The server serves all eight at once, one thread each.
+    let mut threads = Vec::new();
+    for _ in 0..8 {
+        let mut s = l.accept().unwrap();
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            loop {
+                let v = match s.recv_timeout(WAIT) {
+                    Ok(m) => m.to_vec(),
+                    Err(Error::Disconnected) => return n,
+                    Err(e) => panic!("{e}"),
+                };
+                s.send(&v).unwrap();
+                n += 1;
+            }
+        }));
+    }
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 2000);
+    }
+    for c in children {
+        c.wait(WAIT);
+    }
+}
+
+fn large_messages_keep_order_with_inline() {
+    let p = path();
+    let opts = Builder::new().ring_capacity(1 << 16);
+    let l = opts.bind(&p).unwrap();
+    let copts = opts.clone();
+    let child = common::spawn(move || {
+        let mut c = copts.connect(&p).unwrap();
+        for seq in 0..40u64 {
+            // Alternate large (memfd) and inline messages.
+            let len = if seq % 2 == 0 { 100_000 + seq as usize } else { 50 };
+            c.send(&payload(seq, len)).unwrap();
+        }
+    });
+    let mut s = l.accept().unwrap();
+    for seq in 0..40u64 {
+        let m = s.recv_timeout(WAIT).unwrap();
+        let len = if seq % 2 == 0 { 100_000 + seq as usize } else { 50 };
+        assert_eq!(m.as_sealed().is_some(), seq % 2 == 0, "large messages are sealed");
+        assert!(m.to_vec() == payload(seq, len), "message {seq}");
+    }
+    assert!(matches!(s.recv_timeout(WAIT), Err(Error::Disconnected)));
+    child.wait(WAIT);
+}
+
+fn message_too_large_refused_by_sender() {
+    let p = path();
+    let l = Builder::new().max_message(1 << 20).bind(&p).unwrap();
+    let child = common::spawn(move || {
+        let mut c = Connection::connect(&p).unwrap();
+        let r = c.send(&vec![0u8; (1 << 20) + 1]);
+        assert!(matches!(r, Err(Error::MessageTooLarge { .. })), "{r:?}");
+        c.send(&vec![1u8; 1 << 20]).unwrap();
+    });
+    let mut s = l.accept().unwrap();
+    assert_eq!(s.recv_timeout(WAIT).unwrap().len(), 1 << 20);
+    child.wait(WAIT);
+}
+
+fn sigkill_mid_stream_gives_disconnected() {
+    for wait in [WaitStrategy::default(), WaitStrategy::Spin, WaitStrategy::Block] {
+        let p = path();
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 16);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            let mut seq = 0u64;
+            loop {
+                c.send(&seq.to_le_bytes()).unwrap();
+                seq += 1;
+                if seq % 1000 == 0 {
+                    // Occasionally also a large message.
+                    c.send(&vec![7u8; 40_000]).unwrap();
+                }
+            }
+        });
+        let mut s = l.accept().unwrap();
+        let mut next = 0u64;
+        for _ in 0..5000 {
+            let m = s.recv_timeout(WAIT).unwrap();
+            if m.len() == 8 {
+                assert_eq!(m.to_vec(), next.to_le_bytes());
+                next += 1;
+            }
+        }
+        child.kill();
+        let killed = Instant::now();
+        // Everything committed before the kill is still delivered, in order,
+        // then Disconnected.
+        loop {
+            match s.recv_timeout(Duration::from_secs(5)) {
+                Ok(m) => {
+                    if m.len() == 8 {
+                        assert_eq!(m.to_vec(), next.to_le_bytes());
+                        next += 1;
+                    }
+                }
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("{wait:?}: {e}"),
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "{wait:?}: Disconnected took {:?}",
+            killed.elapsed()
+        );
+        // The sending side notices too.
+        let r = (0..100_000).try_for_each(|_| s.send(b"x"));
+        assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    }
+}
+
+fn blocked_sender_sees_disconnect_of_dead_reader() {
+    let p = path();
+    let opts = Builder::new().wait(WaitStrategy::Block).ring_capacity(1 << 12);
+    let l = opts.bind(&p).unwrap();
+    let copts = opts.clone();
+    let child = common::spawn(move || {
+        let _c = copts.connect(&p).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let mut s = l.accept().unwrap();
+    // Fill the ring; the next send blocks until the peer dies.
+    while s.try_send(&[0u8; 512]).unwrap() {}
+    let pid = child.pid;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    });
+    let t = Instant::now();
+    let r = s.send_timeout(&[0u8; 512], Duration::from_secs(10));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    killer.join().unwrap();
+    child.kill();
+}
+
+fn graceful_close_drains() {
+    let p = path();
+    let l = Listener::bind(&p).unwrap();
+    let child = common::spawn(move || {
+        let mut c = Connection::connect(&p).unwrap();
+        for seq in 0..1000u64 {
+            c.send(&seq.to_le_bytes()).unwrap();
+        }
+        // Drop right away: the server must still get all 1000.
+    });
+    let mut s = l.accept().unwrap();
+    child.wait(WAIT);
+    for seq in 0..1000u64 {
+        assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), seq.to_le_bytes());
+    }
+    assert!(matches!(s.recv_timeout(WAIT), Err(Error::Disconnected)));
+    assert!(matches!(s.try_recv(), Err(Error::Disconnected)));
+}
+
+fn listener_file_mode_stale_and_live() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("shmsock-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.sock");
+    let l = Listener::bind(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second bind while the first is live is refused.
+    let e = Listener::bind(&file).unwrap_err();
+    assert!(matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse), "{e}");
+    // A child process connects through the file.
+    let f2 = file.clone();
+    let child = common::spawn(move || {
+        let mut c = Connection::connect(&f2).unwrap();
+        c.send(b"hi").unwrap();
+    });
+    let mut s = l.accept().unwrap();
+    assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"hi");
+    assert_eq!(s.peer_credentials().pid, child.pid.as_raw());
+    assert_eq!(s.peer_credentials().uid, nix::unistd::geteuid().as_raw());
+    child.wait(WAIT);
+    drop(s);
+    drop(l);
+    assert!(!file.exists(), "socket file removed on drop");
+    // A stale socket file (listener gone without cleanup) is replaced.
+    {
+        let raw = std::os::unix::net::UnixListener::bind(&file).unwrap();
+        drop(raw); // leaves a stale file behind
+    }
+    assert!(file.exists());
+    let l = Builder::new().socket_mode(0o660).bind(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    drop(l);
+    // A regular file is never replaced.
+    std::fs::write(&file, b"keep").unwrap();
+    assert!(Listener::bind(&file).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn credentials_policy_refuses() {
+    let p = path();
+    let me = nix::unistd::geteuid().as_raw();
+    let l = Builder::new()
+        .credentials(shmsock::CredentialsPolicy::Uid(me.wrapping_add(1)))
+        .bind(&p)
+        .unwrap();
+    let child = common::spawn(move || {
+        let r = Connection::connect(&p);
+        assert!(
+            matches!(r, Err(Error::Rejected(_)) | Err(Error::Disconnected)),
+            "{r:?}"
+        );
+    });
+    let r = l.accept();
+    assert!(matches!(r, Err(Error::CredentialsRefused { uid, .. }) if uid == me), "{r:?}");
+    child.wait(WAIT);
+}
+
+fn main() {
+    common::run(&[
+        ("echo_sizes", echo_sizes),
+        ("echo_each_wait_strategy", echo_each_wait_strategy),
+        ("zero_copy_reserve_commit", zero_copy_reserve_commit),
+        ("million_each_way_at_once", million_each_way_at_once),
+        ("eight_clients_one_server", eight_clients_one_server),
+        (
+            "large_messages_keep_order_with_inline",
+            large_messages_keep_order_with_inline,
+        ),
+        (
+            "message_too_large_refused_by_sender",
+            message_too_large_refused_by_sender,
+        ),
+        (
+            "sigkill_mid_stream_gives_disconnected",
+            sigkill_mid_stream_gives_disconnected,
+        ),
+        (
+            "blocked_sender_sees_disconnect_of_dead_reader",
+            blocked_sender_sees_disconnect_of_dead_reader,
+        ),
+        ("graceful_close_drains", graceful_close_drains),
+        ("listener_file_mode_stale_and_live", listener_file_mode_stale_and_live),
+        ("credentials_policy_refuses", credentials_policy_refuses),
+    ]);
+}
