@@ -155,7 +155,10 @@ fn duplex(c: Connection, n: u64) {
         let k = m.copy_to(&mut buf);
         let b = &buf[..k];
         assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), seq);
-        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), fnv(&b[16..]));
+        assert_eq!(
+            u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            fnv(&b[16..])
+        );
     }
     let tx = sender.join().unwrap();
     drop(tx);
@@ -223,15 +226,27 @@ fn large_messages_keep_order_with_inline() {
         let mut c = copts.connect(&p).unwrap();
         for seq in 0..40u64 {
             // Alternate large (memfd) and inline messages.
-            let len = if seq % 2 == 0 { 100_000 + seq as usize } else { 50 };
+            let len = if seq % 2 == 0 {
+                100_000 + seq as usize
+            } else {
+                50
+            };
             c.send(&payload(seq, len)).unwrap();
         }
     });
     let mut s = l.accept().unwrap();
     for seq in 0..40u64 {
         let m = s.recv_timeout(WAIT).unwrap();
-        let len = if seq % 2 == 0 { 100_000 + seq as usize } else { 50 };
-        assert_eq!(m.as_sealed().is_some(), seq % 2 == 0, "large messages are sealed");
+        let len = if seq % 2 == 0 {
+            100_000 + seq as usize
+        } else {
+            50
+        };
+        assert_eq!(
+            m.as_sealed().is_some(),
+            seq % 2 == 0,
+            "large messages are sealed"
+        );
         assert!(m.to_vec() == payload(seq, len), "message {seq}");
     }
     assert!(matches!(s.recv_timeout(WAIT), Err(Error::Disconnected)));
@@ -253,7 +268,11 @@ fn message_too_large_refused_by_sender() {
 }
 
 fn sigkill_mid_stream_gives_disconnected() {
-    for wait in [WaitStrategy::default(), WaitStrategy::Spin, WaitStrategy::Block] {
+    for wait in [
+        WaitStrategy::default(),
+        WaitStrategy::Spin,
+        WaitStrategy::Block,
+    ] {
         let p = path();
         let opts = Builder::new().wait(wait).ring_capacity(1 << 16);
         let l = opts.bind(&p).unwrap();
@@ -308,7 +327,9 @@ fn sigkill_mid_stream_gives_disconnected() {
 
 fn blocked_sender_sees_disconnect_of_dead_reader() {
     let p = path();
-    let opts = Builder::new().wait(WaitStrategy::Block).ring_capacity(1 << 12);
+    let opts = Builder::new()
+        .wait(WaitStrategy::Block)
+        .ring_capacity(1 << 12);
     let l = opts.bind(&p).unwrap();
     let copts = opts.clone();
     let child = common::spawn(move || {
@@ -360,7 +381,10 @@ fn listener_file_mode_stale_and_live() {
     assert_eq!(mode, 0o600);
     // A second bind while the first is live is refused.
     let e = Listener::bind(&file).unwrap_err();
-    assert!(matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse), "{e}");
+    assert!(
+        matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse),
+        "{e}"
+    );
     // A child process connects through the file.
     let f2 = file.clone();
     let child = common::spawn(move || {
@@ -407,7 +431,10 @@ fn credentials_policy_refuses() {
         );
     });
     let r = l.accept();
-    assert!(matches!(r, Err(Error::CredentialsRefused { uid, .. }) if uid == me), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::CredentialsRefused { uid, .. }) if uid == me),
+        "{r:?}"
+    );
     child.wait(WAIT);
 }
 
@@ -435,7 +462,10 @@ fn main() {
             blocked_sender_sees_disconnect_of_dead_reader,
         ),
         ("graceful_close_drains", graceful_close_drains),
-        ("listener_file_mode_stale_and_live", listener_file_mode_stale_and_live),
+        (
+            "listener_file_mode_stale_and_live",
+            listener_file_mode_stale_and_live,
+        ),
         ("credentials_policy_refuses", credentials_policy_refuses),
     ]);
 }
