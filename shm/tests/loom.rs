@@ -2,6 +2,7 @@
 //! with the data area made of loom atomics so that a too-weak ordering shows
 //! up as a stale or torn payload. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmsock-shm --test loom --release`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 #![cfg(loom)]
 
 use loom::thread;

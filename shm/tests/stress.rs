@@ -1,6 +1,7 @@
 //! Two threads, one ring, 10^6 records of random sizes (0 B up to the
 //! record limit) carrying sequence numbers and checksums: nothing lost,
 //! duplicated, reordered or corrupted.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use shmsock_shm::ring::heap_ring;
 

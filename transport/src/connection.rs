@@ -414,7 +414,8 @@ impl Sender {
         ) {
             Ok(_) => {}
             Err(e) => {
-                drop(g);
+                // The grant is abandoned uncommitted: nothing is published.
+                let _ = g;
                 self.peer_gone = true;
                 return Err(sock_err("sendmsg(large)", e));
             }
