@@ -200,7 +200,8 @@ fn bad_ring_fds_rejected() {
     use nix::fcntl::SealFlag as S;
     const ALL: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
     type Make = fn() -> OwnedFd;
-    let cases: Vec<(&str, Make, fn(&shmsock::shm::Error) -> bool)> = vec![
+    type Check = fn(&shmsock::shm::Error) -> bool;
+    let cases: Vec<(&str, Make, Check)> = vec![
         (
             "unsealed memfd",
             || memfd(segment_size(4096), S::empty()),
