@@ -163,6 +163,16 @@ pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
             Err(e) => return Err(Error::io_path("connect", path, e)),
         }
     }
+    client_handshake(sock, path, deadline, opts)
+}
+
+/// Client side of the handshake on a connected socket.
+pub(crate) fn client_handshake(
+    sock: OwnedFd,
+    path: &Path,
+    deadline: Instant,
+    opts: &Builder,
+) -> Result<Connection> {
     let peer = peer_credentials(&sock)?;
     if !opts.policy.allows(&peer) {
         return Err(Error::CredentialsRefused {

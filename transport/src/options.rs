@@ -213,6 +213,34 @@ impl Builder {
         crate::handshake::connect(path.as_ref(), self)
     }
 
+    /// Runs the client side of the handshake over an already connected
+    /// Unix `SOCK_SEQPACKET` socket (for example one end of a socket pair
+    /// handed to a child process).
+    ///
+    /// # Errors
+    /// As [`Builder::connect`].
+    pub fn connect_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
+        self.validate()?;
+        let deadline = std::time::Instant::now() + self.handshake_timeout;
+        crate::handshake::client_handshake(sock, Path::new("<socket>"), deadline, self)
+    }
+
+    /// Runs the server side of the handshake over an already connected
+    /// Unix `SOCK_SEQPACKET` socket (the other end of
+    /// [`Builder::connect_socket`]).
+    ///
+    /// # Errors
+    /// As [`Listener::accept`]; a peer that hangs up before its `Hello` gives
+    /// [`Error::Disconnected`].
+    pub fn accept_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
+        self.validate()?;
+        match crate::handshake::accept(sock, self) {
+            Ok(c) => Ok(c),
+            Err(crate::handshake::Accept::HungUp) => Err(Error::Disconnected),
+            Err(crate::handshake::Accept::Failed(e)) => Err(e),
+        }
+    }
+
     /// Binds a listener at `path` (`@name` for an abstract socket).
     ///
     /// # Errors

@@ -1,0 +1,6 @@
+#![no_main]
+
+#[path = "../drivers.rs"]
+mod drivers;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| drivers::handshake(data, false));
