@@ -1,0 +1,241 @@
+//! One end of a data link between the two benchmark processes, for each
+//! transport compared. Every implementation writes each payload byte on
+//! send ([`pattern::fill`]) and reads each on receive
+//! ([`pattern::verify`]), whatever the transport.
+//!
+//! The one `unsafe` block borrows an inline shmsock message in place
+//! ([`Message::as_slice_unchecked`]); it relies on the peer being our own
+//! forked child running this same code, which never writes a record after
+//! committing it.
+
+use std::io::{BufReader, Read, Write};
+
+use shmsock::{Connection, Message};
+
+use super::child::Result;
+use super::pattern;
+
+/// Size of the read buffer of the byte-stream baselines: large enough that
+/// a stream of small messages costs far fewer than one `read` each, so the
+/// baseline is not handicapped.
+const STREAM_READ_BUF: usize = 64 << 10;
+
+/// One end of a link carrying messages of a fixed length.
+pub trait Link {
+    /// Writes message `seq` of `len` bytes (every byte) and sends it.
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn send(&mut self, seq: u64, len: usize) -> Result<()>;
+
+    /// Receives the next message and checks, reading every byte, that it
+    /// is message `seq` of `len` bytes.
+    ///
+    /// # Errors
+    /// Transport errors; [`pattern::Corrupt`] if the data is wrong.
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()>;
+}
+
+/// A zeroed buffer whose pages are already faulted in.
+fn buffer(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    pattern::fill(&mut v, u64::MAX);
+    v
+}
+
+fn check_len(msg: &Message<'_>, seq: u64, len: usize) -> Result<()> {
+    if msg.len() != len {
+        return Err(pattern::Corrupt {
+            seq,
+            len,
+            got_len: msg.len(),
+            got_sum: 0,
+            want_sum: pattern::expected(seq, len),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// shmsock with the copying API: `send(&buf)`, then `recv` +
+/// `Message::copy_to` into a private buffer.
+pub struct ShmCopy {
+    conn: Connection,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl ShmCopy {
+    /// Wraps a connection for messages of up to `max_len` bytes.
+    pub fn new(conn: Connection, max_len: usize) -> Self {
+        ShmCopy {
+            conn,
+            tx: buffer(max_len),
+            rx: buffer(max_len),
+        }
+    }
+}
+
+impl Link for ShmCopy {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.tx[..len];
+        pattern::fill(buf, seq);
+        self.conn.send(buf)?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let msg = self.conn.recv()?;
+        check_len(&msg, seq, len)?;
+        let buf = &mut self.rx[..len];
+        msg.copy_to(buf);
+        drop(msg);
+        pattern::verify(buf, seq, len)?;
+        Ok(())
+    }
+}
+
+/// shmsock without copies: `reserve` + fill in place + `commit`, then
+/// `recv` + checksum in place. Messages too large for the ring cannot be
+/// reserved: they are sent with `send` (a sealed memfd) and read in place
+/// through `Message::as_sealed`.
+pub struct ShmZeroCopy {
+    conn: Connection,
+    tx: Vec<u8>,
+}
+
+impl ShmZeroCopy {
+    /// Wraps a connection for messages of up to `max_len` bytes.
+    pub fn new(conn: Connection, max_len: usize) -> Self {
+        let inline = max_len <= conn.max_inline();
+        ShmZeroCopy {
+            conn,
+            // Only the memfd path needs a private source buffer.
+            tx: if inline { Vec::new() } else { buffer(max_len) },
+        }
+    }
+}
+
+impl Link for ShmZeroCopy {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        if len <= self.conn.max_inline() {
+            let mut grant = self.conn.reserve(len)?;
+            pattern::fill(&mut grant, seq);
+            grant.commit()?;
+        } else {
+            let buf = &mut self.tx[..len];
+            pattern::fill(buf, seq);
+            self.conn.send(buf)?;
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let msg = self.conn.recv()?;
+        check_len(&msg, seq, len)?;
+        match msg.as_sealed() {
+            Some(bytes) => pattern::verify(bytes, seq, len)?,
+            None => {
+                // SAFETY: the peer is our own forked child (or parent)
+                // running this module, which never touches a record after
+                // committing it, so the bytes do not change while borrowed;
+                // the borrow ends before `msg` releases the record.
+                let bytes = unsafe { msg.as_slice_unchecked() };
+                pattern::verify(bytes, seq, len)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A byte stream (Unix `SOCK_STREAM` socket, pipe) with length-prefixed
+/// framing: one `write_all` of an 8-byte length and the payload; a buffered
+/// `read_exact` of each.
+pub struct Framed<R: Read, W: Write> {
+    r: BufReader<R>,
+    w: W,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl<R: Read, W: Write> Framed<R, W> {
+    /// A link reading from `r` and writing to `w`, for messages of up to
+    /// `max_len` bytes.
+    pub fn new(r: R, w: W, max_len: usize) -> Self {
+        Framed {
+            r: BufReader::with_capacity(STREAM_READ_BUF, r),
+            w,
+            tx: buffer(max_len + 8),
+            rx: buffer(max_len),
+        }
+    }
+}
+
+impl<R: Read, W: Write> Link for Framed<R, W> {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        let frame = &mut self.tx[..8 + len];
+        frame[..8].copy_from_slice(&(len as u64).to_le_bytes());
+        pattern::fill(&mut frame[8..], seq);
+        self.w.write_all(frame)?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let mut hdr = [0u8; 8];
+        self.r.read_exact(&mut hdr)?;
+        let got = u64::from_le_bytes(hdr);
+        if got != len as u64 {
+            return Err(format!(
+                "stream framing: message {seq} announced {got} bytes, expected {len}"
+            )
+            .into());
+        }
+        let buf = &mut self.rx[..len];
+        self.r.read_exact(buf)?;
+        pattern::verify(buf, seq, len)?;
+        Ok(())
+    }
+}
+
+/// A Unix `SOCK_SEQPACKET` socket: one datagram per message, sent with
+/// `write`, received with `read` (a wrong length is detected).
+pub struct SeqPacket<S: Read + Write> {
+    sock: S,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl<S: Read + Write> SeqPacket<S> {
+    /// A link over the seqpacket socket `sock` (wrapped in any `Read +
+    /// Write` owner of the fd), for messages of up to `max_len` bytes.
+    pub fn new(sock: S, max_len: usize) -> Self {
+        SeqPacket {
+            sock,
+            tx: buffer(max_len),
+            // One spare byte: a longer datagram shows as a wrong length
+            // rather than being cut to fit.
+            rx: buffer(max_len + 1),
+        }
+    }
+}
+
+impl<S: Read + Write> Link for SeqPacket<S> {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.tx[..len];
+        pattern::fill(buf, seq);
+        let n = self.sock.write(buf)?;
+        if n != len {
+            return Err(format!("seqpacket: sent {n} of {len} bytes").into());
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let n = self.sock.read(&mut self.rx[..len + 1])?;
+        if n == 0 {
+            return Err("seqpacket: peer hung up".into());
+        }
+        pattern::verify(&self.rx[..n], seq, len)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,446 @@
+//! Printing a run: one table (or JSON lines), the machine's floor, how
+//! close shmsock comes to it, and the issue's targets as ratios within the
+//! run.
+
+use std::fmt::Write as _;
+
+use super::run::{size_name, Results, Row, RttStats, MEMCPY_HOT_LEN, MEMCPY_LEN};
+use super::session::{ring_capacity, Api, Transport, Wait};
+
+/// `412 ns`, `3.10 µs`, `12.4 ms`.
+fn ns(v: u64) -> String {
+    let f = v as f64;
+    if v < 1_000 {
+        format!("{v} ns")
+    } else if v < 1_000_000 {
+        format!("{:.2} µs", f / 1e3)
+    } else if v < 1_000_000_000 {
+        format!("{:.2} ms", f / 1e6)
+    } else {
+        format!("{:.2} s", f / 1e9)
+    }
+}
+
+/// `9.52 M`, `532 k`, `41`.
+fn count(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// `GB/s` (10^9 bytes per second).
+fn gbps(bytes_per_s: f64) -> f64 {
+    bytes_per_s / 1e9
+}
+
+/// The unix stream row of the same size.
+fn baseline(res: &Results, size: usize) -> Option<&Row> {
+    res.rows
+        .iter()
+        .find(|r| r.size == size && r.transport == Transport::Stream)
+}
+
+/// `stream p50 / p50` and `GB/s / stream GB/s`: above 1 is better.
+fn ratios(res: &Results, row: &Row) -> (Option<f64>, Option<f64>) {
+    match baseline(res, row.size) {
+        Some(b) => (
+            Some(b.rtt.p50 as f64 / row.rtt.p50.max(1) as f64),
+            Some(row.thr.bytes_per_s / b.thr.bytes_per_s),
+        ),
+        None => (None, None),
+    }
+}
+
+fn find(res: &Results, size: usize, t: Transport) -> Option<&Row> {
+    res.rows.iter().find(|r| r.size == size && r.transport == t)
+}
+
+fn opt_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
+}
+
+/// The table and the summaries, as text.
+pub fn text(res: &Results) -> String {
+    let mut o = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:<15} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8}",
+        "size", "transport", "mode", "RTT p50", "p99", "p99.9", "GB/s", "msg/s", "RTT vs", "thr vs"
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:<15} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8}",
+        "", "", "", "", "", "", "one-way", "one-way", "stream", "stream"
+    );
+    let mut last = None;
+    for row in &res.rows {
+        if last.is_some_and(|s| s != row.size) {
+            o.push('\n');
+        }
+        last = Some(row.size);
+        let (r, t) = ratios(res, row);
+        let _ = writeln!(
+            o,
+            "{:<8} {:<17} {:<15} {:>10} {:>10} {:>10} {:>8.3} {:>10} {:>8} {:>8}",
+            size_name(row.size),
+            row.transport.name(),
+            row.transport.mode(row.size),
+            ns(row.rtt.p50),
+            ns(row.rtt.p99),
+            ns(row.rtt.p999),
+            gbps(row.thr.bytes_per_s),
+            count(row.thr.msgs_per_s),
+            opt_ratio(r),
+            opt_ratio(t),
+        );
+    }
+    o.push('\n');
+    let _ = writeln!(
+        o,
+        "RTT: round trip of one message each way, same size (percentiles over {}..{} round trips per row).",
+        res.rows.iter().map(|r| r.rtt.samples).min().unwrap_or(0),
+        res.rows.iter().map(|r| r.rtt.samples).max().unwrap_or(0),
+    );
+    let _ = writeln!(
+        o,
+        "GB/s: one-way payload bytes (10^9/s) until the receiver verified the last message. \
+         vs stream: unix stream p50 / p50 and GB/s / unix stream GB/s (above 1 = better)."
+    );
+    let _ = writeln!(
+        o,
+        "Every message: sender writes every byte, receiver checksums every byte; all verified."
+    );
+    let mut rings = String::new();
+    let mut sizes: Vec<usize> = res.rows.iter().map(|r| r.size).collect();
+    sizes.dedup();
+    for s in &sizes {
+        let _ = write!(
+            rings,
+            " {}: {}{};",
+            size_name(*s),
+            size_name(ring_capacity(*s) as usize),
+            if Transport::Shm(Wait::Spin, Api::Copy)
+                .mode(*s)
+                .contains("memfd")
+            {
+                " (memfd path)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        o,
+        "shmsock ring capacity per size:{}",
+        rings.trim_end_matches(';')
+    );
+    for s in &res.skipped {
+        let _ = writeln!(
+            o,
+            "{} {}: {}",
+            size_name(s.size),
+            s.transport.name(),
+            s.reason
+        );
+    }
+
+    let f = &res.floors;
+    let _ = writeln!(o, "\nFloor (this machine, same run):");
+    let _ = writeln!(
+        o,
+        "  cache-line round trip, 2 processes, shared memory: p50 {} (tight spin), {} (spin with PAUSE, as shmsock spins)",
+        ns(f.cacheline.p50),
+        ns(f.cacheline_pause.p50)
+    );
+    let _ = writeln!(
+        o,
+        "  memcpy, one thread: {:.2} GB/s over {} (beyond the caches), {:.2} GB/s over {} (cache-resident, like a ring)",
+        gbps(f.memcpy),
+        size_name(MEMCPY_LEN),
+        gbps(f.memcpy_hot),
+        size_name(MEMCPY_HOT_LEN)
+    );
+
+    let _ = writeln!(o, "\nHow close shmsock comes:");
+    for w in Wait::ALL {
+        if let Some(r) = find(res, 64, Transport::Shm(w, Api::Copy)) {
+            let _ = writeln!(
+                o,
+                "  64 B {} send RTT p50 = {:.2}x the cache-line floor",
+                r.transport.name(),
+                r.rtt.p50 as f64 / f.cacheline.p50.max(1) as f64
+            );
+        }
+    }
+    for s in &sizes {
+        for api in [Api::Copy, Api::ZeroCopy] {
+            if let Some(r) = find(res, *s, Transport::Shm(Wait::Adaptive, api)) {
+                let _ = writeln!(
+                    o,
+                    "  {} {} {} throughput = {:.0}% of memcpy {}, {:.0}% of memcpy {}",
+                    size_name(*s),
+                    r.transport.name(),
+                    r.transport.mode(*s),
+                    100.0 * r.thr.bytes_per_s / f.memcpy,
+                    size_name(MEMCPY_LEN),
+                    100.0 * r.thr.bytes_per_s / f.memcpy_hot,
+                    size_name(MEMCPY_HOT_LEN)
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\nTargets (issue 4), as ratios within this run:");
+    for t in targets(res) {
+        let _ = writeln!(
+            o,
+            "  ({}) {:<7} {}",
+            t.id,
+            match t.met {
+                Some(true) => "MET",
+                Some(false) => "MISSED",
+                None => "n/a",
+            },
+            t.detail
+        );
+    }
+    let _ = writeln!(o, "\nRun took {:.1} s.", res.elapsed.as_secs_f64());
+    o
+}
+
+/// One of the issue's targets.
+pub struct Target {
+    /// Letter.
+    pub id: char,
+    /// Met, missed, or not measurable in this run.
+    pub met: Option<bool>,
+    /// What was compared.
+    pub detail: String,
+}
+
+fn speedup_rtt(base: &RttStats, r: &RttStats) -> f64 {
+    base.p50 as f64 / r.p50.max(1) as f64
+}
+
+/// Evaluates the targets against this run's rows.
+pub fn targets(res: &Results) -> Vec<Target> {
+    let f = &res.floors;
+    let spin = Transport::Shm(Wait::Spin, Api::Copy);
+    let adaptive = Transport::Shm(Wait::Adaptive, Api::Copy);
+    let adaptive_zc = Transport::Shm(Wait::Adaptive, Api::ZeroCopy);
+    let block = Transport::Shm(Wait::Block, Api::Copy);
+    let na = |id, what: &str| Target {
+        id,
+        met: None,
+        detail: format!("not measured in this run ({what})"),
+    };
+    let mut out = Vec::new();
+
+    out.push(match (find(res, 64, spin), baseline(res, 64)) {
+        (Some(r), Some(b)) => {
+            let floor = r.rtt.p50 as f64 / f.cacheline.p50.max(1) as f64;
+            let fast = speedup_rtt(&b.rtt, &r.rtt);
+            Target {
+                id: 'a',
+                met: Some(floor <= 3.0 && fast >= 10.0),
+                detail: format!(
+                    "64 B Spin RTT p50 {} = {floor:.2}x cache-line floor (want <= 3x), {fast:.1}x faster than unix stream {} (want >= 10x)",
+                    ns(r.rtt.p50),
+                    ns(b.rtt.p50)
+                ),
+            }
+        }
+        _ => na('a', "needs 64 B"),
+    });
+    out.push(match (find(res, 64, adaptive), baseline(res, 64)) {
+        (Some(r), Some(b)) => {
+            let fast = speedup_rtt(&b.rtt, &r.rtt);
+            Target {
+                id: 'b',
+                met: Some(fast >= 5.0),
+                detail: format!(
+                    "64 B Adaptive RTT p50 {} is {fast:.1}x faster than unix stream {} (want >= 5x)",
+                    ns(r.rtt.p50),
+                    ns(b.rtt.p50)
+                ),
+            }
+        }
+        _ => na('b', "needs 64 B"),
+    });
+    let mib = 1 << 20;
+    out.push(
+        match (find(res, mib, adaptive), find(res, mib, adaptive_zc), baseline(res, mib)) {
+            (Some(r), Some(z), Some(b)) => {
+                let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
+                let m = z.thr.bytes_per_s / f.memcpy;
+                Target {
+                    id: 'c',
+                    met: Some(x >= 5.0 && m >= 0.5),
+                    detail: format!(
+                        "1 MiB Adaptive send {:.2} GB/s = {x:.2}x unix stream {:.2} GB/s (want >= 5x); reserve/commit {:.2} GB/s = {:.0}% of memcpy {} {:.2} GB/s (want >= 50%; {:.0}% of cache-resident memcpy {} {:.2} GB/s)",
+                        gbps(r.thr.bytes_per_s),
+                        gbps(b.thr.bytes_per_s),
+                        gbps(z.thr.bytes_per_s),
+                        100.0 * m,
+                        size_name(MEMCPY_LEN),
+                        gbps(f.memcpy),
+                        100.0 * z.thr.bytes_per_s / f.memcpy_hot,
+                        size_name(MEMCPY_HOT_LEN),
+                        gbps(f.memcpy_hot)
+                    ),
+                }
+            }
+            _ => na('c', "needs 1 MiB"),
+        },
+    );
+    let big = 16 << 20;
+    out.push(match (find(res, big, adaptive), baseline(res, big)) {
+        (Some(r), Some(b)) => {
+            let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
+            Target {
+                id: 'd',
+                met: Some(x >= 3.0),
+                detail: format!(
+                    "16 MiB Adaptive send (memfd path) {:.2} GB/s = {x:.2}x unix stream {:.2} GB/s (want >= 3x)",
+                    gbps(r.thr.bytes_per_s),
+                    gbps(b.thr.bytes_per_s)
+                ),
+            }
+        }
+        _ => na('d', "needs 16 MiB"),
+    });
+    let mut worse = Vec::new();
+    let mut checked = 0;
+    for r in res.rows.iter().filter(|r| r.transport == block) {
+        if let Some(b) = baseline(res, r.size) {
+            checked += 1;
+            let rtt = speedup_rtt(&b.rtt, &r.rtt);
+            let thr = r.thr.bytes_per_s / b.thr.bytes_per_s;
+            if rtt < 1.0 {
+                worse.push(format!("{} RTT {rtt:.2}x", size_name(r.size)));
+            }
+            if thr < 1.0 {
+                worse.push(format!("{} throughput {thr:.2}x", size_name(r.size)));
+            }
+        }
+    }
+    out.push(if checked == 0 {
+        na('e', "needs Block and unix stream rows")
+    } else {
+        Target {
+            id: 'e',
+            met: Some(worse.is_empty()),
+            detail: if worse.is_empty() {
+                format!("Block send is at least as fast as unix stream at all {checked} sizes (RTT p50 and throughput)")
+            } else {
+                format!(
+                    "Block send slower than unix stream at: {} (ratio = speedup, want >= 1x)",
+                    worse.join(", ")
+                )
+            },
+        }
+    });
+    out
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_str(o: &mut String, s: &str) {
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+}
+
+fn json_num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.6}"),
+        _ => "null".into(),
+    }
+}
+
+/// One JSON object per line: rows, skipped rows, floors, targets.
+pub fn json(res: &Results) -> String {
+    let mut o = String::new();
+    for row in &res.rows {
+        let (r, t) = ratios(res, row);
+        o.push_str("{\"kind\":\"row\",\"size\":");
+        let _ = write!(o, "{}", row.size);
+        o.push_str(",\"transport\":");
+        json_str(&mut o, row.transport.name());
+        o.push_str(",\"mode\":");
+        json_str(&mut o, row.transport.mode(row.size));
+        o.push_str(",\"id\":");
+        json_str(&mut o, row.transport.id());
+        let _ = write!(
+            o,
+            ",\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"rtt_samples\":{},\"gbps\":{},\"msgs_per_s\":{},\"messages\":{},\"rtt_vs_stream\":{},\"thr_vs_stream\":{}}}",
+            row.rtt.p50,
+            row.rtt.p99,
+            row.rtt.p999,
+            row.rtt.samples,
+            json_num(Some(gbps(row.thr.bytes_per_s))),
+            json_num(Some(row.thr.msgs_per_s)),
+            row.thr.messages,
+            json_num(r),
+            json_num(t),
+        );
+        o.push('\n');
+    }
+    for s in &res.skipped {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"skipped\",\"size\":{},\"transport\":",
+            s.size
+        );
+        json_str(&mut o, s.transport.name());
+        o.push_str(",\"reason\":");
+        json_str(&mut o, &s.reason);
+        o.push_str("}\n");
+    }
+    let f = &res.floors;
+    for (name, st) in [
+        ("cacheline_rtt", f.cacheline),
+        ("cacheline_rtt_pause", f.cacheline_pause),
+    ] {
+        let _ = writeln!(
+            o,
+            "{{\"kind\":\"floor\",\"name\":\"{name}\",\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"rtt_samples\":{}}}",
+            st.p50, st.p99, st.p999, st.samples
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{{\"kind\":\"floor\",\"name\":\"memcpy\",\"bytes\":{MEMCPY_LEN},\"gbps\":{}}}",
+        json_num(Some(gbps(f.memcpy)))
+    );
+    let _ = writeln!(
+        o,
+        "{{\"kind\":\"floor\",\"name\":\"memcpy_hot\",\"bytes\":{MEMCPY_HOT_LEN},\"gbps\":{}}}",
+        json_num(Some(gbps(f.memcpy_hot)))
+    );
+    for t in targets(res) {
+        let _ = write!(o, "{{\"kind\":\"target\",\"id\":\"{}\",\"met\":", t.id);
+        o.push_str(match t.met {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "null",
+        });
+        o.push_str(",\"detail\":");
+        json_str(&mut o, &t.detail);
+        o.push_str("}\n");
+    }
+    o
+}

@@ -1,0 +1,576 @@
+//! A benchmark session: a forked peer process, a data link of one
+//! transport between the two, and a control channel on which the parent
+//! tells the peer what to do and the peer reports back.
+//!
+//! The parent is the measuring side. For a round trip it sends message
+//! `s` and the peer answers with message `s + 1` of the same size; for a
+//! one-way stream it sends `n` messages and the peer, once it has received
+//! and verified all of them, says so on the control channel (the parent's
+//! clock stops then). The control channel is a separate `SOCK_STREAM`
+//! pair, so the data link carries nothing but the measured messages.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags};
+use nix::sys::socket::{socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use shmsock::{Builder, Listener, WaitStrategy};
+
+use super::child::{fork_with, BoxError, Child, Result};
+use super::link::{Framed, Link, SeqPacket, ShmCopy, ShmZeroCopy};
+
+/// How a shmsock connection waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// [`WaitStrategy::Spin`].
+    Spin,
+    /// The default, [`WaitStrategy::Adaptive`] with 50 µs of spinning.
+    Adaptive,
+    /// [`WaitStrategy::Block`].
+    Block,
+}
+
+impl Wait {
+    /// All three, in table order.
+    pub const ALL: [Wait; 3] = [Wait::Spin, Wait::Adaptive, Wait::Block];
+
+    fn strategy(self) -> WaitStrategy {
+        match self {
+            Wait::Spin => WaitStrategy::Spin,
+            Wait::Adaptive => WaitStrategy::default(),
+            Wait::Block => WaitStrategy::Block,
+        }
+    }
+}
+
+/// Which shmsock API moves the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `send(&buf)` / `recv` + `copy_to(&mut buf)`.
+    Copy,
+    /// `reserve` + fill in place + `commit` / `recv` + read in place.
+    ZeroCopy,
+}
+
+/// A transport compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// shmsock.
+    Shm(Wait, Api),
+    /// Unix `SOCK_STREAM` socket pair, length-prefixed framing.
+    Stream,
+    /// Unix `SOCK_SEQPACKET` socket pair, one datagram per message.
+    SeqPacket,
+    /// Two pipes, length-prefixed framing.
+    Pipe,
+}
+
+impl Transport {
+    /// Every transport, baselines first.
+    pub fn all() -> Vec<Transport> {
+        let mut v = vec![Transport::Stream, Transport::SeqPacket, Transport::Pipe];
+        for w in Wait::ALL {
+            v.push(Transport::Shm(w, Api::Copy));
+            v.push(Transport::Shm(w, Api::ZeroCopy));
+        }
+        v
+    }
+
+    /// Name of the transport column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Shm(Wait::Spin, _) => "shmsock Spin",
+            Transport::Shm(Wait::Adaptive, _) => "shmsock Adaptive",
+            Transport::Shm(Wait::Block, _) => "shmsock Block",
+            Transport::Stream => "unix stream",
+            Transport::SeqPacket => "unix seqpacket",
+            Transport::Pipe => "pipe",
+        }
+    }
+
+    /// Name of the mode column for messages of `size` bytes.
+    pub fn mode(self, size: usize) -> &'static str {
+        let large = size > inline_limit(size);
+        match self {
+            Transport::Shm(_, Api::Copy) if large => "send (memfd)",
+            Transport::Shm(_, Api::ZeroCopy) if large => "sealed (memfd)",
+            Transport::Shm(_, Api::Copy) => "send",
+            Transport::Shm(_, Api::ZeroCopy) => "reserve",
+            Transport::Stream | Transport::Pipe => "framed",
+            Transport::SeqPacket => "datagram",
+        }
+    }
+
+    /// A short identifier (criterion ids, JSON).
+    pub fn id(self) -> &'static str {
+        match self {
+            Transport::Shm(Wait::Spin, Api::Copy) => "shmsock_spin_send",
+            Transport::Shm(Wait::Spin, Api::ZeroCopy) => "shmsock_spin_zerocopy",
+            Transport::Shm(Wait::Adaptive, Api::Copy) => "shmsock_adaptive_send",
+            Transport::Shm(Wait::Adaptive, Api::ZeroCopy) => "shmsock_adaptive_zerocopy",
+            Transport::Shm(Wait::Block, Api::Copy) => "shmsock_block_send",
+            Transport::Shm(Wait::Block, Api::ZeroCopy) => "shmsock_block_zerocopy",
+            Transport::Stream => "unix_stream",
+            Transport::SeqPacket => "unix_seqpacket",
+            Transport::Pipe => "pipe",
+        }
+    }
+
+    /// Why messages of `size` bytes are not measured over this transport,
+    /// if they are not.
+    ///
+    /// # Errors
+    /// If the seqpacket limit cannot be read.
+    pub fn skip_reason(self, size: usize) -> Result<Option<String>> {
+        Ok(match self {
+            Transport::Pipe if size != 64 => Some("pipe is measured at 64 B only".into()),
+            Transport::SeqPacket => {
+                let max = seqpacket_max()?;
+                (size > max).then(|| {
+                    format!(
+                        "seqpacket skipped: above its largest datagram ({max} B = SO_SNDBUF - 32)"
+                    )
+                })
+            }
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Shm(_, Api::Copy) => write!(f, "{} send", self.name()),
+            Transport::Shm(_, Api::ZeroCopy) => write!(f, "{} zero-copy", self.name()),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// Largest message sent inline (messages up to 1 MiB are; larger ones take
+/// the memfd path).
+const MAX_INLINE_MESSAGE: usize = 1 << 20;
+
+/// Ring capacity used for messages of `size` bytes: four messages' worth,
+/// at least 64 KiB, for messages up to 1 MiB (so they travel inline); the
+/// default 1 MiB ring above that, where messages go as sealed memfds.
+pub fn ring_capacity(size: usize) -> u64 {
+    if size <= MAX_INLINE_MESSAGE {
+        ((4 * size) as u64).next_power_of_two().max(64 << 10)
+    } else {
+        1 << 20
+    }
+}
+
+/// Largest inline message with the ring used for `size`.
+fn inline_limit(size: usize) -> usize {
+    shmsock::shm::ring::max_record_len(ring_capacity(size)) as usize
+}
+
+/// Largest message a Unix `SOCK_SEQPACKET` socket pair takes here: the
+/// kernel refuses datagrams above `SO_SNDBUF - 32` (net/unix/af_unix.c).
+///
+/// # Errors
+/// If the probe socket cannot be made or queried.
+pub fn seqpacket_max() -> Result<usize> {
+    let (a, _b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair(SOCK_SEQPACKET): {e}"))?;
+    let sndbuf = nix::sys::socket::getsockopt(&a, sockopt::SndBuf)
+        .map_err(|e| format!("getsockopt(SO_SNDBUF): {e}"))?;
+    Ok(sndbuf.saturating_sub(32))
+}
+
+/// Options of a session.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Cores for the parent (already pinned by the caller) and the child.
+    pub cores: Option<(usize, usize)>,
+    /// Longest any single wait may take before the run is declared hung.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cores: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counter making every abstract socket name of this process unique.
+static SOCKET_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn socket_name() -> String {
+    // Relaxed: a plain counter, nothing is published through it.
+    let n = SOCKET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("@shmsock-bench-{}-{n}", std::process::id())
+}
+
+/// The parent's end of a link.
+enum ParentLink {
+    ShmCopy(ShmCopy),
+    ShmZeroCopy(ShmZeroCopy),
+    Stream(Framed<UnixStream, UnixStream>),
+    SeqPacket(SeqPacket<UnixStream>),
+    Pipe(Framed<File, File>),
+}
+
+/// Runs `$body` with `$l` bound to the concrete link, so that the loops are
+/// compiled once per transport (no dynamic dispatch in the measurement).
+macro_rules! with_link {
+    ($link:expr, $l:ident => $body:expr) => {
+        match $link {
+            ParentLink::ShmCopy($l) => $body,
+            ParentLink::ShmZeroCopy($l) => $body,
+            ParentLink::Stream($l) => $body,
+            ParentLink::SeqPacket($l) => $body,
+            ParentLink::Pipe($l) => $body,
+        }
+    };
+}
+
+/// What the child gets to build its end from.
+enum ChildEnd {
+    Shm { name: String, builder: Builder },
+    Socket(UnixStream),
+    Pipe { rx: File, tx: File },
+}
+
+/// What the parent keeps before it builds its end.
+enum ParentEnd {
+    Shm(Listener),
+    Socket(UnixStream),
+    Pipe { rx: File, tx: File },
+}
+
+/// Commands on the control channel (parent → child): 24 bytes, `op`, `n`,
+/// `seq0` as little-endian u64.
+const OP_ECHO: u64 = 1;
+const OP_SINK: u64 = 2;
+const OP_QUIT: u64 = 3;
+/// Replies (child → parent): a status word, then for errors a length and
+/// that many bytes of text.
+const REPLY_OK: u64 = 0;
+const REPLY_ERR: u64 = 1;
+
+fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A running session: the parent's view.
+pub struct Session {
+    child: Child,
+    ctl: UnixStream,
+    link: ParentLink,
+    size: usize,
+    seq: u64,
+    timeout: Duration,
+}
+
+fn shm_builder(size: usize, wait: Wait, timeout: Duration) -> Builder {
+    Builder::new()
+        .ring_capacity(ring_capacity(size))
+        .wait(wait.strategy())
+        .timeout(Some(timeout))
+}
+
+impl Session {
+    /// Forks a peer and connects a link of `transport` for messages of
+    /// `size` bytes.
+    ///
+    /// # Errors
+    /// If setting up the link or forking fails, or the child fails to
+    /// connect.
+    pub fn start(transport: Transport, size: usize, opts: &Options) -> Result<Session> {
+        let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (parent_end, child_end) = match transport {
+            Transport::Shm(wait, _) => {
+                let builder = shm_builder(size, wait, opts.timeout);
+                let name = socket_name();
+                let listener = builder
+                    .bind(&name)
+                    .map_err(|e| format!("bind {name}: {e}"))?;
+                (ParentEnd::Shm(listener), ChildEnd::Shm { name, builder })
+            }
+            Transport::Stream => {
+                let (a, b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+                (ParentEnd::Socket(a), ChildEnd::Socket(b))
+            }
+            Transport::SeqPacket => {
+                let (a, b) = socketpair(
+                    AddressFamily::Unix,
+                    SockType::SeqPacket,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|e| format!("socketpair(SOCK_SEQPACKET): {e}"))?;
+                // A seqpacket fd read and written with read(2)/write(2):
+                // std's stream type adds nothing but those calls and timeouts.
+                (
+                    ParentEnd::Socket(UnixStream::from(a)),
+                    ChildEnd::Socket(UnixStream::from(b)),
+                )
+            }
+            Transport::Pipe => {
+                let (p2c_r, p2c_w) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+                let (c2p_r, c2p_w) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
+                (
+                    ParentEnd::Pipe {
+                        rx: File::from(c2p_r),
+                        tx: File::from(p2c_w),
+                    },
+                    ChildEnd::Pipe {
+                        rx: File::from(p2c_r),
+                        tx: File::from(c2p_w),
+                    },
+                )
+            }
+        };
+        let (mut child, (parent_end, ctl)) = fork_with(
+            (parent_end, ctl),
+            (child_end, child_ctl),
+            opts.cores.map(|(_, c)| c),
+            move |(end, ctl)| child_main(transport, size, end, ctl),
+        )?;
+        ctl.set_read_timeout(Some(opts.timeout))?;
+        ctl.set_write_timeout(Some(opts.timeout))?;
+        let link = match (transport, parent_end) {
+            (Transport::Shm(_, api), ParentEnd::Shm(listener)) => {
+                let conn = accept_within(&listener, &mut child, opts.timeout)?;
+                match api {
+                    Api::Copy => ParentLink::ShmCopy(ShmCopy::new(conn, size)),
+                    Api::ZeroCopy => ParentLink::ShmZeroCopy(ShmZeroCopy::new(conn, size)),
+                }
+            }
+            (Transport::Stream, ParentEnd::Socket(s)) => {
+                s.set_read_timeout(Some(opts.timeout))?;
+                ParentLink::Stream(Framed::new(s.try_clone()?, s, size))
+            }
+            (Transport::SeqPacket, ParentEnd::Socket(s)) => {
+                s.set_read_timeout(Some(opts.timeout))?;
+                ParentLink::SeqPacket(SeqPacket::new(s, size))
+            }
+            (Transport::Pipe, ParentEnd::Pipe { rx, tx }) => {
+                ParentLink::Pipe(Framed::new(rx, tx, size))
+            }
+            _ => return Err("internal error: transport and endpoint disagree".into()),
+        };
+        Ok(Session {
+            child,
+            ctl,
+            link,
+            size,
+            seq: 0,
+            timeout: opts.timeout,
+        })
+    }
+
+    fn command(&mut self, op: u64, n: u64, seq0: u64) -> Result<()> {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&op.to_le_bytes());
+        b[8..16].copy_from_slice(&n.to_le_bytes());
+        b[16..].copy_from_slice(&seq0.to_le_bytes());
+        self.ctl
+            .write_all(&b)
+            .map_err(|e| format!("control channel (write): {e}"))?;
+        Ok(())
+    }
+
+    /// Reads the child's reply to a command.
+    fn reply(&mut self) -> Result<()> {
+        let status = read_u64(&mut self.ctl).map_err(|e| format!("control channel (read): {e}"))?;
+        match status {
+            REPLY_OK => Ok(()),
+            REPLY_ERR => {
+                let len = read_u64(&mut self.ctl)?.min(4096) as usize;
+                let mut text = vec![0u8; len];
+                self.ctl.read_exact(&mut text)?;
+                Err(format!("peer: {}", String::from_utf8_lossy(&text)).into())
+            }
+            other => Err(format!("control channel: bad reply {other}").into()),
+        }
+    }
+
+    /// Turns an error seen by the parent into one that also says what the
+    /// child reported (its error is usually the root cause).
+    fn fail(&mut self, e: BoxError) -> BoxError {
+        let _ = self.ctl.set_read_timeout(Some(Duration::from_secs(1)));
+        match self.reply() {
+            Err(peer) => format!("{e} ({peer})").into(),
+            Ok(()) => e,
+        }
+    }
+
+    /// `n` round trips: the parent sends message `s`, the peer answers
+    /// with `s + 1`. Pushes each round trip's duration in nanoseconds to
+    /// `samples` if given. Returns the total time.
+    ///
+    /// # Errors
+    /// Transport errors and failed verification, on either side.
+    pub fn round_trips(&mut self, n: u64, samples: Option<&mut Vec<u64>>) -> Result<Duration> {
+        let seq0 = self.seq;
+        self.seq += 2 * n;
+        self.command(OP_ECHO, n, seq0)?;
+        let size = self.size;
+        let r = with_link!(&mut self.link, l => rtt_loop(l, size, seq0, n, samples));
+        match r {
+            Ok(t) => {
+                self.reply()?;
+                Ok(t)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Streams `n` messages one way; the time runs until the peer has
+    /// received and verified the last one.
+    ///
+    /// # Errors
+    /// Transport errors and failed verification, on either side.
+    pub fn stream(&mut self, n: u64) -> Result<Duration> {
+        let seq0 = self.seq;
+        self.seq += n;
+        self.command(OP_SINK, n, seq0)?;
+        let size = self.size;
+        let start = Instant::now();
+        let r = with_link!(&mut self.link, l => (0..n).try_for_each(|i| l.send(seq0 + i, size)));
+        match r {
+            Ok(()) => {
+                self.reply()?;
+                Ok(start.elapsed())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Tells the peer to exit and checks that it did, cleanly.
+    ///
+    /// # Errors
+    /// If the peer does not exit with status 0 in time.
+    pub fn finish(mut self) -> Result<()> {
+        self.command(OP_QUIT, 0, 0)?;
+        let Session { child, timeout, .. } = self;
+        child.wait(timeout)
+    }
+}
+
+/// The measured loop of [`Session::round_trips`].
+fn rtt_loop<L: Link>(
+    l: &mut L,
+    size: usize,
+    seq0: u64,
+    n: u64,
+    mut samples: Option<&mut Vec<u64>>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let mut prev = start;
+    for i in 0..n {
+        let s = seq0 + 2 * i;
+        l.send(s, size)?;
+        l.recv(s + 1, size)?;
+        if let Some(v) = samples.as_deref_mut() {
+            let now = Instant::now();
+            v.push((now - prev).as_nanos() as u64);
+            prev = now;
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// Accepts the child's connection, giving up if the child dies or the
+/// timeout passes (`Listener::accept` alone would wait forever).
+fn accept_within(
+    listener: &Listener,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<shmsock::Connection> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, 20u16).map_err(|e| format!("poll: {e}"))?;
+        if ready > 0 {
+            return Ok(listener.accept().map_err(|e| format!("accept: {e}"))?);
+        }
+        if let Some(st) = child.try_wait()? {
+            return Err(format!("child exited before connecting: {st:?}").into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("child did not connect within {timeout:?}").into());
+        }
+    }
+}
+
+/// The child: builds its end of the link, then serves commands.
+fn child_main(transport: Transport, size: usize, end: ChildEnd, ctl: UnixStream) -> Result<()> {
+    match (transport, end) {
+        (Transport::Shm(_, api), ChildEnd::Shm { name, builder }) => {
+            let conn = builder
+                .connect(&name)
+                .map_err(|e| format!("connect {name}: {e}"))?;
+            match api {
+                Api::Copy => serve(ShmCopy::new(conn, size), size, ctl),
+                Api::ZeroCopy => serve(ShmZeroCopy::new(conn, size), size, ctl),
+            }
+        }
+        (Transport::Stream, ChildEnd::Socket(s)) => {
+            serve(Framed::new(s.try_clone()?, s, size), size, ctl)
+        }
+        (Transport::SeqPacket, ChildEnd::Socket(s)) => serve(SeqPacket::new(s, size), size, ctl),
+        (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => serve(Framed::new(rx, tx, size), size, ctl),
+        _ => Err("internal error: transport and endpoint disagree".into()),
+    }
+}
+
+/// The child's command loop.
+fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream) -> Result<()> {
+    loop {
+        let mut b = [0u8; 24];
+        ctl.read_exact(&mut b)
+            .map_err(|e| format!("control channel (read): {e}"))?;
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (op, n, seq0) = (word(0), word(1), word(2));
+        let r = match op {
+            OP_ECHO => (0..n).try_for_each(|i| {
+                let s = seq0 + 2 * i;
+                link.recv(s, size)?;
+                link.send(s + 1, size)
+            }),
+            OP_SINK => (0..n).try_for_each(|i| link.recv(seq0 + i, size)),
+            OP_QUIT => return Ok(()),
+            other => Err(format!("unknown command {other}").into()),
+        };
+        match r {
+            Ok(()) => ctl.write_all(&REPLY_OK.to_le_bytes())?,
+            Err(e) => {
+                let text = e.to_string();
+                let mut msg = Vec::with_capacity(16 + text.len());
+                msg.extend_from_slice(&REPLY_ERR.to_le_bytes());
+                msg.extend_from_slice(&(text.len() as u64).to_le_bytes());
+                msg.extend_from_slice(text.as_bytes());
+                // Best effort: the parent may be gone; the exit status
+                // reports the failure anyway.
+                let _ = ctl.write_all(&msg);
+                return Err(e);
+            }
+        }
+    }
+}

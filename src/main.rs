@@ -1,0 +1,161 @@
+//! The `shmsock` command: `shmsock bench` measures shmsock against Unix
+//! sockets and pipes between two processes, next to this machine's floor
+//! (cache-line round trip, `memcpy` bandwidth). See `docs/performance.md`.
+
+mod bin_support;
+
+use std::error::Error;
+use std::io::Write;
+use std::process::ExitCode;
+
+use bin_support::child::Result;
+use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
+use bin_support::{pin, report};
+
+const USAGE: &str = "\
+usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--filter TEXT]
+       shmsock help
+
+bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send and
+        zero-copy reserve/commit) against a Unix SOCK_STREAM socket, a
+        SOCK_SEQPACKET socket and a pipe (64 B), between two forked processes
+        pinned to different cores: round-trip latency (p50/p99/p99.9) and
+        one-way throughput, plus this machine's floor (cross-process cache-line
+        round trip, single-thread memcpy). Every message is written and
+        checksummed byte by byte; any verification failure exits non-zero.
+
+options:
+  --quick          shorter measurements (whole run under 20 s)
+  --sizes LIST     message sizes, comma-separated, with optional K/M suffix
+                   (binary units); default 64,1K,16K,64K,1M,16M
+  --json           one JSON object per line (rows, floors, targets) on stdout
+  --no-pin         do not pin the two processes to different cores
+  --filter TEXT    only transports whose name contains TEXT (unix stream,
+                   the baseline, is always kept), e.g. 'spin' or 'block send'
+  -h, --help       this text
+";
+
+/// Parses `64`, `1K`, `16KiB`, `1M`, `1MB` (binary units).
+fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected a number with optional K or M"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        _ => return Err(format!("bad size {s:?}: unknown unit {unit:?}").into()),
+    };
+    let size = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))?;
+    if !(1..=64 << 20).contains(&size) {
+        return Err(format!("size {s:?} out of range (1 B ..= 64 MiB)").into());
+    }
+    Ok(size)
+}
+
+struct BenchArgs {
+    plan: Plan,
+    json: bool,
+}
+
+/// Parses the `bench` options; `Ok(None)` means help was asked for.
+fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
+    let mut quick = false;
+    let mut json = false;
+    let mut pin = true;
+    let mut sizes = DEFAULT_SIZES.to_vec();
+    let mut filter = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--quick" => quick = true,
+            "--json" => json = true,
+            "--no-pin" => pin = false,
+            "--sizes" => {
+                let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
+                sizes = list
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(parse_size)
+                    .collect::<Result<_>>()?;
+                if sizes.is_empty() {
+                    return Err("--sizes: empty list".into());
+                }
+            }
+            "--filter" => filter = Some(it.next().ok_or("--filter needs a text")?.clone()),
+            other => return Err(format!("unknown option {other:?}").into()),
+        }
+    }
+    let cores = if pin { pin::two_cores()? } else { None };
+    Ok(Some(BenchArgs {
+        plan: Plan {
+            sizes,
+            budget: if quick {
+                Budget::QUICK
+            } else {
+                Budget::DEFAULT
+            },
+            cores,
+            filter,
+        },
+        json,
+    }))
+}
+
+fn bench(args: &[String]) -> Result<ExitCode> {
+    let Some(b) = parse_bench(args)? else {
+        print!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    match b.plan.cores {
+        Some((parent, child)) => {
+            // Before any fork: children inherit it, then move to their core.
+            pin::pin_to(parent)?;
+            eprintln!("bench: pinned to cores {parent} (measuring side) and {child} (peer)");
+        }
+        None => eprintln!("bench: not pinned"),
+    }
+    let res = run::run(&b.plan)?;
+    let out = if b.json {
+        report::json(&res)
+    } else {
+        report::text(&res)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r: std::result::Result<ExitCode, Box<dyn Error + Send + Sync>> =
+        match args.first().map(String::as_str) {
+            Some("bench") => bench(&args[1..]),
+            Some("help" | "-h" | "--help") => {
+                print!("{USAGE}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(other) => {
+                eprint!("shmsock: unknown command {other:?}\n\n{USAGE}");
+                Ok(ExitCode::from(2))
+            }
+            None => {
+                eprint!("{USAGE}");
+                Ok(ExitCode::from(2))
+            }
+        };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("\nshmsock: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
