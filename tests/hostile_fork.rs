@@ -403,6 +403,7 @@ struct RawClient {
     ours: Arc<Segment>,
     prod: Producer,
     _theirs: Consumer,
+    theirs_seg: Option<Arc<Segment>>,
 }
 
 fn raw_handshake(p: &str, cap: u64) -> RawClient {
@@ -431,14 +432,16 @@ fn raw_handshake(p: &str, cap: u64) -> RawClient {
             fds.extend(it);
         }
     }
-    let theirs =
-        Segment::attach(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30).unwrap();
+    let theirs = Arc::new(
+        Segment::attach(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30).unwrap(),
+    );
     RawClient {
         sock,
         _back: back,
         prod: Producer::attach(ours.clone()).unwrap(),
         ours,
-        _theirs: Consumer::attach(Arc::new(theirs)).unwrap(),
+        _theirs: Consumer::attach(theirs.clone()).unwrap(),
+        theirs_seg: Some(theirs),
     }
 }
 
@@ -633,6 +636,346 @@ fn random_scribbler() {
     child.kill();
 }
 
+/// Reads a u32 word of a raw client's view of the server's ring header.
+fn their_word(c: &RawClient, off: usize) -> u64 {
+    let seg = c.theirs_seg.as_ref().unwrap();
+    // SAFETY: in bounds of the mapped header, 8-aligned, atomic load.
+    unsafe { AtomicU64::from_ptr(seg.as_ptr().add(off).cast()) }.load(Ordering::SeqCst)
+}
+
+fn producer_that_never_wakes() {
+    // The server parks (Block), the hostile client then commits without a
+    // wake-up: the server's recv must end at its timeout, not hang, and the
+    // record is still there for the next call.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 4096);
+        // Wait until the server's consumer is parked on our ring.
+        let t = Instant::now();
+        while peek_ours(&c, 384) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(c.prod.try_push(b"silent").unwrap());
+        c.prod.unpark();
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let timed_out = {
+        let r = s.recv_timeout(Duration::from_millis(300));
+        // Either the commit raced ahead of the park (delivered) or the
+        // timeout fired; what must not happen is waiting past the timeout.
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "recv overran its timeout"
+        );
+        match r {
+            Ok(m) => {
+                assert_eq!(m.to_vec(), b"silent");
+                false
+            }
+            Err(Error::Timeout) => true,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    if timed_out {
+        assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"silent");
+    }
+    child.kill();
+}
+
+fn peek_ours(c: &RawClient, off: usize) -> u64 {
+    // SAFETY: in bounds of our ring's header, 8-aligned, atomic load.
+    unsafe { AtomicU64::from_ptr(c.ours.as_ptr().add(off).cast()) }.load(Ordering::SeqCst)
+}
+
+fn reader_that_never_releases() {
+    // The hostile client never reads: the server's sends fill the ring and
+    // then end at the timeout.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(4096)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let c = raw_handshake(&p2, 4096);
+        let _ = their_word(&c, 128);
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let mut sent = 0;
+    let err = loop {
+        match s.send_timeout(&[1u8; 100], Duration::from_millis(200)) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 10_000, "ring never filled");
+    };
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    child.kill();
+}
+
+fn wakeup_flood() {
+    // Thousands of wake-ups around every real message: every message
+    // arrives intact and in order, and the receiver keeps up.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 1 << 16);
+        for seq in 0..5000u64 {
+            while !c.prod.try_push(&seq.to_le_bytes()).unwrap() {
+                std::thread::yield_now();
+            }
+            for _ in 0..20 {
+                c.wake();
+            }
+        }
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    for seq in 0..5000u64 {
+        assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), seq.to_le_bytes());
+    }
+    child.kill();
+}
+
+fn thousand_connections_while_one_streams() {
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(Duration::from_millis(300))
+        .ring_capacity(1 << 14)
+        .bind(&p)
+        .unwrap();
+    const MSGS: u64 = 50_000;
+    // Fork every client before the server starts threads.
+    let p1 = p.clone();
+    let good = common::spawn(move || {
+        let mut c = Builder::new().ring_capacity(1 << 14).connect(&p1).unwrap();
+        for seq in 0..MSGS {
+            let data = seq.wrapping_mul(0x9e37_79b9).to_le_bytes();
+            c.send(&data).unwrap();
+            assert_eq!(
+                c.recv_timeout(WAIT).unwrap().to_vec(),
+                data,
+                "good stream corrupted"
+            );
+        }
+    });
+    let p2 = p.clone();
+    let churn = common::spawn(move || {
+        for i in 0..1000 {
+            match i % 3 {
+                // Full handshake, then drop.
+                0 => drop(Builder::new().ring_capacity(1 << 12).connect(&p2).unwrap()),
+                // Connect and hang up at once.
+                1 => drop(raw_connect(&p2)),
+                // Send half a handshake (garbage), then hang up.
+                _ => {
+                    let s = raw_connect(&p2);
+                    raw_send(s.as_fd(), b"junk", &[]);
+                }
+            }
+        }
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut workers = Vec::new();
+        let mut accepted = 0;
+        l.set_nonblocking(true).unwrap();
+        while !stop2.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok(mut c) => {
+                    accepted += 1;
+                    workers.push(std::thread::spawn(move || loop {
+                        let v = match c.recv_timeout(WAIT) {
+                            Ok(m) => m.to_vec(),
+                            Err(_) => return,
+                        };
+                        if c.send(&v).is_err() {
+                            return;
+                        }
+                    }));
+                    workers.retain(|w| !w.is_finished());
+                }
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {} // a bad client: keep serving
+            }
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        accepted
+    });
+    churn.wait(WAIT);
+    good.wait(Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    let accepted = server.join().unwrap();
+    assert!(accepted >= 1 + 333, "accepted {accepted}");
+}
+
+fn sigkill_at_random_points() {
+    // 200 deaths at random moments: during the handshake, mid-stream,
+    // mid large message, while parked. Each time the survivor gets
+    // Disconnected (or a handshake error) within a second of the kill, the
+    // stream it saw is an unbroken prefix of what was sent, and no fd leaks
+    // (the harness counts them).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut outcomes = [0u32; 3];
+    for round in 0..200u64 {
+        let p = path();
+        let wait = match round % 3 {
+            0 => shmsock::WaitStrategy::Spin,
+            1 => shmsock::WaitStrategy::Block,
+            _ => shmsock::WaitStrategy::default(),
+        };
+        let l = Builder::new()
+            .wait(wait)
+            .handshake_timeout(Duration::from_millis(500))
+            .ring_capacity(1 << 14)
+            .bind(&p)
+            .unwrap();
+        let p2 = p.clone();
+        let mode = rnd() % 4;
+        let mut child = common::spawn(move || {
+            let mut c = Builder::new()
+                .wait(wait)
+                .ring_capacity(1 << 14)
+                .connect(&p2)
+                .unwrap();
+            let mut seq = 0u64;
+            loop {
+                match mode {
+                    // Large messages only (mid large-message deaths).
+                    0 => {
+                        let mut v = vec![(seq as u8) ^ 0x5a; 20_000];
+                        v[..8].copy_from_slice(&seq.to_le_bytes());
+                        c.send(&v).unwrap();
+                    }
+                    // Slow trickle: the survivor is parked most of the time.
+                    1 => {
+                        c.send(&seq.to_le_bytes()).unwrap();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    _ => {
+                        let mut v = [0u8; 64];
+                        v[..8].copy_from_slice(&seq.to_le_bytes());
+                        v[8..16].copy_from_slice(&(!seq).to_le_bytes());
+                        c.send(&v).unwrap();
+                    }
+                }
+                seq += 1;
+            }
+        });
+        let delay = Duration::from_micros(rnd() % 3000);
+        let pid = child.pid;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            Instant::now()
+        });
+        // The child may die before it connects: accept without blocking
+        // until the kill is well past.
+        l.set_nonblocking(true).unwrap();
+        let conn = loop {
+            match l.accept() {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    if killer.is_finished() && child.try_reap() {
+                        // Dead and reaped, and nobody in the accept queue.
+                        match l.accept() {
+                            Err(Error::Io { source, .. })
+                                if source.kind() == std::io::ErrorKind::WouldBlock =>
+                            {
+                                break Err(Error::Disconnected)
+                            }
+                            other => break other,
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                other => break other,
+            }
+        };
+        let mut next = 0u64;
+        let end = match conn {
+            Err(e) => {
+                outcomes[0] += 1;
+                assert!(
+                    matches!(
+                        e,
+                        Error::Disconnected
+                            | Error::Timeout
+                            | Error::Io { .. }
+                            | Error::Protocol { .. }
+                    ),
+                    "handshake death: {e:?}"
+                );
+                None
+            }
+            Ok(mut s) => loop {
+                match s.recv_timeout(Duration::from_secs(5)) {
+                    Ok(m) => {
+                        let v = m.to_vec();
+                        let seq = u64::from_le_bytes(v[..8].try_into().unwrap());
+                        assert_eq!(seq, next, "gap or reorder after a kill");
+                        if v.len() == 64 {
+                            assert_eq!(v[8..16], (!seq).to_le_bytes());
+                        }
+                        if v.len() == 20_000 {
+                            assert!(v[8..].iter().all(|&b| b == (seq as u8) ^ 0x5a));
+                        }
+                        next += 1;
+                    }
+                    Err(Error::Disconnected) => break Some(Instant::now()),
+                    Err(e) => panic!("round {round}: {e:?}"),
+                }
+            },
+        };
+        let killed = killer.join().unwrap();
+        if let Some(end) = end {
+            outcomes[if next == 0 { 1 } else { 2 }] += 1;
+            let lag = end.saturating_duration_since(killed);
+            assert!(
+                lag < Duration::from_secs(1),
+                "round {round}: Disconnected {lag:?} after the kill"
+            );
+        }
+        child.kill();
+    }
+    eprintln!(
+        "  deaths: {} during handshake, {} before the first message, {} mid-stream",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+}
+
 fn main() {
     common::run(&[
         ("version_mismatch_both_sides", version_mismatch_both_sides),
@@ -641,5 +984,13 @@ fn main() {
         ("garbage_and_silence", garbage_and_silence),
         ("shared_memory_attacks", shared_memory_attacks),
         ("random_scribbler", random_scribbler),
+        ("producer_that_never_wakes", producer_that_never_wakes),
+        ("reader_that_never_releases", reader_that_never_releases),
+        ("wakeup_flood", wakeup_flood),
+        (
+            "thousand_connections_while_one_streams",
+            thousand_connections_while_one_streams,
+        ),
+        ("sigkill_at_random_points", sigkill_at_random_points),
     ]);
 }

@@ -70,10 +70,26 @@ impl Child {
         }
     }
 
-    /// Kills the child with SIGKILL and reaps it.
+    /// Reaps the child if it has ended; returns whether it has.
+    pub fn try_reap(&mut self) -> bool {
+        if self.done {
+            return true;
+        }
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => false,
+            _ => {
+                self.done = true;
+                true
+            }
+        }
+    }
+
+    /// Kills the child with SIGKILL and reaps it (if not reaped already).
     pub fn kill(mut self) {
-        let _ = kill(self.pid, Signal::SIGKILL);
-        let _ = waitpid(self.pid, None);
+        if !self.done {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
         self.done = true;
     }
 }

@@ -99,6 +99,7 @@ pub(crate) enum Recv {
 pub(crate) fn recv_control(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
     let mut bytes = [0u8; RECV_BUF];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(RECV_FDS))];
+    let mut resets = 0;
     loop {
         let mut cmsg = RecvAncillaryBuffer::new(&mut space);
         let r = recvmsg(
@@ -111,6 +112,15 @@ pub(crate) fn recv_control(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
             Ok(r) => r,
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => return Ok(Recv::Empty),
+            // A peer that dies with unread data in its own queue leaves us a
+            // pending ECONNRESET, which the kernel reports *before* the
+            // datagrams still queued for us (and then clears). Those may hold
+            // a large message's fd whose announcement is already in the ring:
+            // keep reading; the real end shows as a 0-byte read.
+            Err(Errno::CONNRESET) if resets == 0 => {
+                resets += 1;
+                continue;
+            }
             Err(Errno::CONNRESET) => return Ok(Recv::Eof),
             Err(e) => return Err(e),
         };
@@ -169,6 +179,82 @@ pub(crate) fn wait_readable(
             Ok(_) => return Ok(true),
             Err(Errno::INTR) => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    use std::os::fd::AsFd;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap()
+    }
+
+    /// Regression: a peer that dies with unread data in its queue makes the
+    /// kernel report ECONNRESET before the datagrams it sent us; they must
+    /// still be read (they may carry a large message's fd).
+    #[test]
+    fn data_queued_before_a_reset_is_still_received() {
+        let (ours, theirs) = pair();
+        // Something the peer never reads...
+        send_control(ours.as_fd(), &Control::WakeSpace, &[], true).unwrap();
+        // ...and a message it sends us, with an fd, before it dies.
+        let (extra, _keep) = pair();
+        send_control(
+            theirs.as_fd(),
+            &Control::Large { seq: 0, len: 1 },
+            &[extra.as_fd()],
+            true,
+        )
+        .unwrap();
+        drop(extra);
+        drop(theirs);
+        match recv_control(ours.as_fd()).unwrap() {
+            Recv::Msg(m) => {
+                let (msg, fds) = m.checked().unwrap();
+                assert_eq!(msg, Control::Large { seq: 0, len: 1 });
+                assert_eq!(fds.len(), 1);
+            }
+            Recv::Eof => panic!("reported EOF before the queued message"),
+            Recv::Empty => panic!("empty"),
+        }
+        assert!(matches!(recv_control(ours.as_fd()).unwrap(), Recv::Eof));
+    }
+
+    #[test]
+    fn truncated_fds_are_reported_and_closed() {
+        let (ours, theirs) = pair();
+        let pipes: Vec<_> = (0..8).map(|_| rustix::pipe::pipe().unwrap()).collect();
+        let fds: Vec<BorrowedFd<'_>> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
+        // send_control's buffer holds MAX_FDS; send the datagram by hand.
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        assert!(cmsg.push(SendAncillaryMessage::ScmRights(&fds)));
+        let mut bytes = [0u8; MAX_CONTROL_LEN];
+        let n = Control::WakeData.encode(&mut bytes);
+        sendmsg(
+            &theirs,
+            &[IoSlice::new(&bytes[..n])],
+            &mut cmsg,
+            SendFlags::NOSIGNAL,
+        )
+        .unwrap();
+        match recv_control(ours.as_fd()).unwrap() {
+            Recv::Msg(m) => {
+                assert!(matches!(m.msg, Err(ProtocolViolation::ControlTruncated)));
+                // Every fd that did arrive is owned (and closed on drop).
+                assert!(m.fds.len() < 8, "some fds were dropped by the kernel");
+            }
+            _ => panic!("no message"),
         }
     }
 }
