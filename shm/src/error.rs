@@ -131,7 +131,7 @@ pub enum Error {
         max: u64,
     },
     /// A requested ring capacity is not usable.
-    #[error("invalid ring capacity {0}: must be a power of two between 4 KiB and 1 TiB")]
+    #[error("invalid ring capacity {0}: must be a power of two between 64 B and 1 TiB")]
     BadCapacity(u64),
     /// A record is larger than the ring can ever hold.
     #[error("record of {len} bytes exceeds the ring's record limit of {max} bytes")]

@@ -166,21 +166,16 @@ impl Producer {
         if end - self.cached_head > cap && end - self.refresh_head()? > cap {
             return Ok(None);
         }
-        let off = self.write_pos & self.ring.mask;
+        // Nothing is written yet: the padding (if any) and the record header
+        // are written when the grant is committed, so an abandoned grant
+        // leaves no trace.
         let rec_start = self.write_pos + pad;
-        if pad != 0 {
-            // The padding record fills the data area to its end; it is
-            // published together with the record that follows it.
-            self.ring
-                .data
-                .store_word(off as usize, pack((pad - RECORD_HEADER) as u32, FLAG_PAD));
-            self.write_pos = rec_start;
-        }
         let payload_off = ((rec_start & self.ring.mask) + RECORD_HEADER) as usize;
         Ok(Some(WriteGrant {
             #[cfg(loom)]
             staging: vec![0; len],
             prod: self,
+            pad,
             payload_off,
             len,
             tag,
@@ -321,6 +316,9 @@ impl Producer {
 /// grant and trust what you read (see `docs/design.md`).
 pub struct WriteGrant<'a> {
     prod: &'a mut Producer,
+    /// Bytes of padding to write before the record (0 or the distance from
+    /// `write_pos` to the end of the data area).
+    pad: u64,
     payload_off: usize,
     len: usize,
     tag: u16,
@@ -378,11 +376,17 @@ impl WriteGrant<'_> {
         unsafe {
             ring.data.copy_in(self.payload_off, &self.staging)
         };
+        if self.pad != 0 {
+            // The padding record fills the data area to its end; it is
+            // published together with the record that follows it.
+            let off = (self.prod.write_pos & ring.mask) as usize;
+            ring.data
+                .store_word(off, pack((self.pad - RECORD_HEADER) as u32, FLAG_PAD));
+            self.prod.write_pos += self.pad;
+        }
         let hdr_off = self.payload_off - RECORD_HEADER as usize;
         ring.data
             .store_word(hdr_off, pack(self.len as u32, u32::from(self.tag)));
-        // `write_pos` sits at this record's header (any padding before it
-        // was accounted for in try_reserve).
         self.prod.write_pos += record_size(self.len as u64);
     }
 

@@ -168,6 +168,36 @@ fn uncommitted_grant_publishes_nothing() {
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"x");
 }
 
+/// Regression: an abandoned grant that needed wrap padding used to leave
+/// the padding staged; the next publish (here: close) exposed a padding
+/// record followed by nothing, which the consumer rightly rejected.
+#[test]
+fn abandoned_wrapping_grant_leaves_no_padding() {
+    let setup = || {
+        let (mut p, mut c) = heap_ring(256).unwrap();
+        assert!(p.try_push(&[1; 120]).unwrap()); // 128 bytes
+        assert!(p.try_push(&[1; 40]).unwrap()); // 48 bytes: offset 176
+        drop(c.try_read().unwrap().unwrap());
+        drop(c.try_read().unwrap().unwrap());
+        (p, c)
+    };
+    let (mut p, mut c) = setup();
+    {
+        let g = p.try_reserve(96).unwrap().unwrap(); // 104 > 80 left: padding
+        let _ = g; // abandoned
+    }
+    p.close();
+    assert!(
+        matches!(c.try_read(), Err(Error::Closed)),
+        "consumer saw a stray padding record"
+    );
+    // And a committed wrapping record still works after an abandoned one.
+    let (mut p, mut c) = setup();
+    drop(p.try_reserve(96).unwrap().unwrap());
+    assert!(p.try_push(&[2; 96]).unwrap());
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), vec![2; 96]);
+}
+
 #[test]
 fn deferred_commits_publish_together() {
     let (mut p, mut c) = heap_ring(4096).unwrap();
