@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use super::child::Result;
+use super::child::{BoxError, Result};
 use super::floor::{self, SpinStyle};
 use super::session::{Options, Session, Transport};
 
@@ -127,9 +127,9 @@ pub struct Skipped {
 }
 
 /// The machine's floor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Floors {
-    /// Cache-line round trip, tight spinning.
+    /// Cache-line round trip, tight spinning, over the whole run.
     pub cacheline: RttStats,
     /// Cache-line round trip, spinning with `PAUSE`.
     pub cacheline_pause: RttStats,
@@ -138,6 +138,20 @@ pub struct Floors {
     /// The same over [`MEMCPY_HOT_LEN`] bytes (source and destination stay
     /// in the caches, as a ring does), bytes/s.
     pub memcpy_hot: f64,
+    /// The cache-line round trip (tight, PAUSE) measured in each size's
+    /// rounds, next to that size's transports.
+    pub by_size: Vec<(usize, RttStats, RttStats)>,
+}
+
+impl Floors {
+    /// The tight-spin cache-line floor measured alongside `size` (the
+    /// whole run's if that size was not measured).
+    pub fn cacheline_at(&self, size: usize) -> RttStats {
+        self.by_size
+            .iter()
+            .find(|(s, _, _)| *s == size)
+            .map_or(self.cacheline, |&(_, t, _)| t)
+    }
 }
 
 /// Everything a run measured.
@@ -232,46 +246,163 @@ fn iterations(budget: &Budget, per_iter: f64, max: u64) -> u64 {
     (n as u64).clamp(budget.min_iters, max.max(budget.min_iters))
 }
 
-/// Measures one (size, transport): both scenarios over one session.
-fn measure_row(transport: Transport, size: usize, budget: &Budget, opts: &Options) -> Result<Row> {
-    let mut s = Session::start(transport, size, opts)?;
-    let per = calibrate(budget.warm, |n| s.round_trips(n, None))?;
-    let n = iterations(budget, per, budget.max_rtt_samples);
-    let mut samples = Vec::with_capacity(n as usize);
-    s.round_trips(n, Some(&mut samples))?;
-    let rtt = RttStats::from_samples(&mut samples).ok_or("no round trips measured")?;
-    drop(samples);
+/// Rounds each size is measured in. Every live session (and the cache-line
+/// floor) takes a turn in every round, in rotated order, so that a change
+/// of host phase (this VM's cross-core speed changes every few seconds)
+/// hits all rows of a size alike and the ratios between them hold.
+pub const ROUNDS: u64 = 5;
 
-    let per = calibrate(budget.warm, |n| s.stream(n))?;
-    let n = iterations(budget, per, u64::MAX);
-    let t = s.stream(n)?.as_secs_f64();
-    s.finish()?;
-    Ok(Row {
-        size,
-        transport,
-        rtt,
-        thr: Throughput {
-            messages: n,
-            bytes_per_s: (n as f64 * size as f64) / t,
-            msgs_per_s: n as f64 / t,
-        },
+/// A session being measured, with what it has gathered so far.
+struct Live {
+    transport: Transport,
+    session: Session,
+    rtt_per_round: u64,
+    thr_per_round: u64,
+    samples: Vec<u64>,
+    messages: u64,
+    secs: f64,
+}
+
+/// Cache-line floor samples, per spin style.
+#[derive(Default)]
+struct FloorSamples {
+    tight: Vec<u64>,
+    pause: Vec<u64>,
+    /// Statistics of each size's own rounds.
+    by_size: Vec<(usize, RttStats, RttStats)>,
+}
+
+/// Round trips of the floor per round (from a calibration at the start).
+#[derive(Clone, Copy)]
+struct FloorPlan {
+    tight: u64,
+    pause: u64,
+}
+
+/// Forks a fresh ping-pong peer (one that spins all the time must not stay
+/// alive while the transports are measured) and records `n` round trips.
+fn floor_round(
+    cores: Option<(usize, usize)>,
+    style: SpinStyle,
+    n: u64,
+    opts: &Options,
+    out: &mut Vec<u64>,
+) -> Result<()> {
+    let mut p = floor::PingPong::start(cores, style, opts.timeout)?;
+    // A few unrecorded round trips bring both cache lines' owners up.
+    p.round_trips(64, None)?;
+    p.round_trips(n, Some(out))?;
+    p.finish()
+}
+
+/// Calibrates the floor: round trips per round for each style.
+fn plan_floor(cores: Option<(usize, usize)>, budget: &Budget, opts: &Options) -> Result<FloorPlan> {
+    let per_round = budget.measure / (2 * ROUNDS as u32);
+    let mut n = [0u64; 2];
+    for (i, style) in [SpinStyle::Tight, SpinStyle::Pause].into_iter().enumerate() {
+        let mut p = floor::PingPong::start(cores, style, opts.timeout)?;
+        let per = calibrate(budget.warm / 2, |n| p.round_trips(n, None))?;
+        p.finish()?;
+        n[i] = ((per_round.as_secs_f64() / per.max(1e-9)) as u64).clamp(100, 1_000_000);
+    }
+    Ok(FloorPlan {
+        tight: n[0],
+        pause: n[1],
     })
 }
 
-/// Measures one cache-line floor.
-fn measure_floor(
-    cores: Option<(usize, usize)>,
-    style: SpinStyle,
-    budget: &Budget,
+/// Measures every transport at one size, interleaved over [`ROUNDS`]
+/// rounds; the floor takes a turn in each round too.
+fn measure_size(
+    size: usize,
+    transports: &[Transport],
+    plan: &Plan,
+    fplan: FloorPlan,
     opts: &Options,
-) -> Result<RttStats> {
-    let mut p = floor::PingPong::start(cores, style, opts.timeout)?;
-    let per = calibrate(budget.warm, |n| p.round_trips(n, None))?;
-    let n = iterations(budget, per, budget.max_rtt_samples);
-    let mut samples = Vec::with_capacity(n as usize);
-    p.round_trips(n, Some(&mut samples))?;
-    p.finish()?;
-    RttStats::from_samples(&mut samples).ok_or_else(|| "no floor samples".into())
+    floors: &mut FloorSamples,
+    progress: &mut Progress,
+) -> Result<Vec<Row>> {
+    let b = &plan.budget;
+    let name = size_name(size);
+    progress.step(&format!(
+        "{name}: connecting and calibrating {} transports",
+        transports.len()
+    ));
+    let per_round = |per_iter: f64, max: u64| {
+        let n = iterations(b, per_iter, max);
+        n.div_ceil(ROUNDS).max(b.min_iters.div_ceil(ROUNDS)).max(1)
+    };
+    let mut live = Vec::with_capacity(transports.len());
+    for &t in transports {
+        let ctx = |e: BoxError| -> BoxError { format!("{name} {t}: {e}").into() };
+        let mut session = Session::start(t, size, opts).map_err(ctx)?;
+        let rtt = calibrate(b.warm, |n| session.round_trips(n, None)).map_err(ctx)?;
+        let thr = calibrate(b.warm, |n| session.stream(n)).map_err(ctx)?;
+        live.push(Live {
+            transport: t,
+            session,
+            rtt_per_round: per_round(rtt, b.max_rtt_samples),
+            thr_per_round: per_round(thr, u64::MAX),
+            samples: Vec::new(),
+            messages: 0,
+            secs: 0.0,
+        });
+    }
+    let mut own_floor = FloorSamples::default();
+    for round in 0..ROUNDS {
+        progress.step(&format!("{name}: round {}/{ROUNDS}", round + 1));
+        floor_round(
+            plan.cores,
+            SpinStyle::Tight,
+            fplan.tight,
+            opts,
+            &mut own_floor.tight,
+        )?;
+        floor_round(
+            plan.cores,
+            SpinStyle::Pause,
+            fplan.pause,
+            opts,
+            &mut own_floor.pause,
+        )?;
+        let n = live.len();
+        for k in 0..n {
+            let l = &mut live[(k + round as usize) % n];
+            let t = l.transport;
+            let ctx = |e: BoxError| -> BoxError { format!("{name} {t}: {e}").into() };
+            l.session
+                .round_trips(l.rtt_per_round, Some(&mut l.samples))
+                .map_err(ctx)?;
+            l.secs += l
+                .session
+                .stream(l.thr_per_round)
+                .map_err(ctx)?
+                .as_secs_f64();
+            l.messages += l.thr_per_round;
+        }
+    }
+    let mut rows = Vec::with_capacity(live.len());
+    for mut l in live {
+        let t = l.transport;
+        l.session.finish().map_err(|e| format!("{name} {t}: {e}"))?;
+        let rtt = RttStats::from_samples(&mut l.samples).ok_or("no round trips measured")?;
+        rows.push(Row {
+            size,
+            transport: t,
+            rtt,
+            thr: Throughput {
+                messages: l.messages,
+                bytes_per_s: (l.messages as f64 * size as f64) / l.secs,
+                msgs_per_s: l.messages as f64 / l.secs,
+            },
+        });
+    }
+    let tight = RttStats::from_samples(&mut own_floor.tight).ok_or("no floor samples")?;
+    let pause = RttStats::from_samples(&mut own_floor.pause).ok_or("no floor samples")?;
+    floors.tight.append(&mut own_floor.tight);
+    floors.pause.append(&mut own_floor.pause);
+    floors.by_size.push((size, tight, pause));
+    Ok(rows)
 }
 
 /// Runs the plan.
@@ -309,24 +440,34 @@ pub fn run(plan: &Plan) -> Result<Results> {
             }
         }
     }
-    let mut progress = Progress::new(todo.len() + 3);
+    let mut progress = Progress::new(1 + plan.sizes.len() * (1 + ROUNDS as usize));
     let b = &plan.budget;
 
-    progress.step("floor: cache-line round trip (tight spin)");
-    let cacheline = measure_floor(plan.cores, SpinStyle::Tight, b, &opts)?;
-    progress.step("floor: cache-line round trip (PAUSE spin)");
-    let cacheline_pause = measure_floor(plan.cores, SpinStyle::Pause, b, &opts)?;
-    progress.step("floor: memcpy");
+    progress.step("floor: memcpy; calibrating the cache-line ping-pong");
     let memcpy = floor::memcpy_bandwidth(MEMCPY_LEN, b.measure);
     let memcpy_hot = floor::memcpy_bandwidth(MEMCPY_HOT_LEN, b.measure);
+    let fplan = plan_floor(plan.cores, b, &opts)?;
 
     let mut rows = Vec::new();
-    for (size, t) in todo {
-        progress.step(&format!("{} {t}", size_name(size)));
-        let row =
-            measure_row(t, size, b, &opts).map_err(|e| format!("{} {t}: {e}", size_name(size)))?;
-        rows.push(row);
+    let mut floors = FloorSamples::default();
+    for &size in &plan.sizes {
+        let ts: Vec<Transport> = todo
+            .iter()
+            .filter(|(s, _)| *s == size)
+            .map(|&(_, t)| t)
+            .collect();
+        rows.extend(measure_size(
+            size,
+            &ts,
+            plan,
+            fplan,
+            &opts,
+            &mut floors,
+            &mut progress,
+        )?);
     }
+    let cacheline = RttStats::from_samples(&mut floors.tight).ok_or("no floor samples")?;
+    let cacheline_pause = RttStats::from_samples(&mut floors.pause).ok_or("no floor samples")?;
     progress.finish();
     Ok(Results {
         rows,
@@ -336,6 +477,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
             cacheline_pause,
             memcpy,
             memcpy_hot,
+            by_size: floors.by_size,
         },
         elapsed: started.elapsed(),
     })

@@ -263,6 +263,8 @@ const OP_QUIT: u64 = 3;
 /// that many bytes of text.
 const REPLY_OK: u64 = 0;
 const REPLY_ERR: u64 = 1;
+/// How an error reported by the peer starts.
+const PEER_PREFIX: &str = "peer process: ";
 
 fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
@@ -400,7 +402,7 @@ impl Session {
                 let len = read_u64(&mut self.ctl)?.min(4096) as usize;
                 let mut text = vec![0u8; len];
                 self.ctl.read_exact(&mut text)?;
-                Err(format!("peer: {}", String::from_utf8_lossy(&text)).into())
+                Err(format!("{PEER_PREFIX}{}", String::from_utf8_lossy(&text)).into())
             }
             other => Err(format!("control channel: bad reply {other}").into()),
         }
@@ -409,10 +411,14 @@ impl Session {
     /// Turns an error seen by the parent into one that also says what the
     /// child reported (its error is usually the root cause).
     fn fail(&mut self, e: BoxError) -> BoxError {
-        let _ = self.ctl.set_read_timeout(Some(Duration::from_secs(1)));
+        // A failing child writes its error before it exits; a child that is
+        // fine is still waiting for the next message and says nothing.
+        let _ = self.ctl.set_read_timeout(Some(Duration::from_millis(200)));
         match self.reply() {
-            Err(peer) => format!("{e} ({peer})").into(),
-            Ok(()) => e,
+            Err(peer) if peer.to_string().starts_with(PEER_PREFIX) => {
+                format!("{peer}; here: {e}").into()
+            }
+            _ => e,
         }
     }
 
