@@ -266,6 +266,28 @@ fn message_too_large_refused_by_sender() {
     let mut s = l.accept().unwrap();
     assert_eq!(s.recv_timeout(WAIT).unwrap().len(), 1 << 20);
     child.wait(WAIT);
+    // The limit binds inline messages too (send, try_send and reserve).
+    let p = path();
+    let l = Builder::new().max_message(100).bind(&p).unwrap();
+    let child = common::spawn(move || {
+        let mut c = Connection::connect(&p).unwrap();
+        assert!(matches!(
+            c.send(&[0u8; 101]),
+            Err(Error::MessageTooLarge { max: 100, .. })
+        ));
+        assert!(matches!(
+            c.try_send(&[0u8; 101]),
+            Err(Error::MessageTooLarge { .. })
+        ));
+        assert!(matches!(
+            c.reserve(101).map(|_| ()),
+            Err(Error::MessageTooLarge { .. })
+        ));
+        c.send(&[1u8; 100]).unwrap();
+    });
+    let mut s = l.accept().unwrap();
+    assert_eq!(s.recv_timeout(WAIT).unwrap().len(), 100);
+    child.wait(WAIT);
 }
 
 fn sigkill_mid_stream_gives_disconnected() {

@@ -103,6 +103,19 @@ impl Drop for Child {
     }
 }
 
+/// Whether the child has exited (without reaping it).
+pub fn child_done(c: &Child) -> bool {
+    let st = format!("/proc/{}/stat", c.pid);
+    match std::fs::read_to_string(st) {
+        // Field 3 is the state; Z = exited, not yet reaped.
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
 /// Number of open fds of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

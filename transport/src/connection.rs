@@ -11,7 +11,7 @@ use shmsock_shm::ring::{self, Consumer, Producer};
 use shmsock_shm::FrozenSegment;
 
 use crate::error::{Error, ProtocolViolation, Result};
-use crate::fdpass::{recv_control, send_control, wait_readable, Recv};
+use crate::fdpass::{recv_control, send_control, send_control_until, wait_readable, Recv};
 use crate::options::{Credentials, WaitStrategy};
 use crate::wire::Control;
 
@@ -65,6 +65,8 @@ pub struct Sender {
     large_in_flight: VecDeque<u64>,
     peer_gone: bool,
     since_check: u32,
+    /// `try_send` found the ring full and armed the space wake-up.
+    armed: bool,
 }
 
 /// The receiving half of a connection. `Send`, not `Sync`.
@@ -273,7 +275,18 @@ impl Sender {
         self.send_deadline(data, Some(Instant::now() + timeout))
     }
 
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len as u64 > self.peer_max_message {
+            return Err(Error::MessageTooLarge {
+                len: len as u64,
+                max: self.peer_max_message,
+            });
+        }
+        Ok(())
+    }
+
     fn send_deadline(&mut self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.check_len(data.len())?;
         if data.len() > self.prod.max_record_len() {
             return self.send_large(data, deadline);
         }
@@ -306,6 +319,16 @@ impl Sender {
     /// # Errors
     /// As [`Sender::send`] (never [`Error::Timeout`]).
     pub fn try_send(&mut self, data: &[u8]) -> Result<bool> {
+        self.check_len(data.len())?;
+        if self.armed {
+            // Our socket may have woken an event loop: consume the wake-ups
+            // so a level-triggered poller does not report them again.
+            self.armed = false;
+            self.drain()?;
+            if self.peer_gone {
+                return Err(Error::Disconnected);
+            }
+        }
         if data.len() > self.prod.max_record_len() {
             return self.send_large(data, deadline(self.timeout)).map(|()| true);
         }
@@ -314,6 +337,7 @@ impl Sender {
         if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
             self.prod.park();
             if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+                self.armed = true;
                 return Ok(false);
             }
             self.prod.unpark();
@@ -344,6 +368,7 @@ impl Sender {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<WriteGrant<'_>> {
+        self.check_len(len)?;
         let max = self.prod.max_record_len();
         if len > max {
             return Err(Error::MessageTooLarge {
@@ -406,13 +431,19 @@ impl Sender {
         ann[..8].copy_from_slice(&seq.to_le_bytes());
         ann[8..].copy_from_slice(&len.to_le_bytes());
         g.fill_from(&ann);
-        match send_control(
+        match send_control_until(
             self.sock.as_fd(),
             &Control::Large { seq, len },
             &[fd.as_fd()],
-            false,
+            deadline,
         ) {
-            Ok(_) => {}
+            Ok(true) => {}
+            Ok(false) => {
+                // The peer does not read its socket: give up at the
+                // deadline; the abandoned grant publishes nothing.
+                let _ = g;
+                return Err(Error::Timeout);
+            }
             Err(e) => {
                 // The grant is abandoned uncommitted: nothing is published.
                 let _ = g;
@@ -759,6 +790,12 @@ impl Receiver {
             .map_err(|e| ring_err(pid, e))?
             .ok_or(Error::Config("take() without a record"))?;
         if tag == TAG_INLINE {
+            if len as u64 > self.max_message {
+                return Err(self.protocol(ProtocolViolation::BadLimit {
+                    what: "inline message longer than our max_message",
+                    value: len as u64,
+                }));
+            }
             let guard = self
                 .cons
                 .try_read()
@@ -888,6 +925,7 @@ impl Connection {
                 large_in_flight: VecDeque::new(),
                 peer_gone: false,
                 since_check: 0,
+                armed: false,
             },
             rx: Receiver {
                 cons: p.cons,

@@ -154,6 +154,32 @@ pub(crate) fn wait_readable(
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> Result<bool, Errno> {
+    wait_for(sock, PollFlags::IN, deadline)
+}
+
+/// Sends `msg` with `fds`, waiting for room in the socket buffer until
+/// `deadline`. `Ok(false)` on timeout (nothing was sent).
+pub(crate) fn send_control_until(
+    sock: BorrowedFd<'_>,
+    msg: &Control,
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> Result<bool, Errno> {
+    loop {
+        if send_control(sock, msg, fds, true)? {
+            return Ok(true);
+        }
+        if !wait_for(sock, PollFlags::OUT, deadline)? {
+            return Ok(false);
+        }
+    }
+}
+
+fn wait_for(
+    sock: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> Result<bool, Errno> {
     loop {
         let timeout = match deadline {
             None => None,
@@ -169,7 +195,7 @@ pub(crate) fn wait_readable(
                 })
             }
         };
-        let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+        let mut fds = [PollFd::new(&sock, events)];
         match poll(&mut fds, timeout.as_ref()) {
             Ok(0) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -55,11 +55,20 @@ fn recv_handshake(
             Recv::Empty => continue,
             Recv::Eof => return Err(Error::Disconnected),
             Recv::Msg(m) => {
-                if let Err(ProtocolViolation::Malformed(WireError::Version(theirs))) = &m.msg {
-                    return Err(Error::VersionMismatch {
-                        ours: PROTOCOL_VERSION,
-                        theirs: *theirs,
-                    });
+                match &m.msg {
+                    Err(ProtocolViolation::Malformed(WireError::Version(theirs))) => {
+                        return Err(Error::VersionMismatch {
+                            ours: PROTOCOL_VERSION,
+                            theirs: *theirs,
+                        })
+                    }
+                    Err(ProtocolViolation::Malformed(WireError::Magic(found))) => {
+                        return Err(protocol(
+                            peer,
+                            ProtocolViolation::BadMagic { found: *found },
+                        ))
+                    }
+                    _ => {}
                 }
                 return m.checked().map_err(|v| protocol(peer, v));
             }
@@ -119,10 +128,7 @@ fn create_own_ring(opts: &Builder) -> Result<(Arc<Segment>, Producer)> {
     let seg = ring::create_segment(
         c"shmsock-ring",
         opts.ring_capacity,
-        SegmentOptions {
-            huge_pages: opts.huge_pages,
-            populate: false,
-        },
+        SegmentOptions::default(),
     )
     .map_err(Error::Shm)?;
     let seg = Arc::new(seg);
@@ -156,13 +162,23 @@ pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
     let deadline = Instant::now() + opts.handshake_timeout;
     let sock = unix_socket()?;
     let addr = socket_addr(path)?;
+    // Non-blocking connect, retried until the handshake deadline: a full
+    // accept backlog answers EAGAIN instead of blocking without bound.
+    let flags = rustix::fs::fcntl_getfl(&sock).map_err(|e| Error::io("fcntl", e))?;
+    rustix::fs::fcntl_setfl(&sock, flags | rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| Error::io("fcntl", e))?;
     loop {
         match rustix::net::connect(&sock, &addr) {
             Ok(()) => break,
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(rustix::io::Errno::AGAIN) => return Err(Error::Timeout),
             Err(e) => return Err(Error::io_path("connect", path, e)),
         }
     }
+    rustix::fs::fcntl_setfl(&sock, flags).map_err(|e| Error::io("fcntl", e))?;
     client_handshake(sock, path, deadline, opts)
 }
 
@@ -228,9 +244,16 @@ pub(crate) fn client_handshake(
     };
     check_capacity(&peer, w.ring_capacity, opts.max_peer_ring)?;
     check_max_message(&peer, w.max_message)?;
-    let fd = fds
-        .pop()
-        .ok_or_else(|| protocol(&peer, ProtocolViolation::Large("welcome without fd")))?;
+    let fd = fds.pop().ok_or_else(|| {
+        protocol(
+            &peer,
+            ProtocolViolation::FdCount {
+                kind: crate::wire::Kind::Welcome as u8,
+                expected: 1,
+                got: 0,
+            },
+        )
+    })?;
     let cons = attach_peer_ring(&peer, fd, w.ring_capacity, opts.max_peer_ring)?;
     Ok(Connection::from_parts(Parts {
         prod,

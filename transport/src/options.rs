@@ -105,7 +105,6 @@ pub struct Builder {
     pub(crate) timeout: Option<Duration>,
     pub(crate) policy: CredentialsPolicy,
     pub(crate) socket_mode: u32,
-    pub(crate) huge_pages: bool,
 }
 
 impl Default for Builder {
@@ -119,7 +118,6 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
-            huge_pages: false,
         }
     }
 }
@@ -182,13 +180,6 @@ impl Builder {
         self
     }
 
-    /// Back our ring with huge pages (needs reserved huge pages, and a ring
-    /// capacity that keeps the segment a multiple of the huge page size).
-    pub fn huge_pages(mut self, on: bool) -> Self {
-        self.huge_pages = on;
-        self
-    }
-
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.ring_capacity.is_power_of_two()
             || !(4096..=shmsock_shm::ring::MAX_CAPACITY).contains(&self.ring_capacity)
@@ -196,6 +187,9 @@ impl Builder {
             return Err(Error::Config(
                 "ring capacity must be a power of two between 4 KiB and 1 TiB",
             ));
+        }
+        if self.max_peer_ring < 4096 {
+            return Err(Error::Config("max_peer_ring must be at least 4 KiB"));
         }
         if self.max_message == 0 || self.max_message > i64::MAX as u64 {
             return Err(Error::Config("max_message must be between 1 and i64::MAX"));

@@ -25,7 +25,7 @@ pub enum Kind {
     Hello = 1,
     /// Server → client: limits and the server's ring memfd.
     Welcome = 2,
-    /// Either way during the handshake: refusal with a reason.
+    /// Server → client during the handshake: refusal with a reason.
     Reject = 3,
     /// Producer → consumer: the ring has data (sent only if the consumer
     /// parked).

@@ -76,3 +76,53 @@ fn recv_timeout_and_try_recv() {
     t.join().unwrap();
     assert!(matches!(c.recv(), Err(Error::Disconnected)));
 }
+
+/// Regression: `try_send` never consumed the space wake-ups it armed, so a
+/// level-triggered poller on the Sender's fd kept firing.
+#[test]
+fn try_send_consumes_its_wakeups() {
+    use std::os::fd::AsFd;
+    let path = sock_path("trysend");
+    let l = Builder::new().ring_capacity(4096).bind(&path).unwrap();
+    let t = std::thread::spawn(move || {
+        let c = l.accept().unwrap();
+        let (_tx, mut rx) = c.split();
+        // Read everything until the peer hangs up.
+        while rx.recv_timeout(Duration::from_secs(10)).is_ok() {}
+    });
+    let c = Builder::new().ring_capacity(4096).connect(&path).unwrap();
+    let (mut tx, rx) = c.split();
+    let readable = |fd: std::os::fd::BorrowedFd<'_>| {
+        let mut p = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let ts = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut p, Some(&ts)).unwrap() > 0
+    };
+    let mut full = 0;
+    for _ in 0..100_000 {
+        if !tx.try_send(&[0u8; 256]).unwrap() {
+            full += 1;
+            // Wait for the space wake-up, then send again.
+            let fd = tx.as_fd();
+            let mut p = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            rustix::event::poll(&mut p, None).unwrap();
+            assert!(tx.try_send(&[0u8; 256]).unwrap());
+            assert!(!readable(tx.as_fd()), "stale wake-up left on the socket");
+        }
+        if full >= 20 {
+            break;
+        }
+    }
+    assert!(full >= 20, "the ring never filled");
+    drop(tx);
+    drop(rx);
+    t.join().unwrap();
+}

@@ -193,7 +193,8 @@ fn abandoned_wrapping_grant_leaves_no_padding() {
     );
     // And a committed wrapping record still works after an abandoned one.
     let (mut p, mut c) = setup();
-    drop(p.try_reserve(96).unwrap().unwrap());
+    let abandoned = p.try_reserve(96).unwrap().unwrap();
+    let _ = abandoned;
     assert!(p.try_push(&[2; 96]).unwrap());
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), vec![2; 96]);
 }
