@@ -11,7 +11,9 @@ use shmsock_shm::ring::{self, Consumer, Producer};
 use shmsock_shm::FrozenSegment;
 
 use crate::error::{Error, ProtocolViolation, Result};
-use crate::fdpass::{recv_control, send_control, send_control_until, wait_readable, Recv};
+use crate::fdpass::{
+    recv_control, recv_control_with, send_control, send_control_until, wait_readable, Recv,
+};
 use crate::options::{Credentials, WaitStrategy};
 use crate::wire::Control;
 
@@ -161,28 +163,53 @@ impl Sender {
         }
     }
 
-    /// Reads what the peer's receiver sent us (space wake-ups), non-blocking;
-    /// notes EOF.
+    /// Handles one receive result on the sender's socket (space wake-ups
+    /// and the peer's hang-up). Returns `false` if nothing was there.
+    fn handle(&mut self, r: Recv) -> Result<bool> {
+        match r {
+            Recv::Empty => Ok(false),
+            Recv::Eof => {
+                self.peer_gone = true;
+                Ok(true)
+            }
+            Recv::Msg(m) => match m.checked().map_err(|v| self.protocol(v))? {
+                (Control::WakeSpace, _) => Ok(true),
+                (other, _) => Err(self.protocol(ProtocolViolation::Unexpected {
+                    kind: other.kind() as u8,
+                    context: "on the sender's socket",
+                })),
+            },
+        }
+    }
+
+    /// Reads what the peer's receiver sent us, non-blocking; notes EOF.
     fn drain(&mut self) -> Result<()> {
         for _ in 0..DRAIN_BUDGET {
-            match recv_control(self.sock.as_fd()).map_err(|e| sock_err("recvmsg", e))? {
-                Recv::Empty => return Ok(()),
-                Recv::Eof => {
-                    self.peer_gone = true;
-                    return Ok(());
-                }
-                Recv::Msg(m) => match m.checked().map_err(|v| self.protocol(v))? {
-                    (Control::WakeSpace, _) => {}
-                    (other, _) => {
-                        return Err(self.protocol(ProtocolViolation::Unexpected {
-                            kind: other.kind() as u8,
-                            context: "on the sender's socket",
-                        }))
-                    }
-                },
+            let r = recv_control(self.sock.as_fd()).map_err(|e| sock_err("recvmsg", e))?;
+            if !self.handle(r)? || self.peer_gone {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// Sleeps until one control message (or the hang-up) arrives or the
+    /// deadline passes (`false`). Without a deadline this is a single
+    /// blocking `recvmsg`; with one, `poll` and one `recvmsg`. Leftover
+    /// wake-ups are harmless: the caller re-checks the ring.
+    fn wait_one(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let blocking = deadline.is_none();
+        if !blocking {
+            match wait_readable(self.sock.as_fd(), deadline) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(Error::io("poll", e)),
+            }
+        }
+        let r =
+            recv_control_with(self.sock.as_fd(), blocking).map_err(|e| sock_err("recvmsg", e))?;
+        self.handle(r)?;
+        Ok(true)
     }
 
     /// Cheap periodic liveness check on the send fast path.
@@ -246,12 +273,10 @@ impl Sender {
                     return r.map(drop).map_err(|e| self.ring_err(e));
                 }
             }
-            let woke = wait_readable(self.sock.as_fd(), deadline);
+            let woke = self.wait_one(deadline);
             self.prod.unpark();
-            match woke {
-                Ok(true) => self.drain()?,
-                Ok(false) => return Err(Error::Timeout),
-                Err(e) => return Err(Error::io("poll", e)),
+            if !woke? {
+                return Err(Error::Timeout);
             }
         }
     }
@@ -653,38 +678,63 @@ impl Receiver {
         self.cons.has_data().map_err(|e| ring_err(pid, e))
     }
 
-    /// Reads pending control messages, non-blocking: wake-ups are dropped,
-    /// large-message fds queued, EOF noted. Returns how many were read.
+    /// Handles one receive result on the receiver's socket: wake-ups are
+    /// dropped, large-message fds queued, EOF noted. Returns `false` if
+    /// nothing was there.
+    fn handle(&mut self, r: Recv) -> Result<bool> {
+        match r {
+            Recv::Empty => return Ok(false),
+            Recv::Eof => self.peer_eof = true,
+            Recv::Msg(m) => match m.checked().map_err(|v| self.protocol(v))? {
+                (Control::WakeData, _) => {}
+                (Control::Large { seq, len }, mut fds) => {
+                    if self.pending.len() >= MAX_PENDING_LARGE {
+                        return Err(self.protocol(ProtocolViolation::TooManyFds));
+                    }
+                    if let Some(fd) = fds.pop() {
+                        self.pending.push_back((seq, len, fd));
+                    }
+                }
+                (other, _) => {
+                    return Err(self.protocol(ProtocolViolation::Unexpected {
+                        kind: other.kind() as u8,
+                        context: "on the receiver's socket",
+                    }))
+                }
+            },
+        }
+        Ok(true)
+    }
+
+    /// Reads pending control messages, non-blocking. Returns how many were
+    /// read.
     fn drain(&mut self) -> Result<usize> {
         let mut n = 0;
-        while n < DRAIN_BUDGET {
-            if self.peer_eof {
+        while n < DRAIN_BUDGET && !self.peer_eof {
+            let r = recv_control(self.sock.as_fd()).map_err(|e| sock_err("recvmsg", e))?;
+            if !self.handle(r)? {
                 break;
             }
             n += 1;
-            match recv_control(self.sock.as_fd()).map_err(|e| sock_err("recvmsg", e))? {
-                Recv::Empty => return Ok(n - 1),
-                Recv::Eof => self.peer_eof = true,
-                Recv::Msg(m) => match m.checked().map_err(|v| self.protocol(v))? {
-                    (Control::WakeData, _) => {}
-                    (Control::Large { seq, len }, mut fds) => {
-                        if self.pending.len() >= MAX_PENDING_LARGE {
-                            return Err(self.protocol(ProtocolViolation::TooManyFds));
-                        }
-                        if let Some(fd) = fds.pop() {
-                            self.pending.push_back((seq, len, fd));
-                        }
-                    }
-                    (other, _) => {
-                        return Err(self.protocol(ProtocolViolation::Unexpected {
-                            kind: other.kind() as u8,
-                            context: "on the receiver's socket",
-                        }))
-                    }
-                },
-            }
         }
         Ok(n)
+    }
+
+    /// Sleeps until one control message (or the hang-up) arrives or the
+    /// deadline passes (`false`); see [`Sender::wait_one`].
+    fn wait_one(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let blocking = deadline.is_none();
+        if !blocking {
+            match wait_readable(self.sock.as_fd(), deadline) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(Error::io("poll", e)),
+            }
+        }
+        let r =
+            recv_control_with(self.sock.as_fd(), blocking).map_err(|e| sock_err("recvmsg", e))?;
+        self.handle(r)?;
+        Ok(true)
     }
 
     /// Waits until the ring has a record, per the wait strategy.
@@ -724,14 +774,10 @@ impl Receiver {
                 self.cons.unpark();
                 return ready.map(drop);
             }
-            let woke = wait_readable(self.sock.as_fd(), deadline);
+            let woke = self.wait_one(deadline);
             self.cons.unpark();
-            match woke {
-                Ok(true) => {
-                    self.drain()?;
-                }
-                Ok(false) => return Err(Error::Timeout),
-                Err(e) => return Err(Error::io("poll", e)),
+            if !woke? {
+                return Err(Error::Timeout);
             }
         }
     }

@@ -48,11 +48,17 @@ pub(crate) fn send_control(
         flags |= SendFlags::DONTWAIT;
     }
     loop {
-        let mut cmsg = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() && !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(Errno::NOBUFS);
-        }
-        match sendmsg(sock, &[IoSlice::new(&bytes[..n])], &mut cmsg, flags) {
+        let r = if fds.is_empty() {
+            // No ancillary data (every wake-up): plain send(2).
+            rustix::net::send(sock, &bytes[..n], flags)
+        } else {
+            let mut cmsg = SendAncillaryBuffer::new(&mut space);
+            if !cmsg.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(Errno::NOBUFS);
+            }
+            sendmsg(sock, &[IoSlice::new(&bytes[..n])], &mut cmsg, flags)
+        };
+        match r {
             Ok(_) => return Ok(true),
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) if nonblocking => return Ok(false),
@@ -97,17 +103,23 @@ pub(crate) enum Recv {
 
 /// Receives one datagram, non-blocking.
 pub(crate) fn recv_control(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
+    recv_control_with(sock, false)
+}
+
+/// Receives one datagram; with `blocking`, sleeps in `recvmsg` until one
+/// arrives (one syscall instead of `poll` + `recvmsg`).
+pub(crate) fn recv_control_with(sock: BorrowedFd<'_>, blocking: bool) -> Result<Recv, Errno> {
+    let flags = if blocking {
+        RecvFlags::CMSG_CLOEXEC
+    } else {
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+    };
     let mut bytes = [0u8; RECV_BUF];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(RECV_FDS))];
     let mut resets = 0;
     loop {
         let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-        let r = recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut bytes)],
-            &mut cmsg,
-            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
-        );
+        let r = recvmsg(sock, &mut [IoSliceMut::new(&mut bytes)], &mut cmsg, flags);
         let r = match r {
             Ok(r) => r,
             Err(Errno::INTR) => continue,
