@@ -109,9 +109,16 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
 }
 
 fn bench(args: &[String]) -> Result<ExitCode> {
-    let Some(b) = parse_bench(args)? else {
-        print!("{USAGE}");
-        return Ok(ExitCode::SUCCESS);
+    let b = match parse_bench(args) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            print!("{USAGE}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            eprintln!("shmsock bench: {e} (see `shmsock bench --help`)");
+            return Ok(ExitCode::from(2));
+        }
     };
     match b.plan.cores {
         Some((parent, child)) => {
