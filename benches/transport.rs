@@ -43,6 +43,8 @@ mod pin;
 #[allow(dead_code)]
 #[path = "../src/bin_support/session.rs"]
 mod session;
+#[path = "../src/bin_support/watchdog.rs"]
+mod watchdog;
 
 use floor::{PingPong, SpinStyle};
 use session::{Options, Session, Transport};

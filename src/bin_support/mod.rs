@@ -11,3 +11,4 @@ pub mod pin;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod watchdog;

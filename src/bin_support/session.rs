@@ -23,6 +23,7 @@ use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
 use super::link::{Framed, Link, SeqPacket, ShmCopy, ShmZeroCopy};
+use super::watchdog::Watchdog;
 
 /// How a shmsock connection waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,11 +283,13 @@ pub struct Session {
     timeout: Duration,
 }
 
-fn shm_builder(size: usize, wait: Wait, timeout: Duration) -> Builder {
+/// The shmsock options of a session: the default ones (no call timeout:
+/// with one, a `Block` reader waits differently) but for the ring size and
+/// the wait strategy. [`Watchdog`] guards against a hang instead.
+fn shm_builder(size: usize, wait: Wait) -> Builder {
     Builder::new()
         .ring_capacity(ring_capacity(size))
         .wait(wait.strategy())
-        .timeout(Some(timeout))
 }
 
 impl Session {
@@ -300,7 +303,7 @@ impl Session {
         let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let (parent_end, child_end) = match transport {
             Transport::Shm(wait, _) => {
-                let builder = shm_builder(size, wait, opts.timeout);
+                let builder = shm_builder(size, wait);
                 let name = socket_name();
                 let listener = builder
                     .bind(&name)
@@ -429,6 +432,7 @@ impl Session {
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn round_trips(&mut self, n: u64, samples: Option<&mut Vec<u64>>) -> Result<Duration> {
+        let _watchdog = Watchdog::arm(self.timeout)?;
         let seq0 = self.seq;
         self.seq += 2 * n;
         self.command(OP_ECHO, n, seq0)?;
@@ -449,6 +453,7 @@ impl Session {
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn stream(&mut self, n: u64) -> Result<Duration> {
+        let _watchdog = Watchdog::arm(self.timeout)?;
         let seq0 = self.seq;
         self.seq += n;
         self.command(OP_SINK, n, seq0)?;
