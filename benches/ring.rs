@@ -50,12 +50,17 @@ fn case_name(size: usize, capacity: u64) -> String {
     format!("{size}B/ring{}MiB", capacity >> 20)
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     /// `Producer::try_push`.
     Push,
     /// `try_reserve` + `fill_from` in place + `commit`.
     ZeroCopy,
+    /// Zero copy with batched publication and release: the producer makes
+    /// 32 records visible with one cursor store (`commit_deferred` +
+    /// `publish`), the consumer hands 32 back with one (`release_deferred`
+    /// + `flush_releases`); both flush early whenever they would wait.
+    Batched,
 }
 
 impl Mode {
@@ -63,6 +68,7 @@ impl Mode {
         match self {
             Mode::Push => "push",
             Mode::ZeroCopy => "zero_copy",
+            Mode::Batched => "batched32",
         }
     }
 }
@@ -115,7 +121,7 @@ impl Pair {
         let (ctx, crx) = mpsc::channel();
         let (etx, erx) = mpsc::channel();
         let producer = thread::spawn(move || producer_loop(p, size, mode, &prx));
-        let consumer = thread::spawn(move || consumer_loop(c, size, &crx, &etx));
+        let consumer = thread::spawn(move || consumer_loop(c, size, mode, &crx, &etx));
         Pair {
             to_producer: Some(ptx),
             to_consumer: Some(ctx),
@@ -153,8 +159,12 @@ impl Drop for Pair {
     }
 }
 
+/// Records per cursor store in [`Mode::Batched`].
+const BATCH: u32 = 32;
+
 fn producer_loop(mut p: Producer, size: usize, mode: Mode, jobs: &mpsc::Receiver<Job>) {
     pin_to(0);
+    let mut staged = 0u32;
     let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
     while let Ok(job) = jobs.recv() {
         spin_barrier(&job.start);
@@ -173,8 +183,27 @@ fn producer_loop(mut p: Producer, size: usize, mode: Mode, jobs: &mpsc::Receiver
                     }
                     spin_loop();
                 },
+                Mode::Batched => {
+                    loop {
+                        if let Some(mut grant) = p.try_reserve(size).expect("try_reserve") {
+                            grant.fill_from(black_box(&src));
+                            grant.commit_deferred();
+                            break;
+                        }
+                        // Full: publish what is staged before waiting.
+                        p.publish();
+                        spin_loop();
+                    }
+                    staged += 1;
+                    if staged == BATCH {
+                        p.publish();
+                        staged = 0;
+                    }
+                }
             }
         }
+        p.publish();
+        staged = 0;
     }
     p.close();
 }
@@ -182,6 +211,7 @@ fn producer_loop(mut p: Producer, size: usize, mode: Mode, jobs: &mpsc::Receiver
 fn consumer_loop(
     mut c: Consumer,
     size: usize,
+    mode: Mode,
     jobs: &mpsc::Receiver<Job>,
     elapsed: &mpsc::Sender<Duration>,
 ) {
@@ -191,17 +221,32 @@ fn consumer_loop(
         spin_barrier(&job.start);
         let t0 = Instant::now();
         let mut left = job.iters;
+        let mut deferred = 0u32;
         while left > 0 {
-            match c.try_read().expect("try_read") {
+            let got = match c.try_read().expect("try_read") {
                 Some(rec) => {
                     let n = rec.copy_to(&mut dst);
                     assert_eq!(n, size, "record of unexpected length");
                     black_box(&mut dst);
                     left -= 1;
+                    if mode == Mode::Batched {
+                        rec.release_deferred();
+                        deferred += 1;
+                    }
+                    true
                 }
-                None => spin_loop(),
+                None => false,
+            };
+            // Hand space back every BATCH records, and before waiting.
+            if deferred == BATCH || (!got && deferred > 0) {
+                c.flush_releases();
+                deferred = 0;
+            }
+            if !got {
+                spin_loop();
             }
         }
+        c.flush_releases();
         let dt = t0.elapsed();
         elapsed.send(dt).expect("bench thread alive");
     }
@@ -230,7 +275,7 @@ fn ring_bytes(c: &mut Criterion) {
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         for &capacity in capacities_for(size) {
-            for mode in [Mode::Push, Mode::ZeroCopy] {
+            for mode in [Mode::Push, Mode::ZeroCopy, Mode::Batched] {
                 let pair = Pair::new(size, capacity, mode);
                 let id = BenchmarkId::new(mode.name(), case_name(size, capacity));
                 g.bench_function(id, |b| b.iter_custom(|iters| pair.run(iters)));
@@ -253,7 +298,7 @@ fn ring_records(c: &mut Criterion) {
     for size in SIZES {
         g.throughput(Throughput::Elements(1));
         for &capacity in capacities_for(size) {
-            for mode in [Mode::Push, Mode::ZeroCopy] {
+            for mode in [Mode::Push, Mode::ZeroCopy, Mode::Batched] {
                 let pair = Pair::new(size, capacity, mode);
                 let id = BenchmarkId::new(mode.name(), case_name(size, capacity));
                 g.bench_function(id, |b| b.iter_custom(|iters| pair.run(iters)));

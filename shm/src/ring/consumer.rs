@@ -227,6 +227,17 @@ impl Consumer {
     /// producer is parked and must be woken.
     fn release(&mut self, size: u64) -> bool {
         self.head += size;
+        self.publish_head()
+    }
+
+    /// Publishes every release made with [`ReadGuard::release_deferred`]
+    /// with one cursor store. Returns `true` if the producer is parked
+    /// waiting for space and must be woken.
+    pub fn flush_releases(&mut self) -> bool {
+        self.publish_head()
+    }
+
+    fn publish_head(&mut self) -> bool {
         // SYNC POINT `space-released`: Release orders our reads of the record
         // before the producer may overwrite it; pairs with the Acquire load
         // of `head` in `Producer::refresh_head`.
@@ -354,6 +365,15 @@ impl ReadGuard<'_> {
     pub fn release(mut self) -> bool {
         self.released = true;
         self.cons.release(self.rec.size)
+    }
+
+    /// Releases the record without telling the producer yet: its space is
+    /// handed back by the next [`Consumer::flush_releases`] or the next
+    /// ordinary release, with one cursor store for the whole batch. A
+    /// producer waiting for space waits until then.
+    pub fn release_deferred(mut self) {
+        self.released = true;
+        self.cons.head += self.rec.size;
     }
 }
 

@@ -217,6 +217,28 @@ fn deferred_commits_publish_together() {
 }
 
 #[test]
+fn deferred_releases_free_space_together() {
+    let (mut p, mut c) = heap_ring(128).unwrap();
+    while p.try_push(&[5; 24]).unwrap() {}
+    for _ in 0..3 {
+        c.try_read().unwrap().unwrap().release_deferred();
+    }
+    assert!(!p.try_push(&[5; 24]).unwrap(), "space not handed back yet");
+    p.park();
+    assert!(c.flush_releases(), "parked producer is owed a wake-up");
+    for _ in 0..3 {
+        assert!(p.try_push(&[6; 24]).unwrap());
+    }
+    // Records read after deferred releases still come in order.
+    for _ in 0..1 {
+        assert_eq!(c.try_read().unwrap().unwrap().to_vec(), vec![5; 24]);
+    }
+    for _ in 0..3 {
+        assert_eq!(c.try_read().unwrap().unwrap().to_vec(), vec![6; 24]);
+    }
+}
+
+#[test]
 fn truncate_shrinks_record() {
     let (mut p, mut c) = heap_ring(256).unwrap();
     let mut g = p.try_reserve(100).unwrap().unwrap();
