@@ -238,15 +238,31 @@ impl Consumer {
     }
 
     fn publish_head(&mut self) -> bool {
+        let hdr = self.ring.hdr();
         // SYNC POINT `space-released`: Release orders our reads of the record
         // before the producer may overwrite it; pairs with the Acquire load
         // of `head` in `Producer::refresh_head`.
-        self.ring.hdr().head.store(self.head, Ordering::Release);
+        hdr.head.store(self.head, Ordering::Release);
         // SYNC POINT `park-dekker` (writer side): see Producer::park.
         fence(Ordering::SeqCst);
-        let parked = &self.ring.hdr().writer_parked;
-        // Relaxed: ordered by the fence; swap makes one party own the wake-up.
-        parked.load(Ordering::Relaxed) != 0 && parked.swap(0, Ordering::Relaxed) != 0
+        let parked = &hdr.writer_parked;
+        // Relaxed: ordered by the fence above.
+        if parked.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        // Hysteresis, as sockets do for write space: wake a parked producer
+        // only once at most half the ring is in use, so a stream blocked on
+        // a full ring costs one wake-up per half ring, not one per record.
+        // The flag stays set, so a later release re-checks; a consumer that
+        // reads until the ring is empty always gets there. Relaxed: the
+        // value only steers this decision (a lying producer can only delay
+        // its own wake-up).
+        let used = hdr.tail.load(Ordering::Relaxed).wrapping_sub(self.head);
+        if used > self.ring.cap / 2 && used <= self.ring.cap {
+            return false;
+        }
+        // Relaxed: the swap makes exactly one party own the wake-up.
+        parked.swap(0, Ordering::Relaxed) != 0
     }
 
     /// Marks the consumer as parked (about to sleep). The caller must then

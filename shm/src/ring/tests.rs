@@ -275,13 +275,17 @@ fn parking_reports_wakeups_once() {
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"z");
     assert!(!g.commit(), "flag consumed by the first commit");
-    // Writer side.
-    while p.try_push(&[0; 8]).unwrap() {}
+    // Writer side: the wake-up is owed once at most half the ring is in
+    // use (hysteresis), not at the first released record.
+    while c.try_read().unwrap().is_some() {}
+    while p.try_push(&[0; 8]).unwrap() {} // 4 records of 16 bytes
     p.park();
     let g = c.try_read().unwrap().unwrap();
-    assert!(g.release(), "writer parked: wake-up owed");
+    assert!(!g.release(), "48 of 64 bytes still in use: no wake-up yet");
     let g = c.try_read().unwrap().unwrap();
-    assert!(!g.release());
+    assert!(g.release(), "half the ring free: wake-up owed");
+    let g = c.try_read().unwrap().unwrap();
+    assert!(!g.release(), "flag consumed by the first wake-up");
 }
 
 // ---- a lying peer -------------------------------------------------------
