@@ -11,7 +11,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Violation {
-    /// The header's magic number is not [`crate::RING_MAGIC`].
+    /// The header's magic number is not [`crate::ring::RING_MAGIC`].
     #[error("ring header magic is {found:#018x}, expected {expected:#018x}")]
     BadMagic {
         /// Magic read from the header.
