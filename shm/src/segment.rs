@@ -268,6 +268,29 @@ mod tests {
     }
 
     #[test]
+    fn huge_pages_work_or_fail_cleanly() {
+        // 2 MiB: one huge page. Machines without reserved huge pages refuse
+        // with an I/O error (ENOMEM/EINVAL), never a panic or a bad mapping.
+        match Segment::create(
+            name(),
+            2 << 20,
+            SegmentOptions {
+                huge_pages: true,
+                populate: false,
+            },
+        ) {
+            Ok(seg) => {
+                assert_eq!(seg.len(), 2 << 20);
+                assert!(seals_of(seg.fd()).unwrap().contains(REQUIRED_SEALS));
+            }
+            Err(Error::Io { op, .. }) => {
+                assert!(["memfd_create", "ftruncate", "mmap"].contains(&op), "{op}")
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
     fn attach_accepts_good_fd() {
         let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
         let dup = seg.fd().try_clone_to_owned().unwrap();
