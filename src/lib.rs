@@ -44,3 +44,8 @@ pub use shmsock_transport::{
     wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
     ProtocolViolation, Receiver, Result, Sender, WaitStrategy, WriteGrant,
 };
+
+/// The README's example is compiled as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
