@@ -124,15 +124,7 @@ impl Sender {
     }
 
     fn ring_err(&self, e: shmsock_shm::Error) -> Error {
-        match e {
-            shmsock_shm::Error::Protocol(v) => self.protocol(v.into()),
-            shmsock_shm::Error::Poisoned => self.protocol(ProtocolViolation::Poisoned),
-            shmsock_shm::Error::RecordTooLarge { len, max } => Error::MessageTooLarge {
-                len: len as u64,
-                max: max as u64,
-            },
-            e => Error::Shm(e),
-        }
+        send_ring_err(self.peer.pid, e)
     }
 
     /// Largest message that travels inline through the ring; larger ones
@@ -323,10 +315,11 @@ impl Sender {
         {
             self.wait_space(data.len(), deadline)?;
         }
+        let pid = self.peer.pid;
         let mut g = self
             .prod
             .try_reserve_tagged(data.len(), TAG_INLINE)
-            .map_err(Error::Shm)?
+            .map_err(|e| send_ring_err(pid, e))?
             .ok_or(Error::Config(
                 "ring space vanished between check and reserve",
             ))?;
@@ -405,10 +398,11 @@ impl Sender {
         if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
             self.wait_space(len, deadline)?;
         }
+        let pid = self.peer.pid;
         let grant = self
             .prod
             .try_reserve_tagged(len, TAG_INLINE)
-            .map_err(Error::Shm)?
+            .map_err(|e| send_ring_err(pid, e))?
             .ok_or(Error::Config(
                 "ring space vanished between check and reserve",
             ))?;
@@ -445,10 +439,11 @@ impl Sender {
             self.wait_space(16, deadline)?;
         }
         let seq = self.large_seq;
+        let pid = self.peer.pid;
         let mut g = self
             .prod
             .try_reserve_tagged(16, TAG_LARGE)
-            .map_err(Error::Shm)?
+            .map_err(|e| send_ring_err(pid, e))?
             .ok_or(Error::Config(
                 "ring space vanished between check and reserve",
             ))?;
@@ -934,6 +929,18 @@ impl AsFd for Receiver {
     }
 }
 
+/// Maps a ring error on the sending side.
+fn send_ring_err(peer_pid: i32, e: shmsock_shm::Error) -> Error {
+    match e {
+        shmsock_shm::Error::RecordTooLarge { len, max } => Error::MessageTooLarge {
+            len: len as u64,
+            max: max as u64,
+        },
+        e => ring_err(peer_pid, e),
+    }
+}
+
+/// Maps a ring error: the peer's violations become [`Error::Protocol`].
 fn ring_err(peer_pid: i32, e: shmsock_shm::Error) -> Error {
     match e {
         // The producer closed its ring and everything was read.
