@@ -37,6 +37,54 @@ const SPIN_CHECK_EVERY: u32 = 256;
 /// Sends between two non-blocking looks at the socket for a dead peer.
 const LIVENESS_EVERY: u32 = 256;
 
+/// The spinning half of a wait strategy: decides, one iteration at a time,
+/// whether to keep spinning (and when to look at the clock and the socket)
+/// or to park.
+struct Spinner {
+    /// `None`: spin forever (`Spin`); otherwise park once this has passed.
+    park_after: Option<Instant>,
+    spins: u32,
+}
+
+/// What a waiting loop does next.
+enum Step {
+    /// Spin once more.
+    Spin,
+    /// Spin, but first check the deadline and read the socket.
+    Check,
+    /// Park and sleep on the socket.
+    Park,
+}
+
+impl Spinner {
+    fn new(wait: WaitStrategy) -> Self {
+        let park_after = match wait {
+            WaitStrategy::Spin => None,
+            WaitStrategy::Block => Some(Instant::now()),
+            WaitStrategy::Adaptive { spin } => Some(Instant::now() + spin),
+        };
+        Spinner {
+            park_after,
+            spins: 0,
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        self.spins = self.spins.wrapping_add(1);
+        // The clock is read every 16 spins only (a vDSO call, but not free).
+        let park = self
+            .park_after
+            .is_some_and(|t| self.spins % 16 == 1 && Instant::now() >= t);
+        if park {
+            Step::Park
+        } else if self.spins % SPIN_CHECK_EVERY == 0 {
+            Step::Check
+        } else {
+            Step::Spin
+        }
+    }
+}
+
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
 }
@@ -229,12 +277,7 @@ impl Sender {
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut Producer) -> shmsock_shm::Result<bool>,
     ) -> Result<()> {
-        let spin_until = match self.wait {
-            WaitStrategy::Spin => None,
-            WaitStrategy::Block => Some(Instant::now()),
-            WaitStrategy::Adaptive { spin } => Some(Instant::now() + spin),
-        };
-        let mut spins = 0u32;
+        let mut spinner = Spinner::new(self.wait);
         loop {
             if ready(&mut self.prod).map_err(|e| self.ring_err(e))? {
                 return Ok(());
@@ -242,18 +285,19 @@ impl Sender {
             if self.peer_gone {
                 return Err(Error::Disconnected);
             }
-            spins += 1;
-            let parking = spin_until.is_some_and(|t| spins % 16 == 0 && Instant::now() >= t)
-                || self.wait == WaitStrategy::Block;
-            if !parking {
-                if spins % SPIN_CHECK_EVERY == 0 {
+            match spinner.step() {
+                Step::Spin => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Step::Check => {
                     if past(deadline) {
                         return Err(Error::Timeout);
                     }
                     self.drain()?;
+                    continue;
                 }
-                std::hint::spin_loop();
-                continue;
+                Step::Park => {}
             }
             // Park: flag, re-check, sleep on the socket (SYNC POINT
             // `park-dekker`, writer side; see docs/design.md).
@@ -734,12 +778,7 @@ impl Receiver {
 
     /// Waits until the ring has a record, per the wait strategy.
     fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
-        let spin_until = match self.wait {
-            WaitStrategy::Spin => None,
-            WaitStrategy::Block => Some(Instant::now()),
-            WaitStrategy::Adaptive { spin } => Some(Instant::now() + spin),
-        };
-        let mut spins = 0u32;
+        let mut spinner = Spinner::new(self.wait);
         loop {
             if self.has_data()? {
                 return Ok(());
@@ -749,18 +788,19 @@ impl Receiver {
                 // already (commit precedes close), and it is now empty.
                 return Err(Error::Disconnected);
             }
-            spins += 1;
-            let parking = spin_until.is_some_and(|t| spins % 16 == 0 && Instant::now() >= t)
-                || self.wait == WaitStrategy::Block;
-            if !parking {
-                if spins % SPIN_CHECK_EVERY == 0 {
+            match spinner.step() {
+                Step::Spin => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Step::Check => {
                     if past(deadline) {
                         return Err(Error::Timeout);
                     }
                     self.drain()?;
+                    continue;
                 }
-                std::hint::spin_loop();
-                continue;
+                Step::Park => {}
             }
             // SYNC POINT `park-dekker`, reader side (docs/design.md).
             self.cons.park();
