@@ -325,15 +325,17 @@ impl Sender {
     /// [`Error::MessageTooLarge`] (above the peer's limit),
     /// [`Error::Protocol`], [`Error::Io`].
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.send_deadline(data, deadline(self.timeout))
+        self.send_within(data, self.timeout)
     }
 
-    /// [`Sender::send`] with an explicit timeout.
+    /// [`Sender::send`] with an explicit timeout. The timeout bounds the
+    /// time spent waiting (for ring space or socket room); a send that does
+    /// not have to wait never reads the clock.
     ///
     /// # Errors
     /// As [`Sender::send`].
     pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        self.send_deadline(data, Some(Instant::now() + timeout))
+        self.send_within(data, Some(timeout))
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -346,10 +348,12 @@ impl Sender {
         Ok(())
     }
 
-    fn send_deadline(&mut self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+    /// Sends with a timeout that starts counting only if the call has to wait
+    /// (no clock read on the fast path).
+    fn send_within(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.check_len(data.len())?;
         if data.len() > self.prod.max_record_len() {
-            return self.send_large(data, deadline);
+            return self.send_large(data, timeout);
         }
         self.check_peer()?;
         if !self
@@ -357,7 +361,7 @@ impl Sender {
             .can_reserve(data.len())
             .map_err(|e| self.ring_err(e))?
         {
-            self.wait_space(data.len(), deadline)?;
+            self.wait_space(data.len(), deadline(timeout))?;
         }
         let pid = self.peer.pid;
         let mut g = self
@@ -392,7 +396,7 @@ impl Sender {
             }
         }
         if data.len() > self.prod.max_record_len() {
-            return self.send_large(data, deadline(self.timeout)).map(|()| true);
+            return self.send_large(data, self.timeout).map(|()| true);
         }
         self.check_peer()?;
         let len = data.len();
@@ -404,7 +408,7 @@ impl Sender {
             }
             self.prod.unpark();
         }
-        self.send_deadline(data, None).map(|()| true)
+        self.send_within(data, None).map(|()| true)
     }
 
     /// Reserves `len` bytes in the ring for zero-copy writing; write the
@@ -414,7 +418,7 @@ impl Sender {
     /// [`Error::MessageTooLarge`] if `len` exceeds [`Sender::max_inline`]
     /// (large messages cannot be reserved), and as [`Sender::send`].
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        self.reserve_deadline(len, deadline(self.timeout))
+        self.reserve_within(len, self.timeout)
     }
 
     /// [`Sender::reserve`] with an explicit timeout.
@@ -422,14 +426,10 @@ impl Sender {
     /// # Errors
     /// As [`Sender::reserve`].
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
-        self.reserve_deadline(len, Some(Instant::now() + timeout))
+        self.reserve_within(len, Some(timeout))
     }
 
-    fn reserve_deadline(
-        &mut self,
-        len: usize,
-        deadline: Option<Instant>,
-    ) -> Result<WriteGrant<'_>> {
+    fn reserve_within(&mut self, len: usize, timeout: Option<Duration>) -> Result<WriteGrant<'_>> {
         self.check_len(len)?;
         let max = self.prod.max_record_len();
         if len > max {
@@ -440,7 +440,7 @@ impl Sender {
         }
         self.check_peer()?;
         if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
-            self.wait_space(len, deadline)?;
+            self.wait_space(len, deadline(timeout))?;
         }
         let pid = self.peer.pid;
         let grant = self
@@ -457,7 +457,9 @@ impl Sender {
         })
     }
 
-    fn send_large(&mut self, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send_large(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        // A large message costs milliseconds: the clock read is noise here.
+        let deadline = deadline(timeout);
         let len = data.len() as u64;
         if len > self.peer_max_message {
             return Err(Error::MessageTooLarge {
@@ -824,8 +826,11 @@ impl Receiver {
     /// [`Error::Disconnected`] once the peer is gone and everything it sent
     /// was received; [`Error::Timeout`]; [`Error::Protocol`].
     pub fn recv(&mut self) -> Result<Message<'_>> {
-        let d = deadline(self.timeout);
-        self.wait_data(d)?;
+        if !self.has_data()? {
+            // The timeout starts when we have to wait (no clock read on the
+            // fast path).
+            self.wait_data(deadline(self.timeout))?;
+        }
         self.take()
     }
 
