@@ -141,6 +141,11 @@ pub enum Error {
         /// Largest record the ring accepts.
         max: usize,
     },
+    /// A [`RecordHead`](crate::ring::RecordHead) passed to
+    /// [`Consumer::read`](crate::ring::Consumer::read) does not describe the
+    /// record at the consumer's cursor (a caller bug, not the peer's).
+    #[error("record head does not match the consumer's cursor")]
+    StaleRecord,
     /// The peer broke the ring protocol; the ring is poisoned.
     #[error("ring protocol violation by peer: {0}")]
     Protocol(#[from] Violation),

@@ -37,7 +37,7 @@ impl std::fmt::Debug for Consumer {
 }
 
 /// What a validated record header says, copied out of shared memory.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Record {
     payload_off: usize,
     len: usize,
@@ -207,6 +207,52 @@ impl Consumer {
         }))
     }
 
+    /// The next record's header, validated, without taking it: the header
+    /// word is loaded once, here. Pass the result to [`Consumer::read`] to
+    /// take exactly that record without loading its header again (so every
+    /// check a caller makes on [`RecordHead::tag`]/[`RecordHead::len`]
+    /// applies to the record it reads).
+    ///
+    /// # Errors
+    /// As [`Consumer::try_read`].
+    pub fn peek_record(&mut self) -> Result<Option<RecordHead>> {
+        Ok(self.next_record()?.map(|rec| RecordHead {
+            pos: self.head,
+            rec,
+        }))
+    }
+
+    /// Takes the record `head` describes. `head` must come from
+    /// [`Consumer::peek_record`] on this consumer with no read or release in
+    /// between; it is checked against our own (private) cursors, never
+    /// against shared memory again.
+    ///
+    /// # Errors
+    /// [`Error::StaleRecord`] if `head` does not describe the record at our
+    /// cursor; [`Error::Poisoned`] after a violation.
+    pub fn read(&mut self, head: RecordHead) -> Result<ReadGuard<'_>> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let rec = head.rec;
+        // All local values: the record must start at our cursor, lie before
+        // the validated producer cursor and inside the data area.
+        let off = (self.head & self.ring.mask) + RECORD_HEADER;
+        let fits = head.pos == self.head
+            && rec.size <= self.cached_tail - self.head
+            && rec.payload_off as u64 == off
+            && off + rec.len as u64 <= self.ring.cap
+            && record_size(rec.len as u64) == rec.size;
+        if !fits {
+            return Err(Error::StaleRecord);
+        }
+        Ok(ReadGuard {
+            cons: self,
+            rec,
+            released: false,
+        })
+    }
+
     /// Tag and payload length of the next record, without taking it.
     ///
     /// # Errors
@@ -303,6 +349,31 @@ impl Consumer {
     }
 }
 
+/// A validated record header from [`Consumer::peek_record`]: a private
+/// copy, so reading its fields never touches shared memory.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead {
+    pos: u64,
+    rec: Record,
+}
+
+impl RecordHead {
+    /// The record's tag.
+    pub fn tag(&self) -> u16 {
+        self.rec.tag
+    }
+
+    /// Payload length in bytes (at most the ring's record limit).
+    pub fn len(&self) -> usize {
+        self.rec.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+}
+
 /// A record being read. Its space is released when the guard is dropped (or
 /// [`released`](ReadGuard::release) explicitly).
 ///
@@ -353,6 +424,30 @@ impl ReadGuard<'_> {
         let mut v = vec![0; self.rec.len];
         self.copy_to(&mut v);
         v
+    }
+
+    /// Appends the payload bytes from `start` on to `dst` (nothing if
+    /// `start >= len()`) and returns how many were appended. No zeroing and
+    /// no reference to shared memory: the bytes are copied through a raw
+    /// pointer into `dst`'s spare capacity.
+    #[cfg(not(loom))]
+    pub fn append_to(&self, start: usize, dst: &mut Vec<u8>) -> usize {
+        let n = self.rec.len.saturating_sub(start);
+        dst.reserve(n);
+        let src = self
+            .cons
+            .ring
+            .data
+            .ptr(self.rec.payload_off + start.min(self.rec.len));
+        // SAFETY: `payload_off + len` lies within the data area (validated
+        // in next_record) and `start + n == len`, so the source range is in
+        // bounds; `reserve` made room for `n` bytes after `dst.len()`, and
+        // `dst` is private memory, so the ranges cannot overlap. A peer that
+        // scribbles meanwhile makes us copy garbage, never out of bounds.
+        unsafe { src.copy_to_nonoverlapping(dst.as_mut_ptr().add(dst.len()), n) };
+        // SAFETY: the `n` bytes after the old length were initialised above.
+        unsafe { dst.set_len(dst.len() + n) };
+        n
     }
 
     /// Raw pointer to the payload; valid for `len()` bytes until the guard

@@ -22,7 +22,7 @@ mod producer;
 
 use std::sync::Arc;
 
-pub use consumer::{Consumer, ReadGuard};
+pub use consumer::{Consumer, ReadGuard, RecordHead};
 pub use layout::{
     max_record_len, segment_size, HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY, RECORD_ALIGN,
     RECORD_HEADER, RING_MAGIC, RING_VERSION,

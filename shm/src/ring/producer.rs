@@ -358,6 +358,28 @@ impl WriteGrant<'_> {
         self.staging[..n].copy_from_slice(&src[..n]);
     }
 
+    /// Copies `src` to payload offset `offset` (a multiple of 8), clipped
+    /// to the reserved length, without forming a reference to shared memory.
+    pub fn fill_at(&mut self, offset: usize, src: &[u8]) {
+        debug_assert_eq!(offset % 8, 0, "fill_at offset must be 8-aligned");
+        if offset >= self.len {
+            return;
+        }
+        let n = src.len().min(self.len - offset);
+        #[cfg(not(loom))]
+        // SAFETY: payload_off + offset + n <= payload_off + len, within the
+        // reserved range, which the producer owns until commit; both offsets
+        // are 8-aligned.
+        unsafe {
+            self.prod
+                .ring
+                .data
+                .copy_in(self.payload_off + offset, &src[..n])
+        };
+        #[cfg(loom)]
+        self.staging[offset..offset + n].copy_from_slice(&src[..n]);
+    }
+
     /// Shrinks the record to its first `len` bytes before committing (for
     /// writers that reserve an upper bound). Larger values are ignored.
     pub fn truncate(&mut self, len: usize) {

@@ -475,3 +475,33 @@ fn random_scribbling_never_panics() {
 fn c_max(cap: u64) -> usize {
     max_record_len(cap) as usize
 }
+
+#[test]
+fn read_takes_the_peeked_record_without_reloading_it() {
+    let (mut p, mut c, mem) = ring_with_mem(4096);
+    assert!(p.try_push(&[7u8; 40]).unwrap());
+    assert!(p.try_push(&[8u8; 16]).unwrap());
+    let head = c.peek_record().unwrap().unwrap();
+    assert_eq!((head.tag(), head.len()), (0, 40));
+    // The peer rewrites the header after our look: the record taken is the
+    // one we checked (the header is not loaded again).
+    poke(&mem, HEADER_SIZE, 4000);
+    let g = c.read(head).unwrap();
+    assert_eq!(g.len(), 40);
+    let mut v = Vec::new();
+    assert_eq!(g.append_to(8, &mut v), 32);
+    assert_eq!(v, [7u8; 32]);
+    drop(g);
+    // A stale head (the record was taken already) is refused.
+    assert!(matches!(c.read(head), Err(Error::StaleRecord)));
+    let next = c.peek_record().unwrap().unwrap();
+    assert_eq!(next.len(), 16);
+    // A head from another ring does not match our cursor either.
+    let (mut p2, mut c2) = heap_ring(4096).unwrap();
+    assert!(p2.try_push(&[1u8; 200]).unwrap());
+    assert!(p2.try_push(&[1u8; 200]).unwrap());
+    let _ = c2.try_read().unwrap();
+    let foreign = c2.peek_record().unwrap().unwrap();
+    assert!(matches!(c.read(foreign), Err(Error::StaleRecord)));
+    assert_eq!(c.read(next).unwrap().to_vec(), [8u8; 16]);
+}
