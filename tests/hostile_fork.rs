@@ -20,7 +20,7 @@ use rustix::net::{
 };
 use shmsock::shm::ring::{self, segment_size, Consumer, Producer, HEADER_SIZE};
 use shmsock::shm::{Segment, SegmentOptions};
-use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN};
+use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN, PROTOCOL_VERSION};
 use shmsock::{Builder, Connection, Error, ProtocolViolation};
 
 static N: AtomicU32 = AtomicU32::new(0);
@@ -143,19 +143,22 @@ fn version_mismatch_both_sides() {
     let r = against_server(|p| {
         let s = raw_connect(p);
         let mut b = hello_bytes(4096);
-        b[4..8].copy_from_slice(&2u32.to_le_bytes());
+        b[4..8].copy_from_slice(&(PROTOCOL_VERSION + 1).to_le_bytes());
         let ring = good_ring(4096);
         let (_a, bc) = back_channel();
         raw_send(s.as_fd(), &b, &[ring.fd(), bc.as_fd()]);
         let mut buf = [0u8; 64];
         let (_, n) = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty()).unwrap();
         match Control::decode(&buf[..n]).unwrap() {
-            Control::Reject { version: 1, .. } => {}
+            Control::Reject {
+                version: PROTOCOL_VERSION,
+                ..
+            } => {}
             other => panic!("{other:?}"),
         }
     });
     assert!(
-        matches!(r, Err(Error::VersionMismatch { ours: 1, theirs: 2 })),
+        matches!(r, Err(Error::VersionMismatch { ours: PROTOCOL_VERSION, theirs }) if theirs == PROTOCOL_VERSION + 1),
         "{r:?}"
     );
     // Hostile server of version 2: the client reports the mismatch.
@@ -190,7 +193,13 @@ fn version_mismatch_both_sides() {
     });
     let r = Builder::new().handshake_timeout(HS).connect(&p);
     assert!(
-        matches!(r, Err(Error::VersionMismatch { ours: 1, theirs: 9 })),
+        matches!(
+            r,
+            Err(Error::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 9
+            })
+        ),
         "{r:?}"
     );
     drop(server);
@@ -1011,8 +1020,9 @@ fn inline_longer_than_max_message() {
 }
 
 fn large_send_times_out_against_a_peer_that_never_reads() {
-    // Regression: the fd of a large message was sent with a blocking
-    // sendmsg that ignored the deadline. A peer that keeps its parked flag
+    // Regression (protocol 1): the fd of a large message was sent with a
+    // blocking sendmsg that ignored the deadline. Large messages now stream
+    // through the ring; the deadline must still bound them. A peer that keeps its parked flag
     // set and never reads its socket fills the socket with wake-ups; the
     // victim's send_timeout must still return at its deadline. The victim
     // runs in the child so that a hang is caught by the watchdog.
@@ -1034,7 +1044,9 @@ fn large_send_times_out_against_a_peer_that_never_reads() {
             std::thread::sleep(Duration::from_micros(30));
         }
         let t = Instant::now();
-        let r = s.send_timeout(&vec![2u8; 600 << 10], Duration::from_millis(300));
+        // More than the ring holds: the fragments fill it and the call must
+        // give up at its deadline.
+        let r = s.send_timeout(&vec![2u8; 2 << 20], Duration::from_millis(300));
         assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
         assert!(
             t.elapsed() < Duration::from_secs(3),
@@ -1077,6 +1089,381 @@ fn large_send_times_out_against_a_peer_that_never_reads() {
     drop(c);
 }
 
+/// Shmem of the whole machine (tmpfs and memfd pages), in bytes.
+fn shmem_bytes() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = m.lines().find(|l| l.starts_with("Shmem:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// A record header word: payload length and tag (see docs/shm-layout.md).
+fn record_word(len: u64, tag: u64) -> u64 {
+    len | (tag << 32)
+}
+
+fn length_flip_cannot_bypass_max_message() {
+    // Defect 2 (double fetch): the receiver checked the length it got from
+    // `peek()` against max_message, then `try_read()` loaded the header
+    // again. A peer flipping the length word got 500,000 bytes past a
+    // max_message of 1000. Each trial is one connection whose first record
+    // is flipped between 500 and 500,000 bytes by a thread of the peer.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(1 << 20)
+        .max_message(1000)
+        .bind(&p)
+        .unwrap();
+    let trials = 60;
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        for _ in 0..trials {
+            let c = raw_handshake(&p2, 1 << 20);
+            let seg = c.ours.clone();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let flipper = std::thread::spawn(move || {
+                // SAFETY: the first record header lies in the mapped data
+                // area; an atomic store into shared memory.
+                let w = unsafe { AtomicU64::from_ptr(seg.as_ptr().add(HEADER_SIZE).cast()) };
+                while !stop2.load(Ordering::Relaxed) {
+                    w.store(record_word(500, 0), Ordering::Relaxed);
+                    w.store(record_word(500_000, 0), Ordering::Relaxed);
+                }
+            });
+            // The cursor covers the long form, so either length is in bounds.
+            c.poke(TAIL, 500_008);
+            c.wake();
+            // Wait for the server to finish with this connection.
+            let mut b = [0u8; 8];
+            let _ = rustix::net::recv(&c.sock, &mut b, rustix::net::RecvFlags::empty());
+            stop.store(true, Ordering::Relaxed);
+            flipper.join().unwrap();
+        }
+        sleep_forever();
+    });
+    let mut delivered_long = 0;
+    for _ in 0..trials {
+        let mut s = l.accept().unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(20) {
+            match s.recv_timeout(Duration::from_millis(20)) {
+                Ok(m) => {
+                    if m.len() > 1000 {
+                        delivered_long += 1;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    child.kill();
+    assert_eq!(
+        delivered_long, 0,
+        "messages longer than max_message delivered"
+    );
+}
+
+fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
+    // Defect 3: `take_large` drained the socket until the announced fd
+    // showed up, without a deadline: a peer that announced a large message
+    // without its fd and flooded wake-ups held a 1 s recv for 6.2 s.
+    // Each peer-fed loop must end at the call's deadline.
+    type Attack = fn(&mut RawClient, &std::sync::atomic::AtomicBool);
+    let attacks: [(&str, Attack); 3] = [
+        (
+            "protocol-1 announcement without fd + wake-up flood",
+            |c, stop| {
+                c.poke(HEADER_SIZE, record_word(16, 1));
+                c.poke(HEADER_SIZE + 8, 0);
+                c.poke(HEADER_SIZE + 16, 100_000);
+                c.poke(TAIL, 24);
+                while !stop.load(Ordering::Relaxed) {
+                    c.wake();
+                }
+            },
+        ),
+        ("first fragment, then silence + wake-up flood", |c, stop| {
+            let mut first = vec![0u8; 8 + 100];
+            first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+            let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
+            g.fill_from(&first);
+            g.commit();
+            while !stop.load(Ordering::Relaxed) {
+                c.wake();
+            }
+        }),
+        ("endless start/abort pairs", |c, stop| {
+            let mut first = [0u8; 16];
+            first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+            for tag in [2u16, 4].into_iter().cycle() {
+                let len = if tag == 2 { first.len() } else { 0 };
+                // Each record in order: wait for room rather than skip one.
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match c.prod.try_reserve_tagged(len, tag) {
+                        Ok(Some(mut g)) => {
+                            g.fill_from(&first[..len]);
+                            g.commit();
+                            break;
+                        }
+                        Ok(None) => std::thread::yield_now(),
+                        Err(_) => return,
+                    }
+                }
+                c.wake();
+            }
+        }),
+    ];
+    for (what, attack) in attacks {
+        let p = path();
+        let l = Builder::new()
+            .handshake_timeout(HS)
+            .ring_capacity(1 << 16)
+            .bind(&p)
+            .unwrap();
+        let p2 = p.clone();
+        let child = common::spawn(move || {
+            let mut c = raw_handshake(&p2, 1 << 16);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            attack(&mut c, &stop);
+            sleep_forever();
+        });
+        let mut s = l.accept().unwrap();
+        let t = Instant::now();
+        let r = s.recv_timeout(Duration::from_secs(1)).map(|m| m.len());
+        let took = t.elapsed();
+        eprintln!("  {what}: {r:?} after {took:?}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{what}: recv_timeout(1 s) took {took:?}"
+        );
+        assert!(
+            matches!(r, Err(Error::Timeout | Error::Protocol { .. })),
+            "{what}: {r:?}"
+        );
+        child.kill();
+    }
+}
+
+fn peer_cannot_make_us_hold_large_message_memory() {
+    // Defects 4 and 5. (4) A sealed memfd that was only ftruncate'd costs
+    // its sender nothing; the victim mapping it with MAP_POPULATE paid for
+    // the pages. (5) The "8 large messages in flight" bound was released by
+    // the peer's cursor: a peer that consumed each announcement at once and
+    // kept the fds made the victim create 16 x 16 MiB of memfds. Both are
+    // measured as growth of the machine's Shmem while the attack runs.
+    // Large messages now stream through the ring: no memfd per message.
+    let before = shmem_bytes();
+    // (5) The victim sends 16 x 16 MiB to a peer that consumes instantly
+    // and hoards every fd it is sent.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(1 << 20)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let hoarder = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 1 << 20);
+        let mut hoard = Vec::new();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            while let Ok(Some(g)) = c._theirs.try_read() {
+                drop(g);
+            }
+            let mut buf = [0u8; 64];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
+            if let Ok(r) = rustix::net::recvmsg(
+                &c._back,
+                &mut [std::io::IoSliceMut::new(&mut buf)],
+                &mut cmsg,
+                rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                if r.bytes == 0 {
+                    break;
+                }
+                for m in cmsg.drain() {
+                    if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
+                        hoard.extend(it);
+                    }
+                }
+            }
+            // Keep the victim's parked flag honest: a wake-up now and then.
+            let mut b = [0u8; MAX_CONTROL_LEN];
+            let n = Control::WakeSpace.encode(&mut b);
+            let _ = rustix::net::send(&c._back, &b[..n], SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
+        }
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let big = vec![5u8; 16 << 20];
+    let mut peak = 0;
+    for _ in 0..16 {
+        s.send_timeout(&big, Duration::from_secs(10)).unwrap();
+        peak = peak.max(shmem_bytes().saturating_sub(before));
+    }
+    eprintln!("  hoarder: Shmem grew by at most {} MiB", peak >> 20);
+    assert!(peak < 96 << 20, "Shmem grew by {} MiB", peak >> 20);
+    drop(s);
+    hoarder.kill();
+
+    // (4) The peer sends 8 x 32 MiB sparse sealed memfds as protocol-1
+    // large messages; the victim must not pay for their pages.
+    let before = shmem_bytes();
+    let p = path();
+    let l = Builder::new().handshake_timeout(HS).bind(&p).unwrap();
+    let p2 = p.clone();
+    let sparse = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 1 << 16);
+        use nix::fcntl::SealFlag as S;
+        for seq in 0..8u64 {
+            let fd = memfd(
+                32 << 20,
+                S::F_SEAL_SHRINK | S::F_SEAL_GROW | S::F_SEAL_WRITE | S::F_SEAL_SEAL,
+            );
+            let mut b = [0u8; MAX_CONTROL_LEN];
+            let n = Control::Large { seq, len: 32 << 20 }.encode(&mut b);
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut cmsg = SendAncillaryBuffer::new(&mut space);
+            let fds = [fd.as_fd()];
+            assert!(cmsg.push(SendAncillaryMessage::ScmRights(&fds)));
+            let _ = sendmsg(
+                &c.sock,
+                &[IoSlice::new(&b[..n])],
+                &mut cmsg,
+                SendFlags::NOSIGNAL,
+            );
+            let mut ann = [0u8; 16];
+            ann[..8].copy_from_slice(&seq.to_le_bytes());
+            ann[8..].copy_from_slice(&(32u64 << 20).to_le_bytes());
+            if let Ok(Some(mut g)) = c.prod.try_reserve_tagged(16, 1) {
+                g.fill_from(&ann);
+                g.commit();
+            }
+            c.wake();
+        }
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let mut held = Vec::new();
+    let end = loop {
+        match s.recv_timeout(Duration::from_secs(2)) {
+            Ok(m) => held.push(m.len()),
+            Err(e) => break e,
+        }
+        if held.len() >= 8 {
+            break Error::Timeout;
+        }
+    };
+    let grew = shmem_bytes().saturating_sub(before);
+    eprintln!(
+        "  sparse memfds: {} delivered, then {end}; Shmem grew by {} MiB",
+        held.len(),
+        grew >> 20
+    );
+    assert!(held.is_empty(), "sparse large messages were delivered");
+    assert!(matches!(end, Error::Protocol { .. }), "{end:?}");
+    assert!(grew < 96 << 20, "Shmem grew by {} MiB", grew >> 20);
+    sparse.kill();
+}
+
+fn stalled_live_peer_and_the_default_timeout() {
+    // Defect 7: what the defaults promise, as documented in the README and
+    // the guide: with `Builder::new()` a live peer that stops reading blocks
+    // `send` (as a blocking socket does) until it reads or dies; its death
+    // ends the wait promptly with `Disconnected`; a configured timeout ends
+    // it with `Timeout`.
+    for configured in [false, true] {
+        let p = path();
+        let l = Builder::new().ring_capacity(1 << 12).bind(&p).unwrap();
+        let p2 = p.clone();
+        let stalled = common::spawn(move || {
+            let _c = raw_handshake(&p2, 1 << 12);
+            sleep_forever();
+        });
+        // The victim accepts in its own process, so that a hang is caught
+        // by the watchdog and no copy of the connection stays here.
+        let victim = common::spawn(move || {
+            let mut s = l.accept().unwrap();
+            let t = Instant::now();
+            let mut opts_timeout = None;
+            if configured {
+                opts_timeout = Some(Duration::from_millis(300));
+            }
+            let r = loop {
+                let r = match opts_timeout {
+                    Some(d) => s.send_timeout(&[1u8; 512], d),
+                    None => s.send(&[1u8; 512]),
+                };
+                if r.is_err() {
+                    break r;
+                }
+            };
+            if configured {
+                assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            } else {
+                // Only the peer's death (below, after 500 ms) ends it.
+                assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+                assert!(
+                    t.elapsed() >= Duration::from_millis(400),
+                    "{:?}",
+                    t.elapsed()
+                );
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let killed = Instant::now();
+        stalled.kill();
+        let mut victim = victim;
+        let st = victim.wait_status(WAIT);
+        assert!(
+            matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "victim ended with {st:?}"
+        );
+        if !configured {
+            assert!(
+                killed.elapsed() < Duration::from_secs(2),
+                "Disconnected took {:?} after the kill",
+                killed.elapsed()
+            );
+        }
+    }
+}
+
+fn duration_max_means_wait_forever() {
+    // Defect 10: `recv_timeout(Duration::MAX)`, `send_timeout(.., MAX)` and
+    // `Builder::timeout(Some(MAX))` panicked with "overflow when adding
+    // duration to instant". They now wait without a deadline.
+    let p = path();
+    let l = Builder::new()
+        .timeout(Some(Duration::MAX))
+        .ring_capacity(1 << 12)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let client = common::spawn(move || {
+        let mut c = Builder::new()
+            .timeout(Some(Duration::MAX))
+            .ring_capacity(1 << 12)
+            .connect(&p2)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        c.send_timeout(b"one", Duration::MAX).unwrap();
+        c.send(&[3u8; 10_000]).unwrap();
+        assert_eq!(c.recv().unwrap().to_vec(), b"two");
+    });
+    let mut s = l.accept().unwrap();
+    assert_eq!(s.recv_timeout(Duration::MAX).unwrap().to_vec(), b"one");
+    assert_eq!(s.recv().unwrap().len(), 10_000);
+    s.send_timeout(b"two", Duration::MAX).unwrap();
+    client.wait(WAIT);
+}
+
 fn main() {
     common::run(&[
         ("version_mismatch_both_sides", version_mismatch_both_sides),
@@ -1100,6 +1487,26 @@ fn main() {
         (
             "large_send_times_out_against_a_peer_that_never_reads",
             large_send_times_out_against_a_peer_that_never_reads,
+        ),
+        (
+            "length_flip_cannot_bypass_max_message",
+            length_flip_cannot_bypass_max_message,
+        ),
+        (
+            "fragment_stalls_and_floods_are_bounded_by_the_deadline",
+            fragment_stalls_and_floods_are_bounded_by_the_deadline,
+        ),
+        (
+            "peer_cannot_make_us_hold_large_message_memory",
+            peer_cannot_make_us_hold_large_message_memory,
+        ),
+        (
+            "stalled_live_peer_and_the_default_timeout",
+            stalled_live_peer_and_the_default_timeout,
+        ),
+        (
+            "duration_max_means_wait_forever",
+            duration_max_means_wait_forever,
         ),
     ]);
 }

@@ -2,33 +2,20 @@
 //! and large-message fds) and a [`Receiver`] (the peer's ring + the socket
 //! carrying its). See `docs/design.md` for the notification protocol.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use shmsock_shm::ring::{self, Consumer, Producer};
-use shmsock_shm::FrozenSegment;
+use shmsock_shm::ring::{self, Consumer, Producer, RecordHead};
 
 use crate::error::{Error, ProtocolViolation, Result};
-use crate::fdpass::{
-    recv_control, recv_control_with, send_control, send_control_until, wait_readable, Recv,
+use crate::fdpass::{recv_control, recv_control_with, send_control, wait_readable, Recv};
+use crate::frag::{
+    fragment_len, Assembly, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE,
 };
 use crate::options::{Credentials, WaitStrategy};
 use crate::wire::Control;
 
-/// Ring record tag of an inline message.
-pub(crate) const TAG_INLINE: u16 = 0;
-/// Ring record tag announcing a large message (16 bytes: seq, len).
-pub(crate) const TAG_LARGE: u16 = 1;
-/// Large messages a sender keeps in flight (announced, not yet consumed).
-/// Bounds the fds a receiver must hold; a sender at the limit waits for
-/// the consumer cursor to pass its oldest announcement.
-const MAX_LARGE_IN_FLIGHT: usize = 8;
-/// Fds a receiver queues ahead of their ring record before it calls the
-/// peer a liar (one more than in flight: the consumer releases a record
-/// before it takes the fd).
-const MAX_PENDING_LARGE: usize = MAX_LARGE_IN_FLIGHT + 1;
 /// Control messages handled per drain, so a flooding peer cannot keep us
 /// in the drain loop forever.
 const DRAIN_BUDGET: usize = 64;
@@ -85,8 +72,10 @@ impl Spinner {
     }
 }
 
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
+/// The instant `timeout` from now; `None` (wait forever) for no timeout or
+/// one too large to represent, as std's channels treat `Duration::MAX`.
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 fn past(deadline: Option<Instant>) -> bool {
@@ -110,9 +99,9 @@ pub struct Sender {
     timeout: Option<Duration>,
     peer_max_message: u64,
     peer: Credentials,
-    large_seq: u64,
-    /// Ring positions just past each large announcement not yet consumed.
-    large_in_flight: VecDeque<u64>,
+    /// A fragmented message was cut short (its send timed out): the next
+    /// record we write must be `TAG_FRAG_ABORT`.
+    abort_pending: bool,
     peer_gone: bool,
     since_check: u32,
     /// `try_send` found the ring full and armed the space wake-up.
@@ -127,9 +116,46 @@ pub struct Receiver {
     timeout: Option<Duration>,
     max_message: u64,
     peer: Credentials,
-    pending: VecDeque<(u64, u64, OwnedFd)>,
-    next_large: u64,
+    /// The fragmented message being received, kept across calls that time
+    /// out in the middle of it.
+    asm: Option<Assembly>,
+    /// A transport-level violation was seen; every later call fails.
+    broken: bool,
     peer_eof: bool,
+}
+
+/// What the head of the ring holds once fragments are consumed.
+enum Head {
+    /// An inline message, validated; take it with [`Consumer::read`].
+    Inline(RecordHead),
+    /// A message reassembled from fragments.
+    Whole(Vec<u8>),
+    /// Nothing complete yet.
+    Empty,
+}
+
+/// A call's deadline, computed on first use so that a call that never has
+/// to wait never reads the clock.
+struct Deadline {
+    timeout: Option<Duration>,
+    at: Option<Option<Instant>>,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Self {
+        Deadline { timeout, at: None }
+    }
+
+    /// The deadline (`None`: wait forever), starting the clock if needed.
+    fn get(&mut self) -> Option<Instant> {
+        let timeout = self.timeout;
+        *self.at.get_or_insert_with(|| deadline(timeout))
+    }
+
+    /// Whether the deadline has passed (never, without a timeout).
+    fn passed(&mut self) -> bool {
+        self.timeout.is_some() && past(self.get())
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -356,6 +382,9 @@ impl Sender {
             return self.send_large(data, timeout);
         }
         self.check_peer()?;
+        if self.abort_pending {
+            self.write_abort(deadline(timeout))?;
+        }
         if !self
             .prod
             .can_reserve(data.len())
@@ -400,9 +429,14 @@ impl Sender {
         }
         self.check_peer()?;
         let len = data.len();
-        if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+        let need = if self.abort_pending {
+            len.max(FRAG_HEADER)
+        } else {
+            len
+        };
+        if !self.prod.can_reserve(need).map_err(|e| self.ring_err(e))? {
             self.prod.park();
-            if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+            if !self.prod.can_reserve(need).map_err(|e| self.ring_err(e))? {
                 self.armed = true;
                 return Ok(false);
             }
@@ -439,8 +473,12 @@ impl Sender {
             });
         }
         self.check_peer()?;
+        let deadline = deadline(timeout);
+        if self.abort_pending {
+            self.write_abort(deadline)?;
+        }
         if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
-            self.wait_space(len, deadline(timeout))?;
+            self.wait_space(len, deadline)?;
         }
         let pid = self.peer.pid;
         let grant = self
@@ -457,71 +495,66 @@ impl Sender {
         })
     }
 
-    fn send_large(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
-        // A large message costs milliseconds: the clock read is noise here.
-        let deadline = deadline(timeout);
-        let len = data.len() as u64;
-        if len > self.peer_max_message {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.peer_max_message,
-            });
+    /// Writes one record of `len` bytes tagged `tag`, filled by `fill`,
+    /// waiting for space until `deadline`. Wakes a parked reader.
+    fn write_record(
+        &mut self,
+        len: usize,
+        tag: u16,
+        deadline: Option<Instant>,
+        fill: impl FnOnce(&mut ring::WriteGrant<'_>),
+    ) -> Result<()> {
+        if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+            self.wait_space(len, deadline)?;
         }
-        self.check_peer()?;
-        if self.large_in_flight.len() >= MAX_LARGE_IN_FLIGHT {
-            let oldest = self.large_in_flight.front().copied().unwrap_or(0);
-            self.wait_until(deadline, |p| Ok(p.consumed()? >= oldest))?;
-        }
-        if let Ok(head) = self.prod.consumed() {
-            while self.large_in_flight.front().is_some_and(|&end| end <= head) {
-                self.large_in_flight.pop_front();
-            }
-        }
-        let fd = FrozenSegment::freeze(c"shmsock-large", data).map_err(Error::Shm)?;
-        // Reserve the announcement first, then send the fd, then commit: the
-        // fd is in the peer's socket queue before the record is visible, and
-        // at most one fd is ever in flight ahead of its record.
-        if !self.prod.can_reserve(16).map_err(|e| self.ring_err(e))? {
-            self.wait_space(16, deadline)?;
-        }
-        let seq = self.large_seq;
         let pid = self.peer.pid;
         let mut g = self
             .prod
-            .try_reserve_tagged(16, TAG_LARGE)
+            .try_reserve_tagged(len, tag)
             .map_err(|e| send_ring_err(pid, e))?
             .ok_or(Error::Config(
                 "ring space vanished between check and reserve",
             ))?;
-        let mut ann = [0u8; 16];
-        ann[..8].copy_from_slice(&seq.to_le_bytes());
-        ann[8..].copy_from_slice(&len.to_le_bytes());
-        g.fill_from(&ann);
-        match send_control_until(
-            self.sock.as_fd(),
-            &Control::Large { seq, len },
-            &[fd.as_fd()],
-            deadline,
-        ) {
-            Ok(true) => {}
-            Ok(false) => {
-                // The peer does not read its socket: give up at the
-                // deadline; the abandoned grant publishes nothing.
-                let _ = g;
-                return Err(Error::Timeout);
-            }
-            Err(e) => {
-                // The grant is abandoned uncommitted: nothing is published.
-                let _ = g;
-                self.peer_gone = true;
-                return Err(sock_err("sendmsg(large)", e));
-            }
-        }
-        let wake = g.commit();
-        self.large_seq += 1;
-        self.large_in_flight.push_back(self.prod.position());
-        if wake {
+        fill(&mut g);
+        if g.commit() {
             self.wake_reader()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the peer to drop the fragmented message we cut short.
+    fn write_abort(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.write_record(0, TAG_FRAG_ABORT, deadline, |_| {})?;
+        self.abort_pending = false;
+        Ok(())
+    }
+
+    /// Streams a message too big for one record through the ring as
+    /// fragments (see [`crate::frag`]). The receiver copies each fragment
+    /// out and releases it while we write the next. If the deadline passes
+    /// after the first fragment was published, the message is abandoned:
+    /// the next record we write tells the peer to drop it.
+    fn send_large(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
+        // Fragments are copies of at least a few KiB: a clock read is noise.
+        let deadline = deadline(timeout);
+        self.check_peer()?;
+        if self.abort_pending {
+            self.write_abort(deadline)?;
+        }
+        let frag = fragment_len(self.prod.capacity(), self.prod.max_record_len());
+        let total = (data.len() as u64).to_le_bytes();
+        let first = data.len().min(frag - FRAG_HEADER);
+        self.write_record(FRAG_HEADER + first, TAG_FRAG_START, deadline, |g| {
+            g.fill_from(&total);
+            g.fill_at(FRAG_HEADER, &data[..first]);
+        })?;
+        for chunk in data[first..].chunks(frag) {
+            if let Err(e) =
+                self.write_record(chunk.len(), TAG_FRAG, deadline, |g| g.fill_from(chunk))
+            {
+                self.abort_pending = true;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -611,15 +644,22 @@ enum Inner<'a> {
         guard: Option<ring::ReadGuard<'a>>,
         sock: BorrowedFd<'a>,
     },
-    Large(FrozenSegment),
+    /// A message reassembled from fragments into our own memory.
+    Owned(Vec<u8>),
 }
 
 impl Message<'_> {
+    fn owned(v: Vec<u8>) -> Self {
+        Message {
+            inner: Inner::Owned(v),
+        }
+    }
+
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Ring { guard, .. } => guard.as_ref().map_or(0, |g| g.len()),
-            Inner::Large(s) => s.as_slice().len(),
+            Inner::Owned(v) => v.len(),
         }
     }
 
@@ -633,10 +673,9 @@ impl Message<'_> {
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
         match &self.inner {
             Inner::Ring { guard, .. } => guard.as_ref().map_or(0, |g| g.copy_to(dst)),
-            Inner::Large(s) => {
-                let src = s.as_slice();
-                let n = dst.len().min(src.len());
-                dst[..n].copy_from_slice(&src[..n]);
+            Inner::Owned(v) => {
+                let n = dst.len().min(v.len());
+                dst[..n].copy_from_slice(&v[..n]);
                 n
             }
         }
@@ -649,13 +688,24 @@ impl Message<'_> {
         v
     }
 
+    /// The payload as a vector: moved out without a copy for a message that
+    /// was reassembled from fragments, copied for an inline one (whose ring
+    /// space is released when this returns).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match &mut self.inner {
+            Inner::Owned(v) => std::mem::take(v),
+            Inner::Ring { .. } => self.to_vec(),
+        }
+    }
+
     /// The payload as a slice, if that is sound whatever the peer does:
-    /// `Some` for large messages (the memfd is sealed against writes),
-    /// `None` for inline ones (see [`Message::as_slice_unchecked`]).
+    /// `Some` for messages larger than one ring record, which were
+    /// reassembled into our own memory; `None` for inline ones, which are
+    /// read in place from the ring (see [`Message::as_slice_unchecked`]).
     pub fn as_sealed(&self) -> Option<&[u8]> {
         match &self.inner {
             Inner::Ring { .. } => None,
-            Inner::Large(s) => Some(s.as_slice()),
+            Inner::Owned(v) => Some(v),
         }
     }
 
@@ -665,7 +715,7 @@ impl Message<'_> {
     /// For inline messages the bytes lie in the ring, which the peer can
     /// still write if it breaks the protocol. The caller must trust the
     /// peer not to modify a message it has sent while the slice lives.
-    /// (Large messages are always safe; prefer [`Message::as_sealed`].)
+    /// (Reassembled messages are always safe; prefer [`Message::as_sealed`].)
     #[allow(unsafe_code)] // the one place the transport lends ring memory; contract above
     pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
         match &self.inner {
@@ -674,7 +724,7 @@ impl Message<'_> {
                 Some(g) => unsafe { g.as_slice_unchecked() },
                 None => &[],
             },
-            Inner::Large(s) => s.as_slice(),
+            Inner::Owned(v) => v,
         }
     }
 }
@@ -720,7 +770,7 @@ impl Receiver {
     }
 
     /// Handles one receive result on the receiver's socket: wake-ups are
-    /// dropped, large-message fds queued, EOF noted. Returns `false` if
+    /// dropped, EOF noted, anything else is a violation. Returns `false` if
     /// nothing was there.
     fn handle(&mut self, r: Recv) -> Result<bool> {
         match r {
@@ -728,14 +778,6 @@ impl Receiver {
             Recv::Eof => self.peer_eof = true,
             Recv::Msg(m) => match m.checked().map_err(|v| self.protocol(v))? {
                 (Control::WakeData, _) => {}
-                (Control::Large { seq, len }, mut fds) => {
-                    if self.pending.len() >= MAX_PENDING_LARGE {
-                        return Err(self.protocol(ProtocolViolation::TooManyFds));
-                    }
-                    if let Some(fd) = fds.pop() {
-                        self.pending.push_back((seq, len, fd));
-                    }
-                }
                 (other, _) => {
                     return Err(self.protocol(ProtocolViolation::Unexpected {
                         kind: other.kind() as u8,
@@ -826,130 +868,179 @@ impl Receiver {
     /// [`Error::Disconnected`] once the peer is gone and everything it sent
     /// was received; [`Error::Timeout`]; [`Error::Protocol`].
     pub fn recv(&mut self) -> Result<Message<'_>> {
-        if !self.has_data()? {
-            // The timeout starts when we have to wait (no clock read on the
-            // fast path).
-            self.wait_data(deadline(self.timeout))?;
-        }
-        self.take()
+        self.recv_within(self.timeout)
     }
 
-    /// [`Receiver::recv`] with an explicit timeout.
+    /// [`Receiver::recv`] with an explicit timeout (`Duration::MAX` waits
+    /// forever). The timeout bounds the whole call, including the time spent
+    /// reassembling a message larger than one ring record.
     ///
     /// # Errors
     /// As [`Receiver::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
-        self.wait_data(Some(Instant::now() + timeout))?;
-        self.take()
+        self.recv_within(Some(timeout))
+    }
+
+    fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message<'_>> {
+        let mut deadline = Deadline::new(timeout);
+        let head = loop {
+            match self.poll_head(&mut deadline)? {
+                Head::Inline(h) => break h,
+                Head::Whole(v) => return Ok(Message::owned(v)),
+                Head::Empty => self.wait_data(deadline.get())?,
+            }
+        };
+        self.inline(head)
     }
 
     /// Receives a message if one is ready, never blocking. When it returns
     /// `Ok(None)` it has armed the wake-up: the socket ([`AsFd`]) becomes
     /// readable as soon as the peer commits, so an event loop can sleep on
-    /// it (see `docs/design.md`, "Readiness").
+    /// it (see `docs/design.md`, "Readiness"). Fragments of a message larger
+    /// than one record are consumed as they arrive; the message is returned
+    /// by the call that sees its last fragment.
     ///
     /// # Errors
     /// As [`Receiver::recv`] (never [`Error::Timeout`]).
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
-        if !self.has_data()? {
+        let mut none = Deadline::new(None);
+        let mut head = self.poll_head(&mut none)?;
+        if matches!(head, Head::Empty) {
             self.drain()?;
-            if !self.has_data()? {
-                if self.peer_eof {
-                    return Err(Error::Disconnected);
-                }
-                self.cons.park();
-                if !self.has_data()? {
-                    return Ok(None);
-                }
-                self.cons.unpark();
-            }
+            head = self.poll_head(&mut none)?;
         }
-        self.take().map(Some)
+        if matches!(head, Head::Empty) {
+            if self.peer_eof {
+                return Err(Error::Disconnected);
+            }
+            self.cons.park();
+            head = self.poll_head(&mut none)?;
+            if matches!(head, Head::Empty) {
+                return Ok(None);
+            }
+            self.cons.unpark();
+        }
+        match head {
+            Head::Inline(h) => self.inline(h).map(Some),
+            Head::Whole(v) => Ok(Some(Message::owned(v))),
+            Head::Empty => Ok(None),
+        }
     }
 
-    /// Takes the record at the head of the ring (which must exist).
-    fn take(&mut self) -> Result<Message<'_>> {
+    /// Consumes fragment records at the head of the ring until a message is
+    /// ready or the ring is empty; never waits. Each record's header is
+    /// loaded once ([`Consumer::peek_record`]) and every check applies to
+    /// that copy, which [`Consumer::read`] then takes. The loop is fed by the
+    /// peer, so it checks the call's deadline after every fragment.
+    fn poll_head(&mut self, deadline: &mut Deadline) -> Result<Head> {
+        if self.broken {
+            return Err(self.protocol(ProtocolViolation::Poisoned));
+        }
+        loop {
+            let pid = self.peer.pid;
+            let Some(head) = self.cons.peek_record().map_err(|e| ring_err(pid, e))? else {
+                return Ok(Head::Empty);
+            };
+            let assembling = self.asm.is_some();
+            match head.tag() {
+                TAG_INLINE if !assembling => {
+                    if head.len() as u64 > self.max_message {
+                        return Err(self.fail(ProtocolViolation::BadLimit {
+                            what: "inline message longer than our max_message",
+                            value: head.len() as u64,
+                        }));
+                    }
+                    return Ok(Head::Inline(head));
+                }
+                TAG_FRAG_START if !assembling => {}
+                TAG_FRAG | TAG_FRAG_ABORT if assembling => {}
+                _ => {
+                    return Err(self.fail(ProtocolViolation::Fragment(
+                        "record tag unknown or out of place",
+                    )))
+                }
+            }
+            if let Some(v) = self.take_fragment(head)? {
+                return Ok(Head::Whole(v));
+            }
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// Takes one fragment record (its tag already checked against our
+    /// state), copies its bytes out and releases it at once, so the sender
+    /// can reuse the space while we wait for the next one. Returns the
+    /// message when this was its last fragment.
+    fn take_fragment(&mut self, head: RecordHead) -> Result<Option<Vec<u8>>> {
         let pid = self.peer.pid;
-        let (tag, len) = self
-            .cons
-            .peek()
-            .map_err(|e| ring_err(pid, e))?
-            .ok_or(Error::Config("take() without a record"))?;
-        if tag == TAG_INLINE {
-            if len as u64 > self.max_message {
-                return Err(self.protocol(ProtocolViolation::BadLimit {
-                    what: "inline message longer than our max_message",
-                    value: len as u64,
-                }));
+        let max_message = self.max_message;
+        let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        let n = head.len();
+        // Only `g` (in `cons`) and `asm` are touched while the guard lives.
+        let step: Result<(), &'static str> = match head.tag() {
+            TAG_FRAG_ABORT if n == 0 => {
+                self.asm = None;
+                Ok(())
             }
-            let guard = self
-                .cons
-                .try_read()
-                .map_err(|e| ring_err(pid, e))?
-                .ok_or(Error::Config("take() without a record"))?;
-            // Disjoint fields: the guard borrows `cons`, the message also
-            // keeps the socket to wake a parked producer on release.
-            return Ok(Message {
-                inner: Inner::Ring {
-                    guard: Some(guard),
-                    sock: self.sock.as_fd(),
-                },
-            });
-        }
-        if tag != TAG_LARGE || len != 16 {
-            return Err(self.protocol(ProtocolViolation::Large(
-                "unknown record tag or announcement size",
-            )));
-        }
-        let mut ann = [0u8; 16];
-        if let Some(g) = self.cons.try_read().map_err(|e| ring_err(pid, e))? {
-            g.copy_to(&mut ann);
-            if g.release() {
-                let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
+            TAG_FRAG_ABORT => Err("abort record with a payload"),
+            TAG_FRAG_START if n < FRAG_HEADER => Err("first fragment shorter than its header"),
+            TAG_FRAG_START => {
+                let mut total = [0u8; FRAG_HEADER];
+                g.copy_to(&mut total);
+                let total = u64::from_le_bytes(total);
+                let first = n - FRAG_HEADER;
+                if total <= first as u64 {
+                    Err("fragmented message no longer than its first fragment")
+                } else {
+                    Assembly::start(total, first, max_message).and_then(|mut a| {
+                        g.append_to(FRAG_HEADER, a.make_room(first)?);
+                        self.asm = Some(a);
+                        Ok(())
+                    })
+                }
             }
+            _ if n == 0 => Err("empty fragment"),
+            _ => match self.asm.as_mut() {
+                Some(a) => a.make_room(n).map(|buf| {
+                    g.append_to(0, buf);
+                }),
+                None => Err("fragment outside a message"),
+            },
+        };
+        if g.release() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
         }
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&ann[..8]);
-        let seq = u64::from_le_bytes(w);
-        w.copy_from_slice(&ann[8..]);
-        let size = u64::from_le_bytes(w);
-        self.take_large(seq, size)
+        if let Err(what) = step {
+            return Err(self.fail(ProtocolViolation::Fragment(what)));
+        }
+        if self.asm.as_ref().is_some_and(Assembly::is_complete) {
+            return Ok(self.asm.take().map(Assembly::into_vec));
+        }
+        Ok(None)
     }
 
-    /// Matches a large-message announcement with its fd and maps it.
-    fn take_large(&mut self, seq: u64, size: u64) -> Result<Message<'_>> {
-        if seq != self.next_large {
-            return Err(self.protocol(ProtocolViolation::Large("sequence number out of order")));
-        }
-        if size == 0 || size > self.max_message {
-            return Err(self.protocol(ProtocolViolation::BadLimit {
-                what: "large message length",
-                value: size,
-            }));
-        }
-        // The peer sends the fd before it commits the announcement, so it
-        // is queued already: read until it shows up, never block.
-        while self.pending.is_empty() {
-            if self.drain()? == 0 {
-                return Err(
-                    self.protocol(ProtocolViolation::Large("announced memfd never arrived"))
-                );
-            }
-        }
-        let Some((pseq, plen, fd)) = self.pending.pop_front() else {
-            return Err(self.protocol(ProtocolViolation::Large("announced memfd never arrived")));
-        };
-        if pseq != seq || plen != size {
-            return Err(self.protocol(ProtocolViolation::Large(
-                "memfd announcement does not match the ring record",
-            )));
-        }
-        let seg = FrozenSegment::attach(fd, size, self.max_message)
-            .map_err(|e| self.protocol(ProtocolViolation::BadMemfd(e)))?;
-        self.next_large += 1;
+    /// Takes the inline record `head` (from [`Receiver::poll_head`]).
+    fn inline(&mut self, head: RecordHead) -> Result<Message<'_>> {
+        let pid = self.peer.pid;
+        let guard = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        // Disjoint fields: the guard borrows `cons`, the message also keeps
+        // the socket to wake a parked producer on release.
         Ok(Message {
-            inner: Inner::Large(seg),
+            inner: Inner::Ring {
+                guard: Some(guard),
+                sock: self.sock.as_fd(),
+            },
         })
+    }
+
+    /// Records a violation: this receiver refuses every later call.
+    fn fail(&mut self, violation: ProtocolViolation) -> Error {
+        self.broken = true;
+        self.asm = None;
+        self.protocol(violation)
     }
 
     /// Marks the peer's ring closed on our side (advisory).
@@ -1019,8 +1110,7 @@ impl Connection {
                 timeout: p.timeout,
                 peer_max_message: p.peer_max_message,
                 peer: p.peer,
-                large_seq: 0,
-                large_in_flight: VecDeque::new(),
+                abort_pending: false,
                 peer_gone: false,
                 since_check: 0,
                 armed: false,
@@ -1032,8 +1122,8 @@ impl Connection {
                 timeout: p.timeout,
                 max_message: p.max_message,
                 peer: p.peer,
-                pending: VecDeque::new(),
-                next_large: 0,
+                asm: None,
+                broken: false,
                 peer_eof: false,
             },
         }

@@ -66,16 +66,13 @@ pub enum ProtocolViolation {
         /// Value received.
         value: u64,
     },
-    /// A large-message announcement in the ring does not match the fd that
-    /// arrived on the socket, or the fd never arrived.
-    #[error("large message: {0}")]
-    Large(&'static str),
+    /// A message larger than one ring record was fragmented wrongly (bad
+    /// record order, a length that does not add up, over our limit).
+    #[error("fragmented message: {0}")]
+    Fragment(&'static str),
     /// An earlier violation poisoned the ring; the connection is unusable.
     #[error("ring poisoned by an earlier violation")]
     Poisoned,
-    /// The peer queued more fds than the protocol allows in flight.
-    #[error("too many large-message fds in flight")]
-    TooManyFds,
 }
 
 /// Errors of shmsock connections and listeners.

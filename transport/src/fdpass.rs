@@ -169,24 +169,6 @@ pub(crate) fn wait_readable(
     wait_for(sock, PollFlags::IN, deadline)
 }
 
-/// Sends `msg` with `fds`, waiting for room in the socket buffer until
-/// `deadline`. `Ok(false)` on timeout (nothing was sent).
-pub(crate) fn send_control_until(
-    sock: BorrowedFd<'_>,
-    msg: &Control,
-    fds: &[BorrowedFd<'_>],
-    deadline: Option<Instant>,
-) -> Result<bool, Errno> {
-    loop {
-        if send_control(sock, msg, fds, true)? {
-            return Ok(true);
-        }
-        if !wait_for(sock, PollFlags::OUT, deadline)? {
-            return Ok(false);
-        }
-    }
-}
-
 fn wait_for(
     sock: BorrowedFd<'_>,
     events: PollFlags,

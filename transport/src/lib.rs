@@ -37,6 +37,7 @@
 mod connection;
 mod error;
 mod fdpass;
+mod frag;
 mod handshake;
 mod listener;
 mod options;

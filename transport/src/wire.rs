@@ -11,7 +11,7 @@ use thiserror::Error;
 /// Magic of the handshake messages: `"SHMSOCKP"`.
 pub const PROTOCOL_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCKP");
 /// Protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Longest control message of this version, in bytes.
 pub const MAX_CONTROL_LEN: usize = 48;
 /// Most fds any control message carries.

@@ -1,0 +1,134 @@
+//! Ring record formats of the data plane, and the reassembly of messages
+//! too big for one record (see `docs/protocol.md`, "Ring records").
+//!
+//! A message that fits in one record travels inline (`TAG_INLINE`). A larger
+//! one streams through the same ring as fragments: a `TAG_FRAG_START`
+//! record whose payload begins with the message's total length (u64 LE),
+//! then `TAG_FRAG` records, until the total is reached. The receiver copies
+//! and releases each fragment as it arrives, so the sender keeps writing
+//! while the receiver reads (pipelined), and neither side ever holds more
+//! shared memory than the ring. A sender that gives up mid-message (its
+//! timeout expired) writes `TAG_FRAG_ABORT` before its next message.
+//!
+//! No memfd is created or received per message: the peer cannot make us map
+//! or allocate memory beyond the ring, and the reassembly buffer grows only
+//! as bytes actually arrive, up to our own `max_message`.
+
+/// A whole message in one record.
+pub(crate) const TAG_INLINE: u16 = 0;
+/// Tag 1 announced a large-message memfd in protocol version 1. Retired:
+/// a record with this tag is a protocol violation.
+#[cfg(test)]
+pub(crate) const TAG_RETIRED_LARGE: u16 = 1;
+/// First fragment: total length (u64 LE), then the first bytes.
+pub(crate) const TAG_FRAG_START: u16 = 2;
+/// A following fragment: the next bytes of the message.
+pub(crate) const TAG_FRAG: u16 = 3;
+/// The sender abandoned the message being fragmented (empty payload).
+pub(crate) const TAG_FRAG_ABORT: u16 = 4;
+/// Bytes of the total-length header in a `TAG_FRAG_START` payload.
+pub(crate) const FRAG_HEADER: usize = 8;
+
+/// Payload bytes of one fragment record for a ring of `capacity` bytes: a
+/// record is a quarter of the ring, so four are in flight and the receiver
+/// copies one while the sender fills the next. Never more than the record
+/// limit (`max_record`), never less than the start header plus 8 bytes.
+pub(crate) fn fragment_len(capacity: u64, max_record: usize) -> usize {
+    let quarter = usize::try_from(capacity / 4).unwrap_or(usize::MAX);
+    quarter
+        .saturating_sub(8)
+        .min(max_record)
+        .max(FRAG_HEADER + 8)
+}
+
+/// Why a fragment is refused.
+pub(crate) type FragError = &'static str;
+
+/// A message being reassembled from fragments.
+#[derive(Debug)]
+pub(crate) struct Assembly {
+    buf: Vec<u8>,
+    total: usize,
+}
+
+impl Assembly {
+    /// Starts a message of `total` bytes whose first fragment carries
+    /// `first` bytes. The buffer grows only as bytes arrive: a peer cannot
+    /// make us allocate `total` with one 16-byte record.
+    pub(crate) fn start(total: u64, first: usize, max_message: u64) -> Result<Self, FragError> {
+        if total > max_message {
+            return Err("fragmented message longer than our max_message");
+        }
+        let total = usize::try_from(total).map_err(|_| "fragmented message length overflows")?;
+        if first > total {
+            return Err("first fragment longer than its message");
+        }
+        Ok(Assembly {
+            buf: Vec::with_capacity(first),
+            total,
+        })
+    }
+
+    /// Bytes still missing.
+    pub(crate) fn remaining(&self) -> usize {
+        self.total - self.buf.len()
+    }
+
+    /// Whether every byte has arrived.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.buf.len() == self.total
+    }
+
+    /// Checks that a fragment of `n` bytes fits, and grows the buffer by at
+    /// most what has arrived so far (doubling, capped at the total), so its
+    /// capacity stays below twice the bytes received.
+    pub(crate) fn make_room(&mut self, n: usize) -> Result<&mut Vec<u8>, FragError> {
+        if n > self.remaining() {
+            return Err("fragment runs past the message's length");
+        }
+        let free = self.buf.capacity() - self.buf.len();
+        if free < n {
+            let want = (self.buf.len() + n)
+                .max(self.buf.len().saturating_mul(2))
+                .min(self.total);
+            self.buf.reserve_exact(want - self.buf.len());
+        }
+        Ok(&mut self.buf)
+    }
+
+    /// The complete message.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_len_is_a_quarter_ring_within_limits() {
+        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8), (1 << 18) - 8);
+        assert_eq!(fragment_len(4096, 2040), 1016);
+        // Never above the record limit, never below the header + 8.
+        assert_eq!(fragment_len(1 << 20, 100), 100);
+        assert_eq!(fragment_len(16, 100), FRAG_HEADER + 8);
+        assert_ne!(TAG_RETIRED_LARGE, TAG_FRAG_START);
+    }
+
+    #[test]
+    fn assembly_bounds() {
+        assert!(Assembly::start(1001, 10, 1000).is_err());
+        assert!(Assembly::start(10, 11, 1000).is_err());
+        let mut a = Assembly::start(1 << 30, 8, 1 << 30).unwrap();
+        // One small fragment does not allocate the announced total.
+        a.make_room(8).unwrap().extend_from_slice(&[1; 8]);
+        assert!(a.buf.capacity() < 1 << 20);
+        let mut a = Assembly::start(20, 8, 100).unwrap();
+        a.make_room(8).unwrap().extend_from_slice(&[1; 8]);
+        a.make_room(12).unwrap().extend_from_slice(&[2; 12]);
+        assert!(a.is_complete());
+        assert!(a.make_room(1).is_err());
+        assert_eq!(a.into_vec().len(), 20);
+    }
+}
