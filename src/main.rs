@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use bin_support::child::Result;
 use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
-use bin_support::{pin, report};
+use bin_support::{paced, pin, report};
 
 const USAGE: &str = "\
-usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--filter TEXT]
+usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--filter TEXT]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send and
@@ -30,6 +30,8 @@ options:
                    (binary units); default 64,1K,16K,64K,1M,16M
   --json           one JSON object per line (rows, floors, targets) on stdout
   --no-pin         do not pin the two processes to different cores
+  --no-paced       skip the paced request/response scenario (64 B, not pinned,
+                   200 us and 2 ms of think time before each request)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -61,6 +63,8 @@ fn parse_size(s: &str) -> Result<usize> {
 struct BenchArgs {
     plan: Plan,
     json: bool,
+    quick: bool,
+    paced: bool,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -68,6 +72,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut quick = false;
     let mut json = false;
     let mut pin = true;
+    let mut paced = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut it = args.iter();
@@ -77,6 +82,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             "--quick" => quick = true,
             "--json" => json = true,
             "--no-pin" => pin = false,
+            "--no-paced" => paced = false,
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -105,6 +111,8 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             filter,
         },
         json,
+        quick,
+        paced,
     }))
 }
 
@@ -120,6 +128,8 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // The paced scenario runs unpinned: keep the set of cores to go back to.
+    let all_cores = pin::current()?;
     match b.plan.cores {
         Some((parent, child)) => {
             // Before any fork: children inherit it, then move to their core.
@@ -129,11 +139,22 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         None => eprintln!("bench: not pinned"),
     }
     let res = run::run(&b.plan)?;
-    let out = if b.json {
+    let mut out = if b.json {
         report::json(&res)
     } else {
         report::text(&res)
     };
+    if b.paced {
+        pin::restore(&all_cores)?;
+        let mut progress = run::Progress::new(paced::steps(b.quick));
+        let rows = paced::run(b.quick, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::paced_json(&rows)
+        } else {
+            report::paced_text(&rows)
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;

@@ -30,3 +30,20 @@ pub fn pin_to(core: usize) -> Result<()> {
         .map_err(|e| format!("sched_setaffinity(core {core}): {e}"))?;
     Ok(())
 }
+
+/// The set of cores this process may run on now (to restore it later).
+///
+/// # Errors
+/// If `sched_getaffinity` fails.
+pub fn current() -> Result<CpuSet> {
+    Ok(sched_getaffinity(Pid::from_raw(0)).map_err(|e| format!("sched_getaffinity: {e}"))?)
+}
+
+/// Lets the calling process run on the cores of `set` again.
+///
+/// # Errors
+/// If `sched_setaffinity` fails.
+pub fn restore(set: &CpuSet) -> Result<()> {
+    sched_setaffinity(Pid::from_raw(0), set).map_err(|e| format!("sched_setaffinity: {e}"))?;
+    Ok(())
+}

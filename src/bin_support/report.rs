@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use super::paced::PacedRow;
+
 use super::run::{size_name, Results, Row, RttStats, MEMCPY_HOT_LEN, MEMCPY_LEN, ROUNDS};
 use super::session::{ring_capacity, Api, Transport, Wait};
 
@@ -472,6 +474,76 @@ pub fn json(res: &Results) -> String {
         o.push_str(",\"detail\":");
         json_str(&mut o, &t.detail);
         o.push_str("}\n");
+    }
+    o
+}
+
+/// The paced scenario's table, as text.
+pub fn paced_text(rows: &[PacedRow]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nPaced request/response, 64 B, NOT pinned: the client sleeps `think` before each \
+         request, so the server is asleep when it arrives."
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "think", "transport", "RTT p50", "p99", "p99.9", "p50 vs", "p99 vs", "CPU/req"
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "", "", "", "", "stream", "stream", "both"
+    );
+    for r in rows {
+        let base = rows
+            .iter()
+            .find(|b| b.think == r.think && b.transport == Transport::Stream);
+        let (v50, v99) = base.map_or((None, None), |b| {
+            (
+                Some(b.rtt.p50 as f64 / r.rtt.p50.max(1) as f64),
+                Some(b.rtt.p99 as f64 / r.rtt.p99.max(1) as f64),
+            )
+        });
+        let _ = writeln!(
+            o,
+            "{:<8} {:<17} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            format!("{:?}", r.think),
+            r.transport.name(),
+            ns(r.rtt.p50),
+            ns(r.rtt.p99),
+            ns(r.rtt.p999),
+            opt_ratio(v50),
+            opt_ratio(v99),
+            ns(r.cpu_per_req_ns as u64),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "vs stream: unix stream time / this time (above 1 = faster). CPU/req: CPU time of both \
+         processes per request (sleep excluded)."
+    );
+    o
+}
+
+/// The paced scenario's rows, one JSON object per line.
+pub fn paced_json(rows: &[PacedRow]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        o.push_str("{\"kind\":\"paced\",\"size\":64,\"think_us\":");
+        let _ = write!(o, "{}", r.think.as_micros());
+        o.push_str(",\"id\":");
+        json_str(&mut o, r.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"rtt_samples\":{},\"cpu_per_req_ns\":{}}}",
+            r.rtt.p50,
+            r.rtt.p99,
+            r.rtt.p999,
+            r.rtt.samples,
+            json_num(Some(r.cpu_per_req_ns)),
+        );
     }
     o
 }

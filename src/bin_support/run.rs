@@ -177,7 +177,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
+    pub fn new(total: usize) -> Self {
         Progress {
             total,
             done: 0,
@@ -186,7 +186,7 @@ impl Progress {
         }
     }
 
-    fn step(&mut self, what: &str) {
+    pub fn step(&mut self, what: &str) {
         self.done += 1;
         let line = format!(
             "[{:>3}/{}] {:>5.1} s  {what}",
@@ -204,7 +204,7 @@ impl Progress {
         let _ = err.flush();
     }
 
-    fn finish(&self) {
+    pub fn finish(&self) {
         let mut err = std::io::stderr().lock();
         let secs = self.start.elapsed().as_secs_f64();
         let _ = if self.tty {

@@ -260,6 +260,8 @@ enum ParentEnd {
 const OP_ECHO: u64 = 1;
 const OP_SINK: u64 = 2;
 const OP_QUIT: u64 = 3;
+/// Report the peer's process CPU time (a reply word, then the ns).
+const OP_CPU: u64 = 4;
 /// Replies (child → parent): a status word, then for errors a length and
 /// that many bytes of text.
 const REPLY_OK: u64 = 0;
@@ -469,6 +471,56 @@ impl Session {
         }
     }
 
+    /// `n` round trips with `think` of sleep before each request, so that
+    /// the peer is asleep when the request arrives (a client that does
+    /// something between requests). Pushes each round trip in nanoseconds
+    /// to `samples`. Returns the CPU time this process spent in the loop
+    /// (sleep excluded).
+    ///
+    /// # Errors
+    /// Transport errors and failed verification, on either side.
+    pub fn paced_round_trips(
+        &mut self,
+        n: u64,
+        think: Duration,
+        samples: &mut Vec<u64>,
+    ) -> Result<Duration> {
+        let _watchdog = Watchdog::arm(self.timeout + think * n as u32)?;
+        let seq0 = self.seq;
+        self.seq += 2 * n;
+        self.command(OP_ECHO, n, seq0)?;
+        let size = self.size;
+        let cpu0 = process_cpu_ns()?;
+        let r = with_link!(&mut self.link, l => (0..n).try_for_each(|i| {
+            std::thread::sleep(think);
+            let t = Instant::now();
+            let s = seq0 + 2 * i;
+            l.send(s, size)?;
+            l.recv(s + 1, size)?;
+            samples.push(t.elapsed().as_nanos() as u64);
+            Ok::<(), BoxError>(())
+        }));
+        let cpu = Duration::from_nanos(process_cpu_ns()?.saturating_sub(cpu0));
+        match r {
+            Ok(()) => {
+                self.reply()?;
+                Ok(cpu)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The peer process's CPU time so far.
+    ///
+    /// # Errors
+    /// If the control channel fails.
+    pub fn peer_cpu(&mut self) -> Result<Duration> {
+        self.command(OP_CPU, 0, 0)?;
+        self.reply()?;
+        let ns = read_u64(&mut self.ctl).map_err(|e| format!("control channel (read): {e}"))?;
+        Ok(Duration::from_nanos(ns))
+    }
+
     /// Tells the peer to exit and checks that it did, cleanly.
     ///
     /// # Errors
@@ -478,6 +530,13 @@ impl Session {
         let Session { child, timeout, .. } = self;
         child.wait(timeout)
     }
+}
+
+/// CPU time of this process (all its threads), in nanoseconds.
+fn process_cpu_ns() -> Result<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map_err(|e| format!("clock_gettime(CLOCK_PROCESS_CPUTIME_ID): {e}"))?;
+    Ok(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// The measured loop of [`Session::round_trips`].
@@ -567,6 +626,12 @@ fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream) -> Result<()> {
             }),
             OP_SINK => (0..n).try_for_each(|i| link.recv(seq0 + i, size)),
             OP_QUIT => return Ok(()),
+            OP_CPU => {
+                let mut msg = REPLY_OK.to_le_bytes().to_vec();
+                msg.extend_from_slice(&process_cpu_ns()?.to_le_bytes());
+                ctl.write_all(&msg)?;
+                continue;
+            }
             other => Err(format!("unknown command {other}").into()),
         };
         match r {
