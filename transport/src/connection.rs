@@ -14,63 +14,14 @@ use crate::frag::{
     fragment_len, Assembly, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE,
 };
 use crate::options::{Credentials, WaitStrategy};
+use crate::wait::{SpinLearner, Spinner, Step};
 use crate::wire::Control;
 
 /// Control messages handled per drain, so a flooding peer cannot keep us
 /// in the drain loop forever.
 const DRAIN_BUDGET: usize = 64;
-/// Spins between two looks at the clock and at the socket.
-const SPIN_CHECK_EVERY: u32 = 256;
 /// Sends between two non-blocking looks at the socket for a dead peer.
 const LIVENESS_EVERY: u32 = 256;
-
-/// The spinning half of a wait strategy: decides, one iteration at a time,
-/// whether to keep spinning (and when to look at the clock and the socket)
-/// or to park.
-struct Spinner {
-    /// `None`: spin forever (`Spin`); otherwise park once this has passed.
-    park_after: Option<Instant>,
-    spins: u32,
-}
-
-/// What a waiting loop does next.
-enum Step {
-    /// Spin once more.
-    Spin,
-    /// Spin, but first check the deadline and read the socket.
-    Check,
-    /// Park and sleep on the socket.
-    Park,
-}
-
-impl Spinner {
-    fn new(wait: WaitStrategy) -> Self {
-        let park_after = match wait {
-            WaitStrategy::Spin => None,
-            WaitStrategy::Block => Some(Instant::now()),
-            WaitStrategy::Adaptive { spin } => Some(Instant::now() + spin),
-        };
-        Spinner {
-            park_after,
-            spins: 0,
-        }
-    }
-
-    fn step(&mut self) -> Step {
-        self.spins = self.spins.wrapping_add(1);
-        // The clock is read every 16 spins only (a vDSO call, but not free).
-        let park = self
-            .park_after
-            .is_some_and(|t| self.spins % 16 == 1 && Instant::now() >= t);
-        if park {
-            Step::Park
-        } else if self.spins % SPIN_CHECK_EVERY == 0 {
-            Step::Check
-        } else {
-            Step::Spin
-        }
-    }
-}
 
 /// The instant `timeout` from now; `None` (wait forever) for no timeout or
 /// one too large to represent, as std's channels treat `Duration::MAX`.
@@ -106,6 +57,8 @@ pub struct Sender {
     since_check: u32,
     /// `try_send` found the ring full and armed the space wake-up.
     armed: bool,
+    /// How long waits for space have lasted (sizes `Adaptive`'s spin).
+    learner: SpinLearner,
 }
 
 /// The receiving half of a connection. `Send`, not `Sync`.
@@ -122,6 +75,8 @@ pub struct Receiver {
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
     peer_eof: bool,
+    /// How long waits for data have lasted (sizes `Adaptive`'s spin).
+    learner: SpinLearner,
 }
 
 /// What the head of the ring holds once fragments are consumed.
@@ -303,9 +258,10 @@ impl Sender {
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut Producer) -> shmsock_shm::Result<bool>,
     ) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait);
+        let mut spinner = Spinner::new(self.wait, &self.learner);
         loop {
             if ready(&mut self.prod).map_err(|e| self.ring_err(e))? {
+                self.learner.record(spinner.elapsed());
                 return Ok(());
             }
             if self.peer_gone {
@@ -314,6 +270,10 @@ impl Sender {
             match spinner.step() {
                 Step::Spin => {
                     std::hint::spin_loop();
+                    continue;
+                }
+                Step::Yield => {
+                    std::thread::yield_now();
                     continue;
                 }
                 Step::Check => {
@@ -332,6 +292,7 @@ impl Sender {
                 Ok(false) => {}
                 r => {
                     self.prod.unpark();
+                    self.learner.record(spinner.elapsed());
                     return r.map(drop).map_err(|e| self.ring_err(e));
                 }
             }
@@ -428,21 +389,33 @@ impl Sender {
             return self.send_large(data, self.timeout).map(|()| true);
         }
         self.check_peer()?;
-        let len = data.len();
-        let need = if self.abort_pending {
-            len.max(FRAG_HEADER)
-        } else {
-            len
-        };
-        if !self.prod.can_reserve(need).map_err(|e| self.ring_err(e))? {
-            self.prod.park();
-            if !self.prod.can_reserve(need).map_err(|e| self.ring_err(e))? {
-                self.armed = true;
+        // The abort record owed by a timed-out large send goes first; each
+        // record is written only once it fits, so nothing here waits.
+        if self.abort_pending {
+            if !self.try_space(0)? {
                 return Ok(false);
             }
-            self.prod.unpark();
+            self.write_abort(None)?;
+        }
+        if !self.try_space(data.len())? {
+            return Ok(false);
         }
         self.send_within(data, None).map(|()| true)
+    }
+
+    /// Whether a record of `len` bytes fits now; if not, arms the space
+    /// wake-up (parks, re-checks) and returns `false`.
+    fn try_space(&mut self, len: usize) -> Result<bool> {
+        if self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+            return Ok(true);
+        }
+        self.prod.park();
+        if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
+            self.armed = true;
+            return Ok(false);
+        }
+        self.prod.unpark();
+        Ok(true)
     }
 
     /// Reserves `len` bytes in the ring for zero-copy writing; write the
@@ -822,9 +795,10 @@ impl Receiver {
 
     /// Waits until the ring has a record, per the wait strategy.
     fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait);
+        let mut spinner = Spinner::new(self.wait, &self.learner);
         loop {
             if self.has_data()? {
+                self.learner.record(spinner.elapsed());
                 return Ok(());
             }
             if self.peer_eof {
@@ -835,6 +809,10 @@ impl Receiver {
             match spinner.step() {
                 Step::Spin => {
                     std::hint::spin_loop();
+                    continue;
+                }
+                Step::Yield => {
+                    std::thread::yield_now();
                     continue;
                 }
                 Step::Check => {
@@ -851,6 +829,7 @@ impl Receiver {
             let ready = self.has_data();
             if !matches!(ready, Ok(false)) {
                 self.cons.unpark();
+                self.learner.record(spinner.elapsed());
                 return ready.map(drop);
             }
             let woke = self.wait_one(deadline);
@@ -1114,6 +1093,7 @@ impl Connection {
                 peer_gone: false,
                 since_check: 0,
                 armed: false,
+                learner: SpinLearner::default(),
             },
             rx: Receiver {
                 cons: p.cons,
@@ -1125,6 +1105,7 @@ impl Connection {
                 asm: None,
                 broken: false,
                 peer_eof: false,
+                learner: SpinLearner::default(),
             },
         }
     }

@@ -41,6 +41,7 @@ mod frag;
 mod handshake;
 mod listener;
 mod options;
+mod wait;
 pub mod wire;
 
 pub use connection::{Connection, Message, Receiver, Sender, WriteGrant};

@@ -369,12 +369,13 @@ mod tests {
             max_message: 1,
         })
         .encode(&mut buf);
-        buf[4..8].copy_from_slice(&2u32.to_le_bytes());
-        assert_eq!(Control::decode(&buf[..n]), Err(WireError::Version(2)));
+        let other = PROTOCOL_VERSION + 1;
+        buf[4..8].copy_from_slice(&other.to_le_bytes());
+        assert_eq!(Control::decode(&buf[..n]), Err(WireError::Version(other)));
         // A future, longer hello still reports the version.
         let mut long = buf.to_vec();
         long.resize(64, 0);
-        assert_eq!(Control::decode(&long), Err(WireError::Version(2)));
+        assert_eq!(Control::decode(&long), Err(WireError::Version(other)));
         buf[8] ^= 1;
         assert!(matches!(
             Control::decode(&buf[..n]),
