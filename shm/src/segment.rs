@@ -110,19 +110,31 @@ pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
 
 /// Checks that `fd` is a regular shared-memory file with at least `need`
 /// seals and exactly `expected` bytes, which must not exceed `max`.
+///
+/// Order matters: the seals are read first, and only once `F_SEAL_SHRINK`
+/// and `F_SEAL_GROW` are known to be set is the size read. A peer can
+/// shrink or seal an unsealed file at any instant; read the other way
+/// round, it could shrink and seal the file between our `fstat` and our
+/// `F_GET_SEALS`, and we would map past EOF (SIGBUS on the first touch).
+/// Seals can only be added, never removed, so once seen they hold, and the
+/// size read after them is the size for good.
 fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Result<usize> {
-    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(Error::NotMemfd(std::io::Error::other(
-            "fd is not a regular file (pipe, socket or device)",
-        )));
-    }
+    // First read: the seals. A pipe or socket fails here (NotMemfd).
     let seals = seals_of(fd)?;
+    #[cfg(test)]
+    tests::between_checks(fd);
     if !seals.contains(need) {
         return Err(Error::MissingSeals {
             have: seals.bits() as u32,
             need: need.bits() as u32,
         });
+    }
+    // Second read: type and size, stable now that SHRINK|GROW are set.
+    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Error::NotMemfd(std::io::Error::other(
+            "fd is not a regular file (pipe, socket or device)",
+        )));
     }
     // st_size is i64; a negative size cannot happen for a memfd, treat it as
     // a wrong size rather than wrapping.
@@ -281,6 +293,76 @@ mod tests {
 
     fn name() -> &'static CStr {
         c"shmsock-test"
+    }
+
+    type Hook = fn(BorrowedFd<'_>);
+
+    thread_local! {
+        /// Run by `check_fd` between its first and its second read of the
+        /// fd, to play a peer that changes the file in that window.
+        static BETWEEN_CHECKS: std::cell::Cell<Option<Hook>> = const { std::cell::Cell::new(None) };
+    }
+
+    pub(super) fn between_checks(fd: BorrowedFd<'_>) {
+        if let Some(hook) = BETWEEN_CHECKS.with(|h| h.get()) {
+            hook(fd);
+        }
+    }
+
+    /// Runs `f` with `hook` installed for this thread.
+    fn with_hook<T>(hook: Hook, f: impl FnOnce() -> T) -> T {
+        BETWEEN_CHECKS.with(|h| h.set(Some(hook)));
+        let r = f();
+        BETWEEN_CHECKS.with(|h| h.set(None));
+        r
+    }
+
+    fn size_of_file(fd: BorrowedFd<'_>) -> i64 {
+        fstat(fd.as_raw_fd()).unwrap().st_size
+    }
+
+    /// Regression (SIGBUS): `check_fd` read the size before the seals. A
+    /// peer that sends an unsealed memfd of the right size and then shrinks
+    /// and seals it between the two reads got it mapped past EOF; the first
+    /// touch killed us with SIGBUS. The hook plays that peer
+    /// deterministically. The mapping is never touched: on the old code the
+    /// test fails on the assertion, not by crashing.
+    #[test]
+    fn attach_rejects_memfd_shrunk_and_sealed_between_checks() {
+        fn shrink_and_seal(fd: BorrowedFd<'_>) {
+            nix::unistd::ftruncate(fd, 0).unwrap();
+            add_seals(fd, REQUIRED_SEALS).unwrap();
+        }
+        fn shrink_and_freeze(fd: BorrowedFd<'_>) {
+            nix::unistd::ftruncate(fd, 0).unwrap();
+            add_seals(fd, FROZEN_SEALS).unwrap();
+        }
+        for frozen in [false, true] {
+            let fd = memfd_create(c"race", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            nix::unistd::ftruncate(&fd, 8192).unwrap();
+            let probe = fd.try_clone().unwrap();
+            let hook: Hook = if frozen {
+                shrink_and_freeze
+            } else {
+                shrink_and_seal
+            };
+            let r = with_hook(hook, || {
+                if frozen {
+                    FrozenSegment::attach(fd, 8192, 1 << 20).map(|s| s.len)
+                } else {
+                    Segment::attach(fd, 8192, 1 << 20).map(|s| s.len())
+                }
+            });
+            assert_eq!(size_of_file(probe.as_fd()), 0, "the hook ran");
+            match r {
+                Err(Error::MissingSeals { .. }) => {}
+                Ok(len) => panic!(
+                    "frozen={frozen}: mapped {len} bytes of a {}-byte file",
+                    size_of_file(probe.as_fd())
+                ),
+                Err(e) => panic!("frozen={frozen}: {e:?}"),
+            }
+        }
     }
 
     #[test]
