@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::fcntl::{fallocate, fcntl, FallocateFlags, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::stat::{fstat, SFlag};
 
@@ -109,7 +109,8 @@ pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
 }
 
 /// Checks that `fd` is a regular shared-memory file with at least `need`
-/// seals and exactly `expected` bytes, which must not exceed `max`.
+/// seals and exactly `expected` bytes, which must not exceed `max`, all of
+/// them backed by allocated memory.
 ///
 /// Order matters: the seals are read first, and only once `F_SEAL_SHRINK`
 /// and `F_SEAL_GROW` are known to be set is the size read. A peer can
@@ -148,31 +149,64 @@ fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Resu
     if actual != expected {
         return Err(Error::WrongSize { expected, actual });
     }
+    // Backing, from the same `fstat`: tmpfs and hugetlbfs count `st_blocks`
+    // in 512-byte units whatever the block size. For a write-sealed
+    // (frozen) file this is final: punching a hole needs write access,
+    // which F_SEAL_WRITE refuses. A ring is not write-sealed (both sides
+    // write it), so its owner can still punch holes after we checked; that
+    // costs the owner nothing more than creating the hole in the first
+    // place did, and we would then allocate the pages again on touch.
+    // Closing that needs the ring to be write-sealed, which it cannot be.
+    let allocated = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+    if allocated < actual {
+        return Err(Error::NotFullyBacked {
+            size: actual,
+            allocated,
+        });
+    }
     check_len(actual)
 }
 
 impl Segment {
     /// Creates a memfd of `len` bytes named `name` (the name shows in
-    /// `/proc/<pid>/fd`), seals its size and maps it read-write.
+    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), seals
+    /// its size and maps it read-write.
     ///
     /// # Errors
-    /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved),
+    /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved, or
+    /// not enough memory to back the segment),
     /// [`Error::TooLarge`] for a zero or absurd length.
     pub fn create(name: &CStr, len: u64, opts: SegmentOptions) -> Result<Self> {
         let len = check_len(len)?;
         let fd = new_memfd(name, opts.huge_pages)?;
         nix::unistd::ftruncate(&fd, len as i64).map_err(|e| Error::io("ftruncate", e))?;
+        // Allocate every page now: a peer refuses a sparse segment (see
+        // `check_fd`), and we pay for our own memory up front.
+        fallocate(
+            fd.as_raw_fd(),
+            FallocateFlags::empty(),
+            0,
+            len as libc::off_t,
+        )
+        .map_err(|e| Error::io("fallocate", e))?;
         add_seals(fd.as_fd(), REQUIRED_SEALS)?;
         Self::map(fd, len, opts.populate)
     }
 
     /// Maps a segment received from a peer, after checking that it is a
     /// memfd carrying [`REQUIRED_SEALS`] whose size is exactly `expected` and
-    /// at most `max` bytes. On any error `fd` is closed.
+    /// at most `max` bytes, and whose memory is all allocated. On any error
+    /// `fd` is closed.
+    ///
+    /// The backing check holds at attach time only: a ring segment is not
+    /// write-sealed, so the peer may still punch holes into it later (we
+    /// would then allocate those pages again when we touch them). Only a
+    /// [`FrozenSegment`] makes the check final.
     ///
     /// # Errors
     /// [`Error::NotMemfd`], [`Error::MissingSeals`], [`Error::WrongSize`],
-    /// [`Error::TooLarge`], or [`Error::Io`] if `mmap` fails.
+    /// [`Error::TooLarge`], [`Error::NotFullyBacked`], or [`Error::Io`] if
+    /// `mmap` fails.
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
         let len = check_fd(fd.as_fd(), REQUIRED_SEALS, expected, max)?;
         Self::map(fd, len, false)
@@ -249,7 +283,9 @@ impl FrozenSegment {
     }
 
     /// Checks a received fd (memfd, [`FROZEN_SEALS`], exactly `expected`
-    /// bytes, at most `max`) and maps it read-only. On error `fd` is closed.
+    /// bytes, at most `max`, fully allocated) and maps it read-only. On
+    /// error `fd` is closed. The backing check is final here: holes cannot
+    /// be punched into a write-sealed file.
     ///
     /// # Errors
     /// As [`Segment::attach`].
@@ -394,7 +430,10 @@ mod tests {
                 assert!(seals_of(seg.fd()).unwrap().contains(REQUIRED_SEALS));
             }
             Err(Error::Io { op, .. }) => {
-                assert!(["memfd_create", "ftruncate", "mmap"].contains(&op), "{op}")
+                assert!(
+                    ["memfd_create", "ftruncate", "fallocate", "mmap"].contains(&op),
+                    "{op}"
+                )
             }
             Err(e) => panic!("{e:?}"),
         }
@@ -472,6 +511,48 @@ mod tests {
             Segment::attach(fd, 8192, 1 << 20),
             Err(Error::MissingSeals { .. })
         ));
+    }
+
+    fn allocated(fd: BorrowedFd<'_>) -> u64 {
+        fstat(fd.as_raw_fd()).unwrap().st_blocks as u64 * 512
+    }
+
+    #[test]
+    fn create_is_fully_backed() {
+        let seg = Segment::create(name(), 8192 + 1024, SegmentOptions::default()).unwrap();
+        assert!(allocated(seg.fd()) >= 8192 + 1024);
+    }
+
+    /// Regression (memory cost): a sealed memfd that was only `ftruncate`d
+    /// cost its creator nothing; mapping and reading it made us allocate
+    /// its pages. Refused now, whole or with a hole, ring or frozen.
+    #[test]
+    fn attach_rejects_sparse_memfd() {
+        for (backed, seals) in [
+            (0, REQUIRED_SEALS),
+            (4096, REQUIRED_SEALS),
+            (0, FROZEN_SEALS),
+            (8192, FROZEN_SEALS),
+        ] {
+            let fd = memfd_create(c"sparse", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            nix::unistd::ftruncate(&fd, 3 * 4096).unwrap();
+            if backed > 0 {
+                fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 4096, backed).unwrap();
+            }
+            add_seals(fd.as_fd(), seals).unwrap();
+            let r = if seals.contains(SealFlag::F_SEAL_WRITE) {
+                FrozenSegment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            } else {
+                Segment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            };
+            match r {
+                Err(Error::NotFullyBacked {
+                    size: 12288,
+                    allocated,
+                }) if allocated == backed as u64 => {}
+                other => panic!("backed {backed}, seals {seals:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
