@@ -549,6 +549,10 @@ fn racing_seal() {
         let delay = Arc::new(AtomicU64::new(2000));
         let stop = Arc::new(AtomicBool::new(false));
         let (slot2, delay2, stop2) = (fd_slot.clone(), delay.clone(), stop.clone());
+        // Orderings: `fd_slot` hands an fd from the main thread to the
+        // racer and back (Release/Acquire, so each side sees the other's
+        // syscalls done); `stop` and `delay` are hints, Relaxed (a stale
+        // value costs one round).
         let racer = std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 let raw = slot2.load(Ordering::Acquire);
