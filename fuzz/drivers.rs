@@ -59,6 +59,15 @@ fn make_fd(spec: u8) -> OwnedFd {
         )
         .unwrap();
         nix::unistd::ftruncate(&fd, len as i64).unwrap();
+        // Fully backed, so that each case is refused for what it means
+        // (seals, size, header), not for being sparse.
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            len as i64,
+        )
+        .unwrap();
         if !seals.is_empty() {
             nix::fcntl::fcntl(
                 std::os::fd::AsRawFd::as_raw_fd(&fd),

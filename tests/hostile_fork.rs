@@ -82,13 +82,29 @@ fn back_channel() -> (OwnedFd, OwnedFd) {
     .unwrap()
 }
 
+/// A memfd of `len` bytes, fully allocated (so that it is refused for what
+/// the case means, not for being sparse), with `seals`.
 fn memfd(len: u64, seals: nix::fcntl::SealFlag) -> OwnedFd {
+    memfd_backed(len, len, seals)
+}
+
+/// A memfd of `len` bytes of which only the first `backed` are allocated.
+fn memfd_backed(len: u64, backed: u64, seals: nix::fcntl::SealFlag) -> OwnedFd {
     let fd = nix::sys::memfd::memfd_create(
         c"hostile",
         nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
     )
     .unwrap();
     nix::unistd::ftruncate(&fd, len as i64).unwrap();
+    if backed > 0 {
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            backed as i64,
+        )
+        .unwrap();
+    }
     if !seals.is_empty() {
         nix::fcntl::fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -227,6 +243,16 @@ fn bad_ring_fds_rejected() {
             |e| matches!(e, shmsock::shm::Error::WrongSize { .. }),
         ),
         (
+            "sparse sealed memfd of the right size",
+            || memfd_backed(segment_size(4096), 0, ALL),
+            |e| matches!(e, shmsock::shm::Error::NotFullyBacked { .. }),
+        ),
+        (
+            "sealed memfd of the right size with a hole",
+            || memfd_backed(segment_size(4096), 4096, ALL),
+            |e| matches!(e, shmsock::shm::Error::NotFullyBacked { .. }),
+        ),
+        (
             "pipe",
             || nix::unistd::pipe().unwrap().0,
             |e| matches!(e, shmsock::shm::Error::NotMemfd(_)),
@@ -266,7 +292,7 @@ fn bad_ring_fds_rejected() {
             |v| matches!(v, ProtocolViolation::BadMemfd(e) if pred(e)),
         );
     }
-    // A sealed memfd of the right size whose header is garbage.
+    // A sealed, fully backed memfd of the right size whose header is garbage.
     let r = against_server(|p| {
         let s = raw_connect(p);
         let fd = memfd(segment_size(4096), ALL);

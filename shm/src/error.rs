@@ -122,6 +122,17 @@ pub enum Error {
         /// Size `fstat` reports.
         actual: u64,
     },
+    /// The memfd has the agreed size but not that much memory allocated to
+    /// it: a sparse file (only `ftruncate`d), or one with holes punched.
+    /// Mapping and touching it would make *us* allocate the pages the peer
+    /// never paid for, so it is refused before `mmap`.
+    #[error("memfd of {size} bytes has only {allocated} bytes allocated (sparse)")]
+    NotFullyBacked {
+        /// Size of the file.
+        size: u64,
+        /// Bytes allocated to it (`st_blocks * 512`).
+        allocated: u64,
+    },
     /// A size exceeds the configured maximum.
     #[error("size {size} exceeds the limit of {max} bytes")]
     TooLarge {

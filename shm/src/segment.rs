@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::fcntl::{fallocate, fcntl, FallocateFlags, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::stat::{fstat, SFlag};
 
@@ -109,20 +109,33 @@ pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
 }
 
 /// Checks that `fd` is a regular shared-memory file with at least `need`
-/// seals and exactly `expected` bytes, which must not exceed `max`.
+/// seals and exactly `expected` bytes, which must not exceed `max`, all of
+/// them backed by allocated memory.
+///
+/// Order matters: the seals are read first, and only once `F_SEAL_SHRINK`
+/// and `F_SEAL_GROW` are known to be set is the size read. A peer can
+/// shrink or seal an unsealed file at any instant; read the other way
+/// round, it could shrink and seal the file between our `fstat` and our
+/// `F_GET_SEALS`, and we would map past EOF (SIGBUS on the first touch).
+/// Seals can only be added, never removed, so once seen they hold, and the
+/// size read after them is the size for good.
 fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Result<usize> {
-    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-        return Err(Error::NotMemfd(std::io::Error::other(
-            "fd is not a regular file (pipe, socket or device)",
-        )));
-    }
+    // First read: the seals. A pipe or socket fails here (NotMemfd).
     let seals = seals_of(fd)?;
+    #[cfg(test)]
+    tests::between_checks(fd);
     if !seals.contains(need) {
         return Err(Error::MissingSeals {
             have: seals.bits() as u32,
             need: need.bits() as u32,
         });
+    }
+    // Second read: type and size, stable now that SHRINK|GROW are set.
+    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Error::NotMemfd(std::io::Error::other(
+            "fd is not a regular file (pipe, socket or device)",
+        )));
     }
     // st_size is i64; a negative size cannot happen for a memfd, treat it as
     // a wrong size rather than wrapping.
@@ -136,31 +149,64 @@ fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Resu
     if actual != expected {
         return Err(Error::WrongSize { expected, actual });
     }
+    // Backing, from the same `fstat`: tmpfs and hugetlbfs count `st_blocks`
+    // in 512-byte units whatever the block size. For a write-sealed
+    // (frozen) file this is final: punching a hole needs write access,
+    // which F_SEAL_WRITE refuses. A ring is not write-sealed (both sides
+    // write it), so its owner can still punch holes after we checked; that
+    // costs the owner nothing more than creating the hole in the first
+    // place did, and we would then allocate the pages again on touch.
+    // Closing that needs the ring to be write-sealed, which it cannot be.
+    let allocated = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+    if allocated < actual {
+        return Err(Error::NotFullyBacked {
+            size: actual,
+            allocated,
+        });
+    }
     check_len(actual)
 }
 
 impl Segment {
     /// Creates a memfd of `len` bytes named `name` (the name shows in
-    /// `/proc/<pid>/fd`), seals its size and maps it read-write.
+    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), seals
+    /// its size and maps it read-write.
     ///
     /// # Errors
-    /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved),
+    /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved, or
+    /// not enough memory to back the segment),
     /// [`Error::TooLarge`] for a zero or absurd length.
     pub fn create(name: &CStr, len: u64, opts: SegmentOptions) -> Result<Self> {
         let len = check_len(len)?;
         let fd = new_memfd(name, opts.huge_pages)?;
         nix::unistd::ftruncate(&fd, len as i64).map_err(|e| Error::io("ftruncate", e))?;
+        // Allocate every page now: a peer refuses a sparse segment (see
+        // `check_fd`), and we pay for our own memory up front.
+        fallocate(
+            fd.as_raw_fd(),
+            FallocateFlags::empty(),
+            0,
+            len as libc::off_t,
+        )
+        .map_err(|e| Error::io("fallocate", e))?;
         add_seals(fd.as_fd(), REQUIRED_SEALS)?;
         Self::map(fd, len, opts.populate)
     }
 
     /// Maps a segment received from a peer, after checking that it is a
     /// memfd carrying [`REQUIRED_SEALS`] whose size is exactly `expected` and
-    /// at most `max` bytes. On any error `fd` is closed.
+    /// at most `max` bytes, and whose memory is all allocated. On any error
+    /// `fd` is closed.
+    ///
+    /// The backing check holds at attach time only: a ring segment is not
+    /// write-sealed, so the peer may still punch holes into it later (we
+    /// would then allocate those pages again when we touch them). Only a
+    /// [`FrozenSegment`] makes the check final.
     ///
     /// # Errors
     /// [`Error::NotMemfd`], [`Error::MissingSeals`], [`Error::WrongSize`],
-    /// [`Error::TooLarge`], or [`Error::Io`] if `mmap` fails.
+    /// [`Error::TooLarge`], [`Error::NotFullyBacked`], or [`Error::Io`] if
+    /// `mmap` fails.
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
         let len = check_fd(fd.as_fd(), REQUIRED_SEALS, expected, max)?;
         Self::map(fd, len, false)
@@ -237,7 +283,9 @@ impl FrozenSegment {
     }
 
     /// Checks a received fd (memfd, [`FROZEN_SEALS`], exactly `expected`
-    /// bytes, at most `max`) and maps it read-only. On error `fd` is closed.
+    /// bytes, at most `max`, fully allocated) and maps it read-only. On
+    /// error `fd` is closed. The backing check is final here: holes cannot
+    /// be punched into a write-sealed file.
     ///
     /// # Errors
     /// As [`Segment::attach`].
@@ -283,6 +331,76 @@ mod tests {
         c"shmsock-test"
     }
 
+    type Hook = fn(BorrowedFd<'_>);
+
+    thread_local! {
+        /// Run by `check_fd` between its first and its second read of the
+        /// fd, to play a peer that changes the file in that window.
+        static BETWEEN_CHECKS: std::cell::Cell<Option<Hook>> = const { std::cell::Cell::new(None) };
+    }
+
+    pub(super) fn between_checks(fd: BorrowedFd<'_>) {
+        if let Some(hook) = BETWEEN_CHECKS.with(|h| h.get()) {
+            hook(fd);
+        }
+    }
+
+    /// Runs `f` with `hook` installed for this thread.
+    fn with_hook<T>(hook: Hook, f: impl FnOnce() -> T) -> T {
+        BETWEEN_CHECKS.with(|h| h.set(Some(hook)));
+        let r = f();
+        BETWEEN_CHECKS.with(|h| h.set(None));
+        r
+    }
+
+    fn size_of_file(fd: BorrowedFd<'_>) -> i64 {
+        fstat(fd.as_raw_fd()).unwrap().st_size
+    }
+
+    /// Regression (SIGBUS): `check_fd` read the size before the seals. A
+    /// peer that sends an unsealed memfd of the right size and then shrinks
+    /// and seals it between the two reads got it mapped past EOF; the first
+    /// touch killed us with SIGBUS. The hook plays that peer
+    /// deterministically. The mapping is never touched: on the old code the
+    /// test fails on the assertion, not by crashing.
+    #[test]
+    fn attach_rejects_memfd_shrunk_and_sealed_between_checks() {
+        fn shrink_and_seal(fd: BorrowedFd<'_>) {
+            nix::unistd::ftruncate(fd, 0).unwrap();
+            add_seals(fd, REQUIRED_SEALS).unwrap();
+        }
+        fn shrink_and_freeze(fd: BorrowedFd<'_>) {
+            nix::unistd::ftruncate(fd, 0).unwrap();
+            add_seals(fd, FROZEN_SEALS).unwrap();
+        }
+        for frozen in [false, true] {
+            let fd = memfd_create(c"race", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            nix::unistd::ftruncate(&fd, 8192).unwrap();
+            let probe = fd.try_clone().unwrap();
+            let hook: Hook = if frozen {
+                shrink_and_freeze
+            } else {
+                shrink_and_seal
+            };
+            let r = with_hook(hook, || {
+                if frozen {
+                    FrozenSegment::attach(fd, 8192, 1 << 20).map(|s| s.len)
+                } else {
+                    Segment::attach(fd, 8192, 1 << 20).map(|s| s.len())
+                }
+            });
+            assert_eq!(size_of_file(probe.as_fd()), 0, "the hook ran");
+            match r {
+                Err(Error::MissingSeals { .. }) => {}
+                Ok(len) => panic!(
+                    "frozen={frozen}: mapped {len} bytes of a {}-byte file",
+                    size_of_file(probe.as_fd())
+                ),
+                Err(e) => panic!("frozen={frozen}: {e:?}"),
+            }
+        }
+    }
+
     #[test]
     fn create_is_sealed_and_cloexec() {
         let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
@@ -312,7 +430,10 @@ mod tests {
                 assert!(seals_of(seg.fd()).unwrap().contains(REQUIRED_SEALS));
             }
             Err(Error::Io { op, .. }) => {
-                assert!(["memfd_create", "ftruncate", "mmap"].contains(&op), "{op}")
+                assert!(
+                    ["memfd_create", "ftruncate", "fallocate", "mmap"].contains(&op),
+                    "{op}"
+                )
             }
             Err(e) => panic!("{e:?}"),
         }
@@ -390,6 +511,48 @@ mod tests {
             Segment::attach(fd, 8192, 1 << 20),
             Err(Error::MissingSeals { .. })
         ));
+    }
+
+    fn allocated(fd: BorrowedFd<'_>) -> u64 {
+        fstat(fd.as_raw_fd()).unwrap().st_blocks as u64 * 512
+    }
+
+    #[test]
+    fn create_is_fully_backed() {
+        let seg = Segment::create(name(), 8192 + 1024, SegmentOptions::default()).unwrap();
+        assert!(allocated(seg.fd()) >= 8192 + 1024);
+    }
+
+    /// Regression (memory cost): a sealed memfd that was only `ftruncate`d
+    /// cost its creator nothing; mapping and reading it made us allocate
+    /// its pages. Refused now, whole or with a hole, ring or frozen.
+    #[test]
+    fn attach_rejects_sparse_memfd() {
+        for (backed, seals) in [
+            (0, REQUIRED_SEALS),
+            (4096, REQUIRED_SEALS),
+            (0, FROZEN_SEALS),
+            (8192, FROZEN_SEALS),
+        ] {
+            let fd = memfd_create(c"sparse", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            nix::unistd::ftruncate(&fd, 3 * 4096).unwrap();
+            if backed > 0 {
+                fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 4096, backed).unwrap();
+            }
+            add_seals(fd.as_fd(), seals).unwrap();
+            let r = if seals.contains(SealFlag::F_SEAL_WRITE) {
+                FrozenSegment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            } else {
+                Segment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            };
+            match r {
+                Err(Error::NotFullyBacked {
+                    size: 12288,
+                    allocated,
+                }) if allocated == backed as u64 => {}
+                other => panic!("backed {backed}, seals {seals:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
