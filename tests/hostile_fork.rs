@@ -1518,6 +1518,52 @@ fn duration_max_means_wait_forever() {
     client.wait(WAIT);
 }
 
+fn default_limits_bound_what_a_peer_can_make_us_hold() {
+    // The memory a peer can make a connection hold, with `Builder::new()`:
+    // its ring mapping (at most max_peer_ring = 64 MiB, fully backed by the
+    // peer) and one reassembly buffer (at most max_message = 64 MiB, grown
+    // only as bytes arrive). A larger ring or a longer message is refused
+    // before any memory is taken for it.
+    let r = against_server(|p| {
+        let s = raw_connect(p);
+        let ring = good_ring(128 << 20);
+        let (_a, bc) = back_channel();
+        raw_send(s.as_fd(), &hello_bytes(128 << 20), &[ring.fd(), bc.as_fd()]);
+        sleep_forever();
+    });
+    expect_protocol(
+        r,
+        "128 MiB ring",
+        |v| matches!(v, ProtocolViolation::BadLimit { value, .. } if *value == 128 << 20),
+    );
+    let p = path();
+    let l = Builder::new().handshake_timeout(HS).bind(&p).unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 1 << 16);
+        let mut first = [0u8; 16];
+        first[..8].copy_from_slice(&((64u64 << 20) + 1).to_le_bytes());
+        let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
+        g.fill_from(&first);
+        g.commit();
+        c.wake();
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let r = s.recv_timeout(WAIT).map(|m| m.len());
+    assert!(
+        matches!(
+            r,
+            Err(Error::Protocol {
+                violation: ProtocolViolation::Fragment(_),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    child.kill();
+}
+
 fn main() {
     common::run(&[
         ("version_mismatch_both_sides", version_mismatch_both_sides),
@@ -1561,6 +1607,10 @@ fn main() {
         (
             "duration_max_means_wait_forever",
             duration_max_means_wait_forever,
+        ),
+        (
+            "default_limits_bound_what_a_peer_can_make_us_hold",
+            default_limits_bound_what_a_peer_can_make_us_hold,
         ),
     ]);
 }

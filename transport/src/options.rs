@@ -111,12 +111,15 @@ pub struct Builder {
     pub(crate) socket_mode: u32,
 }
 
+/// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
+const DEFAULT_LIMIT: u64 = 64 << 20;
+
 impl Default for Builder {
     fn default() -> Self {
         Builder {
             ring_capacity: 1 << 20,
-            max_peer_ring: 1 << 30,
-            max_message: 1 << 30,
+            max_peer_ring: DEFAULT_LIMIT,
+            max_message: DEFAULT_LIMIT,
             wait: WaitStrategy::default(),
             handshake_timeout: Duration::from_secs(5),
             timeout: None,
@@ -127,28 +130,31 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Default options: 1 MiB rings, 1 GiB message limit, adaptive waiting,
+    /// Default options: 1 MiB rings, 64 MiB message and peer-ring limits,
+    /// adaptive waiting,
     /// 5 s handshake timeout, no call timeout, any peer, socket mode 0600.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Capacity of the ring this side writes into (a power of two, at least
-    /// 4 KiB). Messages up to half of it travel inline; larger ones as a
-    /// sealed memfd.
+    /// 4 KiB). Messages up to half of it, less 8 bytes, travel inline;
+    /// larger ones stream through it in fragments of a quarter ring.
     pub fn ring_capacity(mut self, bytes: u64) -> Self {
         self.ring_capacity = bytes;
         self
     }
 
-    /// Largest ring the peer may ask us to map (default 1 GiB).
+    /// Largest ring the peer may ask us to map (default 64 MiB). It bounds
+    /// the peer memory a connection maps; see `docs/security.md`.
     pub fn max_peer_ring(mut self, bytes: u64) -> Self {
         self.max_peer_ring = bytes;
         self
     }
 
-    /// Largest message this side accepts (default 1 GiB). The peer learns it
-    /// in the handshake and refuses to send more.
+    /// Largest message this side accepts (default 64 MiB): it bounds the
+    /// memory a peer can make us allocate to reassemble one message. The
+    /// peer learns it in the handshake and refuses to send more.
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = bytes;
         self
