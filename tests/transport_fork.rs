@@ -218,6 +218,18 @@ fn eight_clients_one_server() {
     }
 }
 
+/// Lengths that alternate fragmented (large, larger, smaller: the
+/// receiver's reassembly buffer is reused and must never show stale bytes)
+/// and inline messages, for a 64 KiB ring (records up to 32,760 bytes).
+fn mixed_len(seq: u64) -> usize {
+    match seq % 6 {
+        0 => 100_000 + seq as usize,
+        2 => 300_000,
+        4 => 40_000 + seq as usize,
+        _ => 50,
+    }
+}
+
 fn large_messages_keep_order_with_inline() {
     let p = path();
     let opts = Builder::new().ring_capacity(1 << 16);
@@ -226,29 +238,26 @@ fn large_messages_keep_order_with_inline() {
     let child = common::spawn(move || {
         let mut c = copts.connect(&p).unwrap();
         for seq in 0..40u64 {
-            // Alternate large (memfd) and inline messages.
-            let len = if seq % 2 == 0 {
-                100_000 + seq as usize
-            } else {
-                50
-            };
-            c.send(&payload(seq, len)).unwrap();
+            c.send(&payload(seq, mixed_len(seq))).unwrap();
         }
     });
     let mut s = l.accept().unwrap();
     for seq in 0..40u64 {
+        let len = mixed_len(seq);
         let m = s.recv_timeout(WAIT).unwrap();
-        let len = if seq % 2 == 0 {
-            100_000 + seq as usize
-        } else {
-            50
-        };
         assert_eq!(
             m.as_sealed().is_some(),
-            seq % 2 == 0,
-            "large messages are sealed"
+            len > 32_760,
+            "messages larger than one record are reassembled"
         );
-        assert!(m.to_vec() == payload(seq, len), "message {seq}");
+        if seq % 4 == 2 {
+            // Taking the reassembled buffer leaves the receiver a new one.
+            assert!(m.into_vec() == payload(seq, len), "message {seq}");
+        } else if let Some(bytes) = m.as_sealed() {
+            assert!(bytes == payload(seq, len), "message {seq}");
+        } else {
+            assert!(m.to_vec() == payload(seq, len), "message {seq}");
+        }
     }
     assert!(matches!(s.recv_timeout(WAIT), Err(Error::Disconnected)));
     child.wait(WAIT);

@@ -96,9 +96,10 @@ impl Link for ShmCopy {
 }
 
 /// shmsock without copies: `reserve` + fill in place + `commit`, then
-/// `recv` + checksum in place. Messages too large for the ring cannot be
-/// reserved: they are sent with `send` (a sealed memfd) and read in place
-/// through `Message::as_sealed`.
+/// `recv` + checksum in place. Messages too large for one ring record
+/// cannot be reserved: they are sent with `send` (streamed through the ring
+/// in fragments) and checked in the receiver's reassembled buffer through
+/// `Message::as_sealed`.
 pub struct ShmZeroCopy {
     conn: Connection,
     tx: Vec<u8>,
@@ -110,7 +111,7 @@ impl ShmZeroCopy {
         let inline = max_len <= conn.max_inline();
         ShmZeroCopy {
             conn,
-            // Only the memfd path needs a private source buffer.
+            // Only fragmented messages need a private source buffer.
             tx: if inline { Vec::new() } else { buffer(max_len) },
         }
     }

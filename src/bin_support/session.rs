@@ -98,8 +98,8 @@ impl Transport {
     pub fn mode(self, size: usize) -> &'static str {
         let large = size > inline_limit(size);
         match self {
-            Transport::Shm(_, Api::Copy) if large => "send (memfd)",
-            Transport::Shm(_, Api::ZeroCopy) if large => "sealed (memfd)",
+            Transport::Shm(_, Api::Copy) if large => "send (frags)",
+            Transport::Shm(_, Api::ZeroCopy) if large => "frags, in place",
             Transport::Shm(_, Api::Copy) => "send",
             Transport::Shm(_, Api::ZeroCopy) => "reserve",
             Transport::Stream | Transport::Pipe => "framed",
@@ -153,13 +153,14 @@ impl fmt::Display for Transport {
     }
 }
 
-/// Largest message sent inline (messages up to 1 MiB are; larger ones take
-/// the memfd path).
+/// Largest message sent inline (messages up to 1 MiB are; larger ones
+/// stream through the ring in fragments).
 const MAX_INLINE_MESSAGE: usize = 1 << 20;
 
 /// Ring capacity used for messages of `size` bytes: four messages' worth,
 /// at least 64 KiB, for messages up to 1 MiB (so they travel inline); the
-/// default 1 MiB ring above that, where messages go as sealed memfds.
+/// default 1 MiB ring above that, through which messages stream in
+/// fragments.
 pub fn ring_capacity(size: usize) -> u64 {
     if size <= MAX_INLINE_MESSAGE {
         ((4 * size) as u64).next_power_of_two().max(64 << 10)

@@ -72,6 +72,10 @@ pub struct Receiver {
     /// The fragmented message being received, kept across calls that time
     /// out in the middle of it.
     asm: Option<Assembly>,
+    /// The last reassembled message (lent by the [`Message`] that returns
+    /// it), whose buffer the next one reuses: no allocation and no page
+    /// faults per large message once it has grown. At most `max_message`.
+    assembled: Vec<u8>,
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
     peer_eof: bool,
@@ -83,8 +87,8 @@ pub struct Receiver {
 enum Head {
     /// An inline message, validated; take it with [`Consumer::read`].
     Inline(RecordHead),
-    /// A message reassembled from fragments.
-    Whole(Vec<u8>),
+    /// A message reassembled from fragments, in `Receiver::assembled`.
+    Whole,
     /// Nothing complete yet.
     Empty,
 }
@@ -617,22 +621,16 @@ enum Inner<'a> {
         guard: Option<ring::ReadGuard<'a>>,
         sock: BorrowedFd<'a>,
     },
-    /// A message reassembled from fragments into our own memory.
-    Owned(Vec<u8>),
+    /// A message reassembled from fragments into the receiver's buffer.
+    Assembled(&'a mut Vec<u8>),
 }
 
 impl Message<'_> {
-    fn owned(v: Vec<u8>) -> Self {
-        Message {
-            inner: Inner::Owned(v),
-        }
-    }
-
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Ring { guard, .. } => guard.as_ref().map_or(0, |g| g.len()),
-            Inner::Owned(v) => v.len(),
+            Inner::Assembled(v) => v.len(),
         }
     }
 
@@ -646,7 +644,7 @@ impl Message<'_> {
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
         match &self.inner {
             Inner::Ring { guard, .. } => guard.as_ref().map_or(0, |g| g.copy_to(dst)),
-            Inner::Owned(v) => {
+            Inner::Assembled(v) => {
                 let n = dst.len().min(v.len());
                 dst[..n].copy_from_slice(&v[..n]);
                 n
@@ -666,7 +664,7 @@ impl Message<'_> {
     /// space is released when this returns).
     pub fn into_vec(mut self) -> Vec<u8> {
         match &mut self.inner {
-            Inner::Owned(v) => std::mem::take(v),
+            Inner::Assembled(v) => std::mem::take(&mut **v),
             Inner::Ring { .. } => self.to_vec(),
         }
     }
@@ -678,7 +676,7 @@ impl Message<'_> {
     pub fn as_sealed(&self) -> Option<&[u8]> {
         match &self.inner {
             Inner::Ring { .. } => None,
-            Inner::Owned(v) => Some(v),
+            Inner::Assembled(v) => Some(v),
         }
     }
 
@@ -697,7 +695,7 @@ impl Message<'_> {
                 Some(g) => unsafe { g.as_slice_unchecked() },
                 None => &[],
             },
-            Inner::Owned(v) => v,
+            Inner::Assembled(v) => v,
         }
     }
 }
@@ -864,12 +862,15 @@ impl Receiver {
         let mut deadline = Deadline::new(timeout);
         let head = loop {
             match self.poll_head(&mut deadline)? {
-                Head::Inline(h) => break h,
-                Head::Whole(v) => return Ok(Message::owned(v)),
+                Head::Inline(h) => break Some(h),
+                Head::Whole => break None,
                 Head::Empty => self.wait_data(deadline.get())?,
             }
         };
-        self.inline(head)
+        match head {
+            Some(h) => self.inline(h),
+            None => Ok(self.assembled_message()),
+        }
     }
 
     /// Receives a message if one is ready, never blocking. When it returns
@@ -901,7 +902,7 @@ impl Receiver {
         }
         match head {
             Head::Inline(h) => self.inline(h).map(Some),
-            Head::Whole(v) => Ok(Some(Message::owned(v))),
+            Head::Whole => Ok(Some(self.assembled_message())),
             Head::Empty => Ok(None),
         }
     }
@@ -939,8 +940,8 @@ impl Receiver {
                     )))
                 }
             }
-            if let Some(v) = self.take_fragment(head)? {
-                return Ok(Head::Whole(v));
+            if self.take_fragment(head)? {
+                return Ok(Head::Whole);
             }
             if deadline.passed() {
                 return Err(Error::Timeout);
@@ -950,9 +951,10 @@ impl Receiver {
 
     /// Takes one fragment record (its tag already checked against our
     /// state), copies its bytes out and releases it at once, so the sender
-    /// can reuse the space while we wait for the next one. Returns the
-    /// message when this was its last fragment.
-    fn take_fragment(&mut self, head: RecordHead) -> Result<Option<Vec<u8>>> {
+    /// can reuse the space while we wait for the next one. Returns whether
+    /// this was the message's last fragment (the message is then in
+    /// `assembled`).
+    fn take_fragment(&mut self, head: RecordHead) -> Result<bool> {
         let pid = self.peer.pid;
         let max_message = self.max_message;
         let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
@@ -960,7 +962,9 @@ impl Receiver {
         // Only `g` (in `cons`) and `asm` are touched while the guard lives.
         let step: Result<(), &'static str> = match head.tag() {
             TAG_FRAG_ABORT if n == 0 => {
-                self.asm = None;
+                if let Some(a) = self.asm.take() {
+                    self.assembled = a.into_vec();
+                }
                 Ok(())
             }
             TAG_FRAG_ABORT => Err("abort record with a payload"),
@@ -973,7 +977,8 @@ impl Receiver {
                 if total <= first as u64 {
                     Err("fragmented message no longer than its first fragment")
                 } else {
-                    Assembly::start(total, first, max_message).and_then(|mut a| {
+                    let buf = std::mem::take(&mut self.assembled);
+                    Assembly::start(total, first, max_message, buf).and_then(|mut a| {
                         g.append_to(FRAG_HEADER, a.make_room(first)?);
                         self.asm = Some(a);
                         Ok(())
@@ -996,9 +1001,19 @@ impl Receiver {
             return Err(self.fail(ProtocolViolation::Fragment(what)));
         }
         if self.asm.as_ref().is_some_and(Assembly::is_complete) {
-            return Ok(self.asm.take().map(Assembly::into_vec));
+            if let Some(a) = self.asm.take() {
+                self.assembled = a.into_vec();
+            }
+            return Ok(true);
         }
-        Ok(None)
+        Ok(false)
+    }
+
+    /// Lends the message just reassembled.
+    fn assembled_message(&mut self) -> Message<'_> {
+        Message {
+            inner: Inner::Assembled(&mut self.assembled),
+        }
     }
 
     /// Takes the inline record `head` (from [`Receiver::poll_head`]).
@@ -1103,6 +1118,7 @@ impl Connection {
                 max_message: p.max_message,
                 peer: p.peer,
                 asm: None,
+                assembled: Vec::new(),
                 broken: false,
                 peer_eof: false,
                 learner: SpinLearner::default(),

@@ -53,9 +53,15 @@ pub(crate) struct Assembly {
 
 impl Assembly {
     /// Starts a message of `total` bytes whose first fragment carries
-    /// `first` bytes. The buffer grows only as bytes arrive: a peer cannot
-    /// make us allocate `total` with one 16-byte record.
-    pub(crate) fn start(total: u64, first: usize, max_message: u64) -> Result<Self, FragError> {
+    /// `first` bytes, reusing `buf` (cleared; its capacity is kept). The
+    /// buffer grows only as bytes arrive: a peer cannot make us allocate
+    /// `total` with one 16-byte record.
+    pub(crate) fn start(
+        total: u64,
+        first: usize,
+        max_message: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Self, FragError> {
         if total > max_message {
             return Err("fragmented message longer than our max_message");
         }
@@ -63,10 +69,8 @@ impl Assembly {
         if first > total {
             return Err("first fragment longer than its message");
         }
-        Ok(Assembly {
-            buf: Vec::with_capacity(first),
-            total,
-        })
+        buf.clear();
+        Ok(Assembly { buf, total })
     }
 
     /// Bytes still missing.
@@ -96,7 +100,7 @@ impl Assembly {
         Ok(&mut self.buf)
     }
 
-    /// The complete message.
+    /// The buffer: the complete message, or a partial one to reuse.
     pub(crate) fn into_vec(self) -> Vec<u8> {
         self.buf
     }
@@ -118,13 +122,15 @@ mod tests {
 
     #[test]
     fn assembly_bounds() {
-        assert!(Assembly::start(1001, 10, 1000).is_err());
-        assert!(Assembly::start(10, 11, 1000).is_err());
-        let mut a = Assembly::start(1 << 30, 8, 1 << 30).unwrap();
+        assert!(Assembly::start(1001, 10, 1000, Vec::new()).is_err());
+        assert!(Assembly::start(10, 11, 1000, Vec::new()).is_err());
+        let mut a = Assembly::start(1 << 30, 8, 1 << 30, Vec::new()).unwrap();
         // One small fragment does not allocate the announced total.
         a.make_room(8).unwrap().extend_from_slice(&[1; 8]);
         assert!(a.buf.capacity() < 1 << 20);
-        let mut a = Assembly::start(20, 8, 100).unwrap();
+        // A reused buffer starts empty and keeps its capacity.
+        let mut a = Assembly::start(20, 8, 100, vec![9; 64]).unwrap();
+        assert!(a.buf.is_empty() && a.buf.capacity() >= 64);
         a.make_room(8).unwrap().extend_from_slice(&[1; 8]);
         a.make_room(12).unwrap().extend_from_slice(&[2; 12]);
         assert!(a.is_complete());
