@@ -1291,6 +1291,20 @@ fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
         let r = s.recv_timeout(Duration::from_millis(300)).map(|m| m.len());
         let took = t.elapsed();
         eprintln!("  {what}: {r:?} after {took:?}");
+        if what.starts_with("endless") {
+            // More aborts in one call than an honest sender's timeouts
+            // allow: a violation, long before the deadline.
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Protocol {
+                        violation: ProtocolViolation::Fragment(_),
+                        ..
+                    })
+                ),
+                "{what}: {r:?}"
+            );
+        }
         assert!(
             took < Duration::from_millis(800),
             "{what}: recv_timeout(300 ms) took {took:?}"
@@ -1564,6 +1578,64 @@ fn default_limits_bound_what_a_peer_can_make_us_hold() {
     child.kill();
 }
 
+fn try_recv_is_not_held_by_endless_aborts() {
+    // A poll-style server calls try_recv, which has no deadline. A peer
+    // streaming start/abort pairs must not keep that call (and so every
+    // other client of a single-threaded server) busy: after
+    // MAX_ABORTS_PER_CALL abandoned messages the call fails.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(1 << 16)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 1 << 16);
+        let mut first = [0u8; 16];
+        first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+        for tag in [2u16, 4].into_iter().cycle() {
+            let len = if tag == 2 { first.len() } else { 0 };
+            loop {
+                match c.prod.try_reserve_tagged(len, tag) {
+                    Ok(Some(mut g)) => {
+                        g.fill_from(&first[..len]);
+                        g.commit();
+                        break;
+                    }
+                    Ok(None) => std::thread::yield_now(),
+                    Err(_) => sleep_forever(),
+                }
+            }
+            c.wake();
+        }
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let r = loop {
+        match s.try_recv() {
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Ok(Some(m)) => panic!("delivered a message of {} bytes", m.len()),
+            Err(e) => break e,
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "try_recv never failed"
+        );
+    };
+    assert!(
+        matches!(
+            r,
+            Error::Protocol {
+                violation: ProtocolViolation::Fragment(_),
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    child.kill();
+}
+
 fn main() {
     common::run(&[
         ("version_mismatch_both_sides", version_mismatch_both_sides),
@@ -1611,6 +1683,10 @@ fn main() {
         (
             "default_limits_bound_what_a_peer_can_make_us_hold",
             default_limits_bound_what_a_peer_can_make_us_hold,
+        ),
+        (
+            "try_recv_is_not_held_by_endless_aborts",
+            try_recv_is_not_held_by_endless_aborts,
         ),
     ]);
 }

@@ -94,15 +94,29 @@ enum Head {
 }
 
 /// A call's deadline, computed on first use so that a call that never has
-/// to wait never reads the clock.
+/// to wait never reads the clock, and the abandoned messages the call has
+/// consumed (bounded by [`MAX_ABORTS_PER_CALL`]).
 struct Deadline {
     timeout: Option<Duration>,
     at: Option<Option<Instant>>,
+    aborts: u32,
 }
+
+/// Abandoned fragmented messages one receive call consumes before it calls
+/// the peer a liar. A sender abandons a message only when its own send
+/// timed out on a full ring, which cannot happen often while we consume;
+/// without this bound a peer streaming start/abort pairs would keep a call
+/// with no deadline (`try_recv`, `recv` without a timeout) busy forever.
+/// With it, one call copies at most this many times `max_message`.
+const MAX_ABORTS_PER_CALL: u32 = 8;
 
 impl Deadline {
     fn new(timeout: Option<Duration>) -> Self {
-        Deadline { timeout, at: None }
+        Deadline {
+            timeout,
+            at: None,
+            aborts: 0,
+        }
     }
 
     /// The deadline (`None`: wait forever), starting the clock if needed.
@@ -942,6 +956,14 @@ impl Receiver {
             }
             if self.take_fragment(head)? {
                 return Ok(Head::Whole);
+            }
+            if head.tag() == TAG_FRAG_ABORT {
+                deadline.aborts += 1;
+                if deadline.aborts > MAX_ABORTS_PER_CALL {
+                    return Err(self.fail(ProtocolViolation::Fragment(
+                        "more abandoned messages in one call than a sender's timeouts allow",
+                    )));
+                }
             }
             if deadline.passed() {
                 return Err(Error::Timeout);
