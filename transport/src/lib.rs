@@ -37,7 +37,7 @@
 mod connection;
 mod error;
 mod fdpass;
-mod handshake;
+pub mod handshake;
 mod listener;
 mod options;
 pub mod wire;

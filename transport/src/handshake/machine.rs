@@ -1,0 +1,582 @@
+//! The handshake of both sides as state machines with no socket I/O: the
+//! driver receives a datagram, hands it in as an [`Incoming`], and sends
+//! whatever [`Outgoing`] comes back. The machines create and check shared
+//! memory (that is local work), but never read, write or wait on a socket,
+//! so any event loop can drive them.
+//!
+//! Client: [`ClientHandshake::start`] gives the `Hello` to send;
+//! [`ClientHandshake::on_message`] takes the server's answer.
+//! Server: [`ServerHandshake::new`] applies the credentials policy before
+//! anything is read; [`ServerHandshake::on_message`] takes the `Hello` and
+//! gives the `Welcome` (or a [`Rejection`] with the `Reject` to send).
+//! Either side ends with an [`Established`] that becomes a
+//! [`Connection`] once given the handshake socket.
+//!
+//! # Examples
+//! A server driving one handshake by hand (the [`Listener`](crate::Listener)
+//! does this for many clients at once):
+//! ```no_run
+//! use shmsock_transport::handshake::{Incoming, ServerHandshake};
+//! use shmsock_transport::{Builder, Credentials};
+//! # fn recv(_: &std::os::fd::OwnedFd) -> Incoming { unimplemented!() }
+//! # fn send(_: &std::os::fd::OwnedFd, _: &shmsock_transport::handshake::Outgoing) {}
+//! # fn creds(_: &std::os::fd::OwnedFd) -> Credentials { unimplemented!() }
+//! # fn run(sock: std::os::fd::OwnedFd) -> Result<(), shmsock_transport::Error> {
+//! let opts = Builder::new();
+//! let hs = ServerHandshake::new(&opts, creds(&sock)).map_err(|r| {
+//!     if let Some(reply) = &r.reply { send(&sock, reply) }
+//!     r.error
+//! })?;
+//! match hs.on_message(recv(&sock)) {
+//!     Ok((welcome, est)) => {
+//!         send(&sock, &welcome);
+//!         let _conn = est.into_connection(sock);
+//!     }
+//!     Err(r) => {
+//!         if let Some(reply) = &r.reply { send(&sock, reply) }
+//!         return Err(r.error);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use shmsock_shm::ring::{self, segment_size, Consumer, Producer};
+use shmsock_shm::{Segment, SegmentOptions};
+
+use crate::connection::{Connection, Parts};
+use crate::error::{Error, ProtocolViolation, Result};
+use crate::fdpass::Received;
+use crate::options::{Builder, Credentials, WaitStrategy};
+use crate::wire::{
+    Control, Hello, Kind, RejectReason, WireError, MAX_CONTROL_LEN, PROTOCOL_VERSION,
+};
+
+/// One datagram received from the peer during the handshake: its bytes and
+/// every fd that came with it (owned at once: whatever the machine does not
+/// keep is closed when it drops).
+pub struct Incoming(Received);
+
+impl Incoming {
+    /// A datagram received whole: `bytes` as read, `fds` every fd that
+    /// arrived with it.
+    pub fn new(bytes: &[u8], fds: Vec<OwnedFd>) -> Incoming {
+        let msg = Control::decode(bytes).map_err(ProtocolViolation::from);
+        Incoming(Received { msg, fds })
+    }
+
+    /// A datagram the kernel truncated because the *peer* sent too much:
+    /// `MSG_TRUNC`, or `MSG_CTRUNC` with the control buffer full. (A
+    /// `MSG_CTRUNC` with room left in the buffer means we could not install
+    /// an fd, such as `EMFILE`: that is a local error of the driver, not
+    /// something to hand in.)
+    pub fn truncated(fds: Vec<OwnedFd>) -> Incoming {
+        Incoming(Received {
+            msg: Err(ProtocolViolation::ControlTruncated),
+            fds,
+        })
+    }
+}
+
+impl From<Received> for Incoming {
+    fn from(r: Received) -> Self {
+        Incoming(r)
+    }
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("msg", &self.0.msg)
+            .field("fds", &self.0.fds.len())
+            .finish()
+    }
+}
+
+/// A message for the driver to send: one datagram and its fds (send them
+/// in this order with `SCM_RIGHTS`, then drop the `Outgoing`).
+pub struct Outgoing {
+    msg: Control,
+    bytes: [u8; MAX_CONTROL_LEN],
+    len: usize,
+    /// Our ring (kept alive by the connection as well).
+    ring: Option<Arc<Segment>>,
+    /// An fd that is ours only until it is sent (the client's back channel).
+    give: Option<OwnedFd>,
+}
+
+impl Outgoing {
+    fn new(msg: Control, ring: Option<Arc<Segment>>, give: Option<OwnedFd>) -> Outgoing {
+        let mut bytes = [0u8; MAX_CONTROL_LEN];
+        let len = msg.encode(&mut bytes);
+        Outgoing {
+            msg,
+            bytes,
+            len,
+            ring,
+            give,
+        }
+    }
+
+    fn reject(reason: RejectReason) -> Outgoing {
+        Outgoing::new(
+            Control::Reject {
+                version: PROTOCOL_VERSION,
+                reason,
+            },
+            None,
+            None,
+        )
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Control {
+        &self.msg
+    }
+
+    /// The encoded datagram.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The fds to pass with it, in order.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let ring = self.ring.as_ref().map(|s| s.fd());
+        ring.into_iter()
+            .chain(self.give.as_ref().map(|f| f.as_fd()))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing").field("msg", &self.msg).finish()
+    }
+}
+
+/// A handshake that failed: the error, and the `Reject` to send the peer
+/// (best effort) if there is one.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Send this to the peer before closing the socket, if present.
+    pub reply: Option<Outgoing>,
+    /// What went wrong.
+    pub error: Error,
+}
+
+impl Rejection {
+    fn with(reason: RejectReason, error: Error) -> Rejection {
+        Rejection {
+            reply: Some(Outgoing::reject(reason)),
+            error,
+        }
+    }
+}
+
+impl From<Error> for Rejection {
+    fn from(error: Error) -> Self {
+        Rejection { reply: None, error }
+    }
+}
+
+/// A completed handshake, waiting for its socket to become a
+/// [`Connection`].
+pub struct Established {
+    prod: Producer,
+    cons: Consumer,
+    /// The back channel: the server's sending socket, the client's
+    /// receiving one.
+    back: OwnedFd,
+    peer: Credentials,
+    peer_max_message: u64,
+    local: Local,
+    /// Which end the handshake socket becomes.
+    server: bool,
+}
+
+impl Established {
+    /// The peer's credentials.
+    pub fn peer_credentials(&self) -> Credentials {
+        self.peer
+    }
+
+    /// The connection, over `sock`: the socket the handshake ran on. (For
+    /// the server, send the `Welcome` first.)
+    pub fn into_connection(self, sock: OwnedFd) -> Connection {
+        let (tx_sock, rx_sock) = if self.server {
+            (self.back, sock)
+        } else {
+            (sock, self.back)
+        };
+        Connection::from_parts(Parts {
+            prod: self.prod,
+            tx_sock,
+            cons: self.cons,
+            rx_sock,
+            peer: self.peer,
+            peer_max_message: self.peer_max_message,
+            max_message: self.local.max_message,
+            wait: self.local.wait,
+            timeout: self.local.timeout,
+        })
+    }
+}
+
+impl fmt::Debug for Established {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Established")
+            .field("peer", &self.peer)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+/// What the machines keep of the options.
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    max_peer_ring: u64,
+    max_message: u64,
+    wait: WaitStrategy,
+    timeout: Option<Duration>,
+}
+
+impl Local {
+    fn of(opts: &Builder) -> Local {
+        Local {
+            max_peer_ring: opts.max_peer_ring,
+            max_message: opts.max_message,
+            wait: opts.wait,
+            timeout: opts.timeout,
+        }
+    }
+}
+
+fn protocol(peer: &Credentials, v: impl Into<ProtocolViolation>) -> Error {
+    Error::Protocol {
+        peer_pid: peer.pid,
+        violation: v.into(),
+    }
+}
+
+/// The message of a received datagram, checked for its fd count; version
+/// and magic errors reported as such.
+fn checked(peer: &Credentials, m: Received) -> Result<(Control, Vec<OwnedFd>)> {
+    match &m.msg {
+        Err(ProtocolViolation::Malformed(WireError::Version(theirs))) => {
+            return Err(Error::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: *theirs,
+            })
+        }
+        Err(ProtocolViolation::Malformed(WireError::Magic(found))) => {
+            return Err(protocol(
+                peer,
+                ProtocolViolation::BadMagic { found: *found },
+            ))
+        }
+        _ => {}
+    }
+    m.checked().map_err(|v| protocol(peer, v))
+}
+
+fn check_capacity(peer: &Credentials, cap: u64, max: u64) -> Result<()> {
+    if !cap.is_power_of_two() || !(4096..=max.min(ring::MAX_CAPACITY)).contains(&cap) {
+        return Err(protocol(
+            peer,
+            ProtocolViolation::BadLimit {
+                what: "ring capacity",
+                value: cap,
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn check_max_message(peer: &Credentials, v: u64) -> Result<()> {
+    if v == 0 || v > i64::MAX as u64 {
+        return Err(protocol(
+            peer,
+            ProtocolViolation::BadLimit {
+                what: "max message",
+                value: v,
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn attach_peer_ring(peer: &Credentials, fd: OwnedFd, cap: u64, max: u64) -> Result<Consumer> {
+    let seg = Segment::attach(fd, segment_size(cap), segment_size(max))
+        .map_err(|e| protocol(peer, ProtocolViolation::BadMemfd(e)))?;
+    Consumer::attach(Arc::new(seg)).map_err(|e| match e {
+        shmsock_shm::Error::Protocol(v) => protocol(peer, v),
+        e => protocol(peer, ProtocolViolation::BadMemfd(e)),
+    })
+}
+
+fn create_own_ring(capacity: u64) -> Result<(Arc<Segment>, Producer)> {
+    let seg = ring::create_segment(c"shmsock-ring", capacity, SegmentOptions::default())
+        .map_err(Error::Shm)?;
+    let seg = Arc::new(seg);
+    let prod = Producer::attach(seg.clone()).map_err(Error::Shm)?;
+    Ok((seg, prod))
+}
+
+/// The client side, waiting for the server's `Welcome`.
+pub struct ClientHandshake {
+    local: Local,
+    peer: Credentials,
+    prod: Producer,
+    back_ours: OwnedFd,
+}
+
+impl fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientHandshake")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl ClientHandshake {
+    /// Starts the client side with a server of credentials `peer` (from
+    /// `SO_PEERCRED`): applies our credentials policy, creates our ring and
+    /// the back channel, and returns the `Hello` to send.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::CredentialsRefused`] (send nothing; close
+    /// the socket), [`Error::Shm`] or [`Error::Io`] if our own resources
+    /// fail.
+    pub fn start(opts: &Builder, peer: Credentials) -> Result<(ClientHandshake, Outgoing)> {
+        opts.validate()?;
+        if !opts.policy.allows(&peer) {
+            return Err(Error::CredentialsRefused {
+                pid: peer.pid,
+                uid: peer.uid,
+                gid: peer.gid,
+            });
+        }
+        let (seg, prod) = create_own_ring(opts.ring_capacity)?;
+        let (back_ours, back_theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::io("socketpair", e))?;
+        let hello = Outgoing::new(
+            Control::Hello(Hello {
+                ring_capacity: opts.ring_capacity,
+                max_message: opts.max_message,
+            }),
+            Some(seg),
+            Some(back_theirs),
+        );
+        let hs = ClientHandshake {
+            local: Local::of(opts),
+            peer,
+            prod,
+            back_ours,
+        };
+        Ok((hs, hello))
+    }
+
+    /// Takes the server's answer.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`], [`Error::VersionMismatch`], [`Error::Protocol`]
+    /// (the client never answers a bad `Welcome`: close the socket).
+    pub fn on_message(self, msg: Incoming) -> Result<Established> {
+        let peer = self.peer;
+        let (msg, mut fds) = checked(&peer, msg.0)?;
+        let w = match msg {
+            Control::Welcome(w) => w,
+            Control::Reject { version, reason } => {
+                if version != PROTOCOL_VERSION || reason == RejectReason::Version {
+                    return Err(Error::VersionMismatch {
+                        ours: PROTOCOL_VERSION,
+                        theirs: version,
+                    });
+                }
+                return Err(Error::Rejected(reason));
+            }
+            other => {
+                return Err(protocol(
+                    &peer,
+                    ProtocolViolation::Unexpected {
+                        kind: other.kind() as u8,
+                        context: "in place of Welcome",
+                    },
+                ))
+            }
+        };
+        check_capacity(&peer, w.ring_capacity, self.local.max_peer_ring)?;
+        check_max_message(&peer, w.max_message)?;
+        let fd = fds.pop().ok_or_else(|| {
+            protocol(
+                &peer,
+                ProtocolViolation::FdCount {
+                    kind: Kind::Welcome as u8,
+                    expected: 1,
+                    got: 0,
+                },
+            )
+        })?;
+        let cons = attach_peer_ring(&peer, fd, w.ring_capacity, self.local.max_peer_ring)?;
+        Ok(Established {
+            prod: self.prod,
+            cons,
+            back: self.back_ours,
+            peer,
+            peer_max_message: w.max_message,
+            local: self.local,
+            server: false,
+        })
+    }
+}
+
+/// The server side, waiting for the client's `Hello`.
+pub struct ServerHandshake {
+    local: Local,
+    ring_capacity: u64,
+    peer: Credentials,
+}
+
+impl fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandshake")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl ServerHandshake {
+    /// Starts the server side with a client of credentials `peer` (from
+    /// `SO_PEERCRED`), applying the credentials policy before anything is
+    /// read.
+    ///
+    /// # Errors
+    /// [`Error::Config`]; [`Error::CredentialsRefused`] with a
+    /// `Reject(Credentials)` to send.
+    // Once per connection and moved once: its size does not matter.
+    #[allow(clippy::result_large_err)]
+    pub fn new(opts: &Builder, peer: Credentials) -> Result<ServerHandshake, Rejection> {
+        opts.validate()?;
+        if !opts.policy.allows(&peer) {
+            return Err(Rejection::with(
+                RejectReason::Credentials,
+                Error::CredentialsRefused {
+                    pid: peer.pid,
+                    uid: peer.uid,
+                    gid: peer.gid,
+                },
+            ));
+        }
+        Ok(ServerHandshake {
+            local: Local::of(opts),
+            ring_capacity: opts.ring_capacity,
+            peer,
+        })
+    }
+
+    /// The client's credentials.
+    pub fn peer_credentials(&self) -> Credentials {
+        self.peer
+    }
+
+    /// Takes the client's `Hello`; gives the `Welcome` to send and the
+    /// established connection.
+    ///
+    /// # Errors
+    /// [`Error::VersionMismatch`], [`Error::Protocol`] (the client's fault),
+    /// or [`Error::Shm`]/[`Error::Io`] (ours), each with the `Reject` to
+    /// send.
+    // Once per connection and moved once: its size does not matter.
+    #[allow(clippy::result_large_err)]
+    pub fn on_message(self, msg: Incoming) -> Result<(Outgoing, Established), Rejection> {
+        let peer = self.peer;
+        let (msg, mut fds) = checked(&peer, msg.0).map_err(|e| {
+            let reason = if matches!(e, Error::VersionMismatch { .. }) {
+                RejectReason::Version
+            } else {
+                RejectReason::Malformed
+            };
+            Rejection::with(reason, e)
+        })?;
+        let h = match msg {
+            Control::Hello(h) => h,
+            other => {
+                return Err(Rejection::with(
+                    RejectReason::Malformed,
+                    protocol(
+                        &peer,
+                        ProtocolViolation::Unexpected {
+                            kind: other.kind() as u8,
+                            context: "in place of Hello",
+                        },
+                    ),
+                ))
+            }
+        };
+        check_capacity(&peer, h.ring_capacity, self.local.max_peer_ring)
+            .and_then(|()| check_max_message(&peer, h.max_message))
+            .map_err(|e| Rejection::with(RejectReason::Limits, e))?;
+        // fds: [client ring memfd, back-channel socket] (count checked).
+        let malformed = |e| Rejection::with(RejectReason::Malformed, e);
+        let (Some(back), Some(ring_fd)) = (fds.pop(), fds.pop()) else {
+            return Err(malformed(protocol(
+                &peer,
+                ProtocolViolation::BadBackChannel,
+            )));
+        };
+        let is_seqpacket = rustix::net::sockopt::socket_type(&back).ok()
+            == Some(SocketType::SEQPACKET)
+            && rustix::net::sockopt::socket_domain(&back).ok() == Some(AddressFamily::UNIX);
+        if !is_seqpacket {
+            return Err(malformed(protocol(
+                &peer,
+                ProtocolViolation::BadBackChannel,
+            )));
+        }
+        let cons = attach_peer_ring(&peer, ring_fd, h.ring_capacity, self.local.max_peer_ring)
+            .map_err(malformed)?;
+        // Our own failure: tell the client it is not its fault.
+        let (seg, prod) = create_own_ring(self.ring_capacity)
+            .map_err(|e| Rejection::with(RejectReason::Resources, e))?;
+        let welcome = Outgoing::new(
+            Control::Welcome(Hello {
+                ring_capacity: self.ring_capacity,
+                max_message: self.local.max_message,
+            }),
+            Some(seg),
+            None,
+        );
+        let est = Established {
+            prod,
+            cons,
+            back,
+            peer,
+            peer_max_message: h.max_message,
+            local: self.local,
+            server: true,
+        };
+        Ok((welcome, est))
+    }
+
+    /// The handshake deadline passed: `Error::Timeout`, with a
+    /// `Reject(Malformed)` to send.
+    pub fn expire(self) -> Rejection {
+        Rejection::with(RejectReason::Malformed, Error::Timeout)
+    }
+
+    /// We failed locally while receiving (such as `EMFILE`): `error`, with a
+    /// `Reject(Resources)` that does not blame the client.
+    pub fn local_failure(self, error: Error) -> Rejection {
+        Rejection::with(RejectReason::Resources, error)
+    }
+}
