@@ -148,33 +148,37 @@ fn hangup_flood_keeps_accept_prompt() {
     let good = good_client(p.clone(), Duration::from_secs(10));
     let t = Instant::now();
     let mut longest = Duration::ZERO;
-    let conn = loop {
+    // Keep accepting until the flood ends, timing every call.
+    let mut conn = None;
+    let mut good_after = None;
+    while conn.is_none() || !floods.iter().all(common::child_done) {
         let c = Instant::now();
         let r = l.accept();
         longest = longest.max(c.elapsed());
         match r {
-            Ok(s) => break s,
+            Ok(s) => {
+                assert!(conn.is_none(), "only one client completes a handshake");
+                good_after = Some(t.elapsed());
+                conn = Some(s);
+            }
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_micros(200));
             }
             Err(e) => panic!("{e:?}"),
         }
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(10),
             "good client never got in"
         );
-    };
-    eprintln!(
-        "  longest accept {longest:?}, good client in after {:?}",
-        t.elapsed()
-    );
-    finish_good(conn);
+    }
+    eprintln!("  longest accept {longest:?}, good client in after {good_after:?}");
+    finish_good(conn.unwrap());
     good.wait(WAIT);
     for f in floods {
         f.wait(WAIT);
     }
     assert!(
-        longest < Duration::from_millis(10),
+        longest < Duration::from_millis(50),
         "one non-blocking accept took {longest:?}"
     );
 }
