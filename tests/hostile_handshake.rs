@@ -442,6 +442,136 @@ fn peers_in_different_pid_namespaces() {
     }
 }
 
+/// Whether `fd` is readable within `timeout`.
+fn readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Duration) -> bool {
+    let ts = rustix::time::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    poll(&mut fds, Some(&ts)).unwrap() > 0
+}
+
+/// Reads one datagram from `s` (blocking up to `WAIT`) and decodes it.
+fn recv_reject(s: &OwnedFd) -> Option<RejectReason> {
+    if !readable(s.as_fd(), WAIT) {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    let (n, _) = rustix::net::recv(s, &mut buf, rustix::net::RecvFlags::DONTWAIT).ok()?;
+    match shmsock::wire::Control::decode(&buf[..n]) {
+        Ok(shmsock::wire::Control::Reject { reason, .. }) => Some(reason),
+        _ => None,
+    }
+}
+
+/// The event-loop API: `try_accept` never waits, `accept_timeout` gives
+/// up, and the listener's fd becomes readable when a client connects and
+/// when a pending handshake's deadline passes (the silent client is then
+/// rejected and reported as a timeout).
+fn try_accept_accept_timeout_and_readiness() {
+    let hs = Duration::from_millis(300);
+    let p = path();
+    let l = Builder::new().handshake_timeout(hs).bind(&p).unwrap();
+    assert!(l.try_accept().unwrap().is_none());
+    let t = Instant::now();
+    let r = l.accept_timeout(Duration::from_millis(100));
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(t.elapsed() >= Duration::from_millis(100) && t.elapsed() < Duration::from_secs(2));
+    assert!(
+        !readable(l.as_fd(), Duration::ZERO),
+        "idle listener readable"
+    );
+    let (mut ours, mut theirs) = signal_pair();
+    let p2 = p.clone();
+    let silent = common::spawn(move || {
+        let s = raw_connect(&p2);
+        send_signal(&mut theirs);
+        assert_eq!(recv_reject(&s), Some(RejectReason::Malformed));
+    });
+    wait_signal(&mut ours);
+    let connected = Instant::now();
+    assert!(
+        readable(l.as_fd(), WAIT),
+        "a waiting client does not wake the loop"
+    );
+    assert!(l.try_accept().unwrap().is_none());
+    assert!(
+        !readable(l.as_fd(), Duration::ZERO),
+        "nothing to do, yet readable"
+    );
+    // The deadline wakes the loop.
+    assert!(
+        readable(l.as_fd(), WAIT),
+        "the deadline does not wake the loop"
+    );
+    assert!(connected.elapsed() >= hs - Duration::from_millis(20));
+    let r = loop {
+        match l.try_accept() {
+            Ok(None) => assert!(connected.elapsed() < WAIT),
+            other => break other,
+        }
+    };
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    silent.wait(WAIT);
+    assert!(
+        !readable(l.as_fd(), Duration::ZERO),
+        "readable after the expiry"
+    );
+    // A good client through the event-loop API.
+    let good = good_client(p.clone(), WAIT);
+    let conn = loop {
+        assert!(readable(l.as_fd(), WAIT));
+        if let Some(c) = l.try_accept().unwrap() {
+            break c;
+        }
+    };
+    finish_good(conn);
+    good.wait(WAIT);
+}
+
+/// A hundred silent clients: at most 64 handshakes are kept pending (the
+/// oldest are dropped with a Reject), and a good client behind them all
+/// is still accepted at once.
+fn pending_handshakes_are_bounded() {
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(Duration::from_secs(20))
+        .bind(&p)
+        .unwrap();
+    let (mut ours, mut theirs) = signal_pair();
+    let p2 = p.clone();
+    let hoarder = common::spawn(move || {
+        let socks: Vec<OwnedFd> = (0..100).map(|_| raw_connect(&p2)).collect();
+        send_signal(&mut theirs);
+        // Wait until the parent has accepted the good client.
+        let mut b = [0u8; 1];
+        theirs.read_exact(&mut b).unwrap();
+        let rejected = socks
+            .iter()
+            .filter(|s| readable(s.as_fd(), Duration::ZERO))
+            .count();
+        assert!(rejected >= 36, "only {rejected} of 100 were dropped");
+        assert_eq!(recv_reject(&socks[0]), Some(RejectReason::Malformed));
+    });
+    wait_signal(&mut ours);
+    let before = common::fd_count();
+    let good = good_client(p.clone(), WAIT);
+    let t = Instant::now();
+    let s = l.accept_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    let held = common::fd_count() - before;
+    assert!(held <= 64 + 8, "{held} fds held for pending handshakes");
+    finish_good(s);
+    good.wait(WAIT);
+    send_signal(&mut ours);
+    hoarder.wait(WAIT);
+}
+
 fn main() {
     common::run(&[
         (
@@ -455,6 +585,14 @@ fn main() {
         (
             "poll_server_not_stalled_by_silent_clients",
             poll_server_not_stalled_by_silent_clients,
+        ),
+        (
+            "try_accept_accept_timeout_and_readiness",
+            try_accept_accept_timeout_and_readiness,
+        ),
+        (
+            "pending_handshakes_are_bounded",
+            pending_handshakes_are_bounded,
         ),
         (
             "duration_max_handshake_timeout",
