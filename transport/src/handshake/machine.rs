@@ -580,3 +580,113 @@ impl ServerHandshake {
         Rejection::with(RejectReason::Resources, error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+    use super::*;
+
+    fn creds() -> Credentials {
+        Credentials {
+            pid: None,
+            uid: rustix::process::geteuid().as_raw(),
+            gid: 0,
+        }
+    }
+
+    /// What a driver would receive for `out`: its bytes and copies of its fds.
+    fn deliver(out: &Outgoing) -> Incoming {
+        let fds = out
+            .fds()
+            .iter()
+            .map(|f| f.try_clone_to_owned().unwrap())
+            .collect();
+        Incoming::new(out.bytes(), fds)
+    }
+
+    fn reply_reason(r: &Rejection) -> Option<RejectReason> {
+        match r.reply.as_ref().map(|o| *o.message()) {
+            Some(Control::Reject { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn both_sides_complete_without_a_socket() {
+        let opts = Builder::new().ring_capacity(1 << 12);
+        let (client, hello) = ClientHandshake::start(&opts, creds()).unwrap();
+        assert_eq!(hello.fds().len(), 2);
+        let server = ServerHandshake::new(&opts, creds()).unwrap();
+        let (welcome, s_est) = server.on_message(deliver(&hello)).unwrap();
+        drop(hello);
+        let c_est = client.on_message(deliver(&welcome)).unwrap();
+        // The handshake socket only now: a pair stands in for accept/connect.
+        let (a, b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let mut c = c_est.into_connection(a);
+        let mut s = s_est.into_connection(b);
+        c.send(b"ping").unwrap();
+        assert_eq!(s.recv().unwrap().to_vec(), b"ping");
+        s.send(b"pong").unwrap();
+        assert_eq!(c.recv().unwrap().to_vec(), b"pong");
+    }
+
+    #[test]
+    fn server_rejections_carry_the_right_reason() {
+        let opts = Builder::new();
+        // Policy first, before anything is read.
+        let refuse = opts
+            .clone()
+            .credentials(crate::CredentialsPolicy::Uid(u32::MAX));
+        let r = ServerHandshake::new(&refuse, creds()).unwrap_err();
+        assert_eq!(reply_reason(&r), Some(RejectReason::Credentials));
+        assert!(matches!(
+            r.error,
+            Error::CredentialsRefused { pid: None, .. }
+        ));
+        // Garbage.
+        let s = ServerHandshake::new(&opts, creds()).unwrap();
+        let r = s
+            .on_message(Incoming::new(b"GET /", Vec::new()))
+            .unwrap_err();
+        assert_eq!(reply_reason(&r), Some(RejectReason::Malformed));
+        assert!(matches!(r.error, Error::Protocol { peer_pid: None, .. }));
+        // Another version.
+        let (_c, hello) = ClientHandshake::start(&opts, creds()).unwrap();
+        let mut bytes = hello.bytes().to_vec();
+        bytes[4] = 2;
+        let s = ServerHandshake::new(&opts, creds()).unwrap();
+        let r = s.on_message(Incoming::new(&bytes, Vec::new())).unwrap_err();
+        assert_eq!(reply_reason(&r), Some(RejectReason::Version));
+        // Too many fds for the buffer (the peer's fault).
+        let s = ServerHandshake::new(&opts, creds()).unwrap();
+        let r = s.on_message(Incoming::truncated(Vec::new())).unwrap_err();
+        assert_eq!(reply_reason(&r), Some(RejectReason::Malformed));
+        // Our own failure and a timeout.
+        let s = ServerHandshake::new(&opts, creds()).unwrap();
+        let r = s.local_failure(Error::io("recvmsg", rustix::io::Errno::MFILE));
+        assert_eq!(reply_reason(&r), Some(RejectReason::Resources));
+        let s = ServerHandshake::new(&opts, creds()).unwrap();
+        let r = s.expire();
+        assert_eq!(reply_reason(&r), Some(RejectReason::Malformed));
+        assert!(r.error.is_timeout());
+    }
+
+    #[test]
+    fn client_reports_a_resources_reject_as_such() {
+        let opts = Builder::new();
+        let (c, _hello) = ClientHandshake::start(&opts, creds()).unwrap();
+        let r = Outgoing::reject(RejectReason::Resources);
+        assert_eq!(&r.bytes()[16..20], &5u32.to_le_bytes());
+        let e = c.on_message(deliver(&r)).unwrap_err();
+        assert!(
+            matches!(e, Error::Rejected(RejectReason::Resources)),
+            "{e:?}"
+        );
+    }
+}
