@@ -75,6 +75,13 @@ struct Handshakes {
     pending: Mutex<PendingSet>,
 }
 
+// A listener may be shared by accepting threads (the pending set is behind
+// a mutex that no one holds while waiting).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Listener>();
+};
+
 /// The handshakes in progress, oldest first.
 #[derive(Default)]
 struct PendingSet {
