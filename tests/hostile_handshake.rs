@@ -367,7 +367,11 @@ fn our_fd_exhaustion_is_not_the_peers_fault() {
         leave_free_fds(1);
         send_signal(&mut theirs);
         match l.accept() {
-            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EMFILE) => {}
+            Err(Error::Io {
+                op: "recvmsg",
+                source,
+                ..
+            }) if source.raw_os_error() == Some(libc::EMFILE) => {}
             other => panic!("server: expected Io(EMFILE), got {other:?}"),
         }
     });
@@ -375,11 +379,11 @@ fn our_fd_exhaustion_is_not_the_peers_fault() {
     let r = Builder::new()
         .handshake_timeout(Duration::from_secs(10))
         .connect(&p);
+    server.wait(WAIT);
     match r {
         Err(Error::Rejected(RejectReason::Resources)) => {}
         other => panic!("client: expected Rejected(Resources), got {other:?}"),
     }
-    server.wait(WAIT);
 }
 
 /// Regression (audit D): a peer in another PID namespace is reported by

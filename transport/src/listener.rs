@@ -379,11 +379,17 @@ impl Listener {
 
     /// Takes up to [`ACCEPT_BATCH`] clients from the listening socket.
     fn accept_batch(&self, set: &mut PendingSet) -> Option<Result<Connection>> {
-        for _ in 0..ACCEPT_BATCH {
+        for n in 0..ACCEPT_BATCH {
             let sock = match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
                 Ok(s) => s,
                 Err(Errno::INTR | Errno::CONNABORTED) => continue,
                 Err(Errno::AGAIN) => return None,
+                // accept4 takes an fd before it looks at the queue, so a
+                // full fd table fails it even when nobody is waiting: after
+                // the client that woke us, stop quietly (if another one is
+                // waiting the socket stays readable and the next call
+                // reports it).
+                Err(Errno::MFILE | Errno::NFILE) if n > 0 => return None,
                 Err(e) => return Some(Err(Error::io("accept", e))),
             };
             let p = match Pending::start(sock, &self.opts) {

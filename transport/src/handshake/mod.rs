@@ -16,6 +16,7 @@
 //!   [`Listener`](crate::Listener) runs for many clients at once.
 
 pub(crate) mod driver;
+mod exchange;
 pub mod machine;
 
 pub use machine::{ClientHandshake, Established, Incoming, Outgoing, Rejection, ServerHandshake};
