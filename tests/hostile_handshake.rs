@@ -61,6 +61,13 @@ fn send_signal(s: &mut UnixStream) {
     s.write_all(b"!").unwrap();
 }
 
+/// CPU time of this thread: unlike wall time, not inflated when the
+/// scheduler preempts us (the flooders compete for the same cores).
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// A good client: connects, sends `hello`, waits for `bye`.
 fn good_client(p: String, hs: Duration) -> common::Child {
     common::spawn(move || {
@@ -148,12 +155,15 @@ fn hangup_flood_keeps_accept_prompt() {
     let good = good_client(p.clone(), Duration::from_secs(10));
     let t = Instant::now();
     let mut longest = Duration::ZERO;
+    let mut longest_cpu = Duration::ZERO;
     // Keep accepting until the flood ends, timing every call.
     let mut conn = None;
     let mut good_after = None;
     while conn.is_none() || !floods.iter().all(common::child_done) {
         let c = Instant::now();
+        let cpu = thread_cpu_time();
         let r = l.accept();
+        longest_cpu = longest_cpu.max(thread_cpu_time().saturating_sub(cpu));
         longest = longest.max(c.elapsed());
         match r {
             Ok(s) => {
@@ -171,15 +181,17 @@ fn hangup_flood_keeps_accept_prompt() {
             "good client never got in"
         );
     }
-    eprintln!("  longest accept {longest:?}, good client in after {good_after:?}");
+    eprintln!(
+        "  longest accept {longest:?} ({longest_cpu:?} of CPU), good client in after {good_after:?}"
+    );
     finish_good(conn.unwrap());
     good.wait(WAIT);
     for f in floods {
         f.wait(WAIT);
     }
     assert!(
-        longest < Duration::from_millis(50),
-        "one non-blocking accept took {longest:?}"
+        longest_cpu < Duration::from_millis(10),
+        "one non-blocking accept worked for {longest_cpu:?} of CPU ({longest:?})"
     );
 }
 
