@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut conn = listener.accept()?;
             let msg = conn.recv()?.to_vec();
             println!(
-                "server got: {} (from pid {})",
+                "server got: {} (from pid {:?})",
                 String::from_utf8_lossy(&msg),
                 conn.peer_credentials().pid
             );

@@ -41,7 +41,7 @@
 
 pub use shmsock_shm as shm;
 pub use shmsock_transport::{
-    wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
+    handshake, wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
     ProtocolViolation, Receiver, Result, Sender, WaitStrategy, WriteGrant,
 };
 

@@ -425,7 +425,7 @@ fn listener_file_mode_stale_and_live() {
     });
     let mut s = l.accept().unwrap();
     assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"hi");
-    assert_eq!(s.peer_credentials().pid, child.pid.as_raw());
+    assert_eq!(s.peer_credentials().pid, Some(child.pid.as_raw()));
     assert_eq!(s.peer_credentials().uid, nix::unistd::geteuid().as_raw());
     child.wait(WAIT);
     drop(s);

@@ -1082,7 +1082,7 @@ impl AsFd for Receiver {
 }
 
 /// Maps a ring error on the sending side.
-fn send_ring_err(peer_pid: i32, e: shmsock_shm::Error) -> Error {
+fn send_ring_err(peer_pid: Option<i32>, e: shmsock_shm::Error) -> Error {
     match e {
         shmsock_shm::Error::RecordTooLarge { len, max } => Error::MessageTooLarge {
             len: len as u64,
@@ -1093,7 +1093,7 @@ fn send_ring_err(peer_pid: i32, e: shmsock_shm::Error) -> Error {
 }
 
 /// Maps a ring error: the peer's violations become [`Error::Protocol`].
-fn ring_err(peer_pid: i32, e: shmsock_shm::Error) -> Error {
+fn ring_err(peer_pid: Option<i32>, e: shmsock_shm::Error) -> Error {
     match e {
         // The producer closed its ring and everything was read.
         shmsock_shm::Error::Closed => Error::Disconnected,

@@ -87,10 +87,11 @@ pub enum Error {
     #[error("timed out")]
     Timeout,
     /// The peer broke the protocol; the connection must be dropped.
-    #[error("protocol violation by peer (pid {peer_pid}): {violation}")]
+    #[error("protocol violation by peer ({}): {violation}", Pid(*peer_pid))]
     Protocol {
-        /// Process id of the peer (from `SO_PEERCRED`; 0 if unknown).
-        peer_pid: i32,
+        /// Process id of the peer (from `SO_PEERCRED`; `None` if it lives in
+        /// a PID namespace we cannot see).
+        peer_pid: Option<i32>,
         /// What it did.
         violation: ProtocolViolation,
     },
@@ -106,10 +107,10 @@ pub enum Error {
     #[error("handshake rejected by peer: {0}")]
     Rejected(crate::wire::RejectReason),
     /// The peer's credentials do not satisfy the configured policy.
-    #[error("peer credentials refused by policy: pid {pid}, uid {uid}, gid {gid}")]
+    #[error("peer credentials refused by policy: {}, uid {uid}, gid {gid}", Pid(*pid))]
     CredentialsRefused {
-        /// Peer process id.
-        pid: i32,
+        /// Peer process id (`None` if not visible from our PID namespace).
+        pid: Option<i32>,
         /// Peer user id.
         uid: u32,
         /// Peer group id.
@@ -172,6 +173,18 @@ impl Error {
     /// Whether this is [`Error::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
+    }
+}
+
+/// Shows a peer's pid, or that it has none in our PID namespace.
+struct Pid(Option<i32>);
+
+impl std::fmt::Display for Pid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "pid {p}"),
+            None => f.write_str("pid unknown: another PID namespace"),
+        }
     }
 }
 

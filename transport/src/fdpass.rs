@@ -29,7 +29,9 @@ use crate::wire::{Control, MAX_CONTROL_LEN, MAX_FDS};
 const RECV_BUF: usize = 256;
 /// Fds the control buffer has room for: the most any message carries plus
 /// slack, so that a peer sending a few too many is told apart from one
-/// sending far too many (`MSG_CTRUNC`). Either way all are closed.
+/// sending far too many (`MSG_CTRUNC` with the buffer full). Either way all
+/// are closed. `MSG_CTRUNC` with fewer fds than this is our own failure to
+/// install them (see [`recv_control`]).
 const RECV_FDS: usize = MAX_FDS + 2;
 
 /// Sends `msg` with `fds`. `Ok(false)` if the socket buffer is full and
@@ -102,6 +104,11 @@ pub(crate) enum Recv {
 }
 
 /// Receives one datagram, non-blocking.
+///
+/// `MSG_CTRUNC` with our control buffer full means the peer sent more fds
+/// than any message carries (its violation, [`ProtocolViolation::ControlTruncated`]);
+/// with room left it means we could not install them (`EMFILE`, reported
+/// as `Err(Errno::MFILE)`).
 pub(crate) fn recv_control(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
     recv_control_with(sock, false)
 }
@@ -148,6 +155,14 @@ pub(crate) fn recv_control_with(sock: BorrowedFd<'_>, blocking: bool) -> Result<
             // A zero-length datagram is never sent by shmsock; on a seqpacket
             // socket a 0-byte read means EOF.
             return Ok(Recv::Eof);
+        }
+        if r.flags.contains(ReturnFlags::CTRUNC) && fds.len() < RECV_FDS {
+            // The buffer had room, so the kernel did not truncate for lack
+            // of space: it could not install an fd in our table (EMFILE,
+            // ENFILE, or a security module said no). That is our failure,
+            // not the peer's; the datagram is lost, the fds that did arrive
+            // are closed here.
+            return Err(Errno::MFILE);
         }
         let msg = if r.flags.contains(ReturnFlags::CTRUNC) {
             Err(ProtocolViolation::ControlTruncated)

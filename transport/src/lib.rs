@@ -3,7 +3,11 @@
 //! payloads cross through shared-memory rings.
 //!
 //! - [`Listener`] binds a socket path and accepts [`Connection`]s from many
-//!   client processes; [`Connection::connect`] (or a [`Builder`]) connects.
+//!   client processes, running their handshakes concurrently (a silent
+//!   client delays nobody); [`Listener::try_accept`] and the listener's fd
+//!   serve event loops. [`Connection::connect`] (or a [`Builder`]) connects.
+//! - [`handshake`] holds both sides of the handshake as state machines with
+//!   no socket I/O, for other drivers (async runtimes, brokers).
 //! - A connection is bidirectional: one ring per direction. [`Connection::send`]
 //!   copies into the ring; [`Connection::reserve`] lends ring space for
 //!   zero-copy writes; [`Connection::recv`] returns a [`Message`] read in
@@ -38,7 +42,7 @@ mod connection;
 mod error;
 mod fdpass;
 mod frag;
-mod handshake;
+pub mod handshake;
 mod listener;
 mod options;
 mod wait;

@@ -40,8 +40,9 @@ impl Default for WaitStrategy {
 /// Credentials of a peer process, from `SO_PEERCRED` at connect time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credentials {
-    /// Process id.
-    pub pid: i32,
+    /// Process id, as seen from our PID namespace; `None` if the peer runs
+    /// in a namespace we cannot see (the kernel reports pid 0).
+    pub pid: Option<i32>,
     /// User id.
     pub uid: u32,
     /// Group id.
@@ -166,7 +167,8 @@ impl Builder {
         self
     }
 
-    /// Time allowed for the handshake (default 5 s).
+    /// Time allowed for the handshake (default 5 s). `Duration::MAX` (or
+    /// anything too far away to represent) means no limit.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
         self
@@ -214,7 +216,7 @@ impl Builder {
     /// ([`Error::VersionMismatch`], [`Error::Rejected`], [`Error::Protocol`],
     /// [`Error::Timeout`], [`Error::CredentialsRefused`]).
     pub fn connect(&self, path: impl AsRef<Path>) -> Result<Connection> {
-        crate::handshake::connect(path.as_ref(), self)
+        crate::handshake::driver::connect(path.as_ref(), self)
     }
 
     /// Runs the client side of the handshake over an already connected
@@ -225,8 +227,8 @@ impl Builder {
     /// As [`Builder::connect`].
     pub fn connect_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
         self.validate()?;
-        let deadline = std::time::Instant::now() + self.handshake_timeout;
-        crate::handshake::client_handshake(sock, Path::new("<socket>"), deadline, self)
+        let deadline = crate::handshake::deadline_after(self.handshake_timeout);
+        crate::handshake::driver::client_handshake(sock, Path::new("<socket>"), deadline, self)
     }
 
     /// Runs the server side of the handshake over an already connected
@@ -238,10 +240,10 @@ impl Builder {
     /// [`Error::Disconnected`].
     pub fn accept_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
         self.validate()?;
-        match crate::handshake::accept(sock, self) {
+        match crate::handshake::driver::accept_blocking(sock, self) {
             Ok(c) => Ok(c),
-            Err(crate::handshake::Accept::HungUp) => Err(Error::Disconnected),
-            Err(crate::handshake::Accept::Failed(e)) => Err(e),
+            Err(crate::handshake::driver::Accept::HungUp) => Err(Error::Disconnected),
+            Err(crate::handshake::driver::Accept::Failed(e)) => Err(e),
         }
     }
 

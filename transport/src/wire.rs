@@ -84,6 +84,10 @@ pub enum RejectReason {
     /// The handshake was malformed.
     #[error("malformed handshake")]
     Malformed,
+    /// The rejecting side ran out of its own resources (file descriptors,
+    /// memory) during the handshake: not the peer's fault; it may retry.
+    #[error("peer out of resources")]
+    Resources,
     /// A reason this version does not know.
     #[error("unknown reason {0}")]
     Other(u32),
@@ -96,6 +100,7 @@ impl RejectReason {
             RejectReason::Credentials => 2,
             RejectReason::Limits => 3,
             RejectReason::Malformed => 4,
+            RejectReason::Resources => 5,
             RejectReason::Other(c) => c,
         }
     }
@@ -105,6 +110,7 @@ impl RejectReason {
             2 => RejectReason::Credentials,
             3 => RejectReason::Limits,
             4 => RejectReason::Malformed,
+            5 => RejectReason::Resources,
             c => RejectReason::Other(c),
         }
     }
