@@ -276,10 +276,10 @@ impl Sender {
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut Producer) -> shmsock_shm::Result<bool>,
     ) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait, &self.learner);
+        let mut spinner = Spinner::new(self.wait, &mut self.learner);
         loop {
             if ready(&mut self.prod).map_err(|e| self.ring_err(e))? {
-                self.learner.record(spinner.elapsed());
+                self.learner.record(!spinner.parked());
                 return Ok(());
             }
             if self.peer_gone {
@@ -310,7 +310,7 @@ impl Sender {
                 Ok(false) => {}
                 r => {
                     self.prod.unpark();
-                    self.learner.record(spinner.elapsed());
+                    self.learner.record(!spinner.parked());
                     return r.map(drop).map_err(|e| self.ring_err(e));
                 }
             }
@@ -807,10 +807,10 @@ impl Receiver {
 
     /// Waits until the ring has a record, per the wait strategy.
     fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait, &self.learner);
+        let mut spinner = Spinner::new(self.wait, &mut self.learner);
         loop {
             if self.has_data()? {
-                self.learner.record(spinner.elapsed());
+                self.learner.record(!spinner.parked());
                 return Ok(());
             }
             if self.peer_eof {
@@ -841,7 +841,7 @@ impl Receiver {
             let ready = self.has_data();
             if !matches!(ready, Ok(false)) {
                 self.cons.unpark();
-                self.learner.record(spinner.elapsed());
+                self.learner.record(!spinner.parked());
                 return ready.map(drop);
             }
             let woke = self.wait_one(deadline);

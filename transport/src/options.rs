@@ -18,11 +18,12 @@ pub enum WaitStrategy {
     /// Park at once: mark the ring, sleep on the socket until the peer sends
     /// a wake-up. Costs a syscall on each side per wake-up; no spinning.
     Block,
-    /// Spin, then park: spins about as long as recent waits lasted, at
-    /// most `spin`, and parks after a couple of microseconds when waits
-    /// have been longer than `spin` (a peer that sleeps between messages).
-    /// After 2 µs of pure spinning it yields the CPU before each look, so
-    /// that a peer queued on our core can run. The default, with 20 µs.
+    /// Spin, then park: spins up to `spin` while recent spins have paid off
+    /// (the peer answered before the window ended), and only 2 µs when they
+    /// have not (a peer that sleeps between messages), with a full-window
+    /// probe every 16th wait. After 2 µs of pure spinning it yields the CPU
+    /// before each look, so that a peer queued on our core can run. The
+    /// default, with 50 µs.
     Adaptive {
         /// The longest spin before parking.
         spin: Duration,
@@ -32,7 +33,7 @@ pub enum WaitStrategy {
 impl Default for WaitStrategy {
     fn default() -> Self {
         WaitStrategy::Adaptive {
-            spin: Duration::from_micros(20),
+            spin: Duration::from_micros(50),
         }
     }
 }
