@@ -42,7 +42,7 @@
 pub use shmsock_shm as shm;
 pub use shmsock_transport::{
     handshake, wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
-    ProtocolViolation, Receiver, Result, Sender, WaitStrategy, WriteGrant,
+    ProtocolViolation, Receiver, Result, Sender, ShutdownHandle, WaitStrategy, WriteGrant,
 };
 
 /// The README's example is compiled as a doctest, so it cannot rot.

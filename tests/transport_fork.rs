@@ -384,6 +384,95 @@ fn blocked_sender_sees_disconnect_of_dead_reader() {
     child.kill();
 }
 
+fn shutdown_handle_wakes_blocked_calls() {
+    // Evicting a client: another thread ends the connection; a recv and a
+    // send that wait without a timeout return Disconnected, in every wait
+    // strategy, and the peer sees the connection end.
+    for wait in [
+        WaitStrategy::Block,
+        WaitStrategy::default(),
+        WaitStrategy::Spin,
+    ] {
+        let p = path();
+        let l = Builder::new()
+            .ring_capacity(1 << 12)
+            .wait(wait)
+            .bind(&p)
+            .unwrap();
+        let child = common::spawn(move || {
+            let mut c = Builder::new()
+                .ring_capacity(1 << 12)
+                .wait(wait)
+                .connect(&p)
+                .unwrap();
+            c.send(b"first").unwrap();
+            // Read nothing for a while: the other side's sender fills its
+            // ring and blocks. Then drain: what was committed arrives, then
+            // the end of the connection.
+            std::thread::sleep(Duration::from_millis(500));
+            let r = loop {
+                match c.recv_timeout(WAIT) {
+                    Ok(m) => assert_eq!(m.len(), 1000),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(r, Error::Disconnected), "peer: {r:?}");
+        });
+        let s = l.accept();
+        let s = s.unwrap();
+        let handle = s.shutdown_handle().unwrap();
+        let (mut tx, mut rx) = s.split();
+        assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"first");
+        let receiver = std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = rx.recv().map(|m| m.len());
+            (r, t.elapsed())
+        });
+        let sender = std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = loop {
+                if let Err(e) = tx.send(&[7u8; 1000]) {
+                    break e;
+                }
+            };
+            (r, t.elapsed(), tx)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        handle.shutdown().unwrap();
+        let (r, took) = receiver.join().unwrap();
+        assert!(
+            matches!(r, Err(Error::Disconnected)),
+            "{wait:?}: recv {r:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{wait:?}: recv took {took:?}"
+        );
+        let (e, took, mut tx) = sender.join().unwrap();
+        assert!(matches!(e, Error::Disconnected), "{wait:?}: send {e:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{wait:?}: send took {took:?}"
+        );
+        // Every later call fails at once; shutting down twice is harmless.
+        assert!(matches!(tx.send(b"x"), Err(Error::Disconnected)));
+        handle.shutdown().unwrap();
+        child.wait(WAIT);
+    }
+}
+
+fn connecting_to_a_foreign_socket_says_so() {
+    // A new user pointed a client at a socket that is not shmsock's and got
+    // "Protocol wrong type for socket (os error 91)".
+    let dir = std::env::temp_dir().join(format!("shmsock-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stream.sock");
+    let _stream = std::os::unix::net::UnixListener::bind(&file).unwrap();
+    let e = Connection::connect(&file).unwrap_err();
+    assert!(e.to_string().contains("not a shmsock listener"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn graceful_close_drains() {
     let p = path();
     let l = Listener::bind(&p).unwrap();
@@ -494,6 +583,14 @@ fn main() {
             blocked_sender_sees_disconnect_of_dead_reader,
         ),
         ("graceful_close_drains", graceful_close_drains),
+        (
+            "connecting_to_a_foreign_socket_says_so",
+            connecting_to_a_foreign_socket_says_so,
+        ),
+        (
+            "shutdown_handle_wakes_blocked_calls",
+            shutdown_handle_wakes_blocked_calls,
+        ),
         (
             "listener_file_mode_stale_and_live",
             listener_file_mode_stale_and_live,

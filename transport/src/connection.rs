@@ -3,6 +3,7 @@
 //! carrying its). See `docs/design.md` for the notification protocol.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -14,6 +15,7 @@ use crate::frag::{
     fragment_len, Assembly, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE,
 };
 use crate::options::{Credentials, WaitStrategy};
+use crate::shutdown::{ShutFlag, ShutdownHandle};
 use crate::wait::{SpinLearner, Spinner, Step};
 use crate::wire::Control;
 
@@ -57,8 +59,10 @@ pub struct Sender {
     since_check: u32,
     /// `try_send` found the ring full and armed the space wake-up.
     armed: bool,
-    /// How long waits for space have lasted (sizes `Adaptive`'s spin).
+    /// How often waits for space were caught spinning (sizes `Adaptive`).
     learner: SpinLearner,
+    /// Set by a [`ShutdownHandle`]: every later send fails at once.
+    shut: Arc<ShutFlag>,
 }
 
 /// The receiving half of a connection. `Send`, not `Sync`.
@@ -79,7 +83,7 @@ pub struct Receiver {
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
     peer_eof: bool,
-    /// How long waits for data have lasted (sizes `Adaptive`'s spin).
+    /// How often waits for data were caught spinning (sizes `Adaptive`).
     learner: SpinLearner,
 }
 
@@ -258,7 +262,7 @@ impl Sender {
             self.since_check = 0;
             self.drain()?;
         }
-        if self.peer_gone {
+        if self.peer_gone || self.shut.is_set() {
             return Err(Error::Disconnected);
         }
         Ok(())
@@ -1114,10 +1118,12 @@ fn ring_err(peer_pid: Option<i32>, e: shmsock_shm::Error) -> Error {
 pub struct Connection {
     tx: Sender,
     rx: Receiver,
+    shut: Arc<ShutFlag>,
 }
 
 impl Connection {
     pub(crate) fn from_parts(p: Parts) -> Self {
+        let shut = Arc::new(ShutFlag::default());
         Connection {
             tx: Sender {
                 prod: p.prod,
@@ -1131,7 +1137,9 @@ impl Connection {
                 since_check: 0,
                 armed: false,
                 learner: SpinLearner::default(),
+                shut: shut.clone(),
             },
+            shut,
             rx: Receiver {
                 cons: p.cons,
                 sock: p.rx_sock,
@@ -1187,6 +1195,24 @@ impl Connection {
     /// As [`Sender::reserve`].
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.tx.reserve(len)
+    }
+
+    /// Reserves with an explicit timeout (see [`Sender::reserve_timeout`]).
+    ///
+    /// # Errors
+    /// As [`Sender::reserve`].
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
+        self.tx.reserve_timeout(len, timeout)
+    }
+
+    /// A handle that ends this connection from any thread, waking every
+    /// call that waits on it (see [`ShutdownHandle`]). Take it before
+    /// [`split`](Connection::split) to end both halves.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the sockets cannot be duplicated (fd limit).
+    pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
+        ShutdownHandle::new(self.shut.clone(), &[self.tx.as_fd(), self.rx.as_fd()])
     }
 
     /// Receives a message (see [`Receiver::recv`]).

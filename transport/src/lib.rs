@@ -45,6 +45,7 @@ mod frag;
 pub mod handshake;
 mod listener;
 mod options;
+mod shutdown;
 mod wait;
 pub mod wire;
 
@@ -52,3 +53,4 @@ pub use connection::{Connection, Message, Receiver, Sender, WriteGrant};
 pub use error::{Error, ProtocolViolation, Result};
 pub use listener::Listener;
 pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};
+pub use shutdown::ShutdownHandle;

@@ -51,6 +51,15 @@ pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Err(Errno::AGAIN) => return Err(Error::Timeout),
+            // A stream or datagram socket listens there, not shmsock's
+            // seqpacket listener: say so rather than "wrong type".
+            Err(Errno::PROTOTYPE) => {
+                return Err(Error::io_path(
+                    "connect (not a shmsock listener: the socket there is not SOCK_SEQPACKET)",
+                    path,
+                    Errno::PROTOTYPE,
+                ))
+            }
             Err(e) => return Err(Error::io_path("connect", path, e)),
         }
     }
