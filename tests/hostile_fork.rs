@@ -632,7 +632,7 @@ fn random_scribbler() {
                 Ok(false) => std::thread::yield_now(),
                 Err(_) => break,
             }
-            if seq % 64 == 0 {
+            if seq.is_multiple_of(64) {
                 c.wake();
             }
         }
@@ -1107,7 +1107,7 @@ fn large_send_times_out_against_a_peer_that_never_reads() {
         unsafe { AtomicU64::from_ptr(seg.as_ptr().add(384).cast()) }.store(1, Ordering::Relaxed);
         std::hint::spin_loop();
         spins += 1;
-        if spins % 65_536 == 0 && common::child_done(&victim) {
+        if spins.is_multiple_of(65_536) && common::child_done(&victim) {
             break;
         }
     }

@@ -315,7 +315,7 @@ fn sigkill_mid_stream_gives_disconnected() {
             loop {
                 c.send(&seq.to_le_bytes()).unwrap();
                 seq += 1;
-                if seq % 1000 == 0 {
+                if seq.is_multiple_of(1000) {
                     // Occasionally also a large message.
                     c.send(&vec![7u8; 40_000]).unwrap();
                 }

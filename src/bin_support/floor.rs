@@ -51,7 +51,7 @@ fn wait_for(word: &AtomicU64, want: u64, style: SpinStyle, stall: Duration) -> R
             spin_loop();
         }
         spins = spins.wrapping_add(1);
-        if spins % CLOCK_EVERY == 0 {
+        if spins.is_multiple_of(CLOCK_EVERY) {
             let t0 = *since.get_or_insert_with(Instant::now);
             if t0.elapsed() > stall {
                 return Err(

@@ -60,7 +60,7 @@ pub fn expected(seq: u64, len: usize) -> u64 {
     let b = base(seq, len);
     let n = (len / 8) as u64;
     // Σ_{i<n} (b + i) = n·b + n(n−1)/2, all wrapping; halve the even factor.
-    let tri = if n % 2 == 0 {
+    let tri = if n.is_multiple_of(2) {
         (n / 2).wrapping_mul(n.wrapping_sub(1))
     } else {
         n.wrapping_mul(n.saturating_sub(1) / 2)

@@ -87,7 +87,7 @@ impl SpinLearner {
     /// [`MIN_SPIN`] (a hot peer's answer still costs no wake-up).
     pub(crate) fn window(&mut self, max: Duration) -> Duration {
         self.waits = self.waits.wrapping_add(1);
-        if self.rate >= SPIN_WHEN_RATE || self.waits % PROBE_EVERY == 0 {
+        if self.rate >= SPIN_WHEN_RATE || self.waits.is_multiple_of(PROBE_EVERY) {
             max
         } else {
             MIN_SPIN.min(max)
@@ -161,7 +161,7 @@ impl Spinner {
         if park {
             self.parked = true;
             Step::Park
-        } else if self.spins % SPIN_CHECK_EVERY == 0 {
+        } else if self.spins.is_multiple_of(SPIN_CHECK_EVERY) {
             Step::Check
         } else if self.yielding {
             Step::Yield

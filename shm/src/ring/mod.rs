@@ -270,7 +270,7 @@ impl RingShared {
     /// Validates a cursor value read from the peer: aligned.
     #[inline]
     pub(crate) fn check_aligned(value: u64) -> Result<(), Violation> {
-        if value % RECORD_ALIGN != 0 {
+        if !value.is_multiple_of(RECORD_ALIGN) {
             return Err(Violation::Misaligned { value });
         }
         Ok(())

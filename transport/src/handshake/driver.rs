@@ -47,7 +47,7 @@ pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
         match rustix::net::connect(&sock, &addr) {
             Ok(()) => break,
             Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) if deadline.map_or(true, |d| Instant::now() < d) => {
+            Err(Errno::AGAIN) if deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Err(Errno::AGAIN) => return Err(Error::Timeout),
