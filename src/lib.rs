@@ -40,8 +40,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmsock_shm as shm;
+/// Every byte that crosses the socket: for the fuzz targets and the
+/// hostile-peer tests, not part of the supported API.
+#[doc(hidden)]
+pub use shmsock_transport::wire;
 pub use shmsock_transport::{
-    handshake, wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
+    handshake, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
     ProtocolViolation, Receiver, Result, Sender, ShutdownHandle, WaitStrategy, WriteGrant,
 };
 

@@ -586,6 +586,14 @@ pub struct WriteGrant<'a> {
     peer_gone: &'a mut bool,
 }
 
+impl std::fmt::Debug for WriteGrant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.grant.len())
+            .finish()
+    }
+}
+
 impl WriteGrant<'_> {
     /// Sends the message (`truncate` first to send fewer bytes).
     ///

@@ -47,6 +47,9 @@ mod listener;
 mod options;
 mod shutdown;
 mod wait;
+/// Every byte that crosses the socket. Public for the fuzz targets and the
+/// hostile-peer tests, not part of the supported API.
+#[doc(hidden)]
 pub mod wire;
 
 pub use connection::{Connection, Message, Receiver, Sender, WriteGrant};

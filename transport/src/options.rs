@@ -139,6 +139,25 @@ impl Builder {
         Self::default()
     }
 
+    /// Sizes the ring this side writes into so that messages of up to
+    /// `len` bytes travel inline (one record each, readable in place): the
+    /// smallest power of two of at least `2 * (len + 8)` bytes, and at least
+    /// 4 KiB. Larger messages still work; they stream in fragments.
+    ///
+    /// ```
+    /// let opts = shmsock_transport::Builder::new().max_inline_message(100_000);
+    /// // A 256 KiB ring: records of up to 131,064 bytes.
+    /// # let _ = opts;
+    /// ```
+    pub fn max_inline_message(mut self, len: usize) -> Self {
+        let need = (len as u64).saturating_add(8).saturating_mul(2);
+        self.ring_capacity = need
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+            .max(4096);
+        self
+    }
+
     /// Capacity of the ring this side writes into (a power of two, at least
     /// 4 KiB). Messages up to half of it, less 8 bytes, travel inline;
     /// larger ones stream through it in fragments of a quarter ring.
@@ -254,5 +273,28 @@ impl Builder {
     /// See [`Listener::bind`].
     pub fn bind(&self, path: impl AsRef<Path>) -> Result<Listener> {
         Listener::bind_with(path, self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_inline_message_sizes_the_ring() {
+        let cap = |len| Builder::new().max_inline_message(len).ring_capacity;
+        assert_eq!(cap(0), 4096);
+        assert_eq!(cap(2040), 4096);
+        assert_eq!(cap(2041), 8192);
+        assert_eq!(cap(100_000), 256 << 10);
+        assert_eq!(
+            shmsock_shm::ring::max_record_len(cap(100_000)),
+            (128 << 10) - 8
+        );
+        // Absurd sizes saturate and are refused by validation, not panicked on.
+        assert!(Builder::new()
+            .max_inline_message(usize::MAX)
+            .validate()
+            .is_err());
     }
 }
