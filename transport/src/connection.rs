@@ -294,10 +294,6 @@ impl Sender {
                     std::hint::spin_loop();
                     continue;
                 }
-                Step::Yield => {
-                    std::thread::yield_now();
-                    continue;
-                }
                 Step::Check => {
                     if past(deadline) {
                         return Err(Error::Timeout);
@@ -833,10 +829,6 @@ impl Receiver {
             match spinner.step() {
                 Step::Spin => {
                     std::hint::spin_loop();
-                    continue;
-                }
-                Step::Yield => {
-                    std::thread::yield_now();
                     continue;
                 }
                 Step::Check => {

@@ -20,10 +20,10 @@ pub enum WaitStrategy {
     Block,
     /// Spin, then park: spins up to `spin` while recent spins have paid off
     /// (the peer answered before the window ended), and only 2 µs when they
-    /// have not (a peer that sleeps between messages), with a full-window
-    /// probe every 16th wait. After 2 µs of pure spinning it yields the CPU
-    /// before each look, so that a peer queued on our core can run. The
-    /// default, with 50 µs.
+    /// have not (a peer that sleeps between messages, or one waiting for our
+    /// own core), with a full-window probe every 64th wait. It never yields
+    /// the CPU while spinning (see `docs/design.md`). The default, with
+    /// 50 µs.
     Adaptive {
         /// The longest spin before parking.
         spin: Duration,

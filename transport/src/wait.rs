@@ -12,9 +12,15 @@
 //! Measured with `shmsock bench` (paced scenario, not pinned, 64 B, 200 µs
 //! between requests): a fixed 50 µs window gave 125 µs round trips against
 //! 23 µs for a Unix stream, at 3.6x its CPU. So `Adaptive` spins its whole
-//! window only while recent spins paid off ([`SpinLearner`]), spins 2 µs
-//! otherwise, and after a short pure spin it yields the CPU between looks
-//! at the ring, so that a peer queued on our core runs.
+//! window only while recent spins paid off ([`SpinLearner`]), and 2 µs
+//! otherwise; a peer queued on our own core makes our spins fail, so we soon
+//! park and give it the core.
+//!
+//! Why spinning never calls `sched_yield`: on a busy machine a yield hands
+//! the core to a CPU-bound process for its whole timeslice, while a parked
+//! thread that is woken preempts it. Measured (`bench --load 2`): yielding
+//! after 2 µs of spinning gave 2.7-3.9 ms round trips at 64 B (pinned) and
+//! 3.7 ms in the paced scenario, against 15-56 µs for `Block`.
 
 use std::time::{Duration, Instant};
 
@@ -22,14 +28,6 @@ use crate::options::WaitStrategy;
 
 /// Spins between two looks at the clock and at the socket.
 const SPIN_CHECK_EVERY: u32 = 256;
-/// Pure spinning (no yield) at the start of an `Adaptive` wait: a hot peer
-/// on another core answers well within this (0.6 µs round trips here).
-/// After it, `Adaptive` yields the CPU before every look at the ring: a
-/// peer we woke may be queued on our own core. Measured (paced scenario):
-/// yielding every 8th spin after 128 pure ones left round trips at 0.8x a
-/// Unix stream's, yielding at every look 1.1-1.2x; yielding from the
-/// first look doubled the pinned hot round trip.
-const PURE_SPIN: Duration = Duration::from_micros(2);
 /// Shortest spin window of `Adaptive`: a hot peer's answer still costs no
 /// wake-up even when recent waits were long.
 pub(crate) const MIN_SPIN: Duration = Duration::from_micros(2);
@@ -38,8 +36,6 @@ pub(crate) const MIN_SPIN: Duration = Duration::from_micros(2);
 pub(crate) enum Step {
     /// Spin once more.
     Spin,
-    /// Give the CPU to whoever else is runnable on it, then look again.
-    Yield,
     /// Spin, but first check the deadline and read the socket.
     Check,
     /// Park and sleep on the socket.
@@ -67,7 +63,7 @@ pub(crate) struct SpinLearner {
 
 /// Every this many waits, spin the whole window even if spins have been
 /// failing (a probe).
-const PROBE_EVERY: u32 = 16;
+const PROBE_EVERY: u32 = 64;
 /// Success rate (in 1/65536) from which the whole window is spun.
 const SPIN_WHEN_RATE: u32 = 1 << 15;
 
@@ -106,16 +102,11 @@ impl SpinLearner {
 }
 
 /// The spinning half of one wait: decides, one iteration at a time, whether
-/// to keep spinning (and when to yield, look at the clock and the socket)
+/// to keep spinning (and when to look at the clock and the socket)
 /// or to park.
 pub(crate) struct Spinner {
-    start: Instant,
     /// `None`: spin forever (`Spin`); otherwise park once this has passed.
     park_after: Option<Instant>,
-    /// Whether spinning turns to yielding after [`PURE_SPIN`] (`Adaptive`).
-    yields: bool,
-    /// Yielding now.
-    yielding: bool,
     /// [`Step::Park`] was returned.
     parked: bool,
     spins: u32,
@@ -124,17 +115,13 @@ pub(crate) struct Spinner {
 impl Spinner {
     /// Starts a wait of `wait`, sized by what `learner` has seen.
     pub(crate) fn new(wait: WaitStrategy, learner: &mut SpinLearner) -> Self {
-        let start = Instant::now();
-        let (park_after, yields) = match wait {
-            WaitStrategy::Spin => (None, false),
-            WaitStrategy::Block => (Some(start), false),
-            WaitStrategy::Adaptive { spin } => (start.checked_add(learner.window(spin)), true),
+        let park_after = match wait {
+            WaitStrategy::Spin => None,
+            WaitStrategy::Block => Some(Instant::now()),
+            WaitStrategy::Adaptive { spin } => Instant::now().checked_add(learner.window(spin)),
         };
         Spinner {
-            start,
             park_after,
-            yields,
-            yielding: false,
             parked: false,
             spins: 0,
         }
@@ -148,23 +135,15 @@ impl Spinner {
     /// The next step.
     pub(crate) fn step(&mut self) -> Step {
         self.spins = self.spins.wrapping_add(1);
-        // The clock is read every 16 spins only (a vDSO call, but not free),
-        // or at each look once yielding (a syscall costs more anyway).
-        let mut park = false;
-        if let Some(t) = self.park_after {
-            if self.yielding || self.spins % 16 == 1 {
-                let now = Instant::now();
-                park = now >= t;
-                self.yielding = self.yields && now >= self.start + PURE_SPIN;
-            }
-        }
+        // The clock is read every 16 spins only (a vDSO call, but not free).
+        let park = self
+            .park_after
+            .is_some_and(|t| self.spins % 16 == 1 && Instant::now() >= t);
         if park {
             self.parked = true;
             Step::Park
         } else if self.spins.is_multiple_of(SPIN_CHECK_EVERY) {
             Step::Check
-        } else if self.yielding {
-            Step::Yield
         } else {
             Step::Spin
         }
@@ -188,7 +167,10 @@ mod tests {
         }
         let windows: Vec<_> = (0..PROBE_EVERY).map(|_| l.window(MAX)).collect();
         assert_eq!(windows.iter().filter(|&&w| w == MAX).count(), 1);
-        assert_eq!(windows.iter().filter(|&&w| w == MIN_SPIN).count(), 15);
+        assert_eq!(
+            windows.iter().filter(|&&w| w == MIN_SPIN).count(),
+            PROBE_EVERY as usize - 1
+        );
         // A few caught waits (a probe caught the peer hot) bring the whole
         // window back.
         for _ in 0..8 {
@@ -207,7 +189,7 @@ mod tests {
         let mut l = SpinLearner::default();
         let mut s = Spinner::new(WaitStrategy::Spin, &mut l);
         for _ in 0..10_000 {
-            assert!(!matches!(s.step(), Step::Park | Step::Yield));
+            assert!(!matches!(s.step(), Step::Park));
         }
         assert!(!s.parked());
         let mut b = Spinner::new(WaitStrategy::Block, &mut l);
