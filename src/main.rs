@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 use bin_support::child::Result;
 use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
-use bin_support::{paced, pin, report};
+use bin_support::{load, paced, pin, report};
 
 const USAGE: &str = "\
-usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--filter TEXT]
+usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--load N]
+                    [--filter TEXT]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send and
@@ -32,6 +33,8 @@ options:
   --no-pin         do not pin the two processes to different cores
   --no-paced       skip the paced request/response scenario (64 B, not pinned,
                    200 us and 2 ms of think time before each request)
+  --load N         run N busy processes (not pinned) during the whole run, to
+                   measure on a busy machine
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -65,6 +68,7 @@ struct BenchArgs {
     json: bool,
     quick: bool,
     paced: bool,
+    load: usize,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -73,6 +77,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut json = false;
     let mut pin = true;
     let mut paced = true;
+    let mut load = 0;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut it = args.iter();
@@ -83,6 +88,14 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             "--json" => json = true,
             "--no-pin" => pin = false,
             "--no-paced" => paced = false,
+            "--load" => {
+                let n = it.next().ok_or("--load needs a number of processes")?;
+                load = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= 64)
+                    .ok_or_else(|| format!("--load {n:?}: expected 0..=64"))?;
+            }
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -113,6 +126,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         json,
         quick,
         paced,
+        load,
     }))
 }
 
@@ -130,6 +144,11 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     };
     // The paced scenario runs unpinned: keep the set of cores to go back to.
     let all_cores = pin::current()?;
+    // Before pinning: the busy processes may run on every core.
+    let _load = load::Load::start(b.load)?;
+    if b.load > 0 {
+        eprintln!("bench: {} busy processes running (not pinned)", b.load);
+    }
     match b.plan.cores {
         Some((parent, child)) => {
             // Before any fork: children inherit it, then move to their core.
@@ -163,6 +182,9 @@ fn bench(args: &[String]) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(load::SPIN_COMMAND) {
+        load::spin_forever();
+    }
     let r: std::result::Result<ExitCode, Box<dyn Error + Send + Sync>> =
         match args.first().map(String::as_str) {
             Some("bench") => bench(&args[1..]),

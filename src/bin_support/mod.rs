@@ -6,6 +6,7 @@
 pub mod child;
 pub mod floor;
 pub mod link;
+pub mod load;
 pub mod paced;
 pub mod pattern;
 pub mod pin;
