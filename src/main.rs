@@ -16,8 +16,9 @@ const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--filter TEXT]
        shmsock help
 
-bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send and
-        zero-copy reserve/commit) against a Unix SOCK_STREAM socket, a
+bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
+        zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
+        of 32) against a Unix SOCK_STREAM socket, a
         SOCK_SEQPACKET socket and a pipe (64 B), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and
         one-way throughput, plus this machine's floor (cross-process cache-line
