@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 use bin_support::child::Result;
 use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
-use bin_support::{paced, pin, report};
+use bin_support::{fanin, paced, pin, report};
 
 const USAGE: &str = "\
-usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--filter TEXT]
+usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
+                     [--filter TEXT]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
@@ -33,6 +34,9 @@ options:
   --no-pin         do not pin the two processes to different cores
   --no-paced       skip the paced request/response scenario (64 B, not pinned,
                    200 us and 2 ms of think time before each request)
+  --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
+                   and 32 client processes doing 64 B round trips, not pinned;
+                   about 8 s, 2 s with --quick)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -66,6 +70,7 @@ struct BenchArgs {
     json: bool,
     quick: bool,
     paced: bool,
+    fanin: bool,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -74,6 +79,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut json = false;
     let mut pin = true;
     let mut paced = true;
+    let mut fanin = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut it = args.iter();
@@ -84,6 +90,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             "--json" => json = true,
             "--no-pin" => pin = false,
             "--no-paced" => paced = false,
+            "--no-fanin" => fanin = false,
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -114,6 +121,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         json,
         quick,
         paced,
+        fanin,
     }))
 }
 
@@ -154,6 +162,18 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             report::paced_json(&rows)
         } else {
             report::paced_text(&rows)
+        });
+    }
+    if b.fanin {
+        // Not pinned either.
+        pin::restore(&all_cores)?;
+        let mut progress = run::Progress::new(fanin::steps());
+        let rows = fanin::run(b.quick, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::fanin_json(&rows)
+        } else {
+            report::fanin_text(&rows, fanin::measured(b.quick))
         });
     }
     let mut stdout = std::io::stdout().lock();

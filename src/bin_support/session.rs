@@ -40,7 +40,8 @@ impl Wait {
     /// All three, in table order.
     pub const ALL: [Wait; 3] = [Wait::Spin, Wait::Adaptive, Wait::Block];
 
-    fn strategy(self) -> WaitStrategy {
+    /// The shmsock wait strategy.
+    pub fn strategy(self) -> WaitStrategy {
         match self {
             Wait::Spin => WaitStrategy::Spin,
             Wait::Adaptive => WaitStrategy::default(),
@@ -225,7 +226,8 @@ impl Default for Options {
 /// Counter making every abstract socket name of this process unique.
 static SOCKET_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn socket_name() -> String {
+/// A fresh abstract socket name for a shmsock listener.
+pub fn socket_name() -> String {
     // Relaxed: a plain counter, nothing is published through it.
     let n = SOCKET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("@shmsock-bench-{}-{n}", std::process::id())
@@ -284,7 +286,8 @@ const REPLY_ERR: u64 = 1;
 /// How an error reported by the peer starts.
 const PEER_PREFIX: &str = "peer process: ";
 
-fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
+/// Reads one little-endian `u64`.
+pub fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b)?;
     Ok(u64::from_le_bytes(b))
