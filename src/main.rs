@@ -36,7 +36,7 @@ options:
                    200 us and 2 ms of think time before each request)
   --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
                    and 32 client processes doing 64 B round trips, not pinned;
-                   about 8 s, 2 s with --quick)
+                   about 8 s, 2.5 s with --quick)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text

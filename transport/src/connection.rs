@@ -1153,6 +1153,9 @@ impl Receiver {
                     // Handed back below, with the whole batch.
                     g.release_deferred();
                 }
+                // Unreachable in practice (`head` was just validated), but
+                // keep the count of what `f` already got.
+                Err(_) if n > 0 => break Ok(n),
                 Err(e) => break Err(ring_err(pid, e)),
             }
             f(&self.assembled);
