@@ -1065,6 +1065,9 @@ impl Receiver {
     /// are ready without waiting again. Returns how many `f` was given
     /// (0 only if `max` is 0).
     ///
+    /// The sender gets the batch's space back only when the call returns:
+    /// keep `max` modest (tens to hundreds) so that it need not wait long.
+    ///
     /// `f` gets a copy: each inline message is copied out of the ring into
     /// a buffer the receiver keeps, which the peer cannot write. A message
     /// larger than one ring record ends the batch; the next call (or
@@ -1103,7 +1106,8 @@ impl Receiver {
     }
 
     /// [`Receiver::recv_batch`] without waiting: `Ok(0)` if nothing is
-    /// ready, having armed the wake-up as [`Receiver::try_recv`] does.
+    /// ready, having armed the wake-up as [`Receiver::try_recv`] does. An
+    /// event loop calls it until it returns `Ok(0)`, then sleeps on the fd.
     ///
     /// # Errors
     /// As [`Receiver::try_recv`].
