@@ -41,8 +41,8 @@
 
 pub use shmsock_shm as shm;
 pub use shmsock_transport::{
-    handshake, wire, Builder, Connection, Credentials, CredentialsPolicy, Error, Listener, Message,
-    ProtocolViolation, Receiver, Result, Sender, WaitStrategy, WriteGrant,
+    handshake, wire, Batch, BatchGrant, Builder, Connection, Credentials, CredentialsPolicy, Error,
+    Listener, Message, ProtocolViolation, Receiver, Result, Sender, WaitStrategy, WriteGrant,
 };
 
 /// The README's example is compiled as a doctest, so it cannot rot.

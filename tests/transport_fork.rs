@@ -789,6 +789,72 @@ fn batch_disconnected_mid_batch() {
     }
 }
 
+/// Zero-copy batches (`Connection::batch`): messages reserved in place and
+/// staged, a large one sent through the batch, an abandoned grant, batches
+/// published explicitly and by drop, through a ring small enough that
+/// reserving waits (which must publish what is staged, or both sides would
+/// wait forever).
+fn batch_guard_zero_copy() {
+    const N: u64 = 20_000;
+    let large = |seq: u64| seq % 997 == 500;
+    for wait in [WaitStrategy::default(), WaitStrategy::Block] {
+        let p = path();
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 12);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            let mut seq = 0u64;
+            let mut k = 0u64;
+            while seq < N {
+                k += 1;
+                let mut b = c.batch();
+                assert!(b.is_empty());
+                let end = (seq + 1 + k % 150).min(N);
+                while seq < end {
+                    if large(seq) {
+                        b.send(&payload(seq, 10_000)).unwrap();
+                    } else {
+                        let mut g = b.reserve(64).unwrap();
+                        g.copy_from_slice(&batch_msg(seq));
+                        g.commit();
+                        if seq % 13 == 0 {
+                            // Abandoned: sends nothing.
+                            let mut g = b.reserve(64).unwrap();
+                            g.fill_from(&[0xee; 64]);
+                        }
+                    }
+                    seq += 1;
+                }
+                let staged = b.len();
+                if k % 2 == 0 {
+                    assert_eq!(b.publish().unwrap(), staged);
+                } else {
+                    drop(b);
+                }
+            }
+        });
+        let mut s = l.accept().unwrap();
+        let mut next = 0u64;
+        while next < N {
+            s.recv_batch_timeout(40, WAIT, |m| {
+                if large(next) {
+                    assert!(m == payload(next, 10_000), "message {next}");
+                } else {
+                    check_batch_msg(m, next);
+                }
+                next += 1;
+            })
+            .unwrap();
+        }
+        assert!(matches!(
+            s.recv_batch_timeout(8, WAIT, |_| ()),
+            Err(Error::Disconnected)
+        ));
+        child.wait(WAIT);
+    }
+}
+
 fn main() {
     common::run(&[
         ("echo_sizes", echo_sizes),
@@ -825,5 +891,6 @@ fn main() {
         ),
         ("batch_waits_for_space", batch_waits_for_space),
         ("batch_disconnected_mid_batch", batch_disconnected_mid_batch),
+        ("batch_guard_zero_copy", batch_guard_zero_copy),
     ]);
 }

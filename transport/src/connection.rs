@@ -467,6 +467,36 @@ impl Sender {
         }
     }
 
+    /// Starts a batch: messages sent or reserved through it are staged and
+    /// published together, with one cursor store and at most one wake-up,
+    /// by [`Batch::publish`] or when the batch is dropped. The zero-copy
+    /// counterpart of [`Sender::send_batch`]. A wait for space publishes
+    /// what is staged first; the default timeout bounds all the waiting the
+    /// batch does.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> Result<(), shmsock_transport::Error> {
+    /// let mut conn = shmsock_transport::Connection::connect("/tmp/s.sock")?;
+    /// let mut batch = conn.batch();
+    /// for i in 0..32u8 {
+    ///     let mut g = batch.reserve(64)?;
+    ///     g.fill_from(&[i; 64]);
+    ///     g.commit();
+    /// }
+    /// batch.send(b"and a copied one")?;
+    /// assert_eq!(batch.publish()?, 33);
+    /// # Ok(()) }
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch {
+            deadline: Deadline::new(self.timeout),
+            tx: self,
+            count: 0,
+            published: false,
+        }
+    }
+
     /// Publishes the staged records; wakes the reader if it is parked.
     fn publish_staged(&mut self) -> Result<()> {
         if self.prod.publish() {
@@ -702,6 +732,149 @@ impl AsFd for Sender {
     /// space was freed, or when the peer is gone.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+/// Messages published together: see [`Sender::batch`]. Dropping the batch
+/// publishes what it staged (waking the reader on a best-effort basis);
+/// [`Batch::publish`] does the same and reports errors.
+pub struct Batch<'a> {
+    tx: &'a mut Sender,
+    deadline: Deadline,
+    /// Messages sent or staged through this batch.
+    count: usize,
+    published: bool,
+}
+
+impl Batch<'_> {
+    /// Adds a copy of `data` to the batch. A message larger than one ring
+    /// record is sent at once, as [`Sender::send`] sends it, after what is
+    /// staged is published.
+    ///
+    /// # Errors
+    /// As [`Sender::send`]; what was staged before stays staged.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.tx.check_len(data.len())?;
+        self.tx.check_peer()?;
+        let mut done = 0;
+        self.tx
+            .write_batch(&[data], &mut self.deadline, &mut done)?;
+        self.count += done;
+        Ok(())
+    }
+
+    /// Reserves `len` bytes in the ring for a zero-copy message of the
+    /// batch; [`BatchGrant::commit`] stages it.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `len` exceeds [`Sender::max_inline`],
+    /// and as [`Sender::send`].
+    pub fn reserve(&mut self, len: usize) -> Result<BatchGrant<'_>> {
+        let tx = &mut *self.tx;
+        tx.check_len(len)?;
+        let max = tx.prod.max_record_len();
+        if len > max {
+            return Err(Error::MessageTooLarge {
+                len: len as u64,
+                max: max as u64,
+            });
+        }
+        tx.check_peer()?;
+        if tx.abort_pending {
+            tx.write_abort(self.deadline.get())?;
+        }
+        if !tx.prod.can_reserve(len).map_err(|e| tx.ring_err(e))? {
+            tx.publish_staged()?;
+            tx.wait_space(len, self.deadline.get())?;
+        }
+        let pid = tx.peer.pid;
+        let grant = tx
+            .prod
+            .try_reserve_tagged(len, TAG_INLINE)
+            .map_err(|e| send_ring_err(pid, e))?
+            .ok_or(Error::Config(
+                "ring space vanished between check and reserve",
+            ))?;
+        Ok(BatchGrant {
+            grant,
+            count: &mut self.count,
+        })
+    }
+
+    /// Messages sent or staged through this batch so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing was added to the batch.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Publishes every staged message with one cursor store, waking the
+    /// reader if it is parked. Returns how many messages the batch sent.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the wake-up for a parked reader cannot be
+    /// sent because it is gone.
+    pub fn publish(mut self) -> Result<usize> {
+        self.published = true;
+        self.tx.publish_staged()?;
+        Ok(self.count)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            // Best effort: a dead peer shows on the next call.
+            let _ = self.tx.publish_staged();
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("len", &self.count).finish()
+    }
+}
+
+/// A zero-copy message being written into a [`Batch`]. Deref to `[u8]` to
+/// write; [`commit`](BatchGrant::commit) to stage it; drop to abandon.
+pub struct BatchGrant<'a> {
+    grant: ring::WriteGrant<'a>,
+    count: &'a mut usize,
+}
+
+impl BatchGrant<'_> {
+    /// Stages the message: the batch publishes it.
+    pub fn commit(self) {
+        self.grant.commit_deferred();
+        *self.count += 1;
+    }
+
+    /// Shrinks the message to its first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.grant.truncate(len);
+    }
+
+    /// Copies `src` into the start of the message without forming a
+    /// reference to shared memory.
+    pub fn fill_from(&mut self, src: &[u8]) {
+        self.grant.fill_from(src);
+    }
+}
+
+impl std::ops::Deref for BatchGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for BatchGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.grant
     }
 }
 
@@ -1492,6 +1665,12 @@ impl Connection {
     /// As [`Sender::send_batch`].
     pub fn send_batch_timeout(&mut self, msgs: &[&[u8]], timeout: Duration) -> Result<usize> {
         self.tx.send_batch_timeout(msgs, timeout)
+    }
+
+    /// Starts a batch of messages published together (see
+    /// [`Sender::batch`]).
+    pub fn batch(&mut self) -> Batch<'_> {
+        self.tx.batch()
     }
 
     /// Receives up to `max` messages with one release (see
