@@ -1,5 +1,6 @@
 //! Cross-process transport benchmarks: shmsock (Spin, Adaptive, Block;
-//! copying `send` and zero-copy `reserve`/`commit`) against a Unix
+//! copying `send`, zero-copy `reserve`/`commit`, and at 64 B
+//! `send_batch`/`recv_batch` in batches of 32) against a Unix
 //! `SOCK_STREAM` socket, a `SOCK_SEQPACKET` socket and a pipe (64 B), with
 //! this machine's floor (cache-line round trip, `memcpy`) in the same run.
 //!

@@ -10,15 +10,16 @@ use std::process::ExitCode;
 
 use bin_support::child::Result;
 use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
-use bin_support::{load, paced, pin, report};
+use bin_support::{fanin, load, paced, pin, report};
 
 const USAGE: &str = "\
-usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--load N]
-                    [--filter TEXT]
+usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
+                     [--load N] [--filter TEXT]
        shmsock help
 
-bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send and
-        zero-copy reserve/commit) against a Unix SOCK_STREAM socket, a
+bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
+        zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
+        of 32) against a Unix SOCK_STREAM socket, a
         SOCK_SEQPACKET socket and a pipe (64 B), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and
         one-way throughput, plus this machine's floor (cross-process cache-line
@@ -35,6 +36,9 @@ options:
                    200 us and 2 ms of think time before each request)
   --load N         run N busy processes (not pinned) during the whole run, to
                    measure on a busy machine
+  --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
+                   and 32 client processes doing 64 B round trips, not pinned;
+                   about 8 s, 2.5 s with --quick)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -69,6 +73,7 @@ struct BenchArgs {
     quick: bool,
     paced: bool,
     load: usize,
+    fanin: bool,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -78,6 +83,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut pin = true;
     let mut paced = true;
     let mut load = 0;
+    let mut fanin = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut it = args.iter();
@@ -96,6 +102,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                     .filter(|&n| n <= 64)
                     .ok_or_else(|| format!("--load {n:?}: expected 0..=64"))?;
             }
+            "--no-fanin" => fanin = false,
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -127,6 +134,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         quick,
         paced,
         load,
+        fanin,
     }))
 }
 
@@ -172,6 +180,18 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             report::paced_json(&rows)
         } else {
             report::paced_text(&rows)
+        });
+    }
+    if b.fanin {
+        // Not pinned either.
+        pin::restore(&all_cores)?;
+        let mut progress = run::Progress::new(fanin::steps());
+        let rows = fanin::run(b.quick, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::fanin_json(&rows)
+        } else {
+            report::fanin_text(&rows, fanin::measured(b.quick))
         });
     }
     let mut stdout = std::io::stdout().lock();

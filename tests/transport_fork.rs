@@ -559,6 +559,391 @@ fn credentials_policy_refuses() {
     child.wait(WAIT);
 }
 
+/// Message `seq` of the batch tests: 64 bytes, its number, then an FNV
+/// checksum of the 48 bytes that follow.
+fn batch_msg(seq: u64) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in m[16..].iter_mut().enumerate() {
+        *b = (seq as usize).wrapping_mul(31).wrapping_add(i * 7) as u8;
+    }
+    let sum = fnv(&m[16..]);
+    m[8..16].copy_from_slice(&sum.to_le_bytes());
+    m
+}
+
+/// Checks that `m` is message `seq` of [`batch_msg`].
+fn check_batch_msg(m: &[u8], seq: u64) {
+    assert_eq!(m.len(), 64, "message {seq}: length");
+    assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), seq, "order");
+    assert_eq!(
+        u64::from_le_bytes(m[8..16].try_into().unwrap()),
+        fnv(&m[16..]),
+        "message {seq}: checksum"
+    );
+    assert!(m == batch_msg(seq), "message {seq}: content");
+}
+
+/// Sends messages `from..to` of [`batch_msg`] with `send_batch`, in
+/// batches of the sizes in `sizes` (cycled), resending what a partial
+/// batch left.
+fn send_batches(c: &mut Connection, from: u64, to: u64, sizes: &[usize]) {
+    let mut seq = from;
+    let mut k = 0;
+    while seq < to {
+        let n = (sizes[k % sizes.len()] as u64).min(to - seq);
+        k += 1;
+        let msgs: Vec<[u8; 64]> = (seq..seq + n).map(batch_msg).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+        let mut sent = 0;
+        while sent < refs.len() {
+            sent += c.send_batch(&refs[sent..]).unwrap();
+        }
+        seq += n;
+    }
+}
+
+/// 10^6 checksummed 64 B messages sent in batches of many sizes through a
+/// small ring (the sender waits for space often) and received in batches of
+/// other sizes: order and content verified, nothing lost or repeated.
+fn batch_million_small_messages() {
+    const M: u64 = 1_000_000;
+    for wait in [WaitStrategy::default(), WaitStrategy::Block] {
+        let p = path();
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 14);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            send_batches(&mut c, 0, M, &[1, 32, 7, 1000, 2, 64, 300]);
+        });
+        let mut s = l.accept().unwrap();
+        let maxes = [32usize, 1, 5, 64, 500, 3];
+        let mut next = 0u64;
+        let mut calls = 0usize;
+        while next < M {
+            let max = maxes[calls % maxes.len()];
+            calls += 1;
+            let got = s
+                .recv_batch_timeout(max, WAIT, |m| {
+                    check_batch_msg(m, next);
+                    next += 1;
+                })
+                .unwrap();
+            assert!((1..=max).contains(&got), "{got} of at most {max}");
+        }
+        assert!(matches!(
+            s.recv_batch_timeout(32, WAIT, |_| panic!("no more messages")),
+            Err(Error::Disconnected)
+        ));
+        assert!(
+            calls < M as usize,
+            "{wait:?}: batches took more than one message at a time ({calls} calls)"
+        );
+        child.wait(WAIT);
+    }
+}
+
+/// Length of message `seq` of the mixed test, for a 64 KiB ring (records
+/// up to 32,760 bytes): mostly small, some empty, some larger than one
+/// record (fragmented), one exactly one record.
+fn mixed_batch_len(seq: u64) -> usize {
+    match seq % 17 {
+        3 => 100_000 + seq as usize,
+        9 => 0,
+        11 => 32_760,
+        13 => 40_000,
+        _ => 1 + (seq as usize * 13) % 200,
+    }
+}
+
+/// Batches mixing inline and fragmented messages, received with
+/// `recv_batch`, `recv` and `try_recv_batch` + `poll`: order and content
+/// hold, and a fragmented message always comes alone.
+fn batch_mixed_with_large_messages() {
+    const N: u64 = 3000;
+    let p = path();
+    let opts = Builder::new().ring_capacity(1 << 16);
+    let l = opts.bind(&p).unwrap();
+    let copts = opts.clone();
+    let child = common::spawn(move || {
+        let mut c = copts.connect(&p).unwrap();
+        let max_inline = c.max_inline();
+        assert_eq!(max_inline, 32_760);
+        let sizes = [5usize, 1, 40, 17, 200];
+        let mut seq = 0u64;
+        let mut k = 0;
+        while seq < N {
+            let n = (sizes[k % sizes.len()] as u64).min(N - seq);
+            k += 1;
+            let msgs: Vec<Vec<u8>> = (seq..seq + n)
+                .map(|s| payload(s, mixed_batch_len(s)))
+                .collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            let mut sent = 0;
+            while sent < refs.len() {
+                sent += c.send_batch(&refs[sent..]).unwrap();
+            }
+            // Plain sends in between.
+            if k % 7 == 0 && seq + n < N {
+                c.send(&payload(seq + n, mixed_batch_len(seq + n))).unwrap();
+                seq += 1;
+            }
+            seq += n;
+        }
+    });
+    let mut s = l.accept().unwrap();
+    let max_inline = s.max_inline();
+    let mut next = 0u64;
+    let mut call = 0u64;
+    while next < N {
+        call += 1;
+        let mut lens = Vec::new();
+        let mut check = |m: &[u8]| {
+            let len = mixed_batch_len(next);
+            assert_eq!(m.len(), len, "message {next}: length");
+            assert!(m == payload(next, len), "message {next}: content");
+            lens.push(len);
+            next += 1;
+        };
+        let got = match call % 3 {
+            0 => {
+                let m = s.recv_timeout(WAIT).unwrap();
+                check(&m.to_vec());
+                1
+            }
+            1 => s.recv_batch_timeout(64, WAIT, &mut check).unwrap(),
+            _ => loop {
+                let n = s.try_recv_batch(64, &mut check).unwrap();
+                if n > 0 {
+                    break n;
+                }
+                // Nothing ready: the wake-up is armed, sleep on the fd.
+                let fd = std::os::fd::AsFd::as_fd(&s);
+                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                nix::poll::poll(&mut fds, 10_000u16).unwrap();
+            },
+        };
+        assert_eq!(got, lens.len());
+        if lens.iter().any(|&l| l > max_inline) {
+            assert_eq!(lens.len(), 1, "a fragmented message comes alone");
+        }
+    }
+    assert!(matches!(
+        s.recv_batch_timeout(8, WAIT, |_| panic!("no more messages")),
+        Err(Error::Disconnected)
+    ));
+    child.wait(WAIT);
+}
+
+/// A batch larger than the ring: the sender publishes what fits, waits
+/// for space and finishes once the receiver reads; with a timeout it
+/// returns how many it sent, then `Timeout` on a full ring.
+fn batch_waits_for_space() {
+    const N: u64 = 1000;
+    for wait in [WaitStrategy::default(), WaitStrategy::Block] {
+        let p = path();
+        // 4 KiB: about 56 records of 64 B.
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 12);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            let msgs: Vec<[u8; 64]> = (0..N).map(batch_msg).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+            // The receiver sleeps: the ring fills, the call times out with
+            // what it managed to send.
+            let t = Instant::now();
+            let first = c
+                .send_batch_timeout(&refs, Duration::from_millis(100))
+                .unwrap();
+            assert!(t.elapsed() >= Duration::from_millis(100));
+            assert!((20..100).contains(&first), "{first} sent into a 4 KiB ring");
+            let r = c.send_batch_timeout(&refs[first..], Duration::from_millis(20));
+            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            // Without a timeout, it waits for the receiver and sends all.
+            assert_eq!(c.send_batch(&refs[first..]).unwrap(), N as usize - first);
+        });
+        let mut s = l.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let mut next = 0u64;
+        while next < N {
+            s.recv_batch_timeout(16, WAIT, |m| {
+                check_batch_msg(m, next);
+                next += 1;
+            })
+            .unwrap();
+        }
+        assert!(matches!(
+            s.recv_batch_timeout(8, WAIT, |_| ()),
+            Err(Error::Disconnected)
+        ));
+        child.wait(WAIT);
+    }
+}
+
+/// The peer leaves in the middle of batches. A receiver killed while the
+/// sender waits for space: the batch ends with what was sent, or
+/// `Disconnected`, and every later call fails. A sender killed mid-batch:
+/// the receiver gets everything published, in order, then `Disconnected`.
+fn batch_disconnected_mid_batch() {
+    for wait in [WaitStrategy::default(), WaitStrategy::Block] {
+        // The receiver dies.
+        let p = path();
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 12);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            let mut next = 0u64;
+            while next < 500 {
+                c.recv_batch_timeout(32, WAIT, |m| {
+                    check_batch_msg(m, next);
+                    next += 1;
+                })
+                .unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let mut s = l.accept().unwrap();
+        let pid = child.pid;
+        let mut sent = 0u64;
+        let mut killed: Option<Instant> = None;
+        let err = loop {
+            let msgs: Vec<[u8; 64]> = (sent..sent + 256).map(batch_msg).collect();
+            let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+            if sent >= 500 && killed.is_none() {
+                // The ring is full and the peer stopped reading.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                killed = Some(Instant::now());
+            }
+            match s.send_batch_timeout(&refs, Duration::from_secs(20)) {
+                Ok(n) => {
+                    assert!(n >= 1);
+                    if killed.is_some() && n < refs.len() {
+                        // A batch cut short by the hang-up: the next one fails.
+                        break s.send_batch(&refs[..1]).unwrap_err();
+                    }
+                    sent += n as u64;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::Disconnected), "{wait:?}: {err}");
+        assert!(
+            killed.is_some_and(|k| k.elapsed() < Duration::from_secs(2)),
+            "{wait:?}: the sender noticed late"
+        );
+        assert!(matches!(s.send_batch(&[b"x"]), Err(Error::Disconnected)));
+        child.kill();
+
+        // The sender dies.
+        let p = path();
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            send_batches(&mut c, 0, u64::MAX, &[32, 5, 100]);
+        });
+        let mut s = l.accept().unwrap();
+        let mut next = 0u64;
+        while next < 20_000 {
+            s.recv_batch_timeout(32, WAIT, |m| {
+                check_batch_msg(m, next);
+                next += 1;
+            })
+            .unwrap();
+        }
+        child.kill();
+        let killed = Instant::now();
+        loop {
+            match s.recv_batch_timeout(32, Duration::from_secs(5), |m| {
+                check_batch_msg(m, next);
+                next += 1;
+            }) {
+                Ok(n) => assert!(n >= 1),
+                Err(Error::Disconnected) => break,
+                Err(e) => panic!("{wait:?}: {e}"),
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "{wait:?}: Disconnected took {:?}",
+            killed.elapsed()
+        );
+        assert!(matches!(
+            s.try_recv_batch(8, |_| ()),
+            Err(Error::Disconnected)
+        ));
+    }
+}
+
+/// Zero-copy batches (`Connection::batch`): messages reserved in place and
+/// staged, a large one sent through the batch, an abandoned grant, batches
+/// published explicitly and by drop, through a ring small enough that
+/// reserving waits (which must publish what is staged, or both sides would
+/// wait forever).
+fn batch_guard_zero_copy() {
+    const N: u64 = 20_000;
+    let large = |seq: u64| seq % 997 == 500;
+    for wait in [WaitStrategy::default(), WaitStrategy::Block] {
+        let p = path();
+        let opts = Builder::new().wait(wait).ring_capacity(1 << 12);
+        let l = opts.bind(&p).unwrap();
+        let copts = opts.clone();
+        let child = common::spawn(move || {
+            let mut c = copts.connect(&p).unwrap();
+            let mut seq = 0u64;
+            let mut k = 0u64;
+            while seq < N {
+                k += 1;
+                let mut b = c.batch();
+                assert!(b.is_empty());
+                let end = (seq + 1 + k % 150).min(N);
+                while seq < end {
+                    if large(seq) {
+                        b.send(&payload(seq, 10_000)).unwrap();
+                    } else {
+                        let mut g = b.reserve(64).unwrap();
+                        g.copy_from_slice(&batch_msg(seq));
+                        g.commit();
+                        if seq.is_multiple_of(13) {
+                            // Abandoned: sends nothing.
+                            let mut g = b.reserve(64).unwrap();
+                            g.fill_from(&[0xee; 64]);
+                        }
+                    }
+                    seq += 1;
+                }
+                let staged = b.len();
+                if k.is_multiple_of(2) {
+                    assert_eq!(b.publish().unwrap(), staged);
+                } else {
+                    drop(b);
+                }
+            }
+        });
+        let mut s = l.accept().unwrap();
+        let mut next = 0u64;
+        while next < N {
+            s.recv_batch_timeout(40, WAIT, |m| {
+                if large(next) {
+                    assert!(m == payload(next, 10_000), "message {next}");
+                } else {
+                    check_batch_msg(m, next);
+                }
+                next += 1;
+            })
+            .unwrap();
+        }
+        assert!(matches!(
+            s.recv_batch_timeout(8, WAIT, |_| ()),
+            Err(Error::Disconnected)
+        ));
+        child.wait(WAIT);
+    }
+}
+
 fn main() {
     common::run(&[
         ("echo_sizes", echo_sizes),
@@ -596,5 +981,13 @@ fn main() {
             listener_file_mode_stale_and_live,
         ),
         ("credentials_policy_refuses", credentials_policy_refuses),
+        ("batch_million_small_messages", batch_million_small_messages),
+        (
+            "batch_mixed_with_large_messages",
+            batch_mixed_with_large_messages,
+        ),
+        ("batch_waits_for_space", batch_waits_for_space),
+        ("batch_disconnected_mid_batch", batch_disconnected_mid_batch),
+        ("batch_guard_zero_copy", batch_guard_zero_copy),
     ]);
 }

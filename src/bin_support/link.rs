@@ -34,6 +34,24 @@ pub trait Link {
     /// # Errors
     /// Transport errors; [`pattern::Corrupt`] if the data is wrong.
     fn recv(&mut self, seq: u64, len: usize) -> Result<()>;
+
+    /// Sends messages `seq0..seq0 + n` of `len` bytes, one way (by default
+    /// one [`Link::send`] each).
+    ///
+    /// # Errors
+    /// Transport errors.
+    fn send_stream(&mut self, seq0: u64, n: u64, len: usize) -> Result<()> {
+        (0..n).try_for_each(|i| self.send(seq0 + i, len))
+    }
+
+    /// Receives and checks messages `seq0..seq0 + n` of `len` bytes (by
+    /// default one [`Link::recv`] each).
+    ///
+    /// # Errors
+    /// Transport errors; [`pattern::Corrupt`] if the data is wrong.
+    fn recv_stream(&mut self, seq0: u64, n: u64, len: usize) -> Result<()> {
+        (0..n).try_for_each(|i| self.recv(seq0 + i, len))
+    }
 }
 
 /// A zeroed buffer whose pages are already faulted in.
@@ -144,6 +162,95 @@ impl Link for ShmZeroCopy {
                 let bytes = unsafe { msg.as_slice_unchecked() };
                 pattern::verify(bytes, seq, len)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Messages per batch of [`ShmBatch`].
+pub const BATCH: usize = 32;
+
+/// shmsock with the batch API: streams go out [`BATCH`] messages per
+/// `send_batch` (one publication) and come in up to [`BATCH`] per
+/// `recv_batch` (one release), each copied out of the ring and checksummed.
+/// A single message (a round trip) is a batch of one.
+pub struct ShmBatch {
+    conn: Connection,
+    tx: Vec<u8>,
+}
+
+impl ShmBatch {
+    /// Wraps a connection for messages of up to `max_len` bytes.
+    pub fn new(conn: Connection, max_len: usize) -> Self {
+        ShmBatch {
+            conn,
+            tx: buffer(BATCH * max_len),
+        }
+    }
+
+    /// Receives up to `max` messages, checking them as `*seq`, `*seq + 1`,
+    /// …; returns how many came.
+    fn recv_some(&mut self, seq: &mut u64, max: usize, len: usize) -> Result<usize> {
+        let mut bad = None;
+        let n = self.conn.recv_batch(max, |m| {
+            if bad.is_none() {
+                if let Err(e) = pattern::verify(m, *seq, len) {
+                    bad = Some(e);
+                }
+            }
+            *seq += 1;
+        })?;
+        match bad {
+            Some(e) => Err(e.into()),
+            None => Ok(n),
+        }
+    }
+}
+
+impl Link for ShmBatch {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        self.send_stream(seq, 1, len)
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let mut s = seq;
+        if self.recv_some(&mut s, 1, len)? != 1 {
+            return Err("recv_batch returned no message".into());
+        }
+        Ok(())
+    }
+
+    fn send_stream(&mut self, seq0: u64, n: u64, len: usize) -> Result<()> {
+        let mut seq = seq0;
+        let end = seq0 + n;
+        while seq < end {
+            let k = (end - seq).min(BATCH as u64) as usize;
+            let mut msgs: [&[u8]; BATCH] = [&[]; BATCH];
+            for (i, (chunk, slot)) in self
+                .tx
+                .chunks_exact_mut(len)
+                .zip(&mut msgs)
+                .take(k)
+                .enumerate()
+            {
+                pattern::fill(chunk, seq + i as u64);
+                *slot = chunk;
+            }
+            let mut sent = 0;
+            while sent < k {
+                sent += self.conn.send_batch(&msgs[sent..k])?;
+            }
+            seq += k as u64;
+        }
+        Ok(())
+    }
+
+    fn recv_stream(&mut self, seq0: u64, n: u64, len: usize) -> Result<()> {
+        let mut seq = seq0;
+        let end = seq0 + n;
+        while seq < end {
+            let max = (end - seq).min(BATCH as u64) as usize;
+            self.recv_some(&mut seq, max, len)?;
         }
         Ok(())
     }

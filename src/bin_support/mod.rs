@@ -4,6 +4,7 @@
 //! `report` are the binary's own.
 
 pub mod child;
+pub mod fanin;
 pub mod floor;
 pub mod link;
 pub mod load;

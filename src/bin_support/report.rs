@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::fanin::FaninRow;
 use super::paced::PacedRow;
 
 use super::run::{size_name, Results, Row, RttStats, MEMCPY_HOT_LEN, MEMCPY_LEN, ROUNDS};
@@ -543,6 +544,79 @@ pub fn paced_json(rows: &[PacedRow]) -> String {
             r.rtt.p999,
             r.rtt.samples,
             json_num(Some(r.cpu_per_req_ns)),
+        );
+    }
+    o
+}
+
+/// The fan-in scenario's table, as text; `measured` is each row's window.
+pub fn fanin_text(rows: &[FaninRow], measured: std::time::Duration) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nFan-in, 64 B round trips, NOT pinned: one server thread serves N client processes \
+         with poll(2) over their fds; each client does round trips back to back ({:.2} s measured per row)."
+    , measured.as_secs_f64());
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "clients", "transport", "round trips", "RTT p50", "p99", "p99.9", "rt/s vs", "p99 vs"
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "", "per s, all", "", "", "", "stream", "stream"
+    );
+    for r in rows {
+        let base = rows
+            .iter()
+            .find(|b| b.clients == r.clients && b.transport == Transport::Stream);
+        let (vt, v99) = base.map_or((None, None), |b| {
+            (
+                Some(r.per_s / b.per_s.max(1e-9)),
+                Some(b.rtt.p99 as f64 / r.rtt.p99.max(1) as f64),
+            )
+        });
+        let _ = writeln!(
+            o,
+            "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            r.clients,
+            r.transport.name(),
+            count(r.per_s),
+            ns(r.rtt.p50),
+            ns(r.rtt.p99),
+            ns(r.rtt.p999),
+            opt_ratio(vt),
+            opt_ratio(v99),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "shmsock: try_recv until empty (arms the wake-up), then poll; clients wait with the \
+         transport's strategy. unix stream: non-blocking reads until EAGAIN, then poll. \
+         vs stream: above 1 = better. Requests and replies checksummed."
+    );
+    o
+}
+
+/// The fan-in scenario's rows, one JSON object per line.
+pub fn fanin_json(rows: &[FaninRow]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"fanin\",\"size\":64,\"clients\":{},\"id\":",
+            r.clients
+        );
+        json_str(&mut o, r.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"round_trips\":{},\"round_trips_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{}}}",
+            r.round_trips,
+            json_num(Some(r.per_s)),
+            r.rtt.p50,
+            r.rtt.p99,
+            r.rtt.p999,
         );
     }
     o

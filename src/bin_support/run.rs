@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{BoxError, Result};
 use super::floor::{self, SpinStyle};
-use super::session::{Options, Session, Transport};
+use super::session::{Api, Options, Session, Transport};
 
 /// Message sizes measured by default.
 pub const DEFAULT_SIZES: [usize; 6] = [64, 1 << 10, 16 << 10, 64 << 10, 1 << 20, 16 << 20];
@@ -430,8 +430,9 @@ pub fn run(plan: &Plan) -> Result<Results> {
             }
             match t.skip_reason(size)? {
                 None => todo.push((size, t)),
-                // The pipe is a 64 B reference only: not worth a line per size.
-                Some(_) if t == Transport::Pipe => {}
+                // The pipe and the batches are 64 B rows only: not worth a
+                // line per size.
+                Some(_) if matches!(t, Transport::Pipe | Transport::Shm(_, Api::Batch)) => {}
                 Some(reason) => skipped.push(Skipped {
                     size,
                     transport: t,

@@ -22,7 +22,7 @@ use nix::sys::socket::{socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
-use super::link::{Framed, Link, SeqPacket, ShmCopy, ShmZeroCopy};
+use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy};
 use super::watchdog::Watchdog;
 
 /// How a shmsock connection waits.
@@ -40,7 +40,8 @@ impl Wait {
     /// All three, in table order.
     pub const ALL: [Wait; 3] = [Wait::Spin, Wait::Adaptive, Wait::Block];
 
-    fn strategy(self) -> WaitStrategy {
+    /// The shmsock wait strategy.
+    pub fn strategy(self) -> WaitStrategy {
         match self {
             Wait::Spin => WaitStrategy::Spin,
             Wait::Adaptive => WaitStrategy::default(),
@@ -56,6 +57,9 @@ pub enum Api {
     Copy,
     /// `reserve` + fill in place + `commit` / `recv` + read in place.
     ZeroCopy,
+    /// `send_batch` / `recv_batch` + checksum of the copy, 32 messages per
+    /// batch (measured at 64 B only).
+    Batch,
 }
 
 /// A transport compared.
@@ -78,6 +82,7 @@ impl Transport {
         for w in Wait::ALL {
             v.push(Transport::Shm(w, Api::Copy));
             v.push(Transport::Shm(w, Api::ZeroCopy));
+            v.push(Transport::Shm(w, Api::Batch));
         }
         v
     }
@@ -102,6 +107,7 @@ impl Transport {
             Transport::Shm(_, Api::ZeroCopy) if large => "frags, in place",
             Transport::Shm(_, Api::Copy) => "send",
             Transport::Shm(_, Api::ZeroCopy) => "reserve",
+            Transport::Shm(_, Api::Batch) => "batch32",
             Transport::Stream | Transport::Pipe => "framed",
             Transport::SeqPacket => "datagram",
         }
@@ -112,6 +118,9 @@ impl Transport {
         match self {
             Transport::Shm(Wait::Spin, Api::Copy) => "shmsock_spin_send",
             Transport::Shm(Wait::Spin, Api::ZeroCopy) => "shmsock_spin_zerocopy",
+            Transport::Shm(Wait::Spin, Api::Batch) => "shmsock_spin_batch32",
+            Transport::Shm(Wait::Adaptive, Api::Batch) => "shmsock_adaptive_batch32",
+            Transport::Shm(Wait::Block, Api::Batch) => "shmsock_block_batch32",
             Transport::Shm(Wait::Adaptive, Api::Copy) => "shmsock_adaptive_send",
             Transport::Shm(Wait::Adaptive, Api::ZeroCopy) => "shmsock_adaptive_zerocopy",
             Transport::Shm(Wait::Block, Api::Copy) => "shmsock_block_send",
@@ -130,6 +139,9 @@ impl Transport {
     pub fn skip_reason(self, size: usize) -> Result<Option<String>> {
         Ok(match self {
             Transport::Pipe if size != 64 => Some("pipe is measured at 64 B only".into()),
+            Transport::Shm(_, Api::Batch) if size != 64 => {
+                Some("batches are measured at 64 B only".into())
+            }
             Transport::SeqPacket => {
                 let max = seqpacket_max()?;
                 (size > max).then(|| {
@@ -148,6 +160,7 @@ impl fmt::Display for Transport {
         match self {
             Transport::Shm(_, Api::Copy) => write!(f, "{} send", self.name()),
             Transport::Shm(_, Api::ZeroCopy) => write!(f, "{} zero-copy", self.name()),
+            Transport::Shm(_, Api::Batch) => write!(f, "{} batch", self.name()),
             _ => f.write_str(self.name()),
         }
     }
@@ -213,7 +226,8 @@ impl Default for Options {
 /// Counter making every abstract socket name of this process unique.
 static SOCKET_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn socket_name() -> String {
+/// A fresh abstract socket name for a shmsock listener.
+pub fn socket_name() -> String {
     // Relaxed: a plain counter, nothing is published through it.
     let n = SOCKET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("@shmsock-bench-{}-{n}", std::process::id())
@@ -223,6 +237,7 @@ fn socket_name() -> String {
 enum ParentLink {
     ShmCopy(ShmCopy),
     ShmZeroCopy(ShmZeroCopy),
+    ShmBatch(ShmBatch),
     Stream(Framed<UnixStream, UnixStream>),
     SeqPacket(SeqPacket<UnixStream>),
     Pipe(Framed<File, File>),
@@ -235,6 +250,7 @@ macro_rules! with_link {
         match $link {
             ParentLink::ShmCopy($l) => $body,
             ParentLink::ShmZeroCopy($l) => $body,
+            ParentLink::ShmBatch($l) => $body,
             ParentLink::Stream($l) => $body,
             ParentLink::SeqPacket($l) => $body,
             ParentLink::Pipe($l) => $body,
@@ -270,7 +286,8 @@ const REPLY_ERR: u64 = 1;
 /// How an error reported by the peer starts.
 const PEER_PREFIX: &str = "peer process: ";
 
-fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
+/// Reads one little-endian `u64`.
+pub fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b)?;
     Ok(u64::from_le_bytes(b))
@@ -363,6 +380,7 @@ impl Session {
                 match api {
                     Api::Copy => ParentLink::ShmCopy(ShmCopy::new(conn, size)),
                     Api::ZeroCopy => ParentLink::ShmZeroCopy(ShmZeroCopy::new(conn, size)),
+                    Api::Batch => ParentLink::ShmBatch(ShmBatch::new(conn, size)),
                 }
             }
             (Transport::Stream, ParentEnd::Socket(s)) => {
@@ -462,7 +480,7 @@ impl Session {
         self.command(OP_SINK, n, seq0)?;
         let size = self.size;
         let start = Instant::now();
-        let r = with_link!(&mut self.link, l => (0..n).try_for_each(|i| l.send(seq0 + i, size)));
+        let r = with_link!(&mut self.link, l => l.send_stream(seq0, n, size));
         match r {
             Ok(()) => {
                 self.reply()?;
@@ -596,6 +614,7 @@ fn child_main(transport: Transport, size: usize, end: ChildEnd, ctl: UnixStream)
             match api {
                 Api::Copy => serve(ShmCopy::new(conn, size), size, ctl),
                 Api::ZeroCopy => serve(ShmZeroCopy::new(conn, size), size, ctl),
+                Api::Batch => serve(ShmBatch::new(conn, size), size, ctl),
             }
         }
         (Transport::Stream, ChildEnd::Socket(s)) => {
@@ -625,7 +644,7 @@ fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream) -> Result<()> {
                 link.recv(s, size)?;
                 link.send(s + 1, size)
             }),
-            OP_SINK => (0..n).try_for_each(|i| link.recv(seq0 + i, size)),
+            OP_SINK => link.recv_stream(seq0, n, size),
             OP_QUIT => return Ok(()),
             OP_CPU => {
                 let mut msg = REPLY_OK.to_le_bytes().to_vec();

@@ -79,6 +79,8 @@ pub struct Receiver {
     /// The last reassembled message (lent by the [`Message`] that returns
     /// it), whose buffer the next one reuses: no allocation and no page
     /// faults per large message once it has grown. At most `max_message`.
+    /// [`Receiver::recv_batch`] also copies each inline message here before
+    /// lending it (never a view of the ring, which the peer can write).
     assembled: Vec<u8>,
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
@@ -127,6 +129,12 @@ impl Deadline {
     fn get(&mut self) -> Option<Instant> {
         let timeout = self.timeout;
         *self.at.get_or_insert_with(|| deadline(timeout))
+    }
+
+    /// The time left (`None`: no limit), starting the clock if needed.
+    fn remaining(&mut self) -> Option<Duration> {
+        self.get()
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the deadline has passed (never, without a timeout).
@@ -257,7 +265,12 @@ impl Sender {
 
     /// Cheap periodic liveness check on the send fast path.
     fn check_peer(&mut self) -> Result<()> {
-        self.since_check += 1;
+        self.check_peer_after(1)
+    }
+
+    /// [`Sender::check_peer`] for a call that sends `sends` messages.
+    fn check_peer_after(&mut self, sends: u32) -> Result<()> {
+        self.since_check = self.since_check.saturating_add(sends);
         if self.since_check >= LIVENESS_EVERY {
             self.since_check = 0;
             self.drain()?;
@@ -382,6 +395,154 @@ impl Sender {
         g.fill_from(data);
         if g.commit() {
             self.wake_reader()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the messages of `msgs` in order, publishing them to the peer
+    /// with one cursor store and at most one wake-up: for a stream of small
+    /// messages this costs a fraction of one [`Sender::send`] each.
+    ///
+    /// Messages that fit one ring record ([`Sender::max_inline`]) are
+    /// written back to back and published together. When the ring is full,
+    /// what is written so far is published first (so the receiver can make
+    /// progress), then the call waits for space per the wait strategy and
+    /// the default timeout, which bounds all the waiting the call does. A
+    /// larger message goes as [`Sender::send`] sends it, after what is
+    /// written before it is published.
+    ///
+    /// Returns how many messages were sent, from the first: `msgs.len()`,
+    /// or fewer if an error (a timeout, the peer's departure) came after at
+    /// least one was sent, as [`std::io::Write::write`] does. Every message
+    /// counted was published; the rest were not sent (a larger message cut
+    /// short is dropped by the receiver). A lasting error (the peer left, a
+    /// protocol violation) is returned by the next call.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> Result<(), shmsock_transport::Error> {
+    /// let mut conn = shmsock_transport::Connection::connect("/tmp/s.sock")?;
+    /// let ticks: Vec<[u8; 64]> = (0..32u8).map(|i| [i; 64]).collect();
+    /// let batch: Vec<&[u8]> = ticks.iter().map(|t| &t[..]).collect();
+    /// let mut sent = 0;
+    /// while sent < batch.len() {
+    ///     sent += conn.send_batch(&batch[sent..])?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sender::send`], when nothing was sent. [`Error::MessageTooLarge`]
+    /// if any message is above the peer's limit (then nothing is sent).
+    pub fn send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        self.send_batch_within(msgs, self.timeout)
+    }
+
+    /// [`Sender::send_batch`] with an explicit timeout, which bounds the
+    /// time the whole call spends waiting.
+    ///
+    /// # Errors
+    /// As [`Sender::send_batch`].
+    pub fn send_batch_timeout(&mut self, msgs: &[&[u8]], timeout: Duration) -> Result<usize> {
+        self.send_batch_within(msgs, Some(timeout))
+    }
+
+    fn send_batch_within(&mut self, msgs: &[&[u8]], timeout: Option<Duration>) -> Result<usize> {
+        for m in msgs {
+            self.check_len(m.len())?;
+        }
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        self.check_peer_after(u32::try_from(msgs.len()).unwrap_or(u32::MAX))?;
+        let mut deadline = Deadline::new(timeout);
+        let mut done = 0;
+        let written = self.write_batch(msgs, &mut deadline, &mut done);
+        // Every record written is complete: publish them whatever happened.
+        let woken = self.publish_staged();
+        match written.and(woken) {
+            Ok(()) => Ok(done),
+            Err(e) if done == 0 => Err(e),
+            Err(_) => Ok(done),
+        }
+    }
+
+    /// Starts a batch: messages sent or reserved through it are staged and
+    /// published together, with one cursor store and at most one wake-up,
+    /// by [`Batch::publish`] or when the batch is dropped. The zero-copy
+    /// counterpart of [`Sender::send_batch`]. A wait for space publishes
+    /// what is staged first; the default timeout bounds all the waiting the
+    /// batch does.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> Result<(), shmsock_transport::Error> {
+    /// let mut conn = shmsock_transport::Connection::connect("/tmp/s.sock")?;
+    /// let mut batch = conn.batch();
+    /// for i in 0..32u8 {
+    ///     let mut g = batch.reserve(64)?;
+    ///     g.fill_from(&[i; 64]);
+    ///     g.commit();
+    /// }
+    /// batch.send(b"and a copied one")?;
+    /// assert_eq!(batch.publish()?, 33);
+    /// # Ok(()) }
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch {
+            deadline: Deadline::new(self.timeout),
+            tx: self,
+            count: 0,
+            published: false,
+        }
+    }
+
+    /// Publishes the staged records; wakes the reader if it is parked.
+    fn publish_staged(&mut self) -> Result<()> {
+        if self.prod.publish() {
+            self.wake_reader()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `msgs`, staging inline ones; counts in `done` the messages
+    /// written (staged or published).
+    fn write_batch(
+        &mut self,
+        msgs: &[&[u8]],
+        deadline: &mut Deadline,
+        done: &mut usize,
+    ) -> Result<()> {
+        if self.abort_pending {
+            self.write_abort(deadline.get())?;
+        }
+        let max = self.prod.max_record_len();
+        let pid = self.peer.pid;
+        for m in msgs {
+            if m.len() > max {
+                self.publish_staged()?;
+                let left = deadline.remaining();
+                self.send_large(m, left)?;
+            } else {
+                if !self
+                    .prod
+                    .can_reserve(m.len())
+                    .map_err(|e| self.ring_err(e))?
+                {
+                    self.publish_staged()?;
+                    self.wait_space(m.len(), deadline.get())?;
+                }
+                let mut g = self
+                    .prod
+                    .try_reserve_tagged(m.len(), TAG_INLINE)
+                    .map_err(|e| send_ring_err(pid, e))?
+                    .ok_or(Error::Config(
+                        "ring space vanished between check and reserve",
+                    ))?;
+                g.fill_from(m);
+                g.commit_deferred();
+            }
+            *done += 1;
         }
         Ok(())
     }
@@ -571,6 +732,149 @@ impl AsFd for Sender {
     /// space was freed, or when the peer is gone.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+/// Messages published together: see [`Sender::batch`]. Dropping the batch
+/// publishes what it staged (waking the reader on a best-effort basis);
+/// [`Batch::publish`] does the same and reports errors.
+pub struct Batch<'a> {
+    tx: &'a mut Sender,
+    deadline: Deadline,
+    /// Messages sent or staged through this batch.
+    count: usize,
+    published: bool,
+}
+
+impl Batch<'_> {
+    /// Adds a copy of `data` to the batch. A message larger than one ring
+    /// record is sent at once, as [`Sender::send`] sends it, after what is
+    /// staged is published.
+    ///
+    /// # Errors
+    /// As [`Sender::send`]; what was staged before stays staged.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.tx.check_len(data.len())?;
+        self.tx.check_peer()?;
+        let mut done = 0;
+        self.tx
+            .write_batch(&[data], &mut self.deadline, &mut done)?;
+        self.count += done;
+        Ok(())
+    }
+
+    /// Reserves `len` bytes in the ring for a zero-copy message of the
+    /// batch; [`BatchGrant::commit`] stages it.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `len` exceeds [`Sender::max_inline`],
+    /// and as [`Sender::send`].
+    pub fn reserve(&mut self, len: usize) -> Result<BatchGrant<'_>> {
+        let tx = &mut *self.tx;
+        tx.check_len(len)?;
+        let max = tx.prod.max_record_len();
+        if len > max {
+            return Err(Error::MessageTooLarge {
+                len: len as u64,
+                max: max as u64,
+            });
+        }
+        tx.check_peer()?;
+        if tx.abort_pending {
+            tx.write_abort(self.deadline.get())?;
+        }
+        if !tx.prod.can_reserve(len).map_err(|e| tx.ring_err(e))? {
+            tx.publish_staged()?;
+            tx.wait_space(len, self.deadline.get())?;
+        }
+        let pid = tx.peer.pid;
+        let grant = tx
+            .prod
+            .try_reserve_tagged(len, TAG_INLINE)
+            .map_err(|e| send_ring_err(pid, e))?
+            .ok_or(Error::Config(
+                "ring space vanished between check and reserve",
+            ))?;
+        Ok(BatchGrant {
+            grant,
+            count: &mut self.count,
+        })
+    }
+
+    /// Messages sent or staged through this batch so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing was added to the batch.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Publishes every staged message with one cursor store, waking the
+    /// reader if it is parked. Returns how many messages the batch sent.
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if the wake-up for a parked reader cannot be
+    /// sent because it is gone.
+    pub fn publish(mut self) -> Result<usize> {
+        self.published = true;
+        self.tx.publish_staged()?;
+        Ok(self.count)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            // Best effort: a dead peer shows on the next call.
+            let _ = self.tx.publish_staged();
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("len", &self.count).finish()
+    }
+}
+
+/// A zero-copy message being written into a [`Batch`]. Deref to `[u8]` to
+/// write; [`commit`](BatchGrant::commit) to stage it; drop to abandon.
+pub struct BatchGrant<'a> {
+    grant: ring::WriteGrant<'a>,
+    count: &'a mut usize,
+}
+
+impl BatchGrant<'_> {
+    /// Stages the message: the batch publishes it.
+    pub fn commit(self) {
+        self.grant.commit_deferred();
+        *self.count += 1;
+    }
+
+    /// Shrinks the message to its first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.grant.truncate(len);
+    }
+
+    /// Copies `src` into the start of the message without forming a
+    /// reference to shared memory.
+    pub fn fill_from(&mut self, src: &[u8]) {
+        self.grant.fill_from(src);
+    }
+}
+
+impl std::ops::Deref for BatchGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.grant
+    }
+}
+
+impl std::ops::DerefMut for BatchGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.grant
     }
 }
 
@@ -901,28 +1205,160 @@ impl Receiver {
     /// # Errors
     /// As [`Receiver::recv`] (never [`Error::Timeout`]).
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
-        let mut none = Deadline::new(None);
-        let mut head = self.poll_head(&mut none)?;
+        let head = self.try_head(&mut Deadline::new(None))?;
+        match head {
+            Head::Inline(h) => self.inline(h).map(Some),
+            Head::Whole => Ok(Some(self.assembled_message())),
+            Head::Empty => Ok(None),
+        }
+    }
+
+    /// The head of the ring without waiting; if it is empty, arms the
+    /// wake-up (see [`Receiver::try_recv`]) and returns [`Head::Empty`].
+    fn try_head(&mut self, deadline: &mut Deadline) -> Result<Head> {
+        let mut head = self.poll_head(deadline)?;
         if matches!(head, Head::Empty) {
             self.drain()?;
-            head = self.poll_head(&mut none)?;
+            head = self.poll_head(deadline)?;
         }
         if matches!(head, Head::Empty) {
             if self.peer_eof {
                 return Err(Error::Disconnected);
             }
             self.cons.park();
-            head = self.poll_head(&mut none)?;
+            head = self.poll_head(deadline)?;
             if matches!(head, Head::Empty) {
-                return Ok(None);
+                return Ok(head);
             }
             self.cons.unpark();
         }
-        match head {
-            Head::Inline(h) => self.inline(h).map(Some),
-            Head::Whole => Ok(Some(self.assembled_message())),
-            Head::Empty => Ok(None),
+        Ok(head)
+    }
+
+    /// Receives up to `max` messages with one release of their ring space
+    /// (one cursor store, at most one wake-up for the sender), calling `f`
+    /// on each in order. Waits per the wait strategy and the default
+    /// timeout until at least one message is ready, then takes those that
+    /// are ready without waiting again. Returns how many `f` was given
+    /// (0 only if `max` is 0).
+    ///
+    /// The sender gets the batch's space back only when the call returns:
+    /// keep `max` modest (tens to hundreds) so that it need not wait long.
+    ///
+    /// `f` gets a copy: each inline message is copied out of the ring into
+    /// a buffer the receiver keeps, which the peer cannot write. A message
+    /// larger than one ring record ends the batch; the next call (or
+    /// [`Receiver::recv`]) returns it, alone, from the buffer it was
+    /// reassembled in.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn main() -> Result<(), shmsock_transport::Error> {
+    /// let mut conn = shmsock_transport::Connection::connect("/tmp/s.sock")?;
+    /// let mut total = 0u64;
+    /// let n = conn.recv_batch(32, |msg| total += msg.len() as u64)?;
+    /// println!("{n} messages, {total} bytes");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`]. An error met after the first message ends the
+    /// batch instead; the next call returns it if it lasts.
+    pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_batch_within(max, Some(self.timeout), f)
+    }
+
+    /// [`Receiver::recv_batch`] with an explicit timeout (`Duration::MAX`
+    /// waits forever) for the first message.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_batch`].
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.recv_batch_within(max, Some(Some(timeout)), f)
+    }
+
+    /// [`Receiver::recv_batch`] without waiting: `Ok(0)` if nothing is
+    /// ready, having armed the wake-up as [`Receiver::try_recv`] does. An
+    /// event loop calls it until it returns `Ok(0)`, then sleeps on the fd.
+    ///
+    /// # Errors
+    /// As [`Receiver::try_recv`].
+    pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_batch_within(max, None, f)
+    }
+
+    /// `wait`: `Some(timeout)` to wait for the first message, `None` not to.
+    fn recv_batch_within(
+        &mut self,
+        max: usize,
+        wait: Option<Option<Duration>>,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
         }
+        let first = match wait {
+            Some(timeout) => {
+                let mut deadline = Deadline::new(timeout);
+                loop {
+                    match self.poll_head(&mut deadline)? {
+                        Head::Empty => self.wait_data(deadline.get())?,
+                        h => break h,
+                    }
+                }
+            }
+            None => self.try_head(&mut Deadline::new(None))?,
+        };
+        let mut head = match first {
+            Head::Empty => return Ok(0),
+            Head::Whole => {
+                f(&self.assembled);
+                return Ok(1);
+            }
+            Head::Inline(h) => h,
+        };
+        let pid = self.peer.pid;
+        let mut n = 0;
+        let taken = loop {
+            // No fragmented message is being assembled (the head was
+            // inline), so the reassembly buffer is free to hold the copy.
+            self.assembled.clear();
+            match self.cons.read(head) {
+                Ok(g) => {
+                    g.append_to(0, &mut self.assembled);
+                    // Handed back below, with the whole batch.
+                    g.release_deferred();
+                }
+                // Unreachable in practice (`head` was just validated), but
+                // keep the count of what `f` already got.
+                Err(_) if n > 0 => break Ok(n),
+                Err(e) => break Err(ring_err(pid, e)),
+            }
+            f(&self.assembled);
+            n += 1;
+            if n == max {
+                break Ok(n);
+            }
+            // The next inline message, if one is ready. Anything else (an
+            // empty ring, a fragment, an error, which poisons the ring and
+            // so lasts) ends the batch; the next call deals with it.
+            match self.cons.peek_record() {
+                Ok(Some(h)) if h.tag() == TAG_INLINE && h.len() as u64 <= self.max_message => {
+                    head = h;
+                }
+                _ => break Ok(n),
+            }
+        };
+        if self.cons.flush_releases() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
+        }
+        taken
     }
 
     /// Consumes fragment records at the head of the ring until a message is
@@ -1237,6 +1673,61 @@ impl Connection {
     /// As [`Receiver::try_recv`].
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
         self.rx.try_recv()
+    }
+
+    /// Sends many messages with one publication (see
+    /// [`Sender::send_batch`]).
+    ///
+    /// # Errors
+    /// As [`Sender::send_batch`].
+    pub fn send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        self.tx.send_batch(msgs)
+    }
+
+    /// Sends a batch with an explicit timeout (see
+    /// [`Sender::send_batch_timeout`]).
+    ///
+    /// # Errors
+    /// As [`Sender::send_batch`].
+    pub fn send_batch_timeout(&mut self, msgs: &[&[u8]], timeout: Duration) -> Result<usize> {
+        self.tx.send_batch_timeout(msgs, timeout)
+    }
+
+    /// Starts a batch of messages published together (see
+    /// [`Sender::batch`]).
+    pub fn batch(&mut self) -> Batch<'_> {
+        self.tx.batch()
+    }
+
+    /// Receives up to `max` messages with one release (see
+    /// [`Receiver::recv_batch`]).
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_batch`].
+    pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.rx.recv_batch(max, f)
+    }
+
+    /// Receives a batch with an explicit timeout (see
+    /// [`Receiver::recv_batch_timeout`]).
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_batch`].
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.rx.recv_batch_timeout(max, timeout, f)
+    }
+
+    /// Receives a batch without blocking (see [`Receiver::try_recv_batch`]).
+    ///
+    /// # Errors
+    /// As [`Receiver::try_recv_batch`].
+    pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.rx.try_recv_batch(max, f)
     }
 
     /// Splits into halves that can live on two threads.

@@ -12,6 +12,10 @@
 //!   copies into the ring; [`Connection::reserve`] lends ring space for
 //!   zero-copy writes; [`Connection::recv`] returns a [`Message`] read in
 //!   place. [`Connection::split`] gives a [`Sender`] and a [`Receiver`].
+//! - [`Connection::send_batch`] (or, zero-copy, a [`Batch`] from
+//!   [`Connection::batch`]) and [`Connection::recv_batch`] move many small
+//!   messages with one cursor store and at most one wake-up per batch on
+//!   each side.
 //! - Messages larger than half a ring travel as a sealed memfd.
 //! - A reader that finds the ring empty spins, then parks and sleeps on the
 //!   socket; a writer sends a wake-up only to a parked reader, so a busy
@@ -52,7 +56,7 @@ mod wait;
 #[doc(hidden)]
 pub mod wire;
 
-pub use connection::{Connection, Message, Receiver, Sender, WriteGrant};
+pub use connection::{Batch, BatchGrant, Connection, Message, Receiver, Sender, WriteGrant};
 pub use error::{Error, ProtocolViolation, Result};
 pub use listener::Listener;
 pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};
