@@ -166,6 +166,14 @@ pub enum Error {
     /// An earlier protocol violation poisoned this ring.
     #[error("ring is poisoned by an earlier protocol violation")]
     Poisoned,
+    /// A ring half was asked to write memory this process maps read-only
+    /// (a producer over the peer's segment, or a consumer whose cursor
+    /// words are in it).
+    #[error("the {half} words of a ring must lie in memory this process can write")]
+    ReadOnly {
+        /// `"producer"` or `"consumer"`.
+        half: &'static str,
+    },
 }
 
 impl Error {
