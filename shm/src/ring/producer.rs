@@ -62,6 +62,16 @@ impl Producer {
     /// producers would hand out overlapping [`WriteGrant`]s, whose
     /// `&mut [u8]` must be exclusive.
     ///
+    /// Safe code cannot make a second producer of a ring it got from a safe
+    /// constructor:
+    /// ```compile_fail,E0133
+    /// use shmsock_shm::ring::{self, Producer, RingMemory};
+    /// use std::sync::Arc;
+    /// let (seg, _only) = ring::create_segment(c"x", 4096, Default::default()).unwrap();
+    /// let mem: Arc<dyn RingMemory> = seg;
+    /// let _second = Producer::attach(mem.clone(), mem); // needs `unsafe`
+    /// ```
+    ///
     /// # Errors
     /// [`Error::ReadOnly`] if `prod` is not writable; [`Error::Protocol`]
     /// if a header is invalid.

@@ -343,14 +343,9 @@ fn attach_rejects_bad_header_fields() {
             ),
             "{what}"
         );
-        assert!(
-            // SAFETY: no other producer of `mem` exists.
-            matches!(
-                unsafe { Producer::attach(mem.clone(), mem) },
-                Err(Error::Protocol(_))
-            ),
-            "{what}"
-        );
+        // SAFETY: no other producer of `mem` exists.
+        let r = unsafe { Producer::attach(mem.clone(), mem) };
+        assert!(matches!(r, Err(Error::Protocol(_))), "{what}");
     }
     // Cursors already inconsistent at attach time.
     for (head, tail) in [(8, 0), (0, 3), (0, cap + 8)] {
@@ -363,10 +358,8 @@ fn attach_rejects_bad_header_fields() {
             "{head} {tail}"
         );
         // SAFETY: no other producer of `mem` exists.
-        assert!(
-            unsafe { Producer::attach(mem.clone(), mem) }.is_err(),
-            "{head} {tail}"
-        );
+        let r = unsafe { Producer::attach(mem.clone(), mem) };
+        assert!(r.is_err(), "{head} {tail}");
     }
 }
 
