@@ -1380,7 +1380,7 @@ fn peer_cannot_make_us_hold_large_message_memory() {
                     }
                 }
             }
-            // Keep the victim's parked flag honest: a wake-up now and then.
+            // Wake the victim's producer now and then, in case it parked.
             let mut b = [0u8; MAX_CONTROL_LEN];
             let n = Control::WakeSpace.encode(&mut b);
             let _ = rustix::net::send(&c._back, &b[..n], SendFlags::NOSIGNAL | SendFlags::DONTWAIT);

@@ -199,8 +199,11 @@ fn check_fd(
 
 impl Segment {
     /// Creates a memfd of `len` bytes named `name` (the name shows in
-    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), seals
-    /// its size and maps it read-write.
+    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), maps it
+    /// read-write, then seals it with [`RING_SEALS`]: its size, and every
+    /// future write, so that this mapping is the only writable one there
+    /// will ever be (a peer that receives the fd can map it read-only
+    /// only).
     ///
     /// # Errors
     /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved, or
@@ -628,6 +631,8 @@ mod tests {
         for (backed, seals) in [
             (0, REQUIRED_SEALS),
             (4096, REQUIRED_SEALS),
+            (0, RING_SEALS),
+            (8192, RING_SEALS),
             (0, FROZEN_SEALS),
             (8192, FROZEN_SEALS),
         ] {
@@ -639,6 +644,10 @@ mod tests {
             add_seals(fd.as_fd(), seals).unwrap();
             let r = if seals.contains(SealFlag::F_SEAL_WRITE) {
                 FrozenSegment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            } else if seals.contains(SealFlag::F_SEAL_FUTURE_WRITE) {
+                // A ring segment's seals: the read-only attach checks the
+                // backing the same way.
+                Segment::attach_read_only(fd, 3 * 4096, 1 << 20).map(drop)
             } else {
                 Segment::attach(fd, 3 * 4096, 1 << 20).map(drop)
             };
