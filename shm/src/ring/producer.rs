@@ -60,7 +60,11 @@ impl Producer {
     /// No other `Producer` of the same ring (the same `prod` memory) may be
     /// alive in this process, now or while the returned one lives: two
     /// producers would hand out overlapping [`WriteGrant`]s, whose
-    /// `&mut [u8]` must be exclusive.
+    /// `&mut [u8]` must be exclusive. Likewise no other process may be able
+    /// to write `prod` while the producer lives: true of a segment made by
+    /// [`Segment::create`](crate::Segment::create) (sealed with
+    /// `F_SEAL_FUTURE_WRITE`) and of [`HeapMemory`](super::HeapMemory), not
+    /// of a memfd a peer can still map writable.
     ///
     /// Safe code cannot make a second producer of a ring it got from a safe
     /// constructor:
