@@ -604,6 +604,54 @@ fn shared_memory_attacks() {
     });
 }
 
+/// The server sends to a client that lies about its cursor of the
+/// server's ring. Since protocol 2 that cursor lives in the client's own
+/// segment (the only place it can lie): the server's producer must refuse
+/// it with a protocol violation at its next refresh, never write over
+/// records the client has not released, and never hang.
+fn consumer_cursor_lies(what: &str, head: u64, pred: fn(&shmsock::shm::Violation) -> bool) {
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(4096)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let c = raw_handshake(&p2, 4096);
+        c.poke(HEAD, head);
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let mut sent = 0u64;
+    let err = loop {
+        // The producer reloads `head` only when its cached copy says the
+        // ring is full; a send that timed out before the lie landed just
+        // tries again.
+        match s.send_timeout(&[1u8; 100], Duration::from_millis(200)) {
+            Ok(()) => sent += 1,
+            Err(Error::Timeout) => {}
+            Err(e) => break e,
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}: no violation");
+    };
+    assert!(
+        matches!(&err, Error::Protocol { violation: ProtocolViolation::Ring(v), .. } if pred(v)),
+        "{what}: {err:?}"
+    );
+    eprintln!("  {what}: {sent} sent, then: {err}");
+    child.kill();
+}
+
+fn consumer_cursor_attacks() {
+    use shmsock::shm::Violation as V;
+    consumer_cursor_lies("head beyond tail", 1 << 40, |v| {
+        matches!(v, V::HeadBeyondTail { .. })
+    });
+    consumer_cursor_lies("head misaligned", 3, |v| matches!(v, V::Misaligned { .. }));
+}
+
 fn random_scribbler() {
     // A client that streams checksummed messages while a second thread
     // scribbles random words over its own segment (the only memory it can
@@ -1825,6 +1873,7 @@ fn main() {
         ("wrong_fd_counts_rejected", wrong_fd_counts_rejected),
         ("garbage_and_silence", garbage_and_silence),
         ("shared_memory_attacks", shared_memory_attacks),
+        ("consumer_cursor_attacks", consumer_cursor_attacks),
         ("random_scribbler", random_scribbler),
         ("producer_that_never_wakes", producer_that_never_wakes),
         ("reader_that_never_releases", reader_that_never_releases),

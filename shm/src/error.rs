@@ -111,7 +111,9 @@ pub enum Error {
     MissingSeals {
         /// Seals present.
         have: u32,
-        /// Seals required.
+        /// Seals required. For a read-only attach this includes both write
+        /// seals (`F_SEAL_WRITE | F_SEAL_FUTURE_WRITE`), of which either one
+        /// is enough.
         need: u32,
     },
     /// The memfd's size is not the size agreed on.
