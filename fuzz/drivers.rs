@@ -77,11 +77,12 @@ fn make_fd(spec: u8) -> OwnedFd {
         }
         fd
     };
-    let all = S::F_SEAL_SHRINK | S::F_SEAL_GROW | S::F_SEAL_SEAL;
+    let all = S::F_SEAL_SHRINK | S::F_SEAL_GROW | S::F_SEAL_SEAL | S::F_SEAL_FUTURE_WRITE;
     match spec % 6 {
         0 => {
-            let seg = ring::create_segment(c"fuzz", 4096, shmsock::shm::SegmentOptions::default())
-                .unwrap();
+            let (seg, _prod) =
+                ring::create_segment(c"fuzz", 4096, shmsock::shm::SegmentOptions::default())
+                    .unwrap();
             seg.fd().try_clone_to_owned().unwrap()
         }
         1 => memfd(segment_size(4096), S::empty()),
@@ -151,6 +152,8 @@ pub fn handshake(data: &[u8], server: bool) {
 /// Ring reader: a producer and consumer over one heap ring while the input
 /// scribbles on header and data words. The consumer must only ever return
 /// records within bounds, or an error; never panic or read out of bounds.
+/// (Across processes the peer can only write its own segment; one memory
+/// here lets the input play both peers at once.)
 pub fn ring_reader(data: &[u8]) {
     const CAP: u64 = 256;
     let mem = Arc::new(HeapMemory::new(segment_size(CAP) as usize).unwrap());
@@ -162,8 +165,10 @@ pub fn ring_reader(data: &[u8]) {
         // written atomically, as a hostile peer's writes would be.
         unsafe { AtomicU64::from_ptr(mem.base().add(off).cast()) }.store(v, Ordering::Relaxed);
     };
-    let mut prod = Producer::attach(mem.clone()).ok();
-    let mut cons = Consumer::attach(mem.clone()).ok();
+    // SAFETY: `mem` was allocated above; this is its only producer (the
+    // re-attach below drops the old one first).
+    let mut prod = unsafe { Producer::attach(mem.clone(), mem.clone()) }.ok();
+    let mut cons = Consumer::attach(mem.clone(), mem.clone()).ok();
     let max = max_record_len(CAP) as usize;
     let mut buf = vec![0u8; max];
     let mut it = data.iter().copied();
@@ -177,7 +182,7 @@ pub fn ring_reader(data: &[u8]) {
     while let Some(op) = it.next() {
         match op % 7 {
             0 => {
-                // Header words: config, tail, closed, head, parked flags.
+                // Header words: config, tail, closed, head, park words.
                 let offs = [0usize, 8, 16, 128, 136, 256, 264, 384, 512];
                 let off = offs[it.next().unwrap_or(0) as usize % offs.len()];
                 let v = word(&mut it);
@@ -213,8 +218,11 @@ pub fn ring_reader(data: &[u8]) {
             }
             _ => {
                 // Re-attach: validation of whatever the header holds now.
-                cons = Consumer::attach(mem.clone()).ok();
-                prod = Producer::attach(mem.clone()).ok();
+                cons = Consumer::attach(mem.clone(), mem.clone()).ok();
+                drop(prod.take());
+                // SAFETY: the old producer was dropped just above: this is
+                // the only one.
+                prod = unsafe { Producer::attach(mem.clone(), mem.clone()) }.ok();
             }
         }
     }

@@ -68,7 +68,11 @@ fn hello_bytes(cap: u64) -> Vec<u8> {
     b[..n].to_vec()
 }
 
-fn good_ring(cap: u64) -> Segment {
+fn good_ring(cap: u64) -> Arc<Segment> {
+    good_ring_and_producer(cap).0
+}
+
+fn good_ring_and_producer(cap: u64) -> (Arc<Segment>, Producer) {
     ring::create_segment(c"hostile", cap, SegmentOptions::default()).unwrap()
 }
 
@@ -223,10 +227,16 @@ fn version_mismatch_both_sides() {
 
 fn bad_ring_fds_rejected() {
     use nix::fcntl::SealFlag as S;
-    const ALL: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
+    const SIZE: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
+    const ALL: S = SIZE.union(S::F_SEAL_FUTURE_WRITE);
     type Make = fn() -> OwnedFd;
     type Check = fn(&shmsock::shm::Error) -> bool;
     let cases: Vec<(&str, Make, Check)> = vec![
+        (
+            "size-sealed memfd the sender can still write",
+            || memfd(segment_size(4096), SIZE),
+            |e| matches!(e, shmsock::shm::Error::MissingSeals { .. }),
+        ),
         (
             "unsealed memfd",
             || memfd(segment_size(4096), S::empty()),
@@ -431,7 +441,10 @@ fn garbage_and_silence() {
 }
 
 /// A client that completes the handshake by hand and keeps raw access to
-/// both rings, to attack the server through shared memory.
+/// both segments, to attack the server through shared memory. It can write
+/// only its own segment (`ours`: its ring to the server and its consumer
+/// words of the server's ring); the server's segment it maps read-only, as
+/// the kernel leaves it no other choice.
 struct RawClient {
     sock: OwnedFd,
     _back: OwnedFd,
@@ -443,7 +456,7 @@ struct RawClient {
 
 fn raw_handshake(p: &str, cap: u64) -> RawClient {
     let sock = raw_connect(p);
-    let ours = Arc::new(good_ring(cap));
+    let (ours, prod) = good_ring_and_producer(cap);
     let (back, bc) = back_channel();
     raw_send(sock.as_fd(), &hello_bytes(cap), &[ours.fd(), bc.as_fd()]);
     drop(bc);
@@ -468,19 +481,21 @@ fn raw_handshake(p: &str, cap: u64) -> RawClient {
         }
     }
     let theirs = Arc::new(
-        Segment::attach(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30).unwrap(),
+        Segment::attach_read_only(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30)
+            .unwrap(),
     );
     RawClient {
         sock,
         _back: back,
-        prod: Producer::attach(ours.clone()).unwrap(),
+        prod: prod.with_consumer_words(theirs.clone()).unwrap(),
+        _theirs: Consumer::attach(theirs.clone(), ours.clone()).unwrap(),
         ours,
-        _theirs: Consumer::attach(theirs.clone()).unwrap(),
         theirs_seg: Some(theirs),
     }
 }
 
 impl RawClient {
+    /// Writes a word of our own segment (the only one we can write).
     fn poke(&self, off: usize, val: u64) {
         assert!(off + 8 <= self.ours.len());
         // SAFETY: in bounds and 8-aligned; the word is shared memory, so it
@@ -579,17 +594,69 @@ fn shared_memory_attacks() {
         c.poke(TAIL, 160 + 24);
     });
     ring_attack("flags flipped", |c| {
+        // Every word of our own header: the server's consumer reads the
+        // producer words, its producer the consumer words.
         c.poke(128 + 8, 0xffff_ffff); // producer_closed + pad
-        c.poke(384, 1);
-        c.poke(512, 1);
-        c.poke(HEAD, 1 << 40); // the consumer's own cursor: ignored by it
+        c.poke(384, 1); // our reader park word (ring server -> us)
+        c.poke(512, 1); // our writer park word (ring us -> server)
+        c.poke(HEAD, 1 << 40); // our cursor of the server's ring: checked when it sends
         c.poke(TAIL, 4096 * 5);
     });
 }
 
+/// The server sends to a client that lies about its cursor of the
+/// server's ring. Since protocol 2 that cursor lives in the client's own
+/// segment (the only place it can lie): the server's producer must refuse
+/// it with a protocol violation at its next refresh, never write over
+/// records the client has not released, and never hang.
+fn consumer_cursor_lies(what: &str, head: u64, pred: fn(&shmsock::shm::Violation) -> bool) {
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .ring_capacity(4096)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let c = raw_handshake(&p2, 4096);
+        c.poke(HEAD, head);
+        sleep_forever();
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let mut sent = 0u64;
+    let err = loop {
+        // The producer reloads `head` only when its cached copy says the
+        // ring is full; a send that timed out before the lie landed just
+        // tries again.
+        match s.send_timeout(&[1u8; 100], Duration::from_millis(200)) {
+            Ok(()) => sent += 1,
+            Err(Error::Timeout) => {}
+            Err(e) => break e,
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}: no violation");
+    };
+    assert!(
+        matches!(&err, Error::Protocol { violation: ProtocolViolation::Ring(v), .. } if pred(v)),
+        "{what}: {err:?}"
+    );
+    eprintln!("  {what}: {sent} sent, then: {err}");
+    child.kill();
+}
+
+fn consumer_cursor_attacks() {
+    use shmsock::shm::Violation as V;
+    consumer_cursor_lies("head beyond tail", 1 << 40, |v| {
+        matches!(v, V::HeadBeyondTail { .. })
+    });
+    consumer_cursor_lies("head misaligned", 3, |v| matches!(v, V::Misaligned { .. }));
+}
+
 fn random_scribbler() {
     // A client that streams checksummed messages while a second thread
-    // scribbles random words over its ring. The server either keeps
+    // scribbles random words over its own segment (the only memory it can
+    // write: its ring to the server and its words of the server's ring).
+    // The server either keeps
     // receiving intact messages or reports a violation; it never delivers a
     // message whose checksum fails as if it were good... unless the
     // scribbler hit payload bytes, which the checksum catches: then the
@@ -671,11 +738,12 @@ fn random_scribbler() {
     child.kill();
 }
 
-/// Reads a u32 word of a raw client's view of the server's ring header.
+/// Reads a word of a raw client's read-only view of the server's segment.
 fn their_word(c: &RawClient, off: usize) -> u64 {
     let seg = c.theirs_seg.as_ref().unwrap();
-    // SAFETY: in bounds of the mapped header, 8-aligned, atomic load.
-    unsafe { AtomicU64::from_ptr(seg.as_ptr().add(off).cast()) }.load(Ordering::SeqCst)
+    // SAFETY: in bounds of the mapped header, 8-aligned; a Relaxed atomic
+    // load, which works on a read-only mapping.
+    unsafe { AtomicU64::from_ptr(seg.as_ptr().add(off).cast()) }.load(Ordering::Relaxed)
 }
 
 fn producer_that_never_wakes() {
@@ -691,9 +759,10 @@ fn producer_that_never_wakes() {
     let p2 = p.clone();
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 4096);
-        // Wait until the server's consumer is parked on our ring.
+        // Wait until the server's consumer is parked on our ring: its park
+        // word (in the server's segment) is odd.
         let t = Instant::now();
-        while peek_ours(&c, 384) == 0 {
+        while their_word(&c, 384) % 2 == 0 {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -724,11 +793,6 @@ fn producer_that_never_wakes() {
         assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"silent");
     }
     child.kill();
-}
-
-fn peek_ours(c: &RawClient, off: usize) -> u64 {
-    // SAFETY: in bounds of our ring's header, 8-aligned, atomic load.
-    unsafe { AtomicU64::from_ptr(c.ours.as_ptr().add(off).cast()) }.load(Ordering::SeqCst)
 }
 
 fn reader_that_never_releases() {
@@ -1048,8 +1112,10 @@ fn inline_longer_than_max_message() {
 fn large_send_times_out_against_a_peer_that_never_reads() {
     // Regression (protocol 1): the fd of a large message was sent with a
     // blocking sendmsg that ignored the deadline. Large messages now stream
-    // through the ring; the deadline must still bound them. A peer that keeps its parked flag
-    // set and never reads its socket fills the socket with wake-ups; the
+    // through the ring; the deadline must still bound them. A peer that keeps
+    // starting new park episodes (a new odd value in its own reader park
+    // word, as fast as it can) and never reads its socket fills the socket
+    // with wake-ups; the
     // victim's send_timeout must still return at its deadline. The victim
     // runs in the child so that a hang is caught by the watchdog.
     let p = path();
@@ -1098,13 +1164,14 @@ fn large_send_times_out_against_a_peer_that_never_reads() {
         assert!(t.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(2));
     };
-    // Keep the consumer's parked flag set on the victim's ring, never read.
-    let seg = c.theirs_seg.clone().unwrap();
+    // Claim a new park episode over and over on the victim's ring (our
+    // reader park word lives in our own segment), never read.
     let done = Instant::now();
     let mut spins = 0u64;
+    let mut episode = 1u64;
     while done.elapsed() < Duration::from_secs(10) {
-        // SAFETY: offset 384 (reader_parked) lies in the mapped header.
-        unsafe { AtomicU64::from_ptr(seg.as_ptr().add(384).cast()) }.store(1, Ordering::Relaxed);
+        c.poke(384, episode);
+        episode += 2;
         std::hint::spin_loop();
         spins += 1;
         if spins.is_multiple_of(65_536) && common::child_done(&victim) {
@@ -1361,7 +1428,7 @@ fn peer_cannot_make_us_hold_large_message_memory() {
                     }
                 }
             }
-            // Keep the victim's parked flag honest: a wake-up now and then.
+            // Wake the victim's producer now and then, in case it parked.
             let mut b = [0u8; MAX_CONTROL_LEN];
             let n = Control::WakeSpace.encode(&mut b);
             let _ = rustix::net::send(&c._back, &b[..n], SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
@@ -1636,13 +1703,177 @@ fn try_recv_is_not_held_by_endless_aborts() {
     child.kill();
 }
 
+/// Issue 9: every shared byte has one writer, and the kernel enforces it.
+/// A peer process that received our ring segment's fd (over a socket, as
+/// in the handshake; it forks before the segment exists, so it inherits no
+/// mapping of it) tries every way to write it; each must fail, and our own
+/// mapping stays writable. What the kernel answers is asserted exactly.
+fn peer_cannot_write_our_segment() {
+    use nix::errno::Errno;
+    use nix::sys::mman::{mmap, mprotect, munmap, MapFlags, ProtFlags};
+    use std::num::NonZeroUsize;
+    use std::os::fd::AsRawFd;
+
+    let (ours_sock, peer_sock) = back_channel();
+    let len = segment_size(4096);
+    // The closure owns `peer_sock`: the child uses it, the parent drops it
+    // with the closure.
+    let child = common::spawn(move || {
+        // Receive the segment fd, as the handshake would deliver it.
+        let mut buf = [0u8; 8];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &peer_sock,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut cmsg,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for m in cmsg.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
+                fds.extend(it);
+            }
+        }
+        let fd: OwnedFd = fds.pop().unwrap();
+        let n = NonZeroUsize::new(len as usize).unwrap();
+        // 1. A shared writable mapping.
+        // SAFETY: a fresh mapping at an address the kernel picks; on success
+        // it would be unmapped below (the assertion fails first).
+        let r = unsafe {
+            mmap(
+                None,
+                n,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )
+        };
+        assert_eq!(r.err(), Some(Errno::EPERM), "mmap(PROT_WRITE, MAP_SHARED)");
+        // 2. A read-only shared mapping (allowed), then mprotect to write.
+        // SAFETY: a fresh mapping at an address the kernel picks, unmapped
+        // below; nothing else refers to it.
+        let ro = unsafe { mmap(None, n, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, &fd, 0) }
+            .expect("read-only mapping is allowed");
+        // SAFETY: `ro` is our own mapping of `n` bytes.
+        let r = unsafe { mprotect(ro, n.get(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE) };
+        assert_eq!(
+            r,
+            Err(Errno::EACCES),
+            "mprotect(PROT_WRITE) of a read-only mapping"
+        );
+        // SAFETY: `ro` is 8-aligned, readable for `n` bytes; an atomic load.
+        let magic = unsafe { AtomicU64::from_ptr(ro.as_ptr().cast()) }.load(Ordering::Relaxed);
+        assert_eq!(
+            magic,
+            ring::RING_MAGIC,
+            "the read-only view reads our header"
+        );
+        // SAFETY: unmapping our own mapping, not referenced any more.
+        unsafe { munmap(ro, n.get()) }.unwrap();
+        // 3. write(2) and pwrite(2).
+        assert_eq!(
+            nix::unistd::write(&fd, &[0xffu8; 8]),
+            Err(Errno::EPERM),
+            "write(2)"
+        );
+        assert_eq!(
+            nix::sys::uio::pwrite(&fd, &[0xffu8; 8], 128),
+            Err(Errno::EPERM),
+            "pwrite(2)"
+        );
+        // 4. Punching a hole (would drop our pages and cost us their
+        // allocation again).
+        assert_eq!(
+            nix::fcntl::fallocate(
+                fd.as_raw_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                0,
+                4096,
+            ),
+            Err(Errno::EPERM),
+            "fallocate(PUNCH_HOLE)"
+        );
+        // 5. Changing the size, either way.
+        assert_eq!(
+            nix::unistd::ftruncate(&fd, 0),
+            Err(Errno::EPERM),
+            "ftruncate(0)"
+        );
+        assert_eq!(
+            nix::unistd::ftruncate(&fd, (len * 2) as i64),
+            Err(Errno::EPERM),
+            "ftruncate(grow)"
+        );
+        // 6. Reopening through /proc for writing: the open itself succeeds
+        // (a new open file description of the same memfd, mode 0777 or
+        // 0666 depending on the kernel's memfd noexec policy), but the seals
+        // belong to the inode, so every write through it fails too.
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("reopening the memfd O_RDWR succeeds");
+        let e = f.write(&[0xffu8; 8]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "write via {path}");
+        // SAFETY: as in step 1.
+        let r = unsafe {
+            mmap(
+                None,
+                n,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &f,
+                0,
+            )
+        };
+        assert_eq!(r.err(), Some(Errno::EPERM), "mmap(PROT_WRITE) via {path}");
+        // 7. Seals can be neither added nor (ever) removed.
+        assert_eq!(
+            nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE)
+            ),
+            Err(Errno::EPERM),
+            "F_ADD_SEALS after F_SEAL_SEAL"
+        );
+        // 8. And the read-only attach of the library accepts it.
+        let seg = Segment::attach_read_only(fd, len, 1 << 30).unwrap();
+        assert!(!seg.is_writable());
+    });
+    // Only now, after the fork: the peer inherits no mapping of it.
+    let (seg, mut prod) = good_ring_and_producer(4096);
+    assert!(prod.try_push(b"ours alone").unwrap());
+    raw_send(ours_sock.as_fd(), b"x", &[seg.fd()]);
+    child.wait(WAIT);
+    // Nothing the peer did reached our memory, and our mapping is still
+    // writable: a consumer over our own words reads what we wrote.
+    assert!(prod.try_push(b"still ours").unwrap());
+    let mut c = Consumer::attach(seg.clone(), seg.clone()).unwrap();
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"ours alone");
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"still ours");
+    eprintln!(
+        "  peer: mmap(PROT_WRITE) EPERM, mprotect EACCES, write/pwrite EPERM, \
+         punch hole EPERM, ftruncate EPERM, /proc reopen O_RDWR ok but write EPERM"
+    );
+}
+
 fn main() {
     common::run(&[
+        (
+            "peer_cannot_write_our_segment",
+            peer_cannot_write_our_segment,
+        ),
         ("version_mismatch_both_sides", version_mismatch_both_sides),
         ("bad_ring_fds_rejected", bad_ring_fds_rejected),
         ("wrong_fd_counts_rejected", wrong_fd_counts_rejected),
         ("garbage_and_silence", garbage_and_silence),
         ("shared_memory_attacks", shared_memory_attacks),
+        ("consumer_cursor_attacks", consumer_cursor_attacks),
         ("random_scribbler", random_scribbler),
         ("producer_that_never_wakes", producer_that_never_wakes),
         ("reader_that_never_releases", reader_that_never_releases),

@@ -37,11 +37,14 @@ const SLACK: Duration = Duration::from_secs(1);
 /// Watchdog for children.
 const WAIT: Duration = Duration::from_secs(30);
 /// Seals of a good ring.
-const ALL: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
+/// The size seals alone: a ring segment needs a write seal on top.
+const SIZE: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
+/// The seals of a ring segment.
+const ALL: S = SIZE.union(S::F_SEAL_FUTURE_WRITE);
 /// Offsets in a ring header (docs/shm-layout.md).
 const TAIL: usize = 128;
 const HEAD: usize = 256;
-const READER_PARKED: usize = 384;
+const READER_PARK: usize = 384;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -92,7 +95,11 @@ fn welcome(cap: u64) -> Vec<u8> {
     }))
 }
 
-fn good_ring(cap: u64) -> Segment {
+fn good_ring(cap: u64) -> Arc<Segment> {
+    good_ring_and_producer(cap).0
+}
+
+fn good_ring_and_producer(cap: u64) -> (Arc<Segment>, Producer) {
     ring::create_segment(c"hostile-server", cap, SegmentOptions::default()).unwrap()
 }
 
@@ -470,6 +477,11 @@ fn bad_server_rings() {
             |e| matches!(e, E::MissingSeals { .. }),
         ),
         (
+            "size-sealed memfd the server can still write",
+            || memfd(segment_size(4096), segment_size(4096), SIZE),
+            |e| matches!(e, E::MissingSeals { .. }),
+        ),
+        (
             "sealed memfd of the wrong size",
             || memfd(segment_size(8192), segment_size(8192), ALL),
             |e| matches!(e, E::WrongSize { .. }),
@@ -683,7 +695,9 @@ fn peek(seg: &Segment, off: usize) -> u64 {
 // ------------------------------------------------------- after a handshake
 
 /// A fake server that completed the handshake by hand and keeps raw access
-/// to both rings.
+/// to both segments: its own (`ours`, writable: its ring to the client and
+/// its consumer words of the client's ring) and the client's, which the
+/// kernel lets it map read-only only.
 struct RawServer {
     _sock: OwnedFd,
     /// Our end of the client's back channel: wake-ups to the client go here.
@@ -695,16 +709,16 @@ struct RawServer {
 
 fn serve_good(a: Accepted, cap: u64) -> RawServer {
     let theirs_seg = Arc::new(
-        Segment::attach(
+        Segment::attach_read_only(
             a.client_ring,
             segment_size(a.hello.ring_capacity),
             segment_size(1 << 30),
         )
         .unwrap(),
     );
-    let theirs = Consumer::attach(theirs_seg).unwrap();
-    let ours = Arc::new(good_ring(cap));
-    let prod = Producer::attach(ours.clone()).unwrap();
+    let (ours, prod) = good_ring_and_producer(cap);
+    let theirs = Consumer::attach(theirs_seg.clone(), ours.clone()).unwrap();
+    let prod = prod.with_consumer_words(theirs_seg).unwrap();
     raw_send(a.sock.as_fd(), &welcome(cap), &[ours.fd()]);
     RawServer {
         _sock: a.sock,
@@ -799,10 +813,12 @@ fn shared_memory_attacks() {
         s.poke(TAIL, 160 + 16);
     });
     ring_attack("flags flipped", |s| {
+        // Every word of our own header: the client's consumer reads the
+        // producer words, its producer the consumer words.
         s.poke(TAIL + 8, 0xffff_ffff); // producer_closed + pad
-        s.poke(READER_PARKED, 1);
-        s.poke(512, 1);
-        s.poke(HEAD, 1 << 40); // the consumer's own cursor: ignored by it
+        s.poke(READER_PARK, 1); // our reader park word (ring client -> us)
+        s.poke(512, 1); // our writer park word (ring us -> client)
+        s.poke(HEAD, 1 << 40); // our cursor of the client's ring: checked when it sends
         s.poke(TAIL, 4096 * 5);
     });
 }

@@ -1,6 +1,8 @@
-//! The ring across two real processes: the parent creates the segment, the
-//! child attaches the inherited fd (checked like any received fd) and
-//! streams 10^5 checksummed records.
+//! The ring across two real processes, laid out as the transport lays it:
+//! the producer's segment (the ring's data and producer words) and the
+//! consumer's segment (its cursor words), each writable by its owner only
+//! and attached read-only by the other through its fd (checked like any
+//! received fd). The child streams 10^5 checksummed records.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod common;
@@ -9,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmsock::shm::ring::{self, segment_size, Consumer, Producer};
+use shmsock::shm::ring::{self, segment_size, Consumer};
 use shmsock::shm::{Error, Segment, SegmentOptions};
 
 fn fnv(data: &[u8]) -> u64 {
@@ -22,12 +24,21 @@ const N: u64 = 100_000;
 const CAP: u64 = 1 << 16;
 
 fn stream_records_across_fork() {
-    let seg = ring::create_segment(c"fork-test", CAP, SegmentOptions::default()).unwrap();
-    let fd: OwnedFd = seg.fd().try_clone_to_owned().unwrap();
+    // Both segments are made before the fork (no fd passing needed): the
+    // producer's is the child's to write, the consumer's the parent's. The
+    // child's mapping of the consumer's segment is never used: it attaches
+    // that segment read-only through the fd.
+    let (prod_seg, prod) =
+        ring::create_segment(c"fork-prod", CAP, SegmentOptions::default()).unwrap();
+    let (cons_seg, _reverse_ring) =
+        ring::create_segment(c"fork-cons", ring::MIN_CAPACITY, SegmentOptions::default()).unwrap();
+    let prod_fd: OwnedFd = prod_seg.fd().try_clone_to_owned().unwrap();
+    let cons_fd: OwnedFd = cons_seg.fd().try_clone_to_owned().unwrap();
     let child = common::spawn(move || {
-        // The child sees the segment only through the fd, as a peer would.
-        let seg = Segment::attach(fd, segment_size(CAP), 1 << 30).unwrap();
-        let mut p = Producer::attach(Arc::new(seg)).unwrap();
+        // The consumer's words, read-only, as a peer would see them.
+        let theirs =
+            Segment::attach_read_only(cons_fd, segment_size(ring::MIN_CAPACITY), 1 << 30).unwrap();
+        let mut p = prod.with_consumer_words(Arc::new(theirs)).unwrap();
         let max = p.max_record_len();
         let mut body = vec![0u8; max];
         for seq in 0..N {
@@ -45,7 +56,8 @@ fn stream_records_across_fork() {
         }
         p.close();
     });
-    let mut c = Consumer::attach(Arc::new(seg)).unwrap();
+    let theirs = Segment::attach_read_only(prod_fd, segment_size(CAP), 1 << 30).unwrap();
+    let mut c = Consumer::attach(Arc::new(theirs), cons_seg).unwrap();
     let mut expect = 0;
     let mut buf = vec![0u8; c.max_record_len()];
     loop {

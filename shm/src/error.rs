@@ -111,7 +111,9 @@ pub enum Error {
     MissingSeals {
         /// Seals present.
         have: u32,
-        /// Seals required.
+        /// Seals required. For a read-only attach this includes both write
+        /// seals (`F_SEAL_WRITE | F_SEAL_FUTURE_WRITE`), of which either one
+        /// is enough.
         need: u32,
     },
     /// The memfd's size is not the size agreed on.
@@ -166,6 +168,14 @@ pub enum Error {
     /// An earlier protocol violation poisoned this ring.
     #[error("ring is poisoned by an earlier protocol violation")]
     Poisoned,
+    /// A ring half was asked to write memory this process maps read-only
+    /// (a producer over the peer's segment, or a consumer whose cursor
+    /// words are in it).
+    #[error("the {half} words of a ring must lie in memory this process can write")]
+    ReadOnly {
+        /// `"producer"` or `"consumer"`.
+        half: &'static str,
+    },
 }
 
 impl Error {

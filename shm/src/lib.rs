@@ -2,9 +2,10 @@
 //! memfd segments and a lock-free single-producer/single-consumer ring of
 //! variable-length records that stays sound when the peer process lies.
 //!
-//! - [`Segment`] creates a memfd (`MFD_CLOEXEC | MFD_ALLOW_SEALING`), seals its
-//!   size and maps it; [`Segment::attach`] maps a memfd received from a peer
-//!   only after checking its seals and size. [`FrozenSegment`] adds
+//! - [`Segment`] creates a memfd (`MFD_CLOEXEC | MFD_ALLOW_SEALING`), maps it
+//!   and seals its size and every future write; [`Segment::attach_read_only`]
+//!   maps a memfd received from a peer read-only, only after checking its
+//!   seals and size. Each side writes only its own segment. [`FrozenSegment`] adds
 //!   `F_SEAL_WRITE`, so its bytes can be lent out as `&[u8]`.
 //! - [`ring`] lays a ring into such a segment: [`Producer`] reserves and
 //!   commits records (zero copy), [`Consumer`] reads them, validating every
@@ -15,13 +16,13 @@
 //! # Example
 //! ```
 //! use shmsock_shm::{ring, SegmentOptions};
-//! use std::sync::Arc;
 //!
 //! # fn main() -> Result<(), shmsock_shm::Error> {
-//! // The creating process makes the segment; its fd would cross a socket.
-//! let seg = Arc::new(ring::create_segment(c"demo", 4096, SegmentOptions::default())?);
-//! let mut tx = ring::Producer::attach(seg.clone())?;
-//! let mut rx = ring::Consumer::attach(seg)?;
+//! // The creating process makes the segment and gets the ring's only
+//! // producer; across processes the consumer would map the segment
+//! // read-only and keep its cursor in a segment of its own.
+//! let (seg, mut tx) = ring::create_segment(c"demo", 4096, SegmentOptions::default())?;
+//! let mut rx = ring::Consumer::attach(seg.clone(), seg)?;
 //!
 //! // Zero-copy write: reserve, fill in place, commit.
 //! let mut grant = tx.try_reserve(5)?.expect("ring has space");
@@ -45,4 +46,6 @@ mod sync;
 pub use error::{Error, Result, Violation};
 pub use ring::{Consumer, Producer, ReadGuard, WriteGrant};
 #[cfg(not(loom))]
-pub use segment::{seals_of, FrozenSegment, Segment, SegmentOptions, FROZEN_SEALS, REQUIRED_SEALS};
+pub use segment::{
+    seals_of, FrozenSegment, Segment, SegmentOptions, FROZEN_SEALS, REQUIRED_SEALS, RING_SEALS,
+};

@@ -1,5 +1,10 @@
-//! Sealed memfd segments: create, seal, map; attach to a received fd after
+//! Sealed memfd segments: create, map, seal; attach to a received fd after
 //! checking that it is a memfd with the seals and the size agreed on.
+//!
+//! Every shared byte has one writer, enforced by the kernel: a segment we
+//! create is mapped read-write by us and then sealed with
+//! `F_SEAL_FUTURE_WRITE` before its fd leaves this process, so the peer can
+//! only map it read-only; we map the peer's segment `PROT_READ`.
 //!
 //! A mapping of a file that can shrink is a SIGBUS waiting to happen: the peer
 //! truncates, we touch a page past the new end and die. So nothing is mapped
@@ -31,6 +36,17 @@ pub const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
 /// Seals of a frozen (immutable) segment: [`REQUIRED_SEALS`] plus `F_SEAL_WRITE`.
 pub const FROZEN_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_WRITE);
 
+/// Seals of a ring segment made by [`Segment::create`]: [`REQUIRED_SEALS`]
+/// plus `F_SEAL_FUTURE_WRITE`, added after the creator mapped it
+/// read-write. No new writable mapping, `write(2)` or hole punch is
+/// possible afterwards; the creator's own mapping stays writable, so the
+/// creator is the only writer.
+pub const RING_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_FUTURE_WRITE);
+
+/// Either of these seals makes a received segment read-only for everyone
+/// but (for `F_SEAL_FUTURE_WRITE`) its creator.
+const WRITE_SEALS: SealFlag = SealFlag::F_SEAL_WRITE.union(SealFlag::F_SEAL_FUTURE_WRITE);
+
 /// Options for creating a segment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SegmentOptions {
@@ -42,16 +58,20 @@ pub struct SegmentOptions {
     pub populate: bool,
 }
 
-/// A shared, read-write memory segment backed by a sealed memfd.
+/// A shared memory segment backed by a sealed memfd: read-write for its
+/// creator ([`Segment::create`]), read-only for a peer that received it
+/// ([`Segment::attach_read_only`]).
 ///
 /// The mapping lives as long as the value; dropping it unmaps and closes the
-/// fd. Only raw pointers to the memory are handed out: the peer can write any
-/// byte at any time, so no Rust reference may be formed over it.
+/// fd. Only raw pointers to the memory are handed out: in a peer's segment
+/// the peer can write any byte at any time, so no Rust reference may be
+/// formed over it.
 #[derive(Debug)]
 pub struct Segment {
     map: MmapRaw,
     fd: OwnedFd,
     len: usize,
+    writable: bool,
 }
 
 fn check_len(len: u64) -> Result<usize> {
@@ -119,15 +139,24 @@ pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
 /// `F_GET_SEALS`, and we would map past EOF (SIGBUS on the first touch).
 /// Seals can only be added, never removed, so once seen they hold, and the
 /// size read after them is the size for good.
-fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Result<usize> {
+///
+/// `one_of`, if not empty, is a set of seals at least one of which must be
+/// present too (the write seals of a read-only attach).
+fn check_fd(
+    fd: BorrowedFd<'_>,
+    need: SealFlag,
+    one_of: SealFlag,
+    expected: u64,
+    max: u64,
+) -> Result<usize> {
     // First read: the seals. A pipe or socket fails here (NotMemfd).
     let seals = seals_of(fd)?;
     #[cfg(test)]
     tests::between_checks(fd);
-    if !seals.contains(need) {
+    if !seals.contains(need) || !(one_of.is_empty() || seals.intersects(one_of)) {
         return Err(Error::MissingSeals {
             have: seals.bits() as u32,
-            need: need.bits() as u32,
+            need: need.union(one_of).bits() as u32,
         });
     }
     // Second read: type and size, stable now that SHRINK|GROW are set.
@@ -150,13 +179,14 @@ fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Resu
         return Err(Error::WrongSize { expected, actual });
     }
     // Backing, from the same `fstat`: tmpfs and hugetlbfs count `st_blocks`
-    // in 512-byte units whatever the block size. For a write-sealed
-    // (frozen) file this is final: punching a hole needs write access,
-    // which F_SEAL_WRITE refuses. A ring is not write-sealed (both sides
-    // write it), so its owner can still punch holes after we checked; that
-    // costs the owner nothing more than creating the hole in the first
-    // place did, and we would then allocate the pages again on touch.
-    // Closing that needs the ring to be write-sealed, which it cannot be.
+    // in 512-byte units whatever the block size. With a write seal
+    // (F_SEAL_WRITE for a frozen file, F_SEAL_FUTURE_WRITE for a ring, one
+    // of which `Segment::attach_read_only` and `FrozenSegment::attach`
+    // require) this is final: both make the kernel refuse
+    // `fallocate(FALLOC_FL_PUNCH_HOLE)` (EPERM), and seals are never
+    // removed, so the pages counted here stay allocated. Only the plain
+    // read-write `Segment::attach` (no write seal) checks a state the
+    // sender can still change.
     let allocated = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
     if allocated < actual {
         return Err(Error::NotFullyBacked {
@@ -169,8 +199,11 @@ fn check_fd(fd: BorrowedFd<'_>, need: SealFlag, expected: u64, max: u64) -> Resu
 
 impl Segment {
     /// Creates a memfd of `len` bytes named `name` (the name shows in
-    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), seals
-    /// its size and maps it read-write.
+    /// `/proc/<pid>/fd`), allocates all of its memory (`fallocate`), maps it
+    /// read-write, then seals it with [`RING_SEALS`]: its size, and every
+    /// future write, so that this mapping is the only writable one there
+    /// will ever be (a peer that receives the fd can map it read-only
+    /// only).
     ///
     /// # Errors
     /// [`Error::Io`] if a system call fails (e.g. no huge pages reserved, or
@@ -189,40 +222,76 @@ impl Segment {
             len as libc::off_t,
         )
         .map_err(|e| Error::io("fallocate", e))?;
-        add_seals(fd.as_fd(), REQUIRED_SEALS)?;
-        Self::map(fd, len, opts.populate)
+        // Map read-write first: F_SEAL_FUTURE_WRITE refuses every writable
+        // mapping made after it, but leaves this one writable. The fd has
+        // not left this function yet, so nobody else can map it meanwhile.
+        let seg = Self::map(fd, len, opts.populate, true)?;
+        add_seals(seg.fd.as_fd(), RING_SEALS)?;
+        Ok(seg)
     }
 
-    /// Maps a segment received from a peer, after checking that it is a
-    /// memfd carrying [`REQUIRED_SEALS`] whose size is exactly `expected` and
-    /// at most `max` bytes, and whose memory is all allocated. On any error
-    /// `fd` is closed.
+    /// Maps a memfd shared on purpose read-write (not a ring segment: those
+    /// carry `F_SEAL_FUTURE_WRITE` and are attached with
+    /// [`Segment::attach_read_only`]), after checking that it carries
+    /// [`REQUIRED_SEALS`], that its size is exactly `expected` and at most
+    /// `max` bytes, and that its memory is all allocated. On any error `fd`
+    /// is closed.
     ///
-    /// The backing check holds at attach time only: a ring segment is not
-    /// write-sealed, so the peer may still punch holes into it later (we
-    /// would then allocate those pages again when we touch them). Only a
-    /// [`FrozenSegment`] makes the check final.
+    /// The backing check holds at attach time only: the file is not
+    /// write-sealed, so the sender may still punch holes into it later (we
+    /// would then allocate those pages again when we touch them).
     ///
     /// # Errors
     /// [`Error::NotMemfd`], [`Error::MissingSeals`], [`Error::WrongSize`],
     /// [`Error::TooLarge`], [`Error::NotFullyBacked`], or [`Error::Io`] if
     /// `mmap` fails.
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
-        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, expected, max)?;
-        Self::map(fd, len, false)
+        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, SealFlag::empty(), expected, max)?;
+        Self::map(fd, len, false, true)
     }
 
-    fn map(fd: OwnedFd, len: usize, populate: bool) -> Result<Self> {
+    /// Maps a ring segment received from a peer read-only (`PROT_READ`),
+    /// after checking that it is a memfd carrying [`REQUIRED_SEALS`] and
+    /// `F_SEAL_FUTURE_WRITE` or `F_SEAL_WRITE` (so that no process but its
+    /// creator can write it, and nobody can punch holes into it), whose
+    /// size is exactly `expected` and at most `max` bytes, and whose memory
+    /// is all allocated (final, given the write seal). On any error `fd` is
+    /// closed.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`].
+    pub fn attach_read_only(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
+        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, WRITE_SEALS, expected, max)?;
+        Self::map(fd, len, false, false)
+    }
+
+    fn map(fd: OwnedFd, len: usize, populate: bool, writable: bool) -> Result<Self> {
         let mut opts = MmapOptions::new();
         opts.len(len);
         if populate {
             opts.populate();
         }
-        let map = opts.map_raw(&fd).map_err(|e| Error::io("mmap", e))?;
-        Ok(Segment { map, fd, len })
+        let map = if writable {
+            opts.map_raw(&fd)
+        } else {
+            opts.map_raw_read_only(&fd)
+        }
+        .map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment {
+            map,
+            fd,
+            len,
+            writable,
+        })
     }
 
-    /// Start of the mapping. Valid for `len()` bytes while `self` lives.
+    /// Whether this process mapped the segment writable (it created it).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Start of the mapping. Valid for reads of `len()` bytes while `self`
+    /// lives, and for writes only if [`Segment::is_writable`].
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
@@ -290,7 +359,7 @@ impl FrozenSegment {
     /// # Errors
     /// As [`Segment::attach`].
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
-        let len = check_fd(fd.as_fd(), FROZEN_SEALS, expected, max)?;
+        let len = check_fd(fd.as_fd(), FROZEN_SEALS, SealFlag::empty(), expected, max)?;
         let map = MmapOptions::new()
             .len(len)
             .populate()
@@ -460,13 +529,44 @@ mod tests {
     #[test]
     fn attach_accepts_good_fd() {
         let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
+        assert!(seg.is_writable());
+        assert!(seals_of(seg.fd()).unwrap().contains(RING_SEALS));
         let dup = seg.fd().try_clone_to_owned().unwrap();
-        let other = Segment::attach(dup, 8192, 1 << 20).unwrap();
+        let other = Segment::attach_read_only(dup, 8192, 1 << 20).unwrap();
+        assert!(!other.is_writable());
         // SAFETY: both mappings are 8192 bytes of the same memfd, and no
-        // other thread touches them.
+        // other thread touches them; we write through our writable one.
         unsafe { seg.as_ptr().write(42) };
-        // SAFETY: as above.
+        // SAFETY: as above; a read through the read-only mapping.
         assert_eq!(unsafe { other.as_ptr().read() }, 42);
+        // Our own mapping stays writable after F_SEAL_FUTURE_WRITE; a new
+        // writable mapping of the same fd is refused by the kernel.
+        let dup = seg.fd().try_clone_to_owned().unwrap();
+        match Segment::attach(dup, 8192, 1 << 20) {
+            Err(Error::Io { op: "mmap", source }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EPERM))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_only_attach_needs_a_write_seal() {
+        let fd = memfd_create(c"rw", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&fd, 8192).unwrap();
+        fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 0, 8192).unwrap();
+        let dup = fd.try_clone().unwrap();
+        add_seals(fd.as_fd(), REQUIRED_SEALS).unwrap();
+        // Writable by its sender: not a segment we can trust to hold still.
+        assert!(matches!(
+            Segment::attach_read_only(dup, 8192, 1 << 20),
+            Err(Error::MissingSeals { .. })
+        ));
+        // A frozen (F_SEAL_WRITE) memfd is accepted as well.
+        let frozen = FrozenSegment::freeze(c"frozen", &[7u8; 8192]).unwrap();
+        let seg = Segment::attach_read_only(frozen, 8192, 1 << 20).unwrap();
+        // SAFETY: 8192 mapped bytes; a read.
+        assert_eq!(unsafe { seg.as_ptr().read() }, 7);
     }
 
     #[test]
@@ -531,6 +631,8 @@ mod tests {
         for (backed, seals) in [
             (0, REQUIRED_SEALS),
             (4096, REQUIRED_SEALS),
+            (0, RING_SEALS),
+            (8192, RING_SEALS),
             (0, FROZEN_SEALS),
             (8192, FROZEN_SEALS),
         ] {
@@ -542,6 +644,10 @@ mod tests {
             add_seals(fd.as_fd(), seals).unwrap();
             let r = if seals.contains(SealFlag::F_SEAL_WRITE) {
                 FrozenSegment::attach(fd, 3 * 4096, 1 << 20).map(drop)
+            } else if seals.contains(SealFlag::F_SEAL_FUTURE_WRITE) {
+                // A ring segment's seals: the read-only attach checks the
+                // backing the same way.
+                Segment::attach_read_only(fd, 3 * 4096, 1 << 20).map(drop)
             } else {
                 Segment::attach(fd, 3 * 4096, 1 << 20).map(drop)
             };

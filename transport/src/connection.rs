@@ -316,7 +316,7 @@ impl Sender {
                 }
                 Step::Park => {}
             }
-            // Park: flag, re-check, sleep on the socket (SYNC POINT
+            // Park: start a park episode, re-check, sleep on the socket (SYNC POINT
             // `park-dekker`, writer side; see docs/design.md).
             self.prod.park();
             match ready(&mut self.prod) {

@@ -14,6 +14,13 @@ use crate::sync::{fence, Ordering};
 
 /// The reading half of a ring. `Send` but not `Sync`: exactly one thread
 /// consumes at a time.
+///
+/// Unlike [`Producer::attach`](super::Producer::attach), attaching a consumer
+/// is safe even if another consumer of the same ring exists: a consumer
+/// reads the data area only through raw pointers and atomics, never through
+/// a Rust reference (except the `unsafe` [`ReadGuard::as_slice_unchecked`]),
+/// so a second one can only confuse the cursor protocol, not break memory
+/// safety.
 pub struct Consumer {
     ring: Arc<RingShared>,
     /// Our cursor: start of the next unread record. Stored to the shared
@@ -22,6 +29,11 @@ pub struct Consumer {
     /// Last validated value of the producer's `tail`; possibly stale.
     cached_tail: u64,
     poisoned: bool,
+    /// Our private copy of our `reader_park` word (only we write it).
+    park_seq: Cell<u64>,
+    /// The last odd value of the producer's `writer_park` we owed a
+    /// wake-up for: one wake-up per park episode.
+    writer_woken: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -46,18 +58,28 @@ struct Record {
 }
 
 impl Consumer {
-    /// Attaches the consuming half to a ring in `mem`, validating the header.
+    /// Attaches the consuming half to a ring whose producer header and data
+    /// area are in `prod` (the peer's segment, usually mapped read-only) and
+    /// whose consumer words are in the header of `cons` (our own segment,
+    /// which must be writable; the same memory as `prod` when both halves
+    /// live in this process). Validates both headers.
     ///
     /// # Errors
-    /// [`Error::Protocol`] if the header is invalid.
+    /// [`Error::ReadOnly`] if `cons` is not writable; [`Error::Protocol`] if
+    /// a header is invalid.
     #[cfg(not(loom))]
-    pub fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
-        let ring = Arc::new(RingShared::attach(mem)?);
-        let hdr = ring.hdr();
-        // Relaxed: our own cursor, written only by the creator so far.
-        let head = hdr.head.load(Ordering::Relaxed);
-        // Acquire: SYNC POINT `record-published` (attach-time instance).
-        let tail = hdr.tail.load(Ordering::Acquire);
+    pub fn attach(prod: Arc<dyn RingMemory>, cons: Arc<dyn RingMemory>) -> Result<Self> {
+        if !cons.writable() {
+            return Err(Error::ReadOnly { half: "consumer" });
+        }
+        let ring = Arc::new(RingShared::attach(prod, cons)?);
+        // Relaxed: our own words, written only by their creator so far.
+        let head = ring.cons().head.load(Ordering::Relaxed);
+        let park = ring.cons().reader_park.load(Ordering::Relaxed);
+        // Relaxed + Acquire fence: SYNC POINT `record-published`
+        // (attach-time instance); a plain load works on a read-only mapping.
+        let tail = ring.prod().tail.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         RingShared::check_aligned(head)?;
         RingShared::check_aligned(tail)?;
         if head > tail || tail - head > ring.cap {
@@ -70,7 +92,10 @@ impl Consumer {
         }
         // Start with an empty view: records already published are picked up
         // (and validated) by the first `refresh_tail`.
-        Ok(Self::from_shared(ring, head))
+        let c = Self::from_shared(ring, head);
+        c.park_seq.set(park);
+        c.unpark();
+        Ok(c)
     }
 
     pub(crate) fn from_shared(ring: Arc<RingShared>, head: u64) -> Self {
@@ -79,6 +104,8 @@ impl Consumer {
             head,
             cached_tail: head,
             poisoned: false,
+            park_seq: Cell::new(0),
+            writer_woken: 0,
             _not_sync: PhantomData,
         }
     }
@@ -105,10 +132,14 @@ impl Consumer {
 
     /// Loads and validates the producer cursor; returns it.
     fn refresh_tail(&mut self) -> Result<u64> {
-        // SYNC POINT `record-published`: Acquire pairs with the producer's
-        // Release store of `tail` in `Producer::publish`: every record header
-        // and payload before `tail` is visible after this load.
-        let tail = self.ring.hdr().tail.load(Ordering::Acquire);
+        // SYNC POINT `record-published`: the Acquire fence after this
+        // Relaxed load pairs with the producer's Release store of `tail` in
+        // `Producer::publish`: every record header and payload before `tail`
+        // is visible after it. Relaxed load + fence rather than an Acquire
+        // load: `tail` lies in the peer's segment, mapped read-only, where
+        // Rust only promises Relaxed loads.
+        let tail = self.ring.prod().tail.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         if let Err(v) = RingShared::check_aligned(tail) {
             return Err(self.poison(v));
         }
@@ -135,11 +166,13 @@ impl Consumer {
         }
         loop {
             if self.head == self.cached_tail && self.refresh_tail()? == self.head {
-                // SYNC POINT `producer-closed`: Acquire pairs with the Release
-                // store in `Producer::close`, which follows its last publish.
-                if self.ring.hdr().producer_closed.load(Ordering::Acquire) != 0
-                    && self.refresh_tail()? == self.head
-                {
+                // SYNC POINT `producer-closed`: the Acquire fence after this
+                // Relaxed load (read-only mapping, as in `refresh_tail`)
+                // pairs with the Release store in `Producer::close`, which
+                // follows its last publish.
+                let closed = self.ring.prod().producer_closed.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if closed != 0 && self.refresh_tail()? == self.head {
                     return Err(Error::Closed);
                 }
                 return Ok(None);
@@ -284,63 +317,101 @@ impl Consumer {
     }
 
     fn publish_head(&mut self) -> bool {
-        let hdr = self.ring.hdr();
         // SYNC POINT `space-released`: Release orders our reads of the record
-        // before the producer may overwrite it; pairs with the Acquire load
-        // of `head` in `Producer::refresh_head`.
-        hdr.head.store(self.head, Ordering::Release);
-        // SYNC POINT `park-dekker` (writer side): see Producer::park.
+        // before the producer may overwrite it; pairs with the Acquire fence
+        // after the load of `head` in `Producer::refresh_head`. Our own word.
+        self.ring.cons().head.store(self.head, Ordering::Release);
+        // SYNC POINT `park-dekker` (writer side): SeqCst fence between our
+        // store of `head` and our load of `writer_park`; pairs with the
+        // fence in `Producer::park` (see docs/design.md).
         fence(Ordering::SeqCst);
-        let parked = &hdr.writer_parked;
-        // Relaxed: ordered by the fence above.
-        if parked.load(Ordering::Relaxed) == 0 {
+        // Relaxed: ordered by the fence above; the producer's word, loaded
+        // once.
+        let seq = self.ring.prod().writer_park.load(Ordering::Relaxed);
+        if seq % 2 == 0 || seq == self.writer_woken {
             return false;
         }
         // Hysteresis, as sockets do for write space: wake a parked producer
         // only once at most half the ring is in use, so a stream blocked on
         // a full ring costs one wake-up per half ring, not one per record.
-        // The flag stays set, so a later release re-checks; a consumer that
-        // reads until the ring is empty always gets there. Relaxed: the
-        // value only steers this decision (a lying producer can only delay
-        // its own wake-up).
-        let used = hdr.tail.load(Ordering::Relaxed).wrapping_sub(self.head);
+        // The episode is not recorded as woken, so a later release
+        // re-checks; a consumer that reads until the ring is empty always
+        // gets there. Relaxed: the value only steers this decision (a lying
+        // producer can only delay its own wake-up).
+        let used = self
+            .ring
+            .prod()
+            .tail
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.head);
         if used > self.ring.cap / 2 && used <= self.ring.cap {
             return false;
         }
-        // Relaxed: the swap makes exactly one party own the wake-up.
-        parked.swap(0, Ordering::Relaxed) != 0
+        self.writer_woken = seq;
+        true
     }
 
-    /// Marks the consumer as parked (about to sleep). The caller must then
-    /// re-check with [`Consumer::has_data`] and only sleep if it is still
-    /// empty; the producer's next publish reports that a wake-up is owed.
+    /// Whether the producer is parked in an episode we have not woken yet
+    /// (no hysteresis); if so, records it.
+    fn writer_wake_owed(&mut self) -> bool {
+        // SYNC POINT `park-dekker` (writer side), as in `publish_head`.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above; loaded once.
+        let seq = self.ring.prod().writer_park.load(Ordering::Relaxed);
+        if seq % 2 == 1 && seq != self.writer_woken {
+            self.writer_woken = seq;
+            return true;
+        }
+        false
+    }
+
+    /// Marks the consumer as parked (about to sleep): starts a new park
+    /// episode (our `reader_park` word becomes a new odd value). The caller
+    /// must then re-check with [`Consumer::has_data`] and only sleep if it
+    /// is still empty; the producer's next publish reports that a wake-up
+    /// is owed, once for this episode.
     pub fn park(&self) {
+        let s = self.park_seq.get();
+        // Odd = parked; parking while parked starts a new episode.
+        let next = if s % 2 == 1 {
+            s.wrapping_add(2)
+        } else {
+            s.wrapping_add(1)
+        };
+        self.park_seq.set(next);
         // Relaxed store, then the SeqCst fence of SYNC POINT `park-dekker`
-        // (reader side): pairs with the fence in `Producer::publish`.
-        self.ring.hdr().reader_parked.store(1, Ordering::Relaxed);
+        // (reader side): pairs with the fence in `Producer::publish`. Our
+        // own word: only we write it.
+        self.ring.cons().reader_park.store(next, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
-    /// Clears our parked flag.
+    /// Ends our park episode: our `reader_park` word becomes even.
     pub fn unpark(&self) {
-        // Relaxed: a stale flag costs the producer one spurious wake-up.
-        self.ring.hdr().reader_parked.store(0, Ordering::Relaxed);
+        let s = self.park_seq.get();
+        if s % 2 == 1 {
+            self.park_seq.set(s.wrapping_add(1));
+            // Relaxed: a stale odd value costs the producer one spurious
+            // wake-up.
+            self.ring
+                .cons()
+                .reader_park
+                .store(s.wrapping_add(1), Ordering::Relaxed);
+        }
     }
 
     /// Whether the producer has marked the ring closed.
     pub fn is_producer_closed(&self) -> bool {
         // Relaxed: advisory; `try_read` does the ordered check.
-        self.ring.hdr().producer_closed.load(Ordering::Relaxed) != 0
+        self.ring.prod().producer_closed.load(Ordering::Relaxed) != 0
     }
 
     /// Marks the ring closed by the consumer (advisory, for the producer).
     /// Returns whether the producer was parked and must be woken.
     pub fn close(&mut self) -> bool {
-        // Relaxed: advisory flag.
-        self.ring.hdr().consumer_closed.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let parked = &self.ring.hdr().writer_parked;
-        parked.swap(0, Ordering::Relaxed) != 0
+        // Relaxed: advisory flag; our own word.
+        self.ring.cons().consumer_closed.store(1, Ordering::Relaxed);
+        self.writer_wake_owed()
     }
 
     /// Whether a protocol violation poisoned this half.

@@ -6,13 +6,19 @@
 //! `UnsafeCell` (which atomics are). Nothing here is trusted: the
 //! configuration line is read once at attach time and validated, cursors are
 //! validated on every load.
+//!
+//! Since layout version 2 every segment holds only words its owner writes:
+//! one side's segment carries the producer words of the ring it sends on
+//! (configuration, `tail`, `producer_closed`, `writer_park`, data area) and
+//! the consumer words of the ring it receives on (`head`,
+//! `consumer_closed`, `reader_park`). The peer maps it read-only.
 
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// Magic number at offset 0 of every ring segment: `"SHMSOCK"` + layout tag.
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCKR");
 /// Layout version this build writes and accepts.
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 /// Size of the header; the data area starts at this offset.
 pub const HEADER_SIZE: usize = 1024;
 /// Smallest data-area capacity (bytes).
@@ -32,20 +38,25 @@ pub(crate) const FLAG_RESERVED: u32 = !0xffff;
 /// One 128-byte line of padding, made of atomics (see module docs).
 type Pad<const N: usize> = [AtomicU64; N];
 
-/// The ring header at offset 0 of a ring segment.
+/// The ring header at offset 0 of a ring segment. Side A's segment holds
+/// the producer words of ring A→B and the consumer words of ring B→A; all of
+/// them are written by A only.
 ///
-/// | line | offset | field | written by |
-/// |------|--------|-------|------------|
-/// | 0 | 0   | `magic`            | creator, once |
-/// | 0 | 8   | `version`          | creator, once |
-/// | 0 | 12  | `header_size`      | creator, once |
-/// | 0 | 16  | `capacity`         | creator, once |
-/// | 1 | 128 | `tail`             | producer |
-/// | 1 | 136 | `producer_closed`  | producer |
-/// | 2 | 256 | `head`             | consumer |
-/// | 2 | 264 | `consumer_closed`  | consumer |
-/// | 3 | 384 | `reader_parked`    | consumer sets, producer clears |
-/// | 4 | 512 | `writer_parked`    | producer sets, consumer clears |
+/// | line | offset | field | written by (the segment's owner, as) | for ring |
+/// |------|--------|-------|--------------------------------------|----------|
+/// | 0 | 0   | `magic`            | creator, once      | A→B |
+/// | 0 | 8   | `version`          | creator, once      | A→B |
+/// | 0 | 12  | `header_size`      | creator, once      | A→B |
+/// | 0 | 16  | `capacity`         | creator, once      | A→B |
+/// | 1 | 128 | `tail`             | producer           | A→B |
+/// | 1 | 136 | `producer_closed`  | producer           | A→B |
+/// | 2 | 256 | `head`             | consumer           | B→A |
+/// | 2 | 264 | `consumer_closed`  | consumer           | B→A |
+/// | 3 | 384 | `reader_park`      | consumer (parker)  | B→A |
+/// | 4 | 512 | `writer_park`      | producer (parker)  | A→B |
+///
+/// A park word is a sequence number: odd while its writer is parked, even
+/// otherwise; each park makes a new odd value (see `docs/design.md`).
 #[repr(C, align(128))]
 pub(crate) struct RingHeader {
     pub(crate) magic: AtomicU64,
@@ -61,11 +72,9 @@ pub(crate) struct RingHeader {
     pub(crate) consumer_closed: AtomicU32,
     _pad2a: AtomicU32,
     _pad2: Pad<14>,
-    pub(crate) reader_parked: AtomicU32,
-    _pad3a: AtomicU32,
+    pub(crate) reader_park: AtomicU64,
     _pad3: Pad<15>,
-    pub(crate) writer_parked: AtomicU32,
-    _pad4a: AtomicU32,
+    pub(crate) writer_park: AtomicU64,
     _pad4: Pad<15>,
     _reserved: Pad<48>,
 }
@@ -83,8 +92,8 @@ const _: () = {
     assert!(offset_of!(RingHeader, producer_closed) == 136);
     assert!(offset_of!(RingHeader, head) == 256);
     assert!(offset_of!(RingHeader, consumer_closed) == 264);
-    assert!(offset_of!(RingHeader, reader_parked) == 384);
-    assert!(offset_of!(RingHeader, writer_parked) == 512);
+    assert!(offset_of!(RingHeader, reader_park) == 384);
+    assert!(offset_of!(RingHeader, writer_park) == 512);
 };
 
 #[cfg(loom)]
@@ -109,11 +118,9 @@ impl RingHeader {
             consumer_closed: AtomicU32::new(0),
             _pad2a: AtomicU32::new(0),
             _pad2: pad(),
-            reader_parked: AtomicU32::new(0),
-            _pad3a: AtomicU32::new(0),
+            reader_park: AtomicU64::new(0),
             _pad3: pad(),
-            writer_parked: AtomicU32::new(0),
-            _pad4a: AtomicU32::new(0),
+            writer_park: AtomicU64::new(0),
             _pad4: pad(),
             _reserved: pad(),
         }

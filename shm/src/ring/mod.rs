@@ -8,9 +8,13 @@
 //! `docs/design.md`; each Release/Acquire pair is labelled `SYNC POINT`.
 //!
 //! # Unsafe
-//! This module keeps one invariant: `RingShared::hdr` and `RingShared::data`
-//! point into memory that lives as long as the `RingShared` (it holds the
-//! owner), the header is 128-aligned and the data area is `cap` bytes.
+//! This module keeps one invariant: `RingShared::prod`, `RingShared::cons`
+//! and `RingShared::data` point into memory that lives as long as the
+//! `RingShared` (it holds the owners), the headers are 128-aligned and the
+//! data area is `cap` bytes. A half writes only the memory it owns (the
+//! producer `prod` and the data area, the consumer the consumer words of
+//! `cons`), and attaching refuses memory this process cannot write where
+//! the half needs to: the peer's segment is mapped read-only.
 //! Offsets used on the data area are always `pos & mask` of an 8-aligned
 //! position plus a length that was checked to end before `cap`.
 
@@ -39,24 +43,32 @@ use layout::RingHeader;
 /// [`HeapMemory`] in tests and single-process use.
 ///
 /// # Safety
-/// `base()` must be 128-byte aligned and valid for reads and writes of
-/// `len()` bytes, at a fixed address, for as long as the value lives.
+/// `base()` must be 128-byte aligned and valid for reads of `size()` bytes,
+/// at a fixed address, for as long as the value lives; if `writable()`
+/// returns `true` it must be valid for writes as well.
 pub unsafe trait RingMemory: Send + Sync + 'static {
     /// Start of the memory.
     fn base(&self) -> *mut u8;
     /// Length of the memory in bytes.
     fn size(&self) -> usize;
+    /// Whether this process may write the memory. The peer's segment is
+    /// mapped read-only: no ring half writes it.
+    fn writable(&self) -> bool;
 }
 
 #[cfg(not(loom))]
 // SAFETY: a Segment maps `len` bytes page-aligned (so 128-aligned) and keeps
-// the mapping until it is dropped; the size is sealed, so it cannot shrink.
+// the mapping until it is dropped; the size is sealed, so it cannot shrink;
+// it reports itself writable only if it was mapped `PROT_WRITE`.
 unsafe impl RingMemory for crate::Segment {
     fn base(&self) -> *mut u8 {
         self.as_ptr()
     }
     fn size(&self) -> usize {
         self.len()
+    }
+    fn writable(&self) -> bool {
+        self.is_writable()
     }
 }
 
@@ -103,14 +115,17 @@ impl Drop for HeapMemory {
     }
 }
 
-// SAFETY: the allocation is 4096-aligned, `layout.size()` bytes, and lives
-// until drop.
+// SAFETY: the allocation is 4096-aligned, `layout.size()` bytes, readable
+// and writable, and lives until drop.
 unsafe impl RingMemory for HeapMemory {
     fn base(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
     fn size(&self) -> usize {
         self.layout.size()
+    }
+    fn writable(&self) -> bool {
+        true
     }
 }
 
@@ -123,39 +138,116 @@ pub(crate) fn check_capacity(capacity: u64) -> Result<()> {
     Ok(())
 }
 
-/// One process's view of a ring: header, data area, geometry. Shared by the
-/// two halves when both live in this process.
+/// One process's view of a ring: the producer's header and data area
+/// (`prod`, written only by the producer) and the consumer's header
+/// (`cons`, whose `head`, `consumer_closed` and `reader_park` only the
+/// consumer writes). Across processes they lie in the two sides' segments;
+/// in one process (heap rings, tests, loom) they may be the same memory.
 pub(crate) struct RingShared {
     #[cfg(not(loom))]
-    hdr: std::ptr::NonNull<RingHeader>,
+    prod: std::ptr::NonNull<RingHeader>,
+    #[cfg(not(loom))]
+    cons: std::ptr::NonNull<RingHeader>,
     #[cfg(loom)]
-    hdr: Box<RingHeader>,
+    prod: Box<RingHeader>,
+    #[cfg(loom)]
+    cons: Box<RingHeader>,
     pub(crate) data: Data,
     /// Capacity, read once at attach time and validated; never re-read.
     pub(crate) cap: u64,
     pub(crate) mask: u64,
-    /// Keeps the memory alive (unused under loom).
+    /// Keeps the producer's memory alive (unused under loom).
     #[cfg_attr(loom, allow(dead_code))]
-    _mem: Option<Arc<dyn RingMemory>>,
+    pub(crate) prod_mem: Option<Arc<dyn RingMemory>>,
+    /// Keeps the consumer's memory alive (unused under loom).
+    #[cfg_attr(loom, allow(dead_code))]
+    _cons_mem: Option<Arc<dyn RingMemory>>,
 }
 
-// SAFETY: the pointers target memory owned by `_mem` (Send + Sync); every
-// concurrent access goes through atomics, and byte ranges are handed between
-// the halves by the cursor protocol.
+// SAFETY: the pointers target memory owned by `prod_mem`/`cons_mem` (Send +
+// Sync); every concurrent access goes through atomics, and byte ranges are
+// handed between the halves by the cursor protocol.
 unsafe impl Send for RingShared {}
 // SAFETY: as above.
 unsafe impl Sync for RingShared {}
 
+/// Checks that `mem` can hold a ring header (size, alignment) and returns a
+/// pointer to it.
+#[cfg(not(loom))]
+fn header_of(mem: &dyn RingMemory, min: u64) -> Result<std::ptr::NonNull<RingHeader>> {
+    let base = mem.base();
+    if (mem.size() as u64) < min || base.align_offset(128) != 0 {
+        return Err(Violation::BadGeometry {
+            what: "segment too small or misaligned for a ring",
+        }
+        .into());
+    }
+    std::ptr::NonNull::new(base.cast::<RingHeader>()).ok_or_else(|| {
+        Violation::BadGeometry {
+            what: "null segment",
+        }
+        .into()
+    })
+}
+
+/// Validates the identification words of a header (magic, version, header
+/// size), each loaded once.
+#[cfg(not(loom))]
+fn check_ident(hdr: &RingHeader) -> Result<()> {
+    // Relaxed: configuration words, ordered by the fd transfer; each is
+    // loaded exactly once and validated. Relaxed loads also work on the
+    // read-only mapping of the peer's segment.
+    let magic = hdr.magic.load(Ordering::Relaxed);
+    let version = hdr.version.load(Ordering::Relaxed);
+    let header_size = hdr.header_size.load(Ordering::Relaxed);
+    if magic != RING_MAGIC {
+        return Err(Violation::BadMagic {
+            found: magic,
+            expected: RING_MAGIC,
+        }
+        .into());
+    }
+    if version != RING_VERSION {
+        return Err(Violation::BadVersion {
+            found: version,
+            expected: RING_VERSION,
+        }
+        .into());
+    }
+    if header_size as usize != HEADER_SIZE {
+        return Err(Violation::BadGeometry {
+            what: "header size field",
+        }
+        .into());
+    }
+    Ok(())
+}
+
 impl RingShared {
+    /// The producer's header: configuration, `tail`, `producer_closed`,
+    /// `writer_park`. Only the producer writes it.
     #[inline]
-    pub(crate) fn hdr(&self) -> &RingHeader {
+    pub(crate) fn prod(&self) -> &RingHeader {
         #[cfg(not(loom))]
-        // SAFETY: `hdr` points at the start of memory `_mem` keeps alive,
-        // 128-aligned and at least HEADER_SIZE bytes (checked at attach); all
-        // fields are atomics, so a shared reference tolerates peer writes.
-        return unsafe { self.hdr.as_ref() };
+        // SAFETY: `prod` points at the start of memory `prod_mem` keeps
+        // alive, 128-aligned and at least HEADER_SIZE bytes (checked at
+        // attach); all fields are atomics, so a shared reference tolerates
+        // concurrent writes, and the consumer side (which may map it
+        // read-only) only loads them, Relaxed.
+        return unsafe { self.prod.as_ref() };
         #[cfg(loom)]
-        return &self.hdr;
+        return &self.prod;
+    }
+
+    /// The consumer's header: `head`, `consumer_closed`, `reader_park`.
+    /// Only the consumer writes these words.
+    #[inline]
+    pub(crate) fn cons(&self) -> &RingHeader {
+        #[cfg(not(loom))]
+        // SAFETY: as in `prod`, for `cons_mem`.
+        return unsafe { self.cons.as_ref() };
+        #[cfg(loom)]
+        return &self.cons;
     }
 
     /// Writes a fresh header into `mem` (the creating side). Overwrites
@@ -169,22 +261,21 @@ impl RingShared {
                 actual: mem.size() as u64,
             });
         }
-        if mem.base().align_offset(128) != 0 {
-            return Err(Violation::BadGeometry {
-                what: "memory not 128-byte aligned",
-            }
-            .into());
+        if !mem.writable() {
+            return Err(Error::ReadOnly { half: "producer" });
         }
-        // SAFETY: aligned and large enough (checked above); atomics only.
-        let hdr = unsafe { &*mem.base().cast::<RingHeader>() };
+        let hdr = header_of(mem, segment_size(capacity))?;
+        // SAFETY: aligned, large enough and writable (checked above);
+        // atomics only.
+        let hdr = unsafe { hdr.as_ref() };
         // Relaxed: the header reaches the peer only after the segment's fd
         // crosses the socket, which orders it (and nothing reads it before).
         hdr.tail.store(0, Ordering::Relaxed);
         hdr.head.store(0, Ordering::Relaxed);
         hdr.producer_closed.store(0, Ordering::Relaxed);
         hdr.consumer_closed.store(0, Ordering::Relaxed);
-        hdr.reader_parked.store(0, Ordering::Relaxed);
-        hdr.writer_parked.store(0, Ordering::Relaxed);
+        hdr.reader_park.store(0, Ordering::Relaxed);
+        hdr.writer_park.store(0, Ordering::Relaxed);
         hdr.capacity.store(capacity, Ordering::Relaxed);
         hdr.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
         hdr.version.store(RING_VERSION, Ordering::Relaxed);
@@ -192,46 +283,24 @@ impl RingShared {
         Ok(())
     }
 
-    /// Validates the header in `mem` and builds a view of it.
+    /// Validates the producer's header in `prod` (identification and
+    /// geometry) and the consumer's header in `cons` (identification), and
+    /// builds a view of the ring. Writability is the halves' business.
     #[cfg(not(loom))]
-    fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
-        let size = mem.size() as u64;
-        let base = mem.base();
-        if size < HEADER_SIZE as u64 + MIN_CAPACITY || base.align_offset(128) != 0 {
-            return Err(Violation::BadGeometry {
-                what: "segment too small or misaligned for a ring",
-            }
-            .into());
-        }
+    fn attach(prod: Arc<dyn RingMemory>, cons: Arc<dyn RingMemory>) -> Result<Self> {
+        let size = prod.size() as u64;
+        let prod_hdr = header_of(&*prod, HEADER_SIZE as u64 + MIN_CAPACITY)?;
+        let cons_hdr = header_of(&*cons, HEADER_SIZE as u64)?;
         // SAFETY: aligned and at least HEADER_SIZE bytes (checked above);
-        // atomics only, so peer writes are tolerated.
-        let hdr = unsafe { &*base.cast::<RingHeader>() };
-        // Relaxed: configuration words, ordered by the fd transfer; each is
-        // loaded exactly once and validated.
-        let magic = hdr.magic.load(Ordering::Relaxed);
-        let version = hdr.version.load(Ordering::Relaxed);
-        let header_size = hdr.header_size.load(Ordering::Relaxed);
+        // atomics only, so concurrent writes are tolerated, and only loaded
+        // here (the memory may be read-only).
+        let hdr = unsafe { prod_hdr.as_ref() };
+        check_ident(hdr)?;
+        // SAFETY: as above, for the consumer's memory.
+        check_ident(unsafe { cons_hdr.as_ref() })?;
+        // Relaxed: configuration word, ordered by the fd transfer; loaded
+        // exactly once and validated.
         let cap = hdr.capacity.load(Ordering::Relaxed);
-        if magic != RING_MAGIC {
-            return Err(Violation::BadMagic {
-                found: magic,
-                expected: RING_MAGIC,
-            }
-            .into());
-        }
-        if version != RING_VERSION {
-            return Err(Violation::BadVersion {
-                found: version,
-                expected: RING_VERSION,
-            }
-            .into());
-        }
-        if header_size as usize != HEADER_SIZE {
-            return Err(Violation::BadGeometry {
-                what: "header size field",
-            }
-            .into());
-        }
         if check_capacity(cap).is_err() {
             return Err(Violation::BadGeometry {
                 what: "capacity not a power of two in range",
@@ -246,24 +315,28 @@ impl RingShared {
         }
         // SAFETY: HEADER_SIZE + cap == size (checked), so the data area is
         // in bounds; HEADER_SIZE is a multiple of 128, so it stays aligned.
-        let data = unsafe { Data::new(base.add(HEADER_SIZE)) };
+        let data = unsafe { Data::new(prod.base().add(HEADER_SIZE)) };
         Ok(RingShared {
-            hdr: std::ptr::NonNull::from(hdr),
+            prod: prod_hdr,
+            cons: cons_hdr,
             data,
             cap,
             mask: cap - 1,
-            _mem: Some(mem),
+            prod_mem: Some(prod),
+            _cons_mem: Some(cons),
         })
     }
 
     #[cfg(loom)]
     pub(crate) fn new_loom(capacity: u64) -> Self {
         RingShared {
-            hdr: Box::new(RingHeader::new_loom(capacity)),
+            prod: Box::new(RingHeader::new_loom(capacity)),
+            cons: Box::new(RingHeader::new_loom(capacity)),
             data: Data::new_loom(capacity as usize),
             cap: capacity,
             mask: capacity - 1,
-            _mem: None,
+            prod_mem: None,
+            _cons_mem: None,
         }
     }
 
@@ -282,7 +355,7 @@ impl RingShared {
 /// The memory must be exactly [`segment_size`]`(capacity)` bytes.
 ///
 /// # Errors
-/// [`Error::BadCapacity`] or [`Error::WrongSize`].
+/// [`Error::BadCapacity`], [`Error::WrongSize`], or [`Error::ReadOnly`].
 #[cfg(not(loom))]
 pub fn initialize(mem: &dyn RingMemory, capacity: u64) -> Result<()> {
     RingShared::initialize(mem, capacity)
@@ -300,11 +373,20 @@ pub fn heap_ring(capacity: u64) -> Result<(Producer, Consumer)> {
     let mem = HeapMemory::new(segment_size(capacity) as usize)?;
     initialize(&mem, capacity)?;
     let mem: Arc<dyn RingMemory> = Arc::new(mem);
-    Ok((Producer::attach(mem.clone())?, Consumer::attach(mem)?))
+    // SAFETY: the memory was allocated just above and nothing else holds
+    // it: this is the only producer of the ring.
+    let prod = unsafe { Producer::attach(mem.clone(), mem.clone()) }?;
+    Ok((prod, Consumer::attach(mem.clone(), mem)?))
 }
 
 /// Creates a sealed memfd [`crate::Segment`] holding a fresh ring of
-/// `capacity` bytes.
+/// `capacity` bytes, and returns it with the ring's only [`Producer`].
+///
+/// The producer reads the consumer's words from the same segment at first
+/// (a consumer in this process attaches with
+/// `Consumer::attach(seg.clone(), seg)`); when the consumer is the peer,
+/// point the producer at the peer's segment with
+/// [`Producer::with_consumer_words`].
 ///
 /// # Errors
 /// [`Error::BadCapacity`], or [`Error::Io`] if the memfd cannot be made.
@@ -313,11 +395,17 @@ pub fn create_segment(
     name: &std::ffi::CStr,
     capacity: u64,
     opts: crate::SegmentOptions,
-) -> Result<crate::Segment> {
+) -> Result<(Arc<crate::Segment>, Producer)> {
     check_capacity(capacity)?;
     let seg = crate::Segment::create(name, segment_size(capacity), opts)?;
     initialize(&seg, capacity)?;
-    Ok(seg)
+    let seg = Arc::new(seg);
+    let mem: Arc<dyn RingMemory> = seg.clone();
+    // SAFETY: the segment was created just above and only `seg` holds it:
+    // this is the only producer of the ring in this process, and nobody
+    // else can write it (F_SEAL_FUTURE_WRITE).
+    let prod = unsafe { Producer::attach(mem.clone(), mem) }?;
+    Ok((seg, prod))
 }
 
 #[cfg(loom)]

@@ -12,7 +12,9 @@ use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
 /// The writing half of a ring. `Send` but not `Sync`: exactly one thread
-/// produces at a time.
+/// produces at a time; and there is at most one `Producer` per ring in a
+/// process (the safe constructors return the only one, [`Producer::attach`]
+/// is `unsafe` for that reason).
 pub struct Producer {
     ring: Arc<RingShared>,
     /// Next byte to write, including staged (unpublished) records.
@@ -22,6 +24,11 @@ pub struct Producer {
     /// Last validated value of the consumer's `head`; possibly stale.
     cached_head: u64,
     poisoned: bool,
+    /// Our private copy of our `writer_park` word (only we write it).
+    park_seq: Cell<u64>,
+    /// The last odd value of the consumer's `reader_park` we owed a
+    /// wake-up for: one wake-up per park episode.
+    reader_woken: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -38,26 +45,107 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
-    /// Attaches the producing half to a ring in `mem`, validating the header
-    /// (magic, version, geometry, cursors).
+    /// Attaches the producing half to a ring whose producer header and data
+    /// area are in `prod` (which this process must be able to write) and
+    /// whose consumer words are in the header of `cons` (the consumer's
+    /// segment, possibly read-only; the same memory as `prod` when both
+    /// halves live in this process). Validates both headers (magic,
+    /// version, geometry, cursors).
+    ///
+    /// Prefer the safe constructors, which return the ring's only producer:
+    /// [`heap_ring`](super::heap_ring), [`create_segment`](super::create_segment)
+    /// and [`Producer::with_consumer_words`].
+    ///
+    /// # Safety
+    /// No other `Producer` of the same ring (the same `prod` memory) may be
+    /// alive in this process, now or while the returned one lives: two
+    /// producers would hand out overlapping [`WriteGrant`]s, whose
+    /// `&mut [u8]` must be exclusive. Likewise no other process may be able
+    /// to write `prod` while the producer lives: true of a segment made by
+    /// [`Segment::create`](crate::Segment::create) (sealed with
+    /// `F_SEAL_FUTURE_WRITE`) and of [`HeapMemory`](super::HeapMemory), not
+    /// of a memfd a peer can still map writable.
+    ///
+    /// Safe code cannot make a second producer of a ring it got from a safe
+    /// constructor:
+    /// ```compile_fail,E0133
+    /// use shmsock_shm::ring::{self, Producer, RingMemory};
+    /// use std::sync::Arc;
+    /// let (seg, _only) = ring::create_segment(c"x", 4096, Default::default()).unwrap();
+    /// let mem: Arc<dyn RingMemory> = seg;
+    /// let _second = Producer::attach(mem.clone(), mem); // needs `unsafe`
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Protocol`] if the header is invalid.
+    /// [`Error::ReadOnly`] if `prod` is not writable; [`Error::Protocol`]
+    /// if a header is invalid.
     #[cfg(not(loom))]
-    pub fn attach(mem: Arc<dyn RingMemory>) -> Result<Self> {
-        let ring = Arc::new(RingShared::attach(mem)?);
-        let hdr = ring.hdr();
-        // Acquire: pairs with nothing yet at attach time, but costs nothing
-        // and keeps every load of the peer's cursor Acquire.
-        let head = hdr.head.load(Ordering::Acquire);
-        // Relaxed: our own cursor; at attach time only the creator wrote it.
-        let tail = hdr.tail.load(Ordering::Relaxed);
-        RingShared::check_aligned(head)?;
+    pub unsafe fn attach(prod: Arc<dyn RingMemory>, cons: Arc<dyn RingMemory>) -> Result<Self> {
+        if !prod.writable() {
+            return Err(Error::ReadOnly { half: "producer" });
+        }
+        let ring = Arc::new(RingShared::attach(prod, cons)?);
+        let head = Self::attach_head(&ring)?;
+        // Relaxed: our own words; at attach time only the creator wrote them.
+        let tail = ring.prod().tail.load(Ordering::Relaxed);
+        let park = ring.prod().writer_park.load(Ordering::Relaxed);
         RingShared::check_aligned(tail)?;
         if head > tail || tail - head > ring.cap {
             return Err(Violation::HeadBeyondTail { head, tail }.into());
         }
-        Ok(Self::from_shared(ring, tail, head))
+        let p = Self::from_shared(ring, tail, head);
+        p.park_seq.set(park);
+        p.unpark();
+        Ok(p)
+    }
+
+    /// Loads (once) and checks the consumer cursor at attach time.
+    #[cfg(not(loom))]
+    fn attach_head(ring: &RingShared) -> Result<u64> {
+        // Relaxed + Acquire fence: the attach-time instance of SYNC POINT
+        // `space-released` (a plain load, so it works on a read-only
+        // mapping).
+        let head = ring.cons().head.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        RingShared::check_aligned(head)?;
+        Ok(head)
+    }
+
+    /// Points this producer at the consumer words in `cons` (the header of
+    /// the peer's segment, usually mapped read-only), keeping everything
+    /// else: the ring stays in our memory, and this stays its only
+    /// producer. Used when the consumer's segment arrives after ours was
+    /// created.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if `cons` holds no valid ring header or its
+    /// consumer cursor disagrees with what we published (this producer is
+    /// consumed either way); [`Error::Poisoned`] if it was poisoned.
+    #[cfg(not(loom))]
+    pub fn with_consumer_words(self, cons: Arc<dyn RingMemory>) -> Result<Producer> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        let prod = self
+            .ring
+            .prod_mem
+            .clone()
+            .ok_or(Error::ReadOnly { half: "producer" })?;
+        let ring = Arc::new(RingShared::attach(prod, cons)?);
+        let head = Self::attach_head(&ring)?;
+        if head > self.published || self.published - head > ring.cap {
+            return Err(Violation::HeadBeyondTail {
+                head,
+                tail: self.published,
+            }
+            .into());
+        }
+        Ok(Producer {
+            ring,
+            cached_head: head,
+            reader_woken: 0,
+            ..self
+        })
     }
 
     pub(crate) fn from_shared(ring: Arc<RingShared>, tail: u64, head: u64) -> Self {
@@ -67,6 +155,8 @@ impl Producer {
             published: tail,
             cached_head: head,
             poisoned: false,
+            park_seq: Cell::new(0),
+            reader_woken: 0,
             _not_sync: PhantomData,
         }
     }
@@ -89,10 +179,14 @@ impl Producer {
 
     /// Loads and validates the consumer cursor.
     fn refresh_head(&mut self) -> Result<u64> {
-        // SYNC POINT `space-released`: Acquire pairs with the consumer's
-        // Release store of `head` in `Consumer::release`; the consumer's
-        // reads of the released records happen before we overwrite them.
-        let head = self.ring.hdr().head.load(Ordering::Acquire);
+        // SYNC POINT `space-released`: the Acquire fence after this Relaxed
+        // load pairs with the consumer's Release store of `head` in
+        // `Consumer::publish_head`; the consumer's reads of the released
+        // records happen before we overwrite them. Relaxed load + fence
+        // rather than an Acquire load: `head` lies in the peer's segment,
+        // mapped read-only, where Rust only promises Relaxed loads.
+        let head = self.ring.cons().head.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         let check = || -> Result<(), Violation> {
             RingShared::check_aligned(head)?;
             if head < self.cached_head {
@@ -217,45 +311,70 @@ impl Producer {
             // and payloads written before it visible; pairs with the Acquire
             // load of `tail` in `Consumer::refresh_tail`.
             self.ring
-                .hdr()
+                .prod()
                 .tail
                 .store(self.write_pos, Ordering::Release);
             self.published = self.write_pos;
         }
-        self.reader_parked()
+        self.reader_wake_owed()
     }
 
-    /// Whether the consumer is parked, clearing its flag if so: the caller
-    /// then owes it exactly one wake-up.
-    fn reader_parked(&self) -> bool {
-        // SYNC POINT `park-dekker`: SeqCst fence between our store of `tail`
-        // and our load of `reader_parked`; pairs with the fence in
-        // `Consumer::park` between its store of `reader_parked` and its load
-        // of `tail`. At least one side sees the other's store: no lost wake-up.
+    /// Whether the consumer is parked in an episode we have not woken yet;
+    /// if so, records it: the caller then owes it exactly one wake-up.
+    fn reader_wake_owed(&mut self) -> bool {
+        // SYNC POINT `park-dekker` (reader side): SeqCst fence between our
+        // store of `tail` and our load of `reader_park`; pairs with the
+        // fence in `Consumer::park` between its store of `reader_park` and
+        // its re-check of `tail`. At least one side sees the other's store:
+        // no lost wake-up (docs/design.md).
         fence(Ordering::SeqCst);
-        let parked = &self.ring.hdr().reader_parked;
-        // Relaxed load first keeps the common case (not parked) read-only on
-        // the line; swap (Relaxed: the fence above already ordered it) makes
-        // exactly one party claim the wake-up.
-        parked.load(Ordering::Relaxed) != 0 && parked.swap(0, Ordering::Relaxed) != 0
+        // Relaxed: ordered by the fence above; the consumer's word, loaded
+        // once. Any value is harmless: a lying consumer only gets wake-ups,
+        // at most one per value it writes.
+        let seq = self.ring.cons().reader_park.load(Ordering::Relaxed);
+        if seq % 2 == 1 && seq != self.reader_woken {
+            self.reader_woken = seq;
+            return true;
+        }
+        false
     }
 
-    /// Marks the producer as waiting for space. The caller must re-check for
-    /// space (`try_reserve`) after this and only sleep if there is none; the
-    /// consumer's [`Consumer::release`](super::Consumer) then reports that a
-    /// wake-up is owed.
+    /// Marks the producer as waiting for space: starts a new park episode
+    /// (our `writer_park` word becomes a new odd value). The caller must
+    /// re-check for space (`try_reserve`) after this and only sleep if
+    /// there is none; the consumer's release then reports that a wake-up is
+    /// owed, once for this episode.
     pub fn park(&self) {
-        let hdr = self.ring.hdr();
+        let s = self.park_seq.get();
+        // Odd = parked. Parking again while parked starts a new episode
+        // (a new odd value), so a consumer that already woke the old one
+        // owes a wake-up again.
+        let next = if s % 2 == 1 {
+            s.wrapping_add(2)
+        } else {
+            s.wrapping_add(1)
+        };
+        self.park_seq.set(next);
         // Relaxed store: ordered against the following re-check of `head` by
-        // the SeqCst fence (SYNC POINT `park-dekker`, writer side).
-        hdr.writer_parked.store(1, Ordering::Relaxed);
+        // the SeqCst fence (SYNC POINT `park-dekker`, writer side). Our own
+        // word: only we write it.
+        self.ring.prod().writer_park.store(next, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
 
-    /// Clears our parked flag (after waking or giving up).
+    /// Ends our park episode (after waking or giving up): our `writer_park`
+    /// word becomes even.
     pub fn unpark(&self) {
-        // Relaxed: a stale flag only costs the consumer one spurious wake-up.
-        self.ring.hdr().writer_parked.store(0, Ordering::Relaxed);
+        let s = self.park_seq.get();
+        if s % 2 == 1 {
+            self.park_seq.set(s.wrapping_add(1));
+            // Relaxed: a stale odd value only costs the consumer one
+            // spurious wake-up.
+            self.ring
+                .prod()
+                .writer_park
+                .store(s.wrapping_add(1), Ordering::Relaxed);
+        }
     }
 
     /// Marks the ring closed by the producer after publishing everything
@@ -265,14 +384,14 @@ impl Producer {
         let wake = self.publish();
         // SYNC POINT `producer-closed`: Release orders the final `tail` store
         // before the flag; pairs with the Acquire load in `Consumer::try_read`.
-        self.ring.hdr().producer_closed.store(1, Ordering::Release);
-        wake || self.reader_parked()
+        self.ring.prod().producer_closed.store(1, Ordering::Release);
+        wake || self.reader_wake_owed()
     }
 
     /// Whether the consumer has closed its end.
     pub fn is_consumer_closed(&self) -> bool {
         // Relaxed: advisory flag; nothing is read on the strength of it.
-        self.ring.hdr().consumer_closed.load(Ordering::Relaxed) != 0
+        self.ring.cons().consumer_closed.load(Ordering::Relaxed) != 0
     }
 
     /// Whether a protocol violation poisoned this half.
@@ -310,10 +429,10 @@ impl Producer {
 /// [`commit`](WriteGrant::commit). Dropping the grant without committing
 /// publishes nothing.
 ///
-/// The slice lies in shared memory. A well-behaved consumer never touches it
-/// before it is committed; a malicious one could scribble on it, which can
-/// only corrupt the message it is about to receive. Do not read back from the
-/// grant and trust what you read (see `docs/design.md`).
+/// The slice lies in our own segment: the peer maps it read-only (the memfd
+/// is sealed with `F_SEAL_FUTURE_WRITE`), and we are the ring's only
+/// producer, so nobody else can write it while the grant lives; that is
+/// what makes lending it out as `&mut [u8]` sound (see `docs/design.md`).
 pub struct WriteGrant<'a> {
     prod: &'a mut Producer,
     /// Bytes of padding to write before the record (0 or the distance from
@@ -432,8 +551,11 @@ impl std::ops::Deref for WriteGrant<'_> {
     fn deref(&self) -> &[u8] {
         #[cfg(not(loom))]
         // SAFETY: payload_off + len lies within the data area (checked in
-        // try_reserve) and the producer owns the range until commit; see the
-        // type's docs for the malicious-consumer caveat.
+        // try_reserve) and the producer owns the range until commit: the
+        // data area is in our memory, which no other process can write
+        // (F_SEAL_FUTURE_WRITE; the peer maps it read-only) and no other
+        // producer in this process exists (`Producer::attach` contract); our
+        // consumer, if in this process, does not read unpublished bytes.
         return unsafe {
             std::slice::from_raw_parts(self.prod.ring.data.ptr(self.payload_off), self.len)
         };
@@ -446,7 +568,7 @@ impl std::ops::DerefMut for WriteGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         #[cfg(not(loom))]
         // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive
-        // within this process.
+        // within this process, and no other process can write the range.
         return unsafe {
             std::slice::from_raw_parts_mut(self.prod.ring.data.ptr(self.payload_off), self.len)
         };

@@ -11,9 +11,27 @@ use crate::error::{Error, Violation};
 fn ring_with_mem(cap: u64) -> (Producer, Consumer, Arc<HeapMemory>) {
     let mem = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
     initialize(&*mem, cap).unwrap();
-    let p = Producer::attach(mem.clone()).unwrap();
-    let c = Consumer::attach(mem.clone()).unwrap();
+    // SAFETY: `mem` was allocated just above: this is its only producer.
+    let p = unsafe { Producer::attach(mem.clone(), mem.clone()) }.unwrap();
+    let c = Consumer::attach(mem.clone(), mem.clone()).unwrap();
     (p, c, mem)
+}
+
+/// A view of memory that says it is not writable, as the peer's segment
+/// mapped read-only is.
+struct ReadOnly(Arc<HeapMemory>);
+
+// SAFETY: forwards to HeapMemory, and claims less (not writable).
+unsafe impl RingMemory for ReadOnly {
+    fn base(&self) -> *mut u8 {
+        self.0.base()
+    }
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+    fn writable(&self) -> bool {
+        false
+    }
 }
 
 /// Writes a word of the segment as a hostile peer would.
@@ -305,7 +323,11 @@ fn attach_rejects_bad_header_fields() {
     let cap = 4096u64;
     let cases: [(usize, u64, &str); 5] = [
         (0, 0xdead_beef, "magic"),
-        (8, pack(2, HEADER_SIZE as u32), "version"),
+        (
+            8,
+            pack(1, HEADER_SIZE as u32),
+            "version 1 (both rings in one segment)",
+        ),
         (8, pack(RING_VERSION, 512), "header size"),
         (16, 4095, "capacity not pow2"),
         (16, 8192, "capacity vs size"),
@@ -315,13 +337,15 @@ fn attach_rejects_bad_header_fields() {
         initialize(&*mem, cap).unwrap();
         poke(&mem, off, val);
         assert!(
-            matches!(Consumer::attach(mem.clone()), Err(Error::Protocol(_))),
+            matches!(
+                Consumer::attach(mem.clone(), mem.clone()),
+                Err(Error::Protocol(_))
+            ),
             "{what}"
         );
-        assert!(
-            matches!(Producer::attach(mem), Err(Error::Protocol(_))),
-            "{what}"
-        );
+        // SAFETY: no other producer of `mem` exists.
+        let r = unsafe { Producer::attach(mem.clone(), mem) };
+        assert!(matches!(r, Err(Error::Protocol(_))), "{what}");
     }
     // Cursors already inconsistent at attach time.
     for (head, tail) in [(8, 0), (0, 3), (0, cap + 8)] {
@@ -329,9 +353,111 @@ fn attach_rejects_bad_header_fields() {
         initialize(&*mem, cap).unwrap();
         poke(&mem, HEAD, head);
         poke(&mem, TAIL, tail);
-        assert!(Consumer::attach(mem.clone()).is_err(), "{head} {tail}");
-        assert!(Producer::attach(mem).is_err(), "{head} {tail}");
+        assert!(
+            Consumer::attach(mem.clone(), mem.clone()).is_err(),
+            "{head} {tail}"
+        );
+        // SAFETY: no other producer of `mem` exists.
+        let r = unsafe { Producer::attach(mem.clone(), mem) };
+        assert!(r.is_err(), "{head} {tail}");
     }
+}
+
+/// Each half writes only its own memory: a producer over read-only memory,
+/// or a consumer whose cursor words are in read-only memory, is refused;
+/// the other half's memory may be read-only.
+#[test]
+fn halves_refuse_read_only_memory_they_must_write() {
+    let cap = 4096u64;
+    let prod = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+    let cons = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+    initialize(&*prod, cap).unwrap();
+    initialize(&*cons, cap).unwrap();
+    let ro_prod: Arc<dyn RingMemory> = Arc::new(ReadOnly(prod.clone()));
+    let ro_cons: Arc<dyn RingMemory> = Arc::new(ReadOnly(cons.clone()));
+    // SAFETY: the attach is refused, so no producer comes to exist.
+    let r = unsafe { Producer::attach(ro_prod.clone(), cons.clone()) };
+    assert!(
+        matches!(r, Err(Error::ReadOnly { half: "producer" })),
+        "{r:?}"
+    );
+    let r = Consumer::attach(prod.clone(), ro_cons.clone());
+    assert!(
+        matches!(r, Err(Error::ReadOnly { half: "consumer" })),
+        "{r:?}"
+    );
+    assert!(matches!(
+        initialize(&*ro_prod, cap),
+        Err(Error::ReadOnly { .. })
+    ));
+    // The split ring of two processes, in one: the producer writes `prod`
+    // and reads the consumer's words read-only; the consumer the mirror.
+    // SAFETY: the only producer of `prod`.
+    let mut p = unsafe { Producer::attach(prod.clone(), ro_cons) }.unwrap();
+    let mut c = Consumer::attach(ro_prod, cons.clone()).unwrap();
+    for i in 0..1000u64 {
+        if !p.try_push(&i.to_le_bytes()).unwrap() {
+            assert_eq!(c.try_read().unwrap().unwrap().len(), 8);
+            assert!(p.try_push(&i.to_le_bytes()).unwrap());
+        }
+    }
+    // The cursors went to their owners' memory: `tail` in `prod`, `head` in
+    // `cons`; the other copies were never written.
+    assert_eq!(peek(&prod, TAIL), p.position());
+    assert_eq!(peek(&prod, HEAD), 0);
+    assert!(peek(&cons, HEAD) > 0);
+    assert_eq!(peek(&cons, TAIL), 0);
+}
+
+/// The safe way to point the only producer at the consumer's segment.
+#[test]
+fn producer_moves_to_the_consumers_words() {
+    let cap = 4096u64;
+    let cons = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+    initialize(&*cons, cap).unwrap();
+    let (seg, p) = create_segment(c"split", cap, crate::SegmentOptions::default()).unwrap();
+    let ro: Arc<dyn RingMemory> = Arc::new(ReadOnly(cons.clone()));
+    let mut p = p.with_consumer_words(ro).unwrap();
+    let mut c = Consumer::attach(seg, cons.clone()).unwrap();
+    assert!(p.try_push(b"hi").unwrap());
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"hi");
+    assert_eq!(p.consumed().unwrap(), 16);
+    // A consumer cursor beyond what we published is refused.
+    let bad = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
+    initialize(&*bad, cap).unwrap();
+    poke(&bad, HEAD, 64);
+    assert!(matches!(
+        p.with_consumer_words(bad),
+        Err(Error::Protocol(Violation::HeadBeyondTail { .. }))
+    ));
+}
+
+/// A park episode is woken once; parking again, woken or not, is a new
+/// episode that is owed its own wake-up.
+#[test]
+fn every_park_episode_gets_one_wakeup() {
+    let (mut p, mut c, mem) = ring_with_mem(4096);
+    c.park();
+    assert_eq!(peek(&mem, 384) % 2, 1, "parked: odd");
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"a");
+    assert!(g.commit(), "parked: wake-up owed");
+    c.park(); // re-armed without unparking (try_recv does this)
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"c");
+    assert!(g.commit(), "a new episode is owed a wake-up");
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"d");
+    assert!(!g.commit(), "but only one");
+    c.unpark();
+    assert_eq!(peek(&mem, 384) % 2, 0, "unparked: even");
+    let mut g = p.try_reserve(1).unwrap().unwrap();
+    g.fill_from(b"e");
+    assert!(!g.commit(), "not parked");
+    // The consumer closing wakes a parked producer once, without hysteresis.
+    p.park();
+    assert!(c.close());
+    assert!(!c.close());
 }
 
 #[test]

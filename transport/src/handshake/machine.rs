@@ -45,7 +45,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-use shmsock_shm::ring::{self, segment_size, Consumer, Producer};
+use shmsock_shm::ring::{self, segment_size, Consumer, Producer, RingMemory};
 use shmsock_shm::{Segment, SegmentOptions};
 
 use crate::error::{Error, ProtocolViolation, Result};
@@ -110,27 +110,46 @@ fn check_max_message(peer: &Credentials, v: u64) -> Result<()> {
     Ok(())
 }
 
-fn attach_peer_ring(peer: &Credentials, fd: OwnedFd, cap: u64, max: u64) -> Result<Consumer> {
-    let seg = Segment::attach(fd, segment_size(cap), segment_size(max))
+/// Checks the peer's segment (seals, size, backing) and maps it read-only.
+fn map_peer_segment(
+    peer: &Credentials,
+    fd: OwnedFd,
+    cap: u64,
+    max: u64,
+) -> Result<Arc<dyn RingMemory>> {
+    let seg = Segment::attach_read_only(fd, segment_size(cap), segment_size(max))
         .map_err(|e| protocol(peer, ProtocolViolation::BadMemfd(e)))?;
-    Consumer::attach(Arc::new(seg)).map_err(|e| match e {
+    Ok(Arc::new(seg))
+}
+
+/// Attaches both rings across the two segments: our producer keeps its
+/// header and data in `ours` and reads the peer's consumer words from
+/// `theirs`; our consumer reads the peer's ring from `theirs` and keeps its
+/// cursor words in `ours`. Each side writes only its own segment.
+fn attach_rings(
+    peer: &Credentials,
+    theirs: Arc<dyn RingMemory>,
+    ours: &Arc<Segment>,
+    prod: Producer,
+) -> Result<(Producer, Consumer)> {
+    let ring_err = |e| match e {
         shmsock_shm::Error::Protocol(v) => protocol(peer, v),
         e => protocol(peer, ProtocolViolation::BadMemfd(e)),
-    })
+    };
+    let cons = Consumer::attach(theirs.clone(), ours.clone()).map_err(ring_err)?;
+    let prod = prod.with_consumer_words(theirs).map_err(ring_err)?;
+    Ok((prod, cons))
 }
 
 fn create_own_ring(capacity: u64) -> Result<(Arc<Segment>, Producer)> {
-    let seg = ring::create_segment(c"shmsock-ring", capacity, SegmentOptions::default())
-        .map_err(Error::Shm)?;
-    let seg = Arc::new(seg);
-    let prod = Producer::attach(seg.clone()).map_err(Error::Shm)?;
-    Ok((seg, prod))
+    ring::create_segment(c"shmsock-ring", capacity, SegmentOptions::default()).map_err(Error::Shm)
 }
 
 /// The client side, waiting for the server's `Welcome`.
 pub struct ClientHandshake {
     local: Local,
     peer: Credentials,
+    seg: Arc<Segment>,
     prod: Producer,
     back_ours: OwnedFd,
 }
@@ -174,12 +193,13 @@ impl ClientHandshake {
                 ring_capacity: opts.ring_capacity,
                 max_message: opts.max_message,
             }),
-            Some(seg),
+            Some(seg.clone()),
             Some(back_theirs),
         );
         let hs = ClientHandshake {
             local: Local::of(opts),
             peer,
+            seg,
             prod,
             back_ours,
         };
@@ -227,9 +247,10 @@ impl ClientHandshake {
                 },
             )
         })?;
-        let cons = attach_peer_ring(&peer, fd, w.ring_capacity, self.local.max_peer_ring)?;
+        let theirs = map_peer_segment(&peer, fd, w.ring_capacity, self.local.max_peer_ring)?;
+        let (prod, cons) = attach_rings(&peer, theirs, &self.seg, self.prod)?;
         Ok(Established {
-            prod: self.prod,
+            prod,
             cons,
             back: self.back_ours,
             peer,
@@ -343,11 +364,13 @@ impl ServerHandshake {
                 ProtocolViolation::BadBackChannel,
             )));
         }
-        let cons = attach_peer_ring(&peer, ring_fd, h.ring_capacity, self.local.max_peer_ring)
+        // The client's segment is checked before we spend memory on ours.
+        let theirs = map_peer_segment(&peer, ring_fd, h.ring_capacity, self.local.max_peer_ring)
             .map_err(malformed)?;
         // Our own failure: tell the client it is not its fault.
         let (seg, prod) = create_own_ring(self.ring_capacity)
             .map_err(|e| Rejection::with(RejectReason::Resources, e))?;
+        let (prod, cons) = attach_rings(&peer, theirs, &seg, prod).map_err(malformed)?;
         let welcome = Outgoing::new(
             Control::Welcome(Hello {
                 ring_capacity: self.ring_capacity,
