@@ -762,7 +762,7 @@ fn producer_that_never_wakes() {
         // Wait until the server's consumer is parked on our ring: its park
         // word (in the server's segment) is odd.
         let t = Instant::now();
-        while their_word(&c, 384) % 2 == 0 {
+        while their_word(&c, 384).is_multiple_of(2) {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }

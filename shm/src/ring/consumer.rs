@@ -328,7 +328,7 @@ impl Consumer {
         // Relaxed: ordered by the fence above; the producer's word, loaded
         // once.
         let seq = self.ring.prod().writer_park.load(Ordering::Relaxed);
-        if seq % 2 == 0 || seq == self.writer_woken {
+        if seq.is_multiple_of(2) || seq == self.writer_woken {
             return false;
         }
         // Hysteresis, as sockets do for write space: wake a parked producer
