@@ -846,6 +846,14 @@ pub struct BatchGrant<'a> {
     count: &'a mut usize,
 }
 
+impl std::fmt::Debug for BatchGrant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchGrant")
+            .field("len", &self.grant.len())
+            .finish()
+    }
+}
+
 impl BatchGrant<'_> {
     /// Stages the message: the batch publishes it.
     pub fn commit(self) {

@@ -459,6 +459,15 @@ pub struct ReadGuard<'a> {
     released: bool,
 }
 
+impl std::fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("len", &self.rec.len)
+            .field("tag", &self.rec.tag)
+            .finish()
+    }
+}
+
 impl ReadGuard<'_> {
     /// Payload length in bytes.
     pub fn len(&self) -> usize {

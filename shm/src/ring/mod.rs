@@ -73,6 +73,7 @@ unsafe impl RingMemory for crate::Segment {
 }
 
 /// Zeroed, 4096-aligned heap memory for a ring that stays in one process.
+#[derive(Debug)]
 pub struct HeapMemory {
     ptr: std::ptr::NonNull<u8>,
     layout: std::alloc::Layout,

@@ -445,6 +445,15 @@ pub struct WriteGrant<'a> {
     staging: Vec<u8>,
 }
 
+impl std::fmt::Debug for WriteGrant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.len)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
 impl WriteGrant<'_> {
     /// Length of the reserved payload.
     pub fn len(&self) -> usize {
