@@ -10,13 +10,13 @@ use rustix::io::Errno;
 use shmsock_shm::ring::{self, Consumer, Producer, RecordHead};
 
 use crate::error::{Error, ProtocolViolation, Result};
-use crate::fdpass::{recv_control, recv_control_with, send_control, wait_readable, Recv};
+use crate::fdpass::{recv_control, send_control, Recv};
 use crate::frag::{
     fragment_len, Assembly, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE,
 };
 use crate::options::{Credentials, WaitStrategy};
 use crate::shutdown::{ShutFlag, ShutdownHandle};
-use crate::wait::{SpinLearner, Spinner, Step};
+use crate::wait::{self, past, SpinLearner, Waiter};
 use crate::wire::Control;
 
 /// Control messages handled per drain, so a flooding peer cannot keep us
@@ -31,13 +31,9 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-fn past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
 /// Maps a socket error on a connected socket: the peer's death shows as
 /// `EPIPE`/`ECONNRESET`.
-fn sock_err(op: &'static str, e: Errno) -> Error {
+pub(crate) fn sock_err(op: &'static str, e: Errno) -> Error {
     match e {
         Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN => Error::Disconnected,
         e => Error::io(op, e),
@@ -244,25 +240,6 @@ impl Sender {
         Ok(())
     }
 
-    /// Sleeps until one control message (or the hang-up) arrives or the
-    /// deadline passes (`false`). Without a deadline this is a single
-    /// blocking `recvmsg`; with one, `poll` and one `recvmsg`. Leftover
-    /// wake-ups are harmless: the caller re-checks the ring.
-    fn wait_one(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let blocking = deadline.is_none();
-        if !blocking {
-            match wait_readable(self.sock.as_fd(), deadline) {
-                Ok(true) => {}
-                Ok(false) => return Ok(false),
-                Err(e) => return Err(Error::io("poll", e)),
-            }
-        }
-        let r =
-            recv_control_with(self.sock.as_fd(), blocking).map_err(|e| sock_err("recvmsg", e))?;
-        self.handle(r)?;
-        Ok(true)
-    }
-
     /// Cheap periodic liveness check on the send fast path.
     fn check_peer(&mut self) -> Result<()> {
         self.check_peer_after(1)
@@ -286,53 +263,18 @@ impl Sender {
         self.wait_until(deadline, |p| p.can_reserve(len))
     }
 
-    /// Waits until `ready` holds, per the wait strategy. `ready` may only
-    /// depend on the consumer's progress, which is what wakes us.
+    /// Waits until `ready` holds, per the wait strategy ([`wait::wait_until`]).
+    /// `ready` may only depend on the consumer's progress, which is what
+    /// wakes us.
     fn wait_until(
         &mut self,
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut Producer) -> shmsock_shm::Result<bool>,
     ) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait, &mut self.learner);
-        loop {
-            if ready(&mut self.prod).map_err(|e| self.ring_err(e))? {
-                self.learner.record(!spinner.parked());
-                return Ok(());
-            }
-            if self.peer_gone {
-                return Err(Error::Disconnected);
-            }
-            match spinner.step() {
-                Step::Spin => {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                Step::Check => {
-                    if past(deadline) {
-                        return Err(Error::Timeout);
-                    }
-                    self.drain()?;
-                    continue;
-                }
-                Step::Park => {}
-            }
-            // Park: start a park episode, re-check, sleep on the socket (SYNC POINT
-            // `park-dekker`, writer side; see docs/design.md).
-            self.prod.park();
-            match ready(&mut self.prod) {
-                Ok(false) => {}
-                r => {
-                    self.prod.unpark();
-                    self.learner.record(!spinner.parked());
-                    return r.map(drop).map_err(|e| self.ring_err(e));
-                }
-            }
-            let woke = self.wait_one(deadline);
-            self.prod.unpark();
-            if !woke? {
-                return Err(Error::Timeout);
-            }
-        }
+        wait::wait_until(self, deadline, |s| {
+            let r = ready(&mut s.prod);
+            r.map_err(|e| s.ring_err(e))
+        })
     }
 
     /// Sends `data`: inline through the ring if it fits, else as a sealed
@@ -1108,64 +1050,10 @@ impl Receiver {
         Ok(n)
     }
 
-    /// Sleeps until one control message (or the hang-up) arrives or the
-    /// deadline passes (`false`); see [`Sender::wait_one`].
-    fn wait_one(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let blocking = deadline.is_none();
-        if !blocking {
-            match wait_readable(self.sock.as_fd(), deadline) {
-                Ok(true) => {}
-                Ok(false) => return Ok(false),
-                Err(e) => return Err(Error::io("poll", e)),
-            }
-        }
-        let r =
-            recv_control_with(self.sock.as_fd(), blocking).map_err(|e| sock_err("recvmsg", e))?;
-        self.handle(r)?;
-        Ok(true)
-    }
-
-    /// Waits until the ring has a record, per the wait strategy.
+    /// Waits until the ring has a record, per the wait strategy
+    /// ([`wait::wait_until`]).
     fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
-        let mut spinner = Spinner::new(self.wait, &mut self.learner);
-        loop {
-            if self.has_data()? {
-                self.learner.record(!spinner.parked());
-                return Ok(());
-            }
-            if self.peer_eof {
-                // Everything committed before the hang-up was in the ring
-                // already (commit precedes close), and it is now empty.
-                return Err(Error::Disconnected);
-            }
-            match spinner.step() {
-                Step::Spin => {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                Step::Check => {
-                    if past(deadline) {
-                        return Err(Error::Timeout);
-                    }
-                    self.drain()?;
-                    continue;
-                }
-                Step::Park => {}
-            }
-            // SYNC POINT `park-dekker`, reader side (docs/design.md).
-            self.cons.park();
-            let ready = self.has_data();
-            if !matches!(ready, Ok(false)) {
-                self.cons.unpark();
-                self.learner.record(!spinner.parked());
-                return ready.map(drop);
-            }
-            let woke = self.wait_one(deadline);
-            self.cons.unpark();
-            if !woke? {
-                return Err(Error::Timeout);
-            }
-        }
+        wait::wait_until(self, deadline, Receiver::has_data)
     }
 
     /// Receives the next message, waiting per the wait strategy and the
@@ -1526,6 +1414,64 @@ impl AsFd for Receiver {
     /// hang-up arrive. See [`Receiver::try_recv`] for the readiness rule.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+impl Waiter for Sender {
+    fn strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+    fn learner(&mut self) -> &mut SpinLearner {
+        &mut self.learner
+    }
+    fn gone(&self) -> bool {
+        self.peer_gone
+    }
+    fn park(&mut self) {
+        // SYNC POINT `park-dekker`, writer side (docs/design.md).
+        self.prod.park();
+    }
+    fn unpark(&mut self) {
+        self.prod.unpark();
+    }
+    fn drain(&mut self) -> Result<()> {
+        Sender::drain(self)
+    }
+    fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+    fn handle(&mut self, r: Recv) -> Result<bool> {
+        Sender::handle(self, r)
+    }
+}
+
+impl Waiter for Receiver {
+    fn strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+    fn learner(&mut self) -> &mut SpinLearner {
+        &mut self.learner
+    }
+    fn gone(&self) -> bool {
+        // Everything committed before the hang-up was in the ring already
+        // (commit precedes close), and the caller found it empty.
+        self.peer_eof
+    }
+    fn park(&mut self) {
+        // SYNC POINT `park-dekker`, reader side (docs/design.md).
+        self.cons.park();
+    }
+    fn unpark(&mut self) {
+        self.cons.unpark();
+    }
+    fn drain(&mut self) -> Result<()> {
+        Receiver::drain(self).map(drop)
+    }
+    fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+    fn handle(&mut self, r: Recv) -> Result<bool> {
+        Receiver::handle(self, r)
     }
 }
 
