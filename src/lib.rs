@@ -3,8 +3,9 @@
 //! Hybrid inter-process communication for Linux: a Unix domain socket is
 //! the control plane (handshake, wake-ups, fd passing), shared memory is the
 //! data plane. Messages cross through a lock-free ring in a sealed memfd
-//! that both processes map: no syscall and no kernel copy per message when
-//! the stream is busy, and zero copies with [`Connection::reserve`].
+//! that only its sender can write (the receiver maps it read-only): no
+//! syscall and no kernel copy per message when the stream is busy, and zero
+//! copies with [`Connection::reserve`].
 //!
 //! Both processes may be hostile to each other: every value read from
 //! shared memory or the socket is validated, and a lying peer gets a

@@ -182,8 +182,8 @@ impl Sender {
         send_ring_err(self.peer.pid, e)
     }
 
-    /// Largest message that travels inline through the ring; larger ones
-    /// go as a sealed memfd.
+    /// Largest message that travels inline through the ring (one record);
+    /// larger ones stream through it in fragments.
     pub fn max_inline(&self) -> usize {
         self.prod.max_record_len()
     }
@@ -277,8 +277,10 @@ impl Sender {
         })
     }
 
-    /// Sends `data`: inline through the ring if it fits, else as a sealed
-    /// memfd. Waits for space per the wait strategy and the default timeout.
+    /// Sends `data`: inline through the ring if it fits in one record, else
+    /// streamed through the ring in fragments that the receiver copies out
+    /// as they arrive. Waits for space per the wait strategy and the default
+    /// timeout.
     ///
     /// # Errors
     /// [`Error::Disconnected`], [`Error::Timeout`],
@@ -886,8 +888,8 @@ impl std::ops::DerefMut for WriteGrant<'_> {
 }
 
 /// A received message. Inline messages are read in place from the ring
-/// and release their space on drop; large ones are a sealed, read-only
-/// memfd mapping.
+/// and release their space on drop; larger ones were reassembled from
+/// fragments into the receiver's own buffer, which the message lends.
 pub struct Message<'a> {
     inner: Inner<'a>,
 }

@@ -16,7 +16,8 @@
 //!   [`Connection::batch`]) and [`Connection::recv_batch`] move many small
 //!   messages with one cursor store and at most one wake-up per batch on
 //!   each side.
-//! - Messages larger than half a ring travel as a sealed memfd.
+//! - Messages larger than one ring record stream through the ring in
+//!   fragments, copied out as they arrive (pipelined).
 //! - A reader that finds the ring empty spins, then parks and sleeps on the
 //!   socket; a writer sends a wake-up only to a parked reader, so a busy
 //!   stream costs no syscalls.

@@ -33,7 +33,8 @@ pub enum Kind {
     /// Consumer → producer: the ring has space (sent only if the producer
     /// parked).
     WakeSpace = 5,
-    /// Producer → consumer: the memfd of a large message.
+    /// Retired: the memfd of a large message in protocol 1. Decoded only so
+    /// that a connection can refuse it.
     Large = 6,
 }
 
