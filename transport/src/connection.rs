@@ -11,13 +11,11 @@ use shmsock_shm::ring::{self, Consumer, Producer, RecordHead};
 
 use crate::error::{Error, ProtocolViolation, Result};
 use crate::fdpass::{recv_control, send_control, Recv};
-use crate::frag::{
-    fragment_len, Assembly, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE,
-};
+use crate::frag::{fragment_len, Assembly};
 use crate::options::{Credentials, WaitStrategy};
 use crate::shutdown::{ShutFlag, ShutdownHandle};
 use crate::wait::{self, past, SpinLearner, Waiter};
-use crate::wire::Control;
+use crate::wire::{Control, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START, TAG_INLINE};
 
 /// Control messages handled per drain, so a flooding peer cannot keep us
 /// in the drain loop forever.

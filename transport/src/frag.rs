@@ -1,5 +1,6 @@
-//! Ring record formats of the data plane, and the reassembly of messages
-//! too big for one record (see `docs/protocol.md`, "Ring records").
+//! The reassembly of messages too big for one ring record (see
+//! `docs/protocol.md`, "Ring records"; the record tags and the start
+//! header are byte formats, so they live in [`crate::wire`]).
 //!
 //! A message that fits in one record travels inline (`TAG_INLINE`). A larger
 //! one streams through the same ring as fragments: a `TAG_FRAG_START`
@@ -14,20 +15,7 @@
 //! or allocate memory beyond the ring, and the reassembly buffer grows only
 //! as bytes actually arrive, up to our own `max_message`.
 
-/// A whole message in one record.
-pub(crate) const TAG_INLINE: u16 = 0;
-/// Tag 1 announced a large-message memfd in protocol version 1. Retired:
-/// a record with this tag is a protocol violation.
-#[cfg(test)]
-pub(crate) const TAG_RETIRED_LARGE: u16 = 1;
-/// First fragment: total length (u64 LE), then the first bytes.
-pub(crate) const TAG_FRAG_START: u16 = 2;
-/// A following fragment: the next bytes of the message.
-pub(crate) const TAG_FRAG: u16 = 3;
-/// The sender abandoned the message being fragmented (empty payload).
-pub(crate) const TAG_FRAG_ABORT: u16 = 4;
-/// Bytes of the total-length header in a `TAG_FRAG_START` payload.
-pub(crate) const FRAG_HEADER: usize = 8;
+use crate::wire::FRAG_HEADER;
 
 /// Payload bytes of one fragment record for a ring of `capacity` bytes: a
 /// record is a quarter of the ring, so four are in flight and the receiver
@@ -117,7 +105,6 @@ mod tests {
         // Never above the record limit, never below the header + 8.
         assert_eq!(fragment_len(1 << 20, 100), 100);
         assert_eq!(fragment_len(16, 100), FRAG_HEADER + 8);
-        assert_ne!(TAG_RETIRED_LARGE, TAG_FRAG_START);
     }
 
     #[test]

@@ -17,6 +17,25 @@ pub const MAX_CONTROL_LEN: usize = 48;
 /// Most fds any control message carries.
 pub const MAX_FDS: usize = 2;
 
+/// Ring record tag (bits 32–47 of a record header): a whole message in one
+/// record.
+pub const TAG_INLINE: u16 = 0;
+/// Ring record tag 1 announced a large-message memfd in protocol version 1.
+/// Retired: a record with this tag is a protocol violation.
+pub const TAG_RETIRED_LARGE: u16 = 1;
+/// Ring record tag: the first fragment of a message larger than one record.
+/// Payload: the message's total length ([`FRAG_HEADER`] bytes, u64 LE),
+/// then its first bytes.
+pub const TAG_FRAG_START: u16 = 2;
+/// Ring record tag: a following fragment (the next bytes, never empty).
+pub const TAG_FRAG: u16 = 3;
+/// Ring record tag: the sender abandoned the fragmented message in progress
+/// (empty payload).
+pub const TAG_FRAG_ABORT: u16 = 4;
+/// Bytes of the total-length header at the start of a [`TAG_FRAG_START`]
+/// payload.
+pub const FRAG_HEADER: usize = 8;
+
 /// Kind byte of each control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
