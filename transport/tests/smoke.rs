@@ -87,8 +87,11 @@ fn try_send_consumes_its_wakeups() {
     let t = std::thread::spawn(move || {
         let c = l.accept().unwrap();
         let (_tx, mut rx) = c.split();
-        // Read everything until the peer hangs up.
-        while rx.recv_timeout(Duration::from_secs(10)).is_ok() {}
+        // Read everything until the peer hangs up, slowly, so that the ring
+        // fills again and again (a reader that keeps up made this flaky).
+        while rx.recv_timeout(Duration::from_secs(10)).is_ok() {
+            std::thread::sleep(Duration::from_micros(20));
+        }
     });
     let c = Builder::new().ring_capacity(4096).connect(&path).unwrap();
     let (mut tx, rx) = c.split();
