@@ -40,11 +40,15 @@
 mod error;
 pub mod ring;
 #[cfg(not(loom))]
+mod seals;
+#[cfg(not(loom))]
 mod segment;
 mod sync;
 
 pub use error::{Error, Result, Violation};
 pub use ring::{Consumer, Producer, ReadGuard, WriteGrant};
+#[cfg(not(loom))]
+pub use seals::Seals;
 #[cfg(not(loom))]
 pub use segment::{
     seals_of, FrozenSegment, Segment, SegmentOptions, FROZEN_SEALS, REQUIRED_SEALS, RING_SEALS,

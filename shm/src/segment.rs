@@ -21,31 +21,30 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
-use nix::fcntl::{fallocate, fcntl, FallocateFlags, FcntlArg, SealFlag};
+use nix::fcntl::{fallocate, fcntl, FallocateFlags, FcntlArg};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::stat::{fstat, SFlag};
 
 use crate::error::{Error, Result};
+use crate::seals::Seals;
 
 /// Seals every shmsock segment carries: the size can never change, and no
 /// seal can be added or removed.
-pub const REQUIRED_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
-    .union(SealFlag::F_SEAL_GROW)
-    .union(SealFlag::F_SEAL_SEAL);
+pub const REQUIRED_SEALS: Seals = Seals::SHRINK.union(Seals::GROW).union(Seals::SEAL);
 
 /// Seals of a frozen (immutable) segment: [`REQUIRED_SEALS`] plus `F_SEAL_WRITE`.
-pub const FROZEN_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_WRITE);
+pub const FROZEN_SEALS: Seals = REQUIRED_SEALS.union(Seals::WRITE);
 
 /// Seals of a ring segment made by [`Segment::create`]: [`REQUIRED_SEALS`]
 /// plus `F_SEAL_FUTURE_WRITE`, added after the creator mapped it
 /// read-write. No new writable mapping, `write(2)` or hole punch is
 /// possible afterwards; the creator's own mapping stays writable, so the
 /// creator is the only writer.
-pub const RING_SEALS: SealFlag = REQUIRED_SEALS.union(SealFlag::F_SEAL_FUTURE_WRITE);
+pub const RING_SEALS: Seals = REQUIRED_SEALS.union(Seals::FUTURE_WRITE);
 
 /// Either of these seals makes a received segment read-only for everyone
 /// but (for `F_SEAL_FUTURE_WRITE`) its creator.
-const WRITE_SEALS: SealFlag = SealFlag::F_SEAL_WRITE.union(SealFlag::F_SEAL_FUTURE_WRITE);
+const WRITE_SEALS: Seals = Seals::WRITE.union(Seals::FUTURE_WRITE);
 
 /// Options for creating a segment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,18 +95,18 @@ fn new_memfd(name: &CStr, huge_pages: bool) -> Result<OwnedFd> {
     memfd_create(name, flags).map_err(|e| Error::io("memfd_create", e))
 }
 
-fn add_seals(fd: BorrowedFd<'_>, seals: SealFlag) -> Result<()> {
-    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))
+fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals.to_nix()))
         .map(drop)
         .map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))
 }
 
 /// Adds `seals`, retrying `EBUSY` (a transient page pin, or a writable
 /// mapping being torn down) with a short backoff: 1, 4, 16, 64 ms.
-fn add_seals_retrying(fd: BorrowedFd<'_>, seals: SealFlag) -> Result<()> {
+fn add_seals_retrying(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
     let mut backoff_ms = 1;
     loop {
-        match fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)) {
+        match fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals.to_nix())) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EBUSY) if backoff_ms <= 64 => {
@@ -122,10 +121,10 @@ fn add_seals_retrying(fd: BorrowedFd<'_>, seals: SealFlag) -> Result<()> {
 /// Reads the seals of `fd`. A file that does not support sealing (pipe,
 /// socket, disk file, memfd without `MFD_ALLOW_SEALING` reports only
 /// `F_SEAL_SEAL`) gives [`Error::NotMemfd`].
-pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
+pub fn seals_of(fd: BorrowedFd<'_>) -> Result<Seals> {
     let bits =
         fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| Error::NotMemfd(e.into()))?;
-    Ok(SealFlag::from_bits_retain(bits))
+    Ok(Seals::from_bits(bits as u32))
 }
 
 /// Checks that `fd` is a regular shared-memory file with at least `need`
@@ -144,8 +143,8 @@ pub fn seals_of(fd: BorrowedFd<'_>) -> Result<SealFlag> {
 /// present too (the write seals of a read-only attach).
 fn check_fd(
     fd: BorrowedFd<'_>,
-    need: SealFlag,
-    one_of: SealFlag,
+    need: Seals,
+    one_of: Seals,
     expected: u64,
     max: u64,
 ) -> Result<usize> {
@@ -155,8 +154,8 @@ fn check_fd(
     tests::between_checks(fd);
     if !seals.contains(need) || !(one_of.is_empty() || seals.intersects(one_of)) {
         return Err(Error::MissingSeals {
-            have: seals.bits() as u32,
-            need: need.union(one_of).bits() as u32,
+            have: seals.bits(),
+            need: need.union(one_of).bits(),
         });
     }
     // Second read: type and size, stable now that SHRINK|GROW are set.
@@ -246,7 +245,7 @@ impl Segment {
     /// [`Error::TooLarge`], [`Error::NotFullyBacked`], or [`Error::Io`] if
     /// `mmap` fails.
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
-        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, SealFlag::empty(), expected, max)?;
+        let len = check_fd(fd.as_fd(), REQUIRED_SEALS, Seals::EMPTY, expected, max)?;
         Self::map(fd, len, false, true)
     }
 
@@ -359,7 +358,7 @@ impl FrozenSegment {
     /// # Errors
     /// As [`Segment::attach`].
     pub fn attach(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
-        let len = check_fd(fd.as_fd(), FROZEN_SEALS, SealFlag::empty(), expected, max)?;
+        let len = check_fd(fd.as_fd(), FROZEN_SEALS, Seals::EMPTY, expected, max)?;
         let map = MmapOptions::new()
             .len(len)
             .populate()
@@ -606,7 +605,7 @@ mod tests {
     fn attach_rejects_growable_memfd() {
         let fd = memfd_create(c"grow", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
         nix::unistd::ftruncate(&fd, 8192).unwrap();
-        add_seals(fd.as_fd(), SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL).unwrap();
+        add_seals(fd.as_fd(), Seals::SHRINK | Seals::SEAL).unwrap();
         assert!(matches!(
             Segment::attach(fd, 8192, 1 << 20),
             Err(Error::MissingSeals { .. })
@@ -642,9 +641,9 @@ mod tests {
                 fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 4096, backed).unwrap();
             }
             add_seals(fd.as_fd(), seals).unwrap();
-            let r = if seals.contains(SealFlag::F_SEAL_WRITE) {
+            let r = if seals.contains(Seals::WRITE) {
                 FrozenSegment::attach(fd, 3 * 4096, 1 << 20).map(drop)
-            } else if seals.contains(SealFlag::F_SEAL_FUTURE_WRITE) {
+            } else if seals.contains(Seals::FUTURE_WRITE) {
                 // A ring segment's seals: the read-only attach checks the
                 // backing the same way.
                 Segment::attach_read_only(fd, 3 * 4096, 1 << 20).map(drop)
