@@ -1267,6 +1267,32 @@ fn length_flip_cannot_bypass_max_message() {
     );
 }
 
+/// A lying producer: `TAG_FRAG_START` (announcing 1 MiB) and
+/// `TAG_FRAG_ABORT` records, each written in order as soon as it fits, with
+/// a wake-up after each, until `stop` is set or the ring fails.
+fn write_start_abort_pairs(c: &mut RawClient, stop: &std::sync::atomic::AtomicBool) {
+    let mut first = [0u8; 16];
+    first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+    for tag in [2u16, 4].into_iter().cycle() {
+        let len = if tag == 2 { first.len() } else { 0 };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match c.prod.try_reserve_tagged(len, tag) {
+                Ok(Some(mut g)) => {
+                    g.fill_from(&first[..len]);
+                    g.commit();
+                    break;
+                }
+                Ok(None) => std::thread::yield_now(),
+                Err(_) => return,
+            }
+        }
+        c.wake();
+    }
+}
+
 fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
     // Defect 3: `take_large` drained the socket until the announced fd
     // showed up, without a deadline: a peer that announced a large message
@@ -1315,29 +1341,7 @@ fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
                 c.wake();
             }
         }),
-        ("endless start/abort pairs", |c, stop| {
-            let mut first = [0u8; 16];
-            first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
-            for tag in [2u16, 4].into_iter().cycle() {
-                let len = if tag == 2 { first.len() } else { 0 };
-                // Each record in order: wait for room rather than skip one.
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match c.prod.try_reserve_tagged(len, tag) {
-                        Ok(Some(mut g)) => {
-                            g.fill_from(&first[..len]);
-                            g.commit();
-                            break;
-                        }
-                        Ok(None) => std::thread::yield_now(),
-                        Err(_) => return,
-                    }
-                }
-                c.wake();
-            }
-        }),
+        ("endless start/abort pairs", write_start_abort_pairs),
     ];
     for (what, attack) in attacks {
         let p = path();
@@ -1659,23 +1663,8 @@ fn try_recv_is_not_held_by_endless_aborts() {
     let p2 = p.clone();
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 1 << 16);
-        let mut first = [0u8; 16];
-        first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
-        for tag in [2u16, 4].into_iter().cycle() {
-            let len = if tag == 2 { first.len() } else { 0 };
-            loop {
-                match c.prod.try_reserve_tagged(len, tag) {
-                    Ok(Some(mut g)) => {
-                        g.fill_from(&first[..len]);
-                        g.commit();
-                        break;
-                    }
-                    Ok(None) => std::thread::yield_now(),
-                    Err(_) => sleep_forever(),
-                }
-            }
-            c.wake();
-        }
+        write_start_abort_pairs(&mut c, &std::sync::atomic::AtomicBool::new(false));
+        sleep_forever();
     });
     let mut s = l.accept().unwrap();
     let t = Instant::now();

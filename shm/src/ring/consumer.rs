@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::layout::{max_record_len, record_size, unpack, FLAG_PAD, FLAG_RESERVED, RECORD_HEADER};
 #[cfg(not(loom))]
 use super::RingMemory;
-use super::RingShared;
+use super::{ParkSeq, RingShared};
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
@@ -30,7 +30,7 @@ pub struct Consumer {
     cached_tail: u64,
     poisoned: bool,
     /// Our private copy of our `reader_park` word (only we write it).
-    park_seq: Cell<u64>,
+    park_seq: ParkSeq,
     /// The last odd value of the producer's `writer_park` we owed a
     /// wake-up for: one wake-up per park episode.
     writer_woken: u64,
@@ -104,7 +104,7 @@ impl Consumer {
             head,
             cached_tail: head,
             poisoned: false,
-            park_seq: Cell::new(0),
+            park_seq: ParkSeq::default(),
             writer_woken: 0,
             _not_sync: PhantomData,
         }
@@ -371,33 +371,13 @@ impl Consumer {
     /// is still empty; the producer's next publish reports that a wake-up
     /// is owed, once for this episode.
     pub fn park(&self) {
-        let s = self.park_seq.get();
-        // Odd = parked; parking while parked starts a new episode.
-        let next = if s % 2 == 1 {
-            s.wrapping_add(2)
-        } else {
-            s.wrapping_add(1)
-        };
-        self.park_seq.set(next);
-        // Relaxed store, then the SeqCst fence of SYNC POINT `park-dekker`
-        // (reader side): pairs with the fence in `Producer::publish`. Our
-        // own word: only we write it.
-        self.ring.cons().reader_park.store(next, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // SYNC POINT `park-dekker` (reader side): see `ParkSeq::park`.
+        self.park_seq.park(&self.ring.cons().reader_park);
     }
 
     /// Ends our park episode: our `reader_park` word becomes even.
     pub fn unpark(&self) {
-        let s = self.park_seq.get();
-        if s % 2 == 1 {
-            self.park_seq.set(s.wrapping_add(1));
-            // Relaxed: a stale odd value costs the producer one spurious
-            // wake-up.
-            self.ring
-                .cons()
-                .reader_park
-                .store(s.wrapping_add(1), Ordering::Relaxed);
-        }
+        self.park_seq.unpark(&self.ring.cons().reader_park);
     }
 
     /// Whether the producer has marked the ring closed.

@@ -130,6 +130,43 @@ unsafe impl RingMemory for HeapMemory {
     }
 }
 
+/// A park sequence word's private copy, kept by the side that parks (the
+/// only writer of that word): odd while parked, a new odd value for every
+/// park episode, so that the waker owes exactly one wake-up per episode.
+#[derive(Debug, Default)]
+pub(crate) struct ParkSeq(std::cell::Cell<u64>);
+
+impl ParkSeq {
+    /// Resumes from the value the word had at attach time.
+    pub(crate) fn set(&self, value: u64) {
+        self.0.set(value);
+    }
+
+    /// Starts a new park episode: `word` becomes a new odd value (parking
+    /// while parked starts a new one too), then the SeqCst fence of SYNC
+    /// POINT `park-dekker`, which orders the store before the caller's
+    /// re-check and pairs with the fence on the waking side.
+    pub(crate) fn park(&self, word: &crate::sync::AtomicU64) {
+        let s = self.0.get();
+        let next = s.wrapping_add(if s % 2 == 1 { 2 } else { 1 });
+        self.0.set(next);
+        // Relaxed: ordered by the fence below. Our own word.
+        word.store(next, Ordering::Relaxed);
+        crate::sync::fence(Ordering::SeqCst);
+    }
+
+    /// Ends the park episode, if one is open: `word` becomes even.
+    pub(crate) fn unpark(&self, word: &crate::sync::AtomicU64) {
+        let s = self.0.get();
+        if s % 2 == 1 {
+            self.0.set(s.wrapping_add(1));
+            // Relaxed: a stale odd value costs the waker one spurious
+            // wake-up.
+            word.store(s.wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Checks a requested capacity.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn check_capacity(capacity: u64) -> Result<()> {

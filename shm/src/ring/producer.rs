@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::layout::{max_record_len, pack, record_size, FLAG_PAD, RECORD_HEADER};
 #[cfg(not(loom))]
 use super::RingMemory;
-use super::RingShared;
+use super::{ParkSeq, RingShared};
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
@@ -25,7 +25,7 @@ pub struct Producer {
     cached_head: u64,
     poisoned: bool,
     /// Our private copy of our `writer_park` word (only we write it).
-    park_seq: Cell<u64>,
+    park_seq: ParkSeq,
     /// The last odd value of the consumer's `reader_park` we owed a
     /// wake-up for: one wake-up per park episode.
     reader_woken: u64,
@@ -155,7 +155,7 @@ impl Producer {
             published: tail,
             cached_head: head,
             poisoned: false,
-            park_seq: Cell::new(0),
+            park_seq: ParkSeq::default(),
             reader_woken: 0,
             _not_sync: PhantomData,
         }
@@ -345,36 +345,14 @@ impl Producer {
     /// there is none; the consumer's release then reports that a wake-up is
     /// owed, once for this episode.
     pub fn park(&self) {
-        let s = self.park_seq.get();
-        // Odd = parked. Parking again while parked starts a new episode
-        // (a new odd value), so a consumer that already woke the old one
-        // owes a wake-up again.
-        let next = if s % 2 == 1 {
-            s.wrapping_add(2)
-        } else {
-            s.wrapping_add(1)
-        };
-        self.park_seq.set(next);
-        // Relaxed store: ordered against the following re-check of `head` by
-        // the SeqCst fence (SYNC POINT `park-dekker`, writer side). Our own
-        // word: only we write it.
-        self.ring.prod().writer_park.store(next, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // SYNC POINT `park-dekker` (writer side): see `ParkSeq::park`.
+        self.park_seq.park(&self.ring.prod().writer_park);
     }
 
     /// Ends our park episode (after waking or giving up): our `writer_park`
     /// word becomes even.
     pub fn unpark(&self) {
-        let s = self.park_seq.get();
-        if s % 2 == 1 {
-            self.park_seq.set(s.wrapping_add(1));
-            // Relaxed: a stale odd value only costs the consumer one
-            // spurious wake-up.
-            self.ring
-                .prod()
-                .writer_park
-                .store(s.wrapping_add(1), Ordering::Relaxed);
-        }
+        self.park_seq.unpark(&self.ring.prod().writer_park);
     }
 
     /// Marks the ring closed by the producer after publishing everything
