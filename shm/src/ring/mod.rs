@@ -151,8 +151,8 @@ impl ParkSeq {
         let next = s.wrapping_add(if s % 2 == 1 { 2 } else { 1 });
         self.0.set(next);
         // Relaxed: ordered by the fence below. Our own word.
-        word.store(next, Ordering::Relaxed);
-        crate::sync::fence(Ordering::SeqCst);
+        word.store(next, crate::sync::Ordering::Relaxed);
+        crate::sync::fence(crate::sync::Ordering::SeqCst);
     }
 
     /// Ends the park episode, if one is open: `word` becomes even.
@@ -162,7 +162,7 @@ impl ParkSeq {
             self.0.set(s.wrapping_add(1));
             // Relaxed: a stale odd value costs the waker one spurious
             // wake-up.
-            word.store(s.wrapping_add(1), Ordering::Relaxed);
+            word.store(s.wrapping_add(1), crate::sync::Ordering::Relaxed);
         }
     }
 }
