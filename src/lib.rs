@@ -41,6 +41,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmsock_shm as shm;
+/// Async connections on tokio (feature `tokio`, off by default): see
+/// [`shmsock_transport::tokio`].
+#[cfg(feature = "tokio")]
+pub use shmsock_transport::tokio;
 /// Every byte that crosses the socket: for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.
 #[doc(hidden)]

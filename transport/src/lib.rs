@@ -52,6 +52,8 @@ pub mod handshake;
 mod listener;
 mod options;
 mod shutdown;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wait;
 /// Every byte that crosses the socket. Public for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.
