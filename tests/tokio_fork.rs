@@ -1,9 +1,10 @@
 //! The async API (feature `tokio`) against real peer processes: honest
 //! blocking and async clients, and hostile ones (handshake lies, bad fds,
 //! ring lies, a peer killed mid-wait). The hostile peers speak the wire
-//! protocol by hand, as in `hostile_fork.rs` and `hostile_handshake.rs`
-//! (their raw helpers are repeated here until the shared test kit holds
-//! them).
+//! protocol by hand with the test kit's building blocks, as in
+//! `hostile_fork.rs` and `hostile_handshake.rs` (the hand-made client that
+//! lies through its ring, `RawClient`, is repeated from `hostile_fork.rs`:
+//! a candidate for the test kit).
 //!
 //! harness = false: the cases run one after another on the main thread;
 //! each forks its children first, then runs a current-thread tokio runtime
@@ -11,33 +12,24 @@
 //! for leaked fds.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
+use shmsock_testkit::peer::{self, raw_connect, raw_send, seqpacket_pair as back_channel};
 
-use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::net::{
-    sendmsg, AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
 use shmsock::shm::ring::{self, segment_size, Consumer, Producer, HEADER_SIZE};
 use shmsock::shm::{Segment, SegmentOptions};
 use shmsock::tokio as st;
 use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN};
 use shmsock::{Builder, Error, ProtocolViolation};
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 fn path() -> String {
-    format!(
-        "@shmsock-tokio-fork-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    peer::unique_path("shmsock-tokio-fork")
 }
 
 const HS: Duration = Duration::from_millis(500);
@@ -53,28 +45,6 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-fn raw_connect(p: &str) -> OwnedFd {
-    let s = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let addr = SocketAddrUnix::new_abstract_name(&p.as_bytes()[1..]).unwrap();
-    rustix::net::connect(&s, &addr).unwrap();
-    s
-}
-
-fn raw_send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(cmsg.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    sendmsg(sock, &[IoSlice::new(bytes)], &mut cmsg, SendFlags::NOSIGNAL).unwrap();
-}
-
 fn hello_bytes(cap: u64) -> Vec<u8> {
     let mut b = [0u8; MAX_CONTROL_LEN];
     let n = Control::Hello(Hello {
@@ -87,16 +57,6 @@ fn hello_bytes(cap: u64) -> Vec<u8> {
 
 fn good_ring_and_producer(cap: u64) -> (Arc<Segment>, Producer) {
     ring::create_segment(c"hostile", cap, SegmentOptions::default()).unwrap()
-}
-
-fn back_channel() -> (OwnedFd, OwnedFd) {
-    rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap()
 }
 
 fn sleep_forever() {
@@ -337,10 +297,7 @@ fn hostile_handshakes() {
 fn hostile_server_against_async_client() {
     for (what, lie) in [("garbage welcome", true), ("silent server", false)] {
         let p = path();
-        let raw = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-        let addr = SocketAddrUnix::new_abstract_name(&p.as_bytes()[1..]).unwrap();
-        rustix::net::bind(&raw, &addr).unwrap();
-        rustix::net::listen(&raw, 8).unwrap();
+        let raw = peer::raw_listen(&p);
         let server = common::spawn(move || {
             let c = rustix::net::accept(&raw).unwrap();
             if lie {
