@@ -22,8 +22,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps a connection whose handshake is done: registers both sockets
-    /// with the current runtime's reactor.
+    /// Adopts a connection made by the blocking API (for example accepted
+    /// by a [`crate::Listener`] on another thread): registers its sockets
+    /// with the current runtime's reactor. Its wait strategy carries over
+    /// (see the [module docs](crate::tokio) for the spin).
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) if the sockets cannot be registered.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as every tokio I/O type.
+    pub fn from_std(c: crate::Connection) -> Result<Connection> {
+        Self::from_blocking(c)
+    }
+
+    /// See [`Connection::from_std`].
     pub(crate) fn from_blocking(c: crate::Connection) -> Result<Connection> {
         let (tx, rx, shut, wait) = c.into_cores();
         let spin = max_spin(wait);
