@@ -211,7 +211,7 @@ async fn silent_client_does_not_block_accept() {
         None,
     )
     .unwrap();
-    let addr = rustix::net::SocketAddrUnix::new_abstract_name(path[1..].as_bytes()).unwrap();
+    let addr = rustix::net::SocketAddrUnix::new_abstract_name(&path.as_bytes()[1..]).unwrap();
     rustix::net::connect(&raw, &addr).unwrap();
     let accept = tokio::spawn(async move { l.accept().await.map(|c| c.peer_credentials()) });
     let c = tokio::time::timeout(LONG, Connection::connect(&path))
