@@ -1,7 +1,7 @@
 //! shmsock on tokio (feature `tokio`): [`Listener`], [`Connection`],
 //! [`Sender`] and [`Receiver`] whose waits are futures. No extra thread,
 //! no busy task, no extra copy: the same rings, the same non-blocking core
-//! ([`crate::core`]) and the same hostile-peer checks as the blocking API;
+//! (`transport/src/core/`) and the same hostile-peer checks as the blocking API;
 //! only the waiting differs.
 //!
 //! # Waiting
