@@ -36,6 +36,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `tokio` feature (off by default), `shmsock::tokio` offers the
+//! same connections as futures, for tokio runtimes (see `docs/guide.md`).
+//!
 //! See `docs/design.md` for the architecture and memory-ordering argument,
 //! `docs/protocol.md` for the wire protocol.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -21,6 +21,9 @@
 //! - A reader that finds the ring empty spins, then parks and sleeps on the
 //!   socket; a writer sends a wake-up only to a parked reader, so a busy
 //!   stream costs no syscalls.
+//! - With the `tokio` feature, `tokio` holds the same API as futures
+//!   (`tokio::{Listener, Connection, Sender, Receiver}`), over the same
+//!   non-blocking core: no extra thread, no extra copy.
 //!
 //! # Example
 //! ```no_run
