@@ -6,3 +6,4 @@ pub(crate) mod connection;
 pub(crate) mod message;
 pub(crate) mod receiver;
 pub(crate) mod sender;
+pub(crate) mod writer;
