@@ -75,6 +75,16 @@ impl Receiver {
         self.recv_within(Some(timeout))
     }
 
+    /// Receives the next message into `buf` (see [`Message::move_into`]):
+    /// no allocation per message once `buf` has grown, and no copy at all
+    /// for a message that arrived in fragments. Returns its length.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        Ok(self.recv()?.move_into(buf))
+    }
+
     #[inline]
     fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message<'_>> {
         let mut deadline = Deadline::new(timeout);
