@@ -247,7 +247,11 @@ fn abandoned_writer_and_dropped_chunk_publish_nothing() {
     drop(w);
     expect_sum(&mut c, &data);
     // An abandoned inline message: nothing at all was published.
-    drop(c.write_message(10).unwrap().next_chunk().unwrap());
+    {
+        let mut w = c.write_message(10).unwrap();
+        let chunk = w.next_chunk().unwrap();
+        assert!(chunk.is_some_and(|c| c.len() == 10));
+    }
     c.send(b"after").unwrap();
     expect_sum(&mut c, b"after");
     drop(c);
