@@ -46,9 +46,14 @@ impl Receiver {
         self.core.peer
     }
 
+    /// The timeout of calls without an explicit one.
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Waits until the ring has a record, per the wait strategy
     /// ([`wait::wait_until`]).
-    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub(crate) fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
         wait::wait_until(self, deadline, |r| r.core.has_data())
     }
 
