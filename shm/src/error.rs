@@ -75,6 +75,17 @@ pub enum Violation {
         /// Value read.
         value: u64,
     },
+    /// A fan-out record carries a sequence number other than the one due
+    /// (or, after being lapped, one that goes backwards).
+    #[error("record at {pos} has sequence number {found}, expected {expected}")]
+    BadSequence {
+        /// Stream position of the record.
+        pos: u64,
+        /// Sequence number due (the least acceptable after a lap).
+        expected: u64,
+        /// Sequence number read.
+        found: u64,
+    },
     /// A record header describes a record that does not fit.
     #[error("record at {pos} has length {len}, flags {flags:#x}: {what}")]
     BadRecord {

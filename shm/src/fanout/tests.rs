@@ -1,0 +1,268 @@
+//! In-process tests of the fan-out ring (the cross-process and hostile
+//! cases are in `services/tests/pubsub_fork.rs`).
+
+use std::os::fd::OwnedFd;
+
+use super::*;
+use crate::{Error, SegmentOptions, Violation};
+
+fn dup(fd: std::os::fd::BorrowedFd<'_>) -> OwnedFd {
+    fd.try_clone_to_owned().unwrap()
+}
+
+fn pair(cap: u64, policy: Policy, history: usize) -> (FanoutWriter, FanoutReader, CursorView) {
+    let w = FanoutWriter::create(c"t", cap, policy, history, SegmentOptions::default()).unwrap();
+    let (pos, seq) = w.start_point(0);
+    let (r, v) = join(&w, pos, seq);
+    (w, r, v)
+}
+
+fn join(w: &FanoutWriter, pos: u64, seq: u64) -> (FanoutReader, CursorView) {
+    let cur = create_cursor_segment(c"c", pos).unwrap();
+    let v = CursorView::attach(dup(cur.fd()), pos).unwrap();
+    let r = FanoutReader::attach(dup(w.fd()), w.capacity(), w.policy(), cur, pos, seq).unwrap();
+    (r, v)
+}
+
+fn send(w: &mut FanoutWriter, floor: Option<u64>, msg: &[u8]) -> bool {
+    match w.try_reserve(msg.len(), floor).unwrap() {
+        Some(mut g) => {
+            g.fill_from(msg);
+            g.publish();
+            true
+        }
+        None => false,
+    }
+}
+
+fn msg(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+}
+
+#[test]
+fn block_delivers_everything_in_order_across_wraps() {
+    let (mut w, mut r, mut v) = pair(1024, Policy::Block, 0);
+    let mut buf = Vec::new();
+    let mut sent = 0u64;
+    let mut got = 0u64;
+    while got < 2000 {
+        let len = (sent as usize * 7) % 200;
+        let tail = w.position();
+        let floor = v.load(tail).unwrap();
+        if sent < 2000 && send(&mut w, Some(floor), &msg(sent, len)) {
+            sent += 1;
+            continue;
+        }
+        let d = r
+            .try_recv(&mut buf)
+            .unwrap()
+            .expect("data when the ring is full");
+        assert_eq!((d.seq, d.lost), (got, 0));
+        assert_eq!(buf, msg(got, (got as usize * 7) % 200));
+        got += 1;
+    }
+    assert!(r.try_recv(&mut buf).unwrap().is_none());
+}
+
+#[test]
+fn block_never_overwrites_the_slowest_reader() {
+    let (mut w, _r, mut v) = pair(256, Policy::Block, 0);
+    let mut n = 0;
+    loop {
+        let floor = v.load(w.position()).unwrap();
+        if !send(&mut w, Some(floor), &[1; 40]) {
+            break;
+        }
+        n += 1;
+    }
+    // 256 bytes, 56-byte records: 4 fit, the 5th would overwrite unread data.
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn drop_oldest_counts_losses_exactly() {
+    let (mut w, mut r, _v) = pair(1024, Policy::DropOldest, 0);
+    let mut buf = Vec::new();
+    for i in 0..100 {
+        assert!(send(&mut w, None, &msg(i, 24)));
+    }
+    // 40-byte records, 1024-byte ring: the last 25 are intact (25*40=1000).
+    let d = r.try_recv(&mut buf).unwrap().unwrap();
+    assert_eq!(d.lost, d.seq);
+    assert!(d.seq >= 75, "{d:?}");
+    assert_eq!(buf, msg(d.seq, 24));
+    let mut total = d.lost + 1;
+    let mut last = d.seq;
+    while let Some(d) = r.try_recv(&mut buf).unwrap() {
+        assert_eq!(d.seq, last + 1);
+        assert_eq!(d.lost, 0);
+        assert_eq!(buf, msg(d.seq, 24));
+        total += 1;
+        last = d.seq;
+    }
+    assert_eq!((last, total), (99, 100));
+}
+
+#[test]
+fn drop_oldest_with_wrapping_variable_sizes() {
+    let (mut w, mut r, _v) = pair(4096, Policy::DropOldest, 0);
+    let mut buf = Vec::new();
+    let mut seen = 0u64;
+    let mut next = 0u64;
+    for round in 0..200u64 {
+        for _ in 0..(round % 13) {
+            let len = (next as usize * 13) % 900;
+            assert!(send(&mut w, None, &msg(next, len)));
+            next += 1;
+        }
+        for _ in 0..(round % 5) {
+            if let Some(d) = r.try_recv(&mut buf).unwrap() {
+                assert_eq!(d.seq, seen + d.lost);
+                assert_eq!(buf, msg(d.seq, (d.seq as usize * 13) % 900));
+                seen = d.seq + 1;
+            }
+        }
+    }
+    while let Some(d) = r.try_recv(&mut buf).unwrap() {
+        assert_eq!(d.seq, seen + d.lost);
+        seen = d.seq + 1;
+    }
+    assert_eq!(seen, next);
+}
+
+#[test]
+fn late_joiner_gets_history_then_live() {
+    let mut w =
+        FanoutWriter::create(c"t", 4096, Policy::Block, 8, SegmentOptions::default()).unwrap();
+    for i in 0..20 {
+        assert!(send(&mut w, None, &msg(i, 10)));
+    }
+    let (pos, seq) = w.start_point(3);
+    assert_eq!(seq, 17);
+    let (mut r, _v) = join(&w, pos, seq);
+    let mut buf = Vec::new();
+    for i in 17..20 {
+        assert_eq!(r.try_recv(&mut buf).unwrap().unwrap().seq, i);
+        assert_eq!(buf, msg(i, 10));
+    }
+    assert!(r.try_recv(&mut buf).unwrap().is_none());
+    // No history asked: live head.
+    assert_eq!(w.start_point(0), (w.position(), 20));
+}
+
+#[test]
+fn closed_after_drain() {
+    let (mut w, mut r, _v) = pair(1024, Policy::Block, 0);
+    send(&mut w, None, b"last");
+    w.close();
+    let mut buf = Vec::new();
+    assert!(r.try_recv(&mut buf).unwrap().is_some());
+    assert!(matches!(r.try_recv(&mut buf), Err(Error::Closed)));
+}
+
+#[test]
+fn cursor_view_rejects_lies() {
+    let (mut w, r, mut v) = pair(1024, Policy::Block, 0);
+    for i in 0..4 {
+        send(&mut w, None, &msg(i, 8));
+    }
+    // The reader's own segment is writable in this process: play a liar.
+    let cur = r.cur();
+    cur.cursor.store(12, crate::sync::Ordering::Relaxed);
+    assert!(matches!(
+        v.load(w.position()),
+        Err(Violation::Misaligned { value: 12 })
+    ));
+    cur.cursor
+        .store(w.position() + 8, crate::sync::Ordering::Relaxed);
+    assert!(matches!(
+        v.load(w.position()),
+        Err(Violation::HeadBeyondTail { .. })
+    ));
+    cur.cursor.store(48, crate::sync::Ordering::Relaxed);
+    assert_eq!(v.load(w.position()), Ok(48));
+    cur.cursor.store(24, crate::sync::Ordering::Relaxed);
+    assert!(matches!(
+        v.load(w.position()),
+        Err(Violation::HeadBackwards { .. })
+    ));
+}
+
+#[test]
+fn park_word_owes_one_wake_per_episode() {
+    let (mut w, r, mut v) = pair(1024, Policy::Block, 0);
+    assert!(!v.wake_owed());
+    r.park();
+    send(&mut w, None, b"x");
+    assert!(v.wake_owed());
+    assert!(!v.wake_owed());
+    r.unpark();
+    r.park();
+    assert!(v.wake_owed());
+}
+
+#[test]
+fn reader_rejects_a_foreign_segment() {
+    let w = FanoutWriter::create(c"t", 1024, Policy::Block, 0, SegmentOptions::default()).unwrap();
+    let cur = create_cursor_segment(c"c", 0).unwrap();
+    // Wrong policy in the handshake.
+    assert!(matches!(
+        FanoutReader::attach(dup(w.fd()), 1024, Policy::DropOldest, cur, 0, 0),
+        Err(Error::Protocol(Violation::BadGeometry { .. }))
+    ));
+    // A cursor segment is not a data segment (wrong size).
+    let cur = create_cursor_segment(c"c", 0).unwrap();
+    let other = create_cursor_segment(c"c", 0).unwrap();
+    assert!(matches!(
+        FanoutReader::attach(dup(other.fd()), 1024, Policy::Block, cur, 0, 0),
+        Err(Error::WrongSize { .. })
+    ));
+    // A data segment is not a cursor segment.
+    assert!(matches!(
+        CursorView::attach(dup(w.fd()), 0),
+        Err(Error::WrongSize { .. })
+    ));
+}
+
+/// The seqlock check under real concurrency: a writer thread laps a slow
+/// reader thread over and over; every message the reader accepts must be
+/// intact (its bytes derive from its sequence number), and the losses it is
+/// told about plus what it read must add up to what was sent.
+#[test]
+fn drop_oldest_torn_reads_are_never_delivered() {
+    const N: u64 = 200_000;
+    let (mut w, mut r, _v) = pair(4096, Policy::DropOldest, 0);
+    let writer = std::thread::spawn(move || {
+        for i in 0..N {
+            let len = 8 + (i as usize % 300);
+            let mut g = w.try_reserve(len, None).unwrap().unwrap();
+            let bytes = msg(i, len);
+            g.fill_from(&bytes);
+            g.publish();
+        }
+        w.close();
+        w
+    });
+    let mut buf = Vec::new();
+    let (mut read, mut lost, mut next) = (0u64, 0u64, 0u64);
+    loop {
+        match r.try_recv(&mut buf) {
+            Ok(Some(d)) => {
+                assert_eq!(d.seq, next + d.lost);
+                assert_eq!(buf.len(), 8 + (d.seq as usize % 300));
+                assert!(buf == msg(d.seq, buf.len()), "torn message {}", d.seq);
+                read += 1;
+                lost += d.lost;
+                next = d.seq + 1;
+                if read % 64 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            Ok(None) => std::hint::spin_loop(),
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let _w = writer.join().unwrap();
+    assert_eq!(read + lost, N, "read {read}, lost {lost}");
+}
