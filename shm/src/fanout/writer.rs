@@ -396,7 +396,8 @@ impl std::ops::DerefMut for FanoutGrant<'_> {
 /// only make itself look slow (then the services layer drops it) or fail
 /// validation (dropped at once).
 pub struct CursorView {
-    seg: Segment,
+    /// Keeps the mapping alive (read through `hdr`).
+    _seg: Segment,
     hdr: NonNull<CursorHeader>,
     /// Last validated cursor (the start position before the first load).
     last: u64,
@@ -433,7 +434,7 @@ impl CursorView {
                 what: "null cursor segment",
             })?;
         let view = CursorView {
-            seg,
+            _seg: seg,
             hdr,
             last: start,
             woken: 0,
