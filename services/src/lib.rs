@@ -4,4 +4,16 @@
 //! to live providers and introduces processes to each other (no payload
 //! passes through it), publish/subscribe from one writer to many readers,
 //! and request/response with per-request ids and timeouts.
+//!
+//! - [`pubsub`]: one [`Publisher`](pubsub::Publisher) to many
+//!   [`Subscriber`](pubsub::Subscriber) processes through one
+//!   shared-memory ring.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
+
+pub mod pubsub;
+mod sock;
+/// Every byte of the publish/subscribe protocol. Public for the
+/// hostile-peer tests, not part of the supported API.
+#[doc(hidden)]
+pub mod wire;

@@ -341,19 +341,29 @@ impl FanoutReader {
                 continue;
             }
             let step = self.read_at(pos, avail, out);
-            if self.policy == Policy::DropOldest {
-                // SYNC POINT `overwrite-intent` (reader side): the Acquire
-                // fence orders our copy above before this load. If the copy
-                // saw any byte the publisher wrote after announcing an
-                // intent, the publisher's Release fence synchronises with
-                // ours and we see that intent (or a later one) here.
-                fence(Ordering::Acquire);
-                let intent = self.hdr().intent.load(Ordering::Relaxed);
-                // Every byte we copied lies at a position >= pos; the
-                // publisher overwrites position q - cap when it writes q <
-                // intent. Nothing we copied was overwritten iff
-                // intent - cap <= pos.
-                if intent > pos + self.cap {
+            // SYNC POINT `overwrite-intent` (reader side): the Acquire
+            // fence orders our copy above before this load. If the copy saw
+            // any byte the publisher wrote after announcing an intent, the
+            // publisher's Release fence synchronises with ours and we see
+            // that intent (or a later one) here. Under Block an honest
+            // publisher never laps us while we are subscribed; it does
+            // after evicting us, and the check keeps us from delivering
+            // what it overwrote.
+            fence(Ordering::Acquire);
+            let intent = self.hdr().intent.load(Ordering::Relaxed);
+            // Every byte we copied lies at a position >= pos; the publisher
+            // overwrites position q - cap when it writes q < intent.
+            // Nothing we copied was overwritten iff intent - cap <= pos.
+            if intent > pos + self.cap {
+                if self.policy == Policy::Block {
+                    let capacity = self.cap;
+                    return Err(self.poison(Violation::TailBeyondCapacity {
+                        tail: intent,
+                        head: pos,
+                        capacity,
+                    }));
+                }
+                {
                     resyncs += 1;
                     if resyncs > MAX_RESYNC {
                         return Ok(None);

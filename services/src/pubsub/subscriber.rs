@@ -1,0 +1,340 @@
+//! The subscribing side: connects, maps the publisher's ring read-only,
+//! keeps its cursor in a segment of its own, reads and waits.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, Policy};
+
+use super::error::{Error, Result};
+use crate::sock::{self, Inbox, Progress};
+use crate::wire::{Handshake, CTL_BYE, CTL_EVICTED, CTL_WAKE};
+
+/// Checks of the ring before a subscriber parks and sleeps.
+const SPINS: u32 = 64;
+
+/// Configuration of a [`Subscriber`].
+#[derive(Debug, Clone)]
+pub struct SubscriberOptions {
+    history: u32,
+    handshake_timeout: Duration,
+}
+
+impl Default for SubscriberOptions {
+    fn default() -> Self {
+        SubscriberOptions {
+            history: 0,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SubscriberOptions {
+    /// Defaults: start at the live head (no history), 5 s handshake timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask for up to this many of the last messages before the live ones
+    /// (the publisher gives at most what it keeps and what is still in its
+    /// ring).
+    pub fn history(mut self, messages: u32) -> Self {
+        self.history = messages;
+        self
+    }
+    /// Time the handshake may take.
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+}
+
+/// One message received by a [`Subscriber`] (its bytes are in the buffer
+/// the caller passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Received {
+    /// The publisher's sequence number of the message (0 for its first).
+    pub seq: u64,
+    /// Messages lost just before this one ([`Policy::DropOldest`], when
+    /// this subscriber fell a ring behind); 0 under [`Policy::Block`].
+    pub lost: u64,
+    /// Payload length.
+    pub len: usize,
+}
+
+/// The subscribing side of a topic.
+///
+/// Reads copy each message into a caller's buffer (under
+/// [`Policy::DropOldest`] the copy is what makes the read safe: it is
+/// validated after it is made). `Send` but not `Sync`.
+///
+/// # Examples
+/// ```no_run
+/// use shmsock_services::pubsub::{Subscriber, SubscriberOptions};
+///
+/// # fn main() -> Result<(), shmsock_services::pubsub::Error> {
+/// let mut sub = Subscriber::subscribe("/tmp/prices.sock", SubscriberOptions::new().history(16))?;
+/// let mut buf = Vec::new();
+/// loop {
+///     let msg = sub.recv(&mut buf)?;
+///     if msg.lost > 0 {
+///         eprintln!("lost {} messages before #{}", msg.lost, msg.seq);
+///     }
+///     println!("#{}: {} bytes", msg.seq, buf.len());
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Subscriber {
+    sock: UnixStream,
+    reader: FanoutReader,
+    /// The publisher's socket reached end of stream.
+    peer_gone: bool,
+    evicted: bool,
+}
+
+impl Subscriber {
+    /// Connects to the publisher listening on `path` and subscribes.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the connection fails; as
+    /// [`Subscriber::from_stream`].
+    pub fn subscribe(path: impl AsRef<Path>, opts: SubscriberOptions) -> Result<Self> {
+        let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", e))?;
+        Self::from_stream(stream, opts)
+    }
+
+    /// Subscribes over a stream already connected to a publisher (from a
+    /// broker, or a socket pair).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if the handshake takes longer than the options
+    /// allow; [`Error::Refused`]; [`Error::Disconnected`] if the publisher
+    /// hangs up; [`Error::Handshake`]/[`Error::Protocol`] for bad messages;
+    /// [`Error::Shm`] if its data segment fails the checks (not a sealed
+    /// memfd of the announced size, wrong header).
+    pub fn from_stream(stream: UnixStream, opts: SubscriberOptions) -> Result<Self> {
+        let deadline = Instant::now().checked_add(opts.handshake_timeout);
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
+        let hello = Handshake::Hello {
+            history: opts.history,
+        };
+        if !sock::send_msg(stream.as_fd(), &hello.encode(), &[], deadline)
+            .map_err(|e| Error::io("sendmsg", e))?
+        {
+            return Err(Error::Timeout);
+        }
+        let mut inbox = Inbox::default();
+        match sock::recv_msg(stream.as_fd(), &mut inbox, deadline)
+            .map_err(|e| Error::io("recvmsg", e))?
+        {
+            None => return Err(Error::Timeout),
+            Some(Progress::Done) => {}
+            Some(Progress::Eof) => return Err(Error::Disconnected),
+            Some(_) => return Err(Error::Protocol("more fds than a message carries")),
+        }
+        let (policy, capacity, start, start_seq) = match Handshake::decode(&inbox.buf)? {
+            Handshake::Welcome {
+                policy,
+                capacity,
+                start,
+                start_seq,
+            } => (policy, capacity, start, start_seq),
+            Handshake::Refuse { reason } => return Err(Error::Refused { reason }),
+            _ => return Err(Error::Protocol("expected Welcome")),
+        };
+        let mut fds = std::mem::take(&mut inbox.fds);
+        let (Some(data), true) = (fds.pop(), fds.is_empty()) else {
+            return Err(Error::Protocol("Welcome without its data segment fd"));
+        };
+        let cursor = create_cursor_segment(c"shmsock-pubsub-cursor", start)?;
+        // Checks the data segment (memfd, seals, size, backing) and its
+        // header against the Welcome; closes the fd on error.
+        let reader = FanoutReader::attach(data, capacity, policy, cursor, start, start_seq)?;
+        if !sock::send_msg(
+            stream.as_fd(),
+            &Handshake::Ready.encode(),
+            &[reader.cursor_fd()],
+            deadline,
+        )
+        .map_err(|e| Error::io("sendmsg", e))?
+        {
+            return Err(Error::Timeout);
+        }
+        Ok(Subscriber {
+            sock: stream,
+            reader,
+            peer_gone: false,
+            evicted: false,
+        })
+    }
+
+    /// The topic's slow-subscriber policy.
+    pub fn policy(&self) -> Policy {
+        self.reader.policy()
+    }
+
+    /// Sequence number of the next message expected.
+    pub fn next_seq(&self) -> u64 {
+        self.reader.expected_seq()
+    }
+
+    /// Reads the next message into `buf` (replacing its contents) if one
+    /// is there.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the publisher closed and everything was read;
+    /// [`Error::Disconnected`] if the publisher died and everything it
+    /// published was read; [`Error::Evicted`]; [`Error::Shm`] if the
+    /// publisher broke the ring protocol.
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<Option<Received>> {
+        if let Some(r) = self.take(buf)? {
+            return Ok(Some(r));
+        }
+        // Empty: look at the socket (one syscall, only when idle).
+        self.drain_socket()?;
+        self.take_or_end(buf)
+    }
+
+    /// Reads the next message into `buf`, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`].
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Received> {
+        self.recv_until(buf, None)
+    }
+
+    /// As [`Subscriber::recv`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`]; [`Error::Timeout`].
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<Received> {
+        self.recv_until(buf, Instant::now().checked_add(timeout))
+    }
+
+    fn recv_until(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Received> {
+        loop {
+            for _ in 0..SPINS {
+                if let Some(r) = self.take(buf)? {
+                    return Ok(r);
+                }
+                std::hint::spin_loop();
+            }
+            // SYNC POINT `fanout-park`: park, re-check, then sleep; the
+            // publisher's next publish sees the odd park word and sends a
+            // wake-up byte.
+            self.reader.park();
+            let got = self.take(buf);
+            if !matches!(got, Ok(None)) {
+                self.reader.unpark();
+                if let Some(r) = got? {
+                    return Ok(r);
+                }
+            }
+            let r = sock::wait_any(&[self.sock.as_fd()], deadline);
+            self.reader.unpark();
+            if r.map_err(|e| Error::io("poll", e))?.is_empty() {
+                if let Some(r) = self.take(buf)? {
+                    return Ok(r);
+                }
+                return Err(Error::Timeout);
+            }
+            self.drain_socket()?;
+            if let Some(r) = self.take_or_end(buf)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// One attempt on the ring; wakes the publisher if it waits for us.
+    fn take(&mut self, buf: &mut Vec<u8>) -> Result<Option<Received>> {
+        if self.evicted {
+            return Err(Error::Evicted);
+        }
+        match self.reader.try_recv(buf) {
+            Ok(Some(d)) => {
+                if d.wake_publisher {
+                    // Full buffer: a wake-up is queued already. Dead
+                    // publisher: seen on the next wait.
+                    let _ = sock::send_byte(self.sock.as_fd(), CTL_WAKE);
+                }
+                Ok(Some(Received {
+                    seq: d.seq,
+                    lost: d.lost,
+                    len: d.len,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(shmsock_shm::Error::Closed) => Err(Error::Closed),
+            Err(e) => {
+                // Evicted, then lapped: the publisher sent the notice
+                // before it overwrote anything of ours, so it is queued.
+                let _ = self.drain_socket();
+                if self.evicted {
+                    return Err(Error::Evicted);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// After draining the socket: the ring once more, then the end of the
+    /// stream if the publisher is gone and nothing is left.
+    fn take_or_end(&mut self, buf: &mut Vec<u8>) -> Result<Option<Received>> {
+        let got = self.take(buf)?;
+        if got.is_none() && self.peer_gone {
+            return Err(Error::Disconnected);
+        }
+        Ok(got)
+    }
+
+    /// Reads the control bytes waiting on the socket (wake-ups; an
+    /// eviction notice; end of stream).
+    fn drain_socket(&mut self) -> Result<()> {
+        if self.peer_gone {
+            return Ok(());
+        }
+        let mut b = [0u8; 64];
+        // Bounded: a publisher that floods us costs at most 16 reads here.
+        for _ in 0..16 {
+            match sock::recv_bytes(self.sock.as_fd(), &mut b) {
+                Ok(Some(0)) => return Ok(()),
+                Ok(Some(n)) => {
+                    for &x in &b[..n] {
+                        match x {
+                            CTL_WAKE => {}
+                            CTL_EVICTED => self.evicted = true,
+                            _ => {
+                                return Err(Error::Protocol(
+                                    "unknown control byte from the publisher",
+                                ))
+                            }
+                        }
+                    }
+                    if self.evicted {
+                        return Err(Error::Evicted);
+                    }
+                }
+                Ok(None) => {
+                    self.peer_gone = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::io("recv", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes (dropping the subscriber does the same).
+    pub fn unsubscribe(self) {}
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = sock::send_byte(self.sock.as_fd(), CTL_BYE);
+    }
+}
