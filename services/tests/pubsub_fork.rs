@@ -1,0 +1,782 @@
+//! Publish/subscribe between real processes: one publisher, many forked
+//! subscriber processes (honest, slow, killed, stopped, hostile).
+//!
+//! `harness = false`: the cases run one after another on the main thread,
+//! and every fork happens while no other thread exists. Subscribers are
+//! forked *before* the publisher's segment exists, so no child inherits
+//! the publisher's writable mapping. Every child is waited for with a
+//! deadline, its exit status checked, and killed on failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::io::{Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use shmsock_services::pubsub::{
+    Error, Policy, Publisher, PublisherOptions, Subscriber, SubscriberOptions,
+};
+use shmsock_services::wire::{Handshake, HANDSHAKE_LEN};
+use shmsock_shm::fanout;
+
+// ---------------------------------------------------------------- helpers
+
+struct Child {
+    pid: Pid,
+    done: bool,
+    out: Option<std::fs::File>,
+}
+
+/// Forks; the child runs `f` with the write end of a result pipe and exits
+/// 0 if it returns, 101 if it panics.
+fn spawn(f: impl FnOnce(&mut std::fs::File)) -> Child {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    // SAFETY: this binary is single-threaded when it forks (harness =
+    // false, no threads are ever spawned), so the child inherits no lock
+    // held by another thread.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(r);
+            let mut w = std::fs::File::from(w);
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
+            let _ = w.flush();
+            // SAFETY: _exit is async-signal-safe and never returns; it skips
+            // the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(if res.is_ok() { 0 } else { 101 }) }
+        }
+        ForkResult::Parent { child } => {
+            drop(w);
+            Child {
+                pid: child,
+                done: false,
+                out: Some(std::fs::File::from(r)),
+            }
+        }
+    }
+}
+
+impl Child {
+    /// Waits up to `timeout`; kills and panics on timeout; returns the
+    /// status.
+    fn status(&mut self, timeout: Duration) -> WaitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                WaitStatus::StillAlive => {
+                    if Instant::now() > deadline {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                        let _ = waitpid(self.pid, None);
+                        self.done = true;
+                        panic!("child {} timed out after {timeout:?}", self.pid);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                st => {
+                    self.done = true;
+                    return st;
+                }
+            }
+        }
+    }
+
+    /// Waits, asserts exit 0, returns what the child wrote to its pipe.
+    fn wait(mut self, timeout: Duration) -> String {
+        let st = self.status(timeout);
+        assert!(
+            matches!(st, WaitStatus::Exited(_, 0)),
+            "child {} ended with {st:?}",
+            self.pid
+        );
+        let mut s = String::new();
+        self.out.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(self.pid, sig).unwrap();
+    }
+
+    fn kill(mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+        self.done = true;
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn sock_path(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("shmsock-pubsub-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// Subscribes, retrying until the publisher's path exists.
+fn subscribe(path: &Path, opts: SubscriberOptions) -> Subscriber {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Subscriber::subscribe(path, opts.clone()) {
+            Ok(s) => return s,
+            Err(Error::Io { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => panic!("subscribe: {e}"),
+        }
+    }
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+}
+
+/// The payload of message `seq`: its sequence number, then bytes derived
+/// from it; 8 to 63 bytes long.
+fn payload(seq: u64, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&seq.to_le_bytes());
+    let extra = (seq.wrapping_mul(0x9e37_79b9) % 56) as usize;
+    out.extend((0..extra).map(|k| (seq as u8).wrapping_mul(31).wrapping_add(k as u8)));
+}
+
+fn check(seq: u64, got: &[u8], scratch: &mut Vec<u8>) {
+    payload(seq, scratch);
+    assert!(got == &scratch[..], "message {seq} differs: {got:?}");
+}
+
+/// Reads until the publisher closes; verifies every message byte by byte;
+/// returns (messages read, messages reported lost, last seq).
+fn read_all(sub: &mut Subscriber, slow_every: u64) -> (u64, u64, u64) {
+    let (mut read, mut lost, mut next) = (0u64, 0u64, None::<u64>);
+    let mut buf = Vec::new();
+    let mut scratch = Vec::new();
+    loop {
+        match sub.recv_timeout(&mut buf, Duration::from_secs(30)) {
+            Ok(r) => {
+                if let Some(n) = next {
+                    assert_eq!(
+                        r.seq,
+                        n + r.lost,
+                        "sequence numbers and loss count disagree"
+                    );
+                }
+                check(r.seq, &buf, &mut scratch);
+                read += 1;
+                lost += r.lost;
+                next = Some(r.seq + 1);
+                if slow_every > 0 && read.is_multiple_of(slow_every) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(Error::Closed) => return (read, lost, next.map_or(0, |n| n - 1)),
+            Err(e) => panic!("recv after {read}: {e}"),
+        }
+    }
+}
+
+fn publish_all(p: &mut Publisher, n: u64) -> Duration {
+    let mut buf = Vec::new();
+    let mut longest = Duration::ZERO;
+    for seq in 0..n {
+        payload(seq, &mut buf);
+        let t = Instant::now();
+        let mut loan = p.loan_timeout(buf.len(), Duration::from_secs(30)).unwrap();
+        loan.copy_from_slice(&buf);
+        assert_eq!(loan.publish(), seq);
+        longest = longest.max(t.elapsed());
+    }
+    longest
+}
+
+// ------------------------------------------------------------------ cases
+
+const SUBS: usize = 8;
+
+/// Messages for the two 1 → 8 cases: 10^6 as issue 12 asks
+/// (`PUBSUB_FORK_N` overrides).
+fn big_n() -> u64 {
+    std::env::var("PUBSUB_FORK_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// 1 publisher → 8 subscriber processes under Block: every subscriber
+/// gets every message, in order, byte for byte.
+fn block_one_to_eight_every_message() {
+    let n = big_n();
+    let path = sock_path("block8");
+    let children: Vec<Child> = (0..SUBS)
+        .map(|_| {
+            let path = path.clone();
+            spawn(move |out| {
+                let mut sub = subscribe(&path, SubscriberOptions::new());
+                let (read, lost, last) = read_all(&mut sub, 0);
+                writeln!(out, "{read} {lost} {last}").unwrap();
+            })
+        })
+        .collect();
+    let mut p = Publisher::create(&path, PublisherOptions::new().capacity(1 << 20)).unwrap();
+    p.wait_for_subscribers(SUBS, Duration::from_secs(30))
+        .unwrap();
+    let t = Instant::now();
+    publish_all(&mut p, n);
+    let elapsed = t.elapsed();
+    p.close();
+    for c in children {
+        let out = c.wait(Duration::from_secs(120));
+        assert_eq!(
+            out.trim(),
+            format!("{n} 0 {}", n - 1),
+            "a subscriber missed messages"
+        );
+    }
+    eprintln!("  {n} messages to {SUBS} subscribers in {elapsed:.2?}");
+}
+
+/// 1 → 8 under DropOldest, half of the subscribers slow: each counts its
+/// gaps, and what it read plus what it was told it lost is exactly what
+/// was published.
+fn drop_oldest_one_to_eight_counts_gaps() {
+    let n = big_n();
+    let path = sock_path("drop8");
+    let children: Vec<Child> = (0..SUBS)
+        .map(|i| {
+            let path = path.clone();
+            spawn(move |out| {
+                let mut sub = subscribe(&path, SubscriberOptions::new());
+                let slow = if i % 2 == 0 { 5_000 } else { 0 };
+                let (read, lost, last) = read_all(&mut sub, slow);
+                writeln!(out, "{read} {lost} {last}").unwrap();
+            })
+        })
+        .collect();
+    let mut p = Publisher::create(
+        &path,
+        PublisherOptions::new()
+            .capacity(64 << 10)
+            .policy(Policy::DropOldest),
+    )
+    .unwrap();
+    p.wait_for_subscribers(SUBS, Duration::from_secs(30))
+        .unwrap();
+    publish_all(&mut p, n);
+    p.close();
+    let mut total_lost = 0;
+    for c in children {
+        let out = c.wait(Duration::from_secs(120));
+        let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert_eq!(
+            v[0] + v[1],
+            n,
+            "read {} + lost {} != published {n}",
+            v[0],
+            v[1]
+        );
+        assert_eq!(v[2], n - 1, "the last message is always delivered");
+        total_lost += v[1];
+    }
+    assert!(
+        total_lost > 0,
+        "no subscriber was lapped: the test did not test gaps"
+    );
+    eprintln!("  {total_lost} messages lost in total, each one reported");
+}
+
+/// Under Block, one subscriber is SIGKILLed mid-stream and another
+/// SIGSTOPped (alive, no progress): the publisher drops the dead one at
+/// once (socket end) and the stopped one after max_lag; no send waits much
+/// longer than max_lag; the honest subscriber gets everything.
+fn killed_and_stopped_subscribers_do_not_stall_the_publisher() {
+    const N: u64 = 200_000;
+    let max_lag = Duration::from_millis(300);
+    let path = sock_path("kill");
+    let honest = {
+        let path = path.clone();
+        spawn(move |out| {
+            let mut sub = subscribe(&path, SubscriberOptions::new());
+            let (read, lost, _) = read_all(&mut sub, 0);
+            writeln!(out, "{read} {lost}").unwrap();
+        })
+    };
+    let victims: Vec<Child> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            spawn(move |_| {
+                let mut sub = subscribe(&path, SubscriberOptions::new());
+                let mut buf = Vec::new();
+                // Reads along until killed or stopped.
+                loop {
+                    match sub.recv(&mut buf) {
+                        Ok(_) => {}
+                        Err(Error::Closed | Error::Evicted) => return,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut p = Publisher::create(
+        &path,
+        PublisherOptions::new().capacity(64 << 10).max_lag(max_lag),
+    )
+    .unwrap();
+    p.wait_for_subscribers(3, Duration::from_secs(30)).unwrap();
+    let mut buf = Vec::new();
+    let mut longest = Duration::ZERO;
+    let mut victims = victims.into_iter();
+    let (killed, stopped) = (victims.next().unwrap(), victims.next().unwrap());
+    let mut killed = Some(killed);
+    for seq in 0..N {
+        if seq == N / 4 {
+            killed.take().unwrap().kill();
+        }
+        if seq == N / 2 {
+            stopped.signal(Signal::SIGSTOP);
+        }
+        payload(seq, &mut buf);
+        let t = Instant::now();
+        p.send_timeout(&buf, Duration::from_secs(30)).unwrap();
+        longest = longest.max(t.elapsed());
+    }
+    assert_eq!(
+        p.subscriber_count(),
+        1,
+        "dead and stopped subscribers were dropped"
+    );
+    assert_eq!(p.evicted_count(), 1, "the stopped one by max_lag");
+    // Generous slack for a busy machine; a publisher stalled by the dead
+    // one would wait the full 30 s timeout (and fail above).
+    assert!(
+        longest < max_lag + Duration::from_secs(3),
+        "a send waited {longest:?}"
+    );
+    p.close();
+    assert_eq!(
+        honest.wait(Duration::from_secs(60)).trim(),
+        format!("{N} 0")
+    );
+    stopped.signal(Signal::SIGCONT);
+    stopped.wait(Duration::from_secs(30));
+    eprintln!("  longest send {longest:.2?} (max_lag {max_lag:?})");
+}
+
+/// The hostile subscriber's handshake, by hand: returns the socket, the
+/// publisher's data segment fd and our cursor segment (writable: ours).
+fn hostile_handshake(path: &Path) -> (UnixStream, OwnedFd, shmsock_shm::Segment) {
+    let mut s = connect(path);
+    s.write_all(&Handshake::Hello { history: 0 }.encode())
+        .unwrap();
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let r = rustix::net::recvmsg(
+        &s,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut cmsg,
+        rustix::net::RecvFlags::CMSG_CLOEXEC | rustix::net::RecvFlags::WAITALL,
+    )
+    .unwrap();
+    assert_eq!(r.bytes, HANDSHAKE_LEN);
+    let mut fds = Vec::new();
+    for m in cmsg.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
+            fds.extend(it);
+        }
+    }
+    let Ok(Handshake::Welcome { start, .. }) = Handshake::decode(&buf) else {
+        panic!("no Welcome")
+    };
+    let data: OwnedFd = fds.pop().unwrap();
+    let cursor = fanout::create_cursor_segment(c"hostile", start).unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fd = [cursor.fd()];
+    assert!(cmsg.push(rustix::net::SendAncillaryMessage::ScmRights(&fd)));
+    rustix::net::sendmsg(
+        &s,
+        &[std::io::IoSlice::new(&Handshake::Ready.encode())],
+        &mut cmsg,
+        rustix::net::SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+    (s, data, cursor)
+}
+
+/// A word of our own cursor segment, as an atomic.
+fn word(seg: &shmsock_shm::Segment, off: usize) -> &AtomicU64 {
+    assert!(off + 8 <= seg.len() && off.is_multiple_of(8));
+    // SAFETY: in bounds and 8-aligned (checked), our own writable mapping,
+    // alive as long as the borrow of `seg`.
+    unsafe { AtomicU64::from_ptr(seg.as_ptr().add(off).cast()) }
+}
+
+/// The publisher's `tail`, read through our read-only mapping of its data
+/// segment.
+fn their_tail(seg: &shmsock_shm::Segment) -> u64 {
+    // SAFETY: a live mapping of more than 1024 bytes; offset 128 is
+    // 8-aligned; an atomic load only (the mapping is read-only).
+    unsafe { AtomicU64::from_ptr(seg.as_ptr().add(128).cast()) }.load(Ordering::Relaxed)
+}
+
+/// Tries every way to write the publisher's segment; all must fail.
+fn try_to_write(fd: &OwnedFd) {
+    use nix::errno::Errno;
+    use nix::sys::mman::{mmap, mprotect, munmap, MapFlags, ProtFlags};
+    use std::num::NonZeroUsize;
+    use std::os::fd::AsRawFd;
+    let n = NonZeroUsize::new(4096).unwrap();
+    // SAFETY: a fresh mapping at an address the kernel picks (refused).
+    let r = unsafe {
+        mmap(
+            None,
+            n,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    assert_eq!(
+        r.err(),
+        Some(nix::errno::Errno::EPERM),
+        "mmap(PROT_WRITE, MAP_SHARED)"
+    );
+    // SAFETY: a fresh read-only mapping, unmapped below.
+    let ro = unsafe { mmap(None, n, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, fd, 0) }.unwrap();
+    // SAFETY: our own mapping of `n` bytes.
+    let r = unsafe { mprotect(ro, n.get(), ProtFlags::PROT_READ | ProtFlags::PROT_WRITE) };
+    assert_eq!(r, Err(Errno::EACCES), "mprotect(PROT_WRITE)");
+    // SAFETY: our own mapping, not referenced any more.
+    unsafe { munmap(ro, n.get()) }.unwrap();
+    assert_eq!(
+        nix::unistd::write(fd, &[0xff; 8]),
+        Err(Errno::EPERM),
+        "write(2)"
+    );
+    assert_eq!(
+        nix::fcntl::fallocate(
+            fd.as_raw_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            0,
+            4096,
+        ),
+        Err(Errno::EPERM),
+        "fallocate(PUNCH_HOLE)"
+    );
+    assert_eq!(
+        nix::unistd::ftruncate(fd, 0),
+        Err(Errno::EPERM),
+        "ftruncate"
+    );
+}
+
+/// Hostile subscribers next to two honest ones, under Block: one tries to
+/// write the publisher's segment and then never reads (evicted after
+/// max_lag), one claims a cursor beyond the tail (evicted at once), one
+/// claims to have read everything while flooding park episodes (it hurts
+/// only itself), one scribbles random words over its cursor segment. The
+/// honest ones get every message; the publisher finishes.
+fn hostile_subscribers_cannot_disturb_the_others() {
+    const N: u64 = 200_000;
+    const CAP: u64 = 64 << 10;
+    let path = sock_path("hostile");
+    let honest: Vec<Child> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            spawn(move |out| {
+                let mut sub = subscribe(&path, SubscriberOptions::new());
+                let (read, lost, _) = read_all(&mut sub, 0);
+                writeln!(out, "{read} {lost}").unwrap();
+            })
+        })
+        .collect();
+    let mut hostile = Vec::new();
+    for attack in 0..4u32 {
+        let path = path.clone();
+        hostile.push(spawn(move |out| {
+            let (sock, data, cursor) = hostile_handshake(&path);
+            let map = shmsock_shm::Segment::attach_read_only(
+                data.try_clone().unwrap(),
+                fanout::fanout_segment_size(CAP),
+                1 << 30,
+            )
+            .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut x = 0x1234_5678_9abc_def1u64 ^ u64::from(attack);
+            let mut rng = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            match attack {
+                0 => try_to_write(&data),
+                1 => word(&cursor, 128).store(u64::MAX - 7, Ordering::Relaxed),
+                _ => {}
+            }
+            // Keep lying until the publisher closes or drops us.
+            let mut b = [0u8; 64];
+            sock.set_nonblocking(true).unwrap();
+            while Instant::now() < deadline {
+                match attack {
+                    2 => {
+                        let t = their_tail(&map);
+                        word(&cursor, 128).store(t & !7, Ordering::Relaxed);
+                        let p = word(&cursor, 256);
+                        p.store((p.load(Ordering::Relaxed) | 1) + 2, Ordering::Relaxed);
+                    }
+                    3 => {
+                        let off = (rng() % 48) as usize * 8;
+                        word(&cursor, off).store(rng(), Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                match (&sock).read(&mut b) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    Err(_) => break,
+                }
+            }
+            writeln!(out, "done").unwrap();
+        }));
+    }
+    let mut p = Publisher::create(
+        &path,
+        PublisherOptions::new()
+            .capacity(CAP)
+            .max_lag(Duration::from_millis(300)),
+    )
+    .unwrap();
+    p.wait_for_subscribers(6, Duration::from_secs(30)).unwrap();
+    publish_all(&mut p, N);
+    // Attack 0 never reads (max_lag), 1 lies beyond the tail, 3 scribbles
+    // its cursor (misaligned, backwards or beyond: evicted); 2 stays.
+    assert!(p.evicted_count() >= 3, "evicted {}", p.evicted_count());
+    p.close();
+    for c in honest {
+        assert_eq!(c.wait(Duration::from_secs(60)).trim(), format!("{N} 0"));
+    }
+    for c in hostile {
+        assert_eq!(c.wait(Duration::from_secs(90)).trim(), "done");
+    }
+}
+
+/// Subscribers join (some with history) and leave while messages flow;
+/// each sees consecutive sequence numbers from where it started, with the
+/// right bytes; the publisher never waits for one that left.
+fn join_and_leave_while_messages_flow() {
+    const N: u64 = 300_000;
+    let path = sock_path("churn");
+    let children: Vec<Child> = (0..6u64)
+        .map(|i| {
+            let path = path.clone();
+            spawn(move |_| {
+                std::thread::sleep(Duration::from_millis(20 * i));
+                let mut sub = subscribe(&path, SubscriberOptions::new().history(i as u32 * 10));
+                let mut buf = Vec::new();
+                let mut scratch = Vec::new();
+                let first = sub.recv_timeout(&mut buf, Duration::from_secs(30)).unwrap();
+                check(first.seq, &buf, &mut scratch);
+                let mut next = first.seq + 1;
+                for _ in 0..(5_000 * (i + 1)) {
+                    match sub.recv_timeout(&mut buf, Duration::from_secs(30)) {
+                        Ok(r) => {
+                            assert_eq!((r.seq, r.lost), (next, 0));
+                            check(r.seq, &buf, &mut scratch);
+                            next += 1;
+                        }
+                        Err(Error::Closed) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                // Leave mid-stream.
+                sub.unsubscribe();
+            })
+        })
+        .collect();
+    let mut p = Publisher::create(
+        &path,
+        PublisherOptions::new()
+            .capacity(256 << 10)
+            .history(100)
+            .max_lag(Duration::from_secs(10)),
+    )
+    .unwrap();
+    publish_all(&mut p, N);
+    p.close();
+    for c in children {
+        c.wait(Duration::from_secs(60));
+    }
+}
+
+/// The publisher process is SIGKILLed: its subscriber reads everything it
+/// published, then gets Disconnected (not a hang, not Closed).
+fn killed_publisher_means_disconnected() {
+    let path = sock_path("pubkill");
+    let path2 = path.clone();
+    let publisher = spawn(move |_| {
+        let mut p = Publisher::create(&path2, PublisherOptions::new()).unwrap();
+        p.wait_for_subscribers(1, Duration::from_secs(30)).unwrap();
+        for i in 0..1000u64 {
+            p.send(&i.to_le_bytes()).unwrap();
+        }
+        // Wait to be killed (an orderly close would say Closed).
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let mut sub = subscribe(&path, SubscriberOptions::new());
+    let mut buf = Vec::new();
+    for i in 0..1000u64 {
+        let r = sub.recv_timeout(&mut buf, Duration::from_secs(30)).unwrap();
+        assert_eq!((r.seq, &buf[..]), (i, &i.to_le_bytes()[..]));
+    }
+    publisher.kill();
+    let t = Instant::now();
+    let r = sub.recv_timeout(&mut buf, Duration::from_secs(30));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(sub);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Bad handshakes are refused or dropped, their fds closed, and a good
+/// subscriber still gets in (no fork needed: socket pairs).
+fn bad_handshakes_are_dropped() {
+    let mut p =
+        Publisher::new(PublisherOptions::new().handshake_timeout(Duration::from_millis(200)))
+            .unwrap();
+    // Garbage instead of Hello: Refuse.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    b.write_all(&[0x55; HANDSHAKE_LEN]).unwrap();
+    p.poll().unwrap();
+    let mut r = [0u8; HANDSHAKE_LEN];
+    b.read_exact(&mut r).unwrap();
+    assert!(matches!(
+        Handshake::decode(&r),
+        Ok(Handshake::Refuse { reason: 1 })
+    ));
+    // Ready with a pipe instead of a cursor segment: dropped.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    b.write_all(&Handshake::Hello { history: 0 }.encode())
+        .unwrap();
+    p.poll().unwrap();
+    b.read_exact(&mut r).unwrap();
+    let (pr, _pw) = nix::unistd::pipe().unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fd = [pr.as_fd()];
+    assert!(cmsg.push(rustix::net::SendAncillaryMessage::ScmRights(&fd)));
+    rustix::net::sendmsg(
+        &b,
+        &[std::io::IoSlice::new(&Handshake::Ready.encode())],
+        &mut cmsg,
+        rustix::net::SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+    p.poll().unwrap();
+    assert_eq!(p.subscriber_count(), 0);
+    // The Welcome's data-segment fd arrived with `r` above and was closed
+    // by the read (no cmsg buffer); the socket ends.
+    assert_eq!(b.read(&mut r).unwrap(), 0, "dropped: end of stream");
+    // Silent: dropped at the handshake deadline.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    p.poll().unwrap();
+    assert_eq!(b.read(&mut r).unwrap(), 0, "silent peer dropped");
+}
+
+fn main() {
+    let cases: &[(&str, fn())] = &[
+        ("bad_handshakes_are_dropped", bad_handshakes_are_dropped),
+        (
+            "block_one_to_eight_every_message",
+            block_one_to_eight_every_message,
+        ),
+        (
+            "drop_oldest_one_to_eight_counts_gaps",
+            drop_oldest_one_to_eight_counts_gaps,
+        ),
+        (
+            "killed_and_stopped_subscribers_do_not_stall_the_publisher",
+            killed_and_stopped_subscribers_do_not_stall_the_publisher,
+        ),
+        (
+            "hostile_subscribers_cannot_disturb_the_others",
+            hostile_subscribers_cannot_disturb_the_others,
+        ),
+        (
+            "join_and_leave_while_messages_flow",
+            join_and_leave_while_messages_flow,
+        ),
+        (
+            "killed_publisher_means_disconnected",
+            killed_publisher_means_disconnected,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in cases {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let mut failed = Vec::new();
+    for (name, f) in cases {
+        if !filter.is_empty() && !filter.iter().any(|s| name.contains(s.as_str())) {
+            continue;
+        }
+        let before = fd_count();
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(f);
+        let after = fd_count();
+        let ok = r.is_ok() && after == before;
+        if r.is_ok() && after != before {
+            eprintln!("{name}: fd leak: {before} before, {after} after");
+        }
+        println!(
+            "test {name} ... {} ({:.2?})",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed()
+        );
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+}
