@@ -63,6 +63,15 @@ pub enum Error {
         /// Largest message.
         max: usize,
     },
+    /// The publisher's ring is larger than this subscriber agreed to map
+    /// (`SubscriberOptions::max_capacity`).
+    #[error("the publisher's ring of {capacity} bytes exceeds this subscriber's limit of {max}")]
+    RingTooLarge {
+        /// Capacity the publisher announced.
+        capacity: u64,
+        /// Our limit.
+        max: u64,
+    },
 }
 
 impl Error {

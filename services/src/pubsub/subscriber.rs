@@ -20,6 +20,7 @@ const SPINS: u32 = 64;
 pub struct SubscriberOptions {
     history: u32,
     handshake_timeout: Duration,
+    max_capacity: u64,
 }
 
 impl Default for SubscriberOptions {
@@ -27,12 +28,14 @@ impl Default for SubscriberOptions {
         SubscriberOptions {
             history: 0,
             handshake_timeout: Duration::from_secs(5),
+            max_capacity: 1 << 30,
         }
     }
 }
 
 impl SubscriberOptions {
-    /// Defaults: start at the live head (no history), 5 s handshake timeout.
+    /// Defaults: start at the live head (no history), 5 s handshake
+    /// timeout, rings up to 1 GiB.
     pub fn new() -> Self {
         Self::default()
     }
@@ -46,6 +49,12 @@ impl SubscriberOptions {
     /// Time the handshake may take.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
+        self
+    }
+    /// Largest ring this subscriber agrees to map (default 1 GiB): a
+    /// publisher cannot make it map more address space than this.
+    pub fn max_capacity(mut self, bytes: u64) -> Self {
+        self.max_capacity = bytes;
         self
     }
 }
@@ -113,6 +122,7 @@ impl Subscriber {
     /// [`Error::Timeout`] if the handshake takes longer than the options
     /// allow; [`Error::Refused`]; [`Error::Disconnected`] if the publisher
     /// hangs up; [`Error::Handshake`]/[`Error::Protocol`] for bad messages;
+    /// [`Error::RingTooLarge`] for a ring above the options' `max_capacity`;
     /// [`Error::Shm`] if its data segment fails the checks (not a sealed
     /// memfd of the announced size, wrong header).
     pub fn from_stream(stream: UnixStream, opts: SubscriberOptions) -> Result<Self> {
@@ -147,6 +157,12 @@ impl Subscriber {
             Handshake::Refuse { reason } => return Err(Error::Refused { reason }),
             _ => return Err(Error::Protocol("expected Welcome")),
         };
+        if capacity > opts.max_capacity {
+            return Err(Error::RingTooLarge {
+                capacity,
+                max: opts.max_capacity,
+            });
+        }
         let mut fds = std::mem::take(&mut inbox.fds);
         let (Some(data), true) = (fds.pop(), fds.is_empty()) else {
             return Err(Error::Protocol("Welcome without its data segment fd"));

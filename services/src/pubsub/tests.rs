@@ -119,3 +119,20 @@ fn block_evicts_a_stuck_subscriber_after_max_lag() {
     assert!(matches!(s.try_recv(&mut buf), Err(Error::Evicted)));
     assert!(matches!(s.recv_timeout(&mut buf, T), Err(Error::Evicted)));
 }
+
+#[test]
+fn subscriber_refuses_a_ring_above_its_limit() {
+    let mut p = Publisher::new(PublisherOptions::new().capacity(1 << 20)).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let t = std::thread::spawn(move || {
+        Subscriber::from_stream(b, SubscriberOptions::new().max_capacity(1 << 16))
+    });
+    p.add_subscriber_stream(a).unwrap();
+    let _ = p.wait_for_subscribers(1, Duration::from_millis(200));
+    match t.join().unwrap() {
+        Err(Error::RingTooLarge { capacity, max }) => {
+            assert_eq!((capacity, max), (1 << 20, 1 << 16))
+        }
+        other => panic!("{other:?}"),
+    }
+}
