@@ -8,6 +8,7 @@
 
 pub mod child;
 pub mod fanin;
+pub mod fanout;
 pub mod floor;
 pub mod link;
 pub mod load;
