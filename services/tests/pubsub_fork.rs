@@ -388,13 +388,23 @@ fn killed_and_stopped_subscribers_do_not_stall_the_publisher() {
 /// publisher's data segment fd and our cursor segment (writable: ours).
 fn hostile_handshake(path: &Path) -> (UnixStream, OwnedFd, shmsock_shm::Segment) {
     let mut s = connect(path);
+    send_hello(&mut s);
+    let (data, cursor) = finish_handshake(&s);
+    (s, data, cursor)
+}
+
+fn send_hello(s: &mut UnixStream) {
     s.write_all(&Handshake::Hello { history: 0 }.encode())
         .unwrap();
+}
+
+/// Reads the `Welcome` (blocking), answers `Ready` with a cursor segment.
+fn finish_handshake(s: &UnixStream) -> (OwnedFd, shmsock_shm::Segment) {
     let mut buf = [0u8; HANDSHAKE_LEN];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
     let r = rustix::net::recvmsg(
-        &s,
+        s,
         &mut [std::io::IoSliceMut::new(&mut buf)],
         &mut cmsg,
         rustix::net::RecvFlags::CMSG_CLOEXEC | rustix::net::RecvFlags::WAITALL,
@@ -417,13 +427,13 @@ fn hostile_handshake(path: &Path) -> (UnixStream, OwnedFd, shmsock_shm::Segment)
     let fd = [cursor.fd()];
     assert!(cmsg.push(rustix::net::SendAncillaryMessage::ScmRights(&fd)));
     rustix::net::sendmsg(
-        &s,
+        s,
         &[std::io::IoSlice::new(&Handshake::Ready.encode())],
         &mut cmsg,
         rustix::net::SendFlags::NOSIGNAL,
     )
     .unwrap();
-    (s, data, cursor)
+    (data, cursor)
 }
 
 /// A word of our own cursor segment, as an atomic.
@@ -666,9 +676,10 @@ fn killed_publisher_means_disconnected() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// Bad handshakes are refused or dropped, their fds closed, and a good
-/// subscriber still gets in (no fork needed: socket pairs).
-fn bad_handshakes_are_dropped() {
+/// Bad handshakes are refused or dropped (their fds closed), an unknown
+/// control byte gets a subscriber evicted, subscribers over the limit are
+/// refused (no fork needed: socket pairs).
+fn bad_handshakes_and_control_bytes_are_dropped() {
     let mut p =
         Publisher::new(PublisherOptions::new().handshake_timeout(Duration::from_millis(200)))
             .unwrap();
@@ -713,11 +724,45 @@ fn bad_handshakes_are_dropped() {
     std::thread::sleep(Duration::from_millis(250));
     p.poll().unwrap();
     assert_eq!(b.read(&mut r).unwrap(), 0, "silent peer dropped");
+    // Subscribed, then an unknown control byte: evicted, told so.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    send_hello(&mut b);
+    p.poll().unwrap();
+    let (data, cursor) = finish_handshake(&b);
+    p.poll().unwrap();
+    assert_eq!(p.subscriber_count(), 1);
+    b.write_all(&[0x77]).unwrap();
+    p.poll().unwrap();
+    assert_eq!((p.subscriber_count(), p.evicted_count()), (0, 1));
+    let mut rest = Vec::new();
+    b.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, [0x02], "EVICTED, then the end");
+    drop((data, cursor));
+    // Over the subscriber limit: Refuse (full).
+    let mut p = Publisher::new(PublisherOptions::new().max_subscribers(1)).unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    send_hello(&mut b);
+    p.poll().unwrap();
+    let (_data, _cursor) = finish_handshake(&b);
+    p.poll().unwrap();
+    assert_eq!(p.subscriber_count(), 1);
+    let (a, b2) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    match Subscriber::from_stream(b2, SubscriberOptions::new()) {
+        Err(Error::Refused { reason: 2 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.subscriber_count(), 1);
 }
 
 fn main() {
     let cases: &[(&str, fn())] = &[
-        ("bad_handshakes_are_dropped", bad_handshakes_are_dropped),
+        (
+            "bad_handshakes_and_control_bytes_are_dropped",
+            bad_handshakes_and_control_bytes_are_dropped,
+        ),
         (
             "block_one_to_eight_every_message",
             block_one_to_eight_every_message,

@@ -133,12 +133,29 @@ impl Subscriber {
         let hello = Handshake::Hello {
             history: opts.history,
         };
-        if !sock::send_msg(stream.as_fd(), &hello.encode(), &[], deadline)
-            .map_err(|e| Error::io("sendmsg", e))?
-        {
-            return Err(Error::Timeout);
-        }
         let mut inbox = Inbox::default();
+        match sock::send_msg(stream.as_fd(), &hello.encode(), &[], deadline) {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Timeout),
+            Err(e) => {
+                // A publisher that refuses at once (too many subscribers)
+                // sends `Refuse` and hangs up before our `Hello` arrives:
+                // its answer is still queued for us.
+                if let Ok(Some(Progress::Done)) =
+                    sock::recv_msg(stream.as_fd(), &mut inbox, deadline)
+                {
+                    if let Ok(Handshake::Refuse { reason }) = Handshake::decode(&inbox.buf) {
+                        return Err(Error::Refused { reason });
+                    }
+                }
+                return Err(match e.kind() {
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                        Error::Disconnected
+                    }
+                    _ => Error::io("sendmsg", e),
+                });
+            }
+        }
         match sock::recv_msg(stream.as_fd(), &mut inbox, deadline)
             .map_err(|e| Error::io("recvmsg", e))?
         {

@@ -136,3 +136,35 @@ fn subscriber_refuses_a_ring_above_its_limit() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A broker may hand over `SOCK_SEQPACKET` sockets: the same protocol works
+/// on them (every message is one datagram, read whole).
+#[test]
+fn works_over_a_seqpacket_pair() {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (a, b) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let (a, b) = (UnixStream::from(a), UnixStream::from(b));
+    let mut p = Publisher::new(PublisherOptions::new().capacity(4096)).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = Subscriber::from_stream(b, SubscriberOptions::new()).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..5_000u64 {
+            let r = s.recv_timeout(&mut buf, T).unwrap();
+            assert_eq!((r.seq, &buf[..]), (i, &i.to_le_bytes()[..]));
+        }
+        assert!(matches!(s.recv_timeout(&mut buf, T), Err(Error::Closed)));
+    });
+    p.add_subscriber_stream(a).unwrap();
+    p.wait_for_subscribers(1, T).unwrap();
+    for i in 0..5_000u64 {
+        p.send_timeout(&i.to_le_bytes(), T).unwrap();
+    }
+    p.close();
+    t.join().unwrap();
+}

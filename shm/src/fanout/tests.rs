@@ -266,3 +266,134 @@ fn drop_oldest_torn_reads_are_never_delivered() {
     let _w = writer.join().unwrap();
     assert_eq!(read + lost, N, "read {read}, lost {lost}");
 }
+
+/// A lying publisher, played in-process through the writer's own mapping:
+/// each bad value the reader loads gives a typed violation (and poisons
+/// the reader), never an out-of-bounds access or a wrong delivery.
+mod lying_publisher {
+    use super::*;
+    use crate::sync::Ordering::Relaxed;
+
+    fn h(w: &FanoutWriter) -> &super::super::layout::FanoutHeader {
+        w.hdr()
+    }
+
+    fn data_word(w: &FanoutWriter, off: usize, v: u64) {
+        w.data.store_word(off, v);
+    }
+
+    fn poisoned(r: &mut FanoutReader) {
+        let mut buf = Vec::new();
+        assert!(matches!(r.try_recv(&mut buf), Err(Error::Poisoned)));
+    }
+
+    fn expect(r: &mut FanoutReader, check: impl Fn(&Violation) -> bool) {
+        let mut buf = Vec::new();
+        match r.try_recv(&mut buf) {
+            Err(Error::Protocol(v)) if check(&v) => {}
+            other => panic!("{other:?}"),
+        }
+        poisoned(r);
+    }
+
+    #[test]
+    fn misaligned_or_backwards_tail() {
+        let (w, mut r, _v) = pair(1024, Policy::Block, 0);
+        h(&w).tail.store(12, Relaxed);
+        expect(&mut r, |v| matches!(v, Violation::Misaligned { value: 12 }));
+
+        let (mut w, mut r, _v) = pair(1024, Policy::Block, 0);
+        send(&mut w, None, b"12345678");
+        let mut buf = Vec::new();
+        r.try_recv(&mut buf).unwrap().unwrap();
+        h(&w).tail.store(0, Relaxed);
+        expect(&mut r, |v| matches!(v, Violation::TailBackwards { .. }));
+    }
+
+    #[test]
+    fn tail_more_than_a_ring_ahead_under_block() {
+        let (w, mut r, _v) = pair(1024, Policy::Block, 0);
+        h(&w).tail.store(4096, Relaxed);
+        expect(&mut r, |v| {
+            matches!(v, Violation::TailBeyondCapacity { .. })
+        });
+    }
+
+    #[test]
+    fn bad_record_headers() {
+        let cases: [(u64, &str); 4] = [
+            (5 | (1 << 40), "flag bits"),
+            (4000, "limit"),
+            (400 | (u64::from(FLAG_PAD_TEST) << 32), "padding"),
+            (200, "past the publisher's tail"),
+        ];
+        for (word, what) in cases {
+            let (mut w, mut r, _v) = pair(1024, Policy::Block, 0);
+            send(&mut w, None, b"12345678");
+            data_word(&w, 0, word);
+            let mut buf = Vec::new();
+            match r.try_recv(&mut buf) {
+                Err(Error::Protocol(Violation::BadRecord { what: got, .. })) => {
+                    assert!(got.contains(what), "{what}: {got}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            poisoned(&mut r);
+        }
+    }
+
+    #[test]
+    fn wrong_sequence_number() {
+        let (mut w, mut r, _v) = pair(1024, Policy::Block, 0);
+        send(&mut w, None, b"a");
+        send(&mut w, None, b"b");
+        data_word(&w, 24 + 8, 7);
+        let mut buf = Vec::new();
+        r.try_recv(&mut buf).unwrap().unwrap();
+        expect(&mut r, |v| {
+            matches!(
+                v,
+                Violation::BadSequence {
+                    expected: 1,
+                    found: 7,
+                    ..
+                }
+            )
+        });
+        // DropOldest without a lap: the number due, exactly.
+        let (mut w, mut r, _v) = pair(1024, Policy::DropOldest, 0);
+        send(&mut w, None, b"a");
+        data_word(&w, 8, 3);
+        expect(&mut r, |v| matches!(v, Violation::BadSequence { .. }));
+    }
+
+    #[test]
+    fn oldest_that_does_not_move_past_us() {
+        let (mut w, mut r, _v) = pair(1024, Policy::DropOldest, 0);
+        for i in 0..100 {
+            send(&mut w, None, &msg(i, 24));
+        }
+        // Lapped, and `oldest` points back at our own position.
+        h(&w).oldest.store(0, Relaxed);
+        expect(&mut r, |v| {
+            matches!(v, Violation::HeadBeyondTail { head: 0, .. })
+        });
+    }
+
+    #[test]
+    fn endless_lapping_is_bounded_per_call() {
+        let (mut w, mut r, _v) = pair(1024, Policy::DropOldest, 0);
+        for i in 0..100 {
+            send(&mut w, None, &msg(i, 24));
+        }
+        // `oldest` stale (inconsistent with `intent`): every resync retries.
+        h(&w).oldest.store(8, Relaxed);
+        let mut buf = Vec::new();
+        assert!(
+            r.try_recv(&mut buf).unwrap().is_none(),
+            "gives up for this call"
+        );
+    }
+
+    const FLAG_PAD_TEST: u32 = 1 << 31;
+}

@@ -25,7 +25,7 @@ use crate::{Segment, SegmentOptions};
 pub struct FanoutWriter {
     seg: Segment,
     hdr: NonNull<FanoutHeader>,
-    data: Data,
+    pub(crate) data: Data,
     cap: u64,
     mask: u64,
     policy: Policy,
@@ -115,7 +115,7 @@ impl FanoutWriter {
         })
     }
 
-    fn hdr(&self) -> &FanoutHeader {
+    pub(crate) fn hdr(&self) -> &FanoutHeader {
         // SAFETY: `hdr` points at the start of `seg` (aligned, at least
         // FANOUT_HEADER_SIZE bytes), alive while `self` is; all fields are
         // atomics.
