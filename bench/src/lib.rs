@@ -6,7 +6,8 @@
 // Harness types hold processes, sockets and connections that nothing prints.
 #![allow(missing_debug_implementations)]
 
-pub mod child;
+/// The fork helper, shared with the tests (`shmsock-testkit`).
+pub use shmsock_testkit::fork as child;
 pub mod fanin;
 pub mod fanout;
 pub mod floor;
@@ -14,7 +15,8 @@ pub mod link;
 pub mod load;
 pub mod paced;
 pub mod pattern;
-pub mod pin;
+/// CPU affinity, shared with the tests (`shmsock-testkit`).
+pub use shmsock_testkit::pin;
 pub mod report;
 pub mod run;
 pub mod session;

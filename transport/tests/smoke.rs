@@ -129,3 +129,28 @@ fn try_send_consumes_its_wakeups() {
     drop(rx);
     t.join().unwrap();
 }
+
+/// `Connection::halves`: a server replies with the request still held in
+/// the ring (the message borrows only the receiving half), and the request
+/// goes back to its sender only after the reply.
+#[test]
+fn halves_reply_while_holding_the_request() {
+    let path = sock_path("halves");
+    let l = Listener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for _ in 0..1000 {
+            let (tx, rx) = c.halves();
+            let msg = rx.recv().unwrap();
+            let mut reply = tx.reserve(msg.len()).unwrap();
+            assert_eq!(msg.copy_to(&mut reply), msg.len());
+            reply.commit().unwrap();
+        }
+    });
+    let mut c = Connection::connect(&path).unwrap();
+    for k in 0..1000u32 {
+        c.send(&k.to_le_bytes()).unwrap();
+        assert_eq!(c.recv().unwrap().to_vec(), k.to_le_bytes());
+    }
+    server.join().unwrap();
+}
