@@ -2,10 +2,10 @@
 //! subscriber processes (honest, slow, killed, stopped, hostile).
 //!
 //! `harness = false`: the cases run one after another on the main thread,
-//! and every fork happens while no other thread exists. Subscribers are
-//! forked *before* the publisher's segment exists, so no child inherits
-//! the publisher's writable mapping. Every child is waited for with a
-//! deadline, its exit status checked, and killed on failure.
+//! and every fork happens while no other thread exists (testkit's
+//! harness: checked exits, deadlines, kill on failure, fd-leak check per
+//! case). Subscribers are forked *before* the publisher's segment exists,
+//! so no child inherits the publisher's writable mapping.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::io::{Read, Write};
@@ -17,109 +17,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use shmsock_services::pubsub::{
     Error, Policy, Publisher, PublisherOptions, Subscriber, SubscriberOptions,
 };
 use shmsock_services::wire::{Handshake, HANDSHAKE_LEN};
 use shmsock_shm::fanout;
+use shmsock_testkit::harness::{self as common, Child};
 
 // ---------------------------------------------------------------- helpers
 
-struct Child {
-    pid: Pid,
-    done: bool,
-    out: Option<std::fs::File>,
+/// A forked child (testkit's helper: checked exit, killed on drop) and the
+/// read end of the pipe it reports on.
+struct Forked {
+    child: Child,
+    out: std::fs::File,
 }
 
-/// Forks; the child runs `f` with the write end of a result pipe and exits
-/// 0 if it returns, 101 if it panics.
-fn spawn(f: impl FnOnce(&mut std::fs::File)) -> Child {
+/// Forks; the child runs `f` with the write end of a result pipe (the
+/// parent's copy closes when the closure is dropped in the parent).
+fn spawn(f: impl FnOnce(&mut std::fs::File)) -> Forked {
     let (r, w) = nix::unistd::pipe().unwrap();
-    // SAFETY: this binary is single-threaded when it forks (harness =
-    // false, no threads are ever spawned), so the child inherits no lock
-    // held by another thread.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            drop(r);
-            let mut w = std::fs::File::from(w);
-            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
-            let _ = w.flush();
-            // SAFETY: _exit is async-signal-safe and never returns; it skips
-            // the parent's atexit handlers and buffers.
-            unsafe { libc::_exit(if res.is_ok() { 0 } else { 101 }) }
-        }
-        ForkResult::Parent { child } => {
-            drop(w);
-            Child {
-                pid: child,
-                done: false,
-                out: Some(std::fs::File::from(r)),
-            }
-        }
+    let mut w = std::fs::File::from(w);
+    let child = common::spawn(move || {
+        f(&mut w);
+        w.flush().unwrap();
+    });
+    Forked {
+        child,
+        out: std::fs::File::from(r),
     }
 }
 
-impl Child {
-    /// Waits up to `timeout`; kills and panics on timeout; returns the
-    /// status.
-    fn status(&mut self, timeout: Duration) -> WaitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
-                WaitStatus::StillAlive => {
-                    if Instant::now() > deadline {
-                        let _ = kill(self.pid, Signal::SIGKILL);
-                        let _ = waitpid(self.pid, None);
-                        self.done = true;
-                        panic!("child {} timed out after {timeout:?}", self.pid);
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                st => {
-                    self.done = true;
-                    return st;
-                }
-            }
-        }
-    }
-
-    /// Waits, asserts exit 0, returns what the child wrote to its pipe.
+impl Forked {
+    /// Waits (asserting exit 0), returns what the child wrote.
     fn wait(mut self, timeout: Duration) -> String {
-        let st = self.status(timeout);
-        assert!(
-            matches!(st, WaitStatus::Exited(_, 0)),
-            "child {} ended with {st:?}",
-            self.pid
-        );
+        self.child.wait(timeout);
         let mut s = String::new();
-        self.out.take().unwrap().read_to_string(&mut s).unwrap();
+        self.out.read_to_string(&mut s).unwrap();
         s
     }
 
     fn signal(&self, sig: Signal) {
-        kill(self.pid, sig).unwrap();
+        kill(self.child.pid, sig).unwrap();
     }
 
-    fn kill(mut self) {
-        let _ = kill(self.pid, Signal::SIGKILL);
-        let _ = waitpid(self.pid, None);
-        self.done = true;
+    fn kill(self) {
+        self.child.kill();
     }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = waitpid(self.pid, None);
-        }
-    }
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 fn sock_path(name: &str) -> PathBuf {
@@ -229,7 +173,7 @@ fn big_n() -> u64 {
 fn block_one_to_eight_every_message() {
     let n = big_n();
     let path = sock_path("block8");
-    let children: Vec<Child> = (0..SUBS)
+    let children: Vec<Forked> = (0..SUBS)
         .map(|_| {
             let path = path.clone();
             spawn(move |out| {
@@ -263,7 +207,7 @@ fn block_one_to_eight_every_message() {
 fn drop_oldest_one_to_eight_counts_gaps() {
     let n = big_n();
     let path = sock_path("drop8");
-    let children: Vec<Child> = (0..SUBS)
+    let children: Vec<Forked> = (0..SUBS)
         .map(|i| {
             let path = path.clone();
             spawn(move |out| {
@@ -322,7 +266,7 @@ fn killed_and_stopped_subscribers_do_not_stall_the_publisher() {
             writeln!(out, "{read} {lost}").unwrap();
         })
     };
-    let victims: Vec<Child> = (0..2)
+    let victims: Vec<Forked> = (0..2)
         .map(|_| {
             let path = path.clone();
             spawn(move |_| {
@@ -515,7 +459,7 @@ fn hostile_subscribers_cannot_disturb_the_others() {
     const N: u64 = 200_000;
     const CAP: u64 = 64 << 10;
     let path = sock_path("hostile");
-    let honest: Vec<Child> = (0..2)
+    let honest: Vec<Forked> = (0..2)
         .map(|_| {
             let path = path.clone();
             spawn(move |out| {
@@ -605,7 +549,7 @@ fn hostile_subscribers_cannot_disturb_the_others() {
 fn join_and_leave_while_messages_flow() {
     const N: u64 = 300_000;
     let path = sock_path("churn");
-    let children: Vec<Child> = (0..6u64)
+    let children: Vec<Forked> = (0..6u64)
         .map(|i| {
             let path = path.clone();
             spawn(move |_| {
@@ -758,7 +702,7 @@ fn bad_handshakes_and_control_bytes_are_dropped() {
 }
 
 fn main() {
-    let cases: &[(&str, fn())] = &[
+    common::run(&[
         (
             "bad_handshakes_and_control_bytes_are_dropped",
             bad_handshakes_and_control_bytes_are_dropped,
@@ -787,41 +731,5 @@ fn main() {
             "killed_publisher_means_disconnected",
             killed_publisher_means_disconnected,
         ),
-    ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if std::env::args().any(|a| a == "--list") {
-        for (name, _) in cases {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let mut failed = Vec::new();
-    for (name, f) in cases {
-        if !filter.is_empty() && !filter.iter().any(|s| name.contains(s.as_str())) {
-            continue;
-        }
-        let before = fd_count();
-        let t = Instant::now();
-        let r = std::panic::catch_unwind(f);
-        let after = fd_count();
-        let ok = r.is_ok() && after == before;
-        if r.is_ok() && after != before {
-            eprintln!("{name}: fd leak: {before} before, {after} after");
-        }
-        println!(
-            "test {name} ... {} ({:.2?})",
-            if ok { "ok" } else { "FAILED" },
-            t.elapsed()
-        );
-        if !ok {
-            failed.push(*name);
-        }
-    }
-    if !failed.is_empty() {
-        eprintln!("failed: {failed:?}");
-        std::process::exit(1);
-    }
+    ]);
 }
