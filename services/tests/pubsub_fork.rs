@@ -701,6 +701,216 @@ fn bad_handshakes_and_control_bytes_are_dropped() {
     assert_eq!(p.subscriber_count(), 1);
 }
 
+/// What a lying publisher does (one child per attack).
+#[derive(Debug, Clone, Copy)]
+enum Lie {
+    /// A pipe instead of a memfd as the data segment.
+    Pipe,
+    /// A memfd without a write seal (the publisher could also map it
+    /// writable from elsewhere): refused before mapping.
+    Unsealed,
+    /// The header's policy disagrees with the `Welcome`.
+    PolicyMismatch,
+    /// `tail` not 8-aligned.
+    TailMisaligned,
+    /// `tail` more than a ring ahead under Block.
+    TailBeyond,
+    /// A record whose length exceeds the ring's limit.
+    HugeRecord,
+    /// A valid record with the wrong sequence number.
+    WrongSeq,
+    /// Random words all over the header and data area while `tail` grows.
+    Scribbler,
+}
+
+const LIE_CAP: u64 = 4096;
+
+/// Stores `v` at byte `off` of our own (writable) segment.
+fn poke(seg: &shmsock_shm::Segment, off: usize, v: u64) {
+    word(seg, off).store(v, Ordering::Relaxed);
+}
+
+/// The lying publisher: accepts one subscriber on `path`, hands it a bad
+/// data segment or lies through a good one, then keeps the socket open
+/// until the subscriber hangs up.
+fn lying_publisher(path: &Path, lie: Lie) {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut hello = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut hello).unwrap();
+    let size = fanout::fanout_segment_size(LIE_CAP);
+    let seg = shmsock_shm::Segment::create(c"liar", size, Default::default()).unwrap();
+    // A valid header (Block), by hand.
+    poke(&seg, 0, fanout::FANOUT_MAGIC);
+    poke(&seg, 8, u64::from(fanout::FANOUT_VERSION) | (1024 << 32));
+    poke(&seg, 16, LIE_CAP);
+    poke(
+        &seg,
+        24,
+        if matches!(lie, Lie::PolicyMismatch) {
+            2
+        } else {
+            1
+        },
+    );
+    let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
+    let unsealed = nix::sys::memfd::memfd_create(
+        c"unsealed",
+        nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )
+    .unwrap();
+    nix::unistd::ftruncate(&unsealed, size as i64).unwrap();
+    let fd = match lie {
+        Lie::Pipe => pipe_r.as_fd(),
+        Lie::Unsealed => unsealed.as_fd(),
+        _ => seg.fd(),
+    };
+    let welcome = Handshake::Welcome {
+        policy: Policy::Block,
+        capacity: LIE_CAP,
+        start: 0,
+        start_seq: 0,
+    };
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = rustix::net::SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    assert!(cmsg.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    rustix::net::sendmsg(
+        &s,
+        &[std::io::IoSlice::new(&welcome.encode())],
+        &mut cmsg,
+        rustix::net::SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+    let data = 1024;
+    match lie {
+        Lie::TailMisaligned => poke(&seg, 128, 12),
+        Lie::TailBeyond => poke(&seg, 128, 4 * LIE_CAP),
+        Lie::HugeRecord => {
+            poke(&seg, data, LIE_CAP);
+            poke(&seg, 128, 64);
+        }
+        Lie::WrongSeq => {
+            poke(&seg, data, 8);
+            poke(&seg, data + 8, 5);
+            poke(&seg, 128, 24);
+        }
+        _ => {}
+    }
+    // Wake the subscriber if it sleeps; then lie on (scribbler) until it
+    // hangs up.
+    let _ = s.write_all(&[0x01]);
+    s.set_nonblocking(true).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut tail = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut b = [0u8; 64];
+    while Instant::now() < deadline {
+        if matches!(lie, Lie::Scribbler) {
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let off = 128 + (x % ((size - 128) / 8)) as usize * 8;
+                poke(&seg, off, x.rotate_left(17));
+            }
+            tail += 8 * (x % 64);
+            poke(&seg, 128, tail);
+            let _ = s.write_all(&[0x01]);
+        }
+        match (&s).read(&mut b) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_micros(100))
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Lying publisher processes: each bad segment or bad word gives the
+/// subscriber a typed error (at attach, or at the read that meets it), in
+/// bounded time, with every fd closed; never a crash, a hang or a wrong
+/// delivery.
+fn lying_publishers_give_typed_errors() {
+    use shmsock_shm::{Error as ShmError, Violation};
+    let lies = [
+        Lie::Pipe,
+        Lie::Unsealed,
+        Lie::PolicyMismatch,
+        Lie::TailMisaligned,
+        Lie::TailBeyond,
+        Lie::HugeRecord,
+        Lie::WrongSeq,
+        Lie::Scribbler,
+    ];
+    for lie in lies {
+        let path = sock_path("liar");
+        let child = {
+            let path = path.clone();
+            spawn(move |_| lying_publisher(&path, lie))
+        };
+        let r = match Subscriber::subscribe(&path_ready(&path), SubscriberOptions::new()) {
+            Err(e) => Err(e),
+            Ok(mut sub) => {
+                let mut buf = Vec::new();
+                let mut r;
+                let t = Instant::now();
+                loop {
+                    r = sub
+                        .recv_timeout(&mut buf, Duration::from_secs(5))
+                        .map(|m| m.seq);
+                    // A scribbler may forge a valid-looking message now and
+                    // then; it must end in a violation within the time.
+                    if r.is_err() || t.elapsed() > Duration::from_secs(10) {
+                        break;
+                    }
+                }
+                r
+            }
+        };
+        let ok = match (lie, &r) {
+            (Lie::Pipe, Err(Error::Shm(ShmError::NotMemfd(_)))) => true,
+            (Lie::Unsealed, Err(Error::Shm(ShmError::MissingSeals { .. }))) => true,
+            (
+                Lie::PolicyMismatch,
+                Err(Error::Shm(ShmError::Protocol(Violation::BadGeometry { .. }))),
+            ) => true,
+            (
+                Lie::TailMisaligned,
+                Err(Error::Shm(ShmError::Protocol(Violation::Misaligned { value: 12 }))),
+            ) => true,
+            (
+                Lie::TailBeyond,
+                Err(Error::Shm(ShmError::Protocol(Violation::TailBeyondCapacity { .. }))),
+            ) => true,
+            (Lie::HugeRecord, Err(Error::Shm(ShmError::Protocol(Violation::BadRecord { .. })))) => {
+                true
+            }
+            (
+                Lie::WrongSeq,
+                Err(Error::Shm(ShmError::Protocol(Violation::BadSequence { found: 5, .. }))),
+            ) => true,
+            (Lie::Scribbler, Err(Error::Shm(ShmError::Protocol(_)))) => true,
+            _ => false,
+        };
+        assert!(ok, "{lie:?}: {r:?}");
+        child.wait(Duration::from_secs(40));
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Waits until the lying publisher's socket exists; returns the path.
+fn path_ready(path: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "publisher never bound {path:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    path.to_path_buf()
+}
+
 fn main() {
     common::run(&[
         (
@@ -730,6 +940,10 @@ fn main() {
         (
             "killed_publisher_means_disconnected",
             killed_publisher_means_disconnected,
+        ),
+        (
+            "lying_publishers_give_typed_errors",
+            lying_publishers_give_typed_errors,
         ),
     ]);
 }
