@@ -851,7 +851,7 @@ fn lying_publishers_give_typed_errors() {
             let path = path.clone();
             spawn(move |_| lying_publisher(&path, lie))
         };
-        let r = match Subscriber::subscribe(&path_ready(&path), SubscriberOptions::new()) {
+        let r = match Subscriber::subscribe(path_ready(&path), SubscriberOptions::new()) {
             Err(e) => Err(e),
             Ok(mut sub) => {
                 let mut buf = Vec::new();
@@ -870,30 +870,39 @@ fn lying_publishers_give_typed_errors() {
                 r
             }
         };
-        let ok = match (lie, &r) {
-            (Lie::Pipe, Err(Error::Shm(ShmError::NotMemfd(_)))) => true,
-            (Lie::Unsealed, Err(Error::Shm(ShmError::MissingSeals { .. }))) => true,
-            (
-                Lie::PolicyMismatch,
-                Err(Error::Shm(ShmError::Protocol(Violation::BadGeometry { .. }))),
-            ) => true,
-            (
-                Lie::TailMisaligned,
-                Err(Error::Shm(ShmError::Protocol(Violation::Misaligned { value: 12 }))),
-            ) => true,
-            (
-                Lie::TailBeyond,
-                Err(Error::Shm(ShmError::Protocol(Violation::TailBeyondCapacity { .. }))),
-            ) => true,
-            (Lie::HugeRecord, Err(Error::Shm(ShmError::Protocol(Violation::BadRecord { .. })))) => {
-                true
-            }
-            (
-                Lie::WrongSeq,
-                Err(Error::Shm(ShmError::Protocol(Violation::BadSequence { found: 5, .. }))),
-            ) => true,
-            (Lie::Scribbler, Err(Error::Shm(ShmError::Protocol(_)))) => true,
-            _ => false,
+        let ok = match lie {
+            Lie::Pipe => matches!(r, Err(Error::Shm(ShmError::NotMemfd(_)))),
+            Lie::Unsealed => matches!(r, Err(Error::Shm(ShmError::MissingSeals { .. }))),
+            Lie::PolicyMismatch => matches!(
+                r,
+                Err(Error::Shm(ShmError::Protocol(
+                    Violation::BadGeometry { .. }
+                )))
+            ),
+            Lie::TailMisaligned => matches!(
+                r,
+                Err(Error::Shm(ShmError::Protocol(Violation::Misaligned {
+                    value: 12
+                })))
+            ),
+            Lie::TailBeyond => matches!(
+                r,
+                Err(Error::Shm(ShmError::Protocol(
+                    Violation::TailBeyondCapacity { .. }
+                )))
+            ),
+            Lie::HugeRecord => matches!(
+                r,
+                Err(Error::Shm(ShmError::Protocol(Violation::BadRecord { .. })))
+            ),
+            Lie::WrongSeq => matches!(
+                r,
+                Err(Error::Shm(ShmError::Protocol(Violation::BadSequence {
+                    found: 5,
+                    ..
+                })))
+            ),
+            Lie::Scribbler => matches!(r, Err(Error::Shm(ShmError::Protocol(_)))),
         };
         assert!(ok, "{lie:?}: {r:?}");
         child.wait(Duration::from_secs(40));
