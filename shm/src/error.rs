@@ -170,6 +170,10 @@ pub enum Error {
     /// record at the consumer's cursor (a caller bug, not the peer's).
     #[error("record head does not match the consumer's cursor")]
     StaleRecord,
+    /// The operation needs the other fan-out policy (in-place reads need
+    /// `Policy::Block`).
+    #[error("{0}")]
+    WrongPolicy(&'static str),
     /// The peer broke the ring protocol; the ring is poisoned.
     #[error("ring protocol violation by peer: {0}")]
     Protocol(#[from] Violation),

@@ -66,7 +66,7 @@ pub use layout::{
     fanout_max_record_len, fanout_segment_size, CURSOR_MAGIC, CURSOR_SEGMENT_SIZE,
     FANOUT_HEADER_SIZE, FANOUT_MAGIC, FANOUT_RECORD_HEADER, FANOUT_VERSION,
 };
-pub use reader::{create_cursor_segment, Delivery, FanoutReader};
+pub use reader::{create_cursor_segment, Delivery, FanoutReader, FanoutSample};
 pub use writer::{CursorView, FanoutGrant, FanoutWriter};
 
 /// What the publisher does when a subscriber falls a ring behind.

@@ -306,19 +306,89 @@ impl FanoutReader {
     /// [`Error::Closed`] once the publisher closed and everything it
     /// published was read.
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<Option<Delivery>> {
+        match self.next_record(Some(out))? {
+            None => Ok(None),
+            Some(f) => Ok(Some(self.take(f))),
+        }
+    }
+
+    /// The next message, read in place (zero copy): a guard over the record
+    /// in the publisher's ring, which stays there until the guard is
+    /// released (dropped). [`Policy::Block`] only: under DropOldest the
+    /// publisher may overwrite a record while it is being read, so only
+    /// [`FanoutReader::try_recv`] (copy, then check) is offered.
+    ///
+    /// # Errors
+    /// [`Error::WrongPolicy`] under DropOldest; otherwise as
+    /// [`FanoutReader::try_recv`].
+    pub fn try_read(&mut self) -> Result<Option<FanoutSample<'_>>> {
+        if self.policy != Policy::Block {
+            return Err(Error::WrongPolicy(
+                "in-place reads need Policy::Block (DropOldest readers copy, then check)",
+            ));
+        }
+        Ok(self.next_record(None)?.map(|found| FanoutSample {
+            r: self,
+            found,
+            released: false,
+        }))
+    }
+
+    /// Whether a message is ready (`tail` past our cursor).
+    ///
+    /// # Errors
+    /// As [`FanoutReader::try_recv`].
+    pub fn has_data(&mut self) -> Result<bool> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        if self.pos != self.cached_tail || self.refresh_tail()? != self.pos {
+            return Ok(true);
+        }
+        self.check_closed()?;
+        Ok(false)
+    }
+
+    /// At `tail`: [`Error::Closed`] if the publisher closed (and nothing
+    /// was published after our last look).
+    fn check_closed(&mut self) -> Result<()> {
+        // SYNC POINT `fanout-closed`: Acquire fence after the Relaxed load
+        // pairs with the Release store in `close`.
+        let closed = self.hdr().closed.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if closed != 0 && self.refresh_tail()? == self.pos {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Takes a found record: advances our cursor past it (stored for the
+    /// publisher) and says whether the publisher must be woken.
+    fn take(&mut self, f: Found) -> Delivery {
+        self.resynced = false;
+        self.expected_seq = f.seq.wrapping_add(1);
+        self.pos += f.size;
+        self.store_cursor();
+        let wake_publisher = self.policy == Policy::Block && self.writer_wake_owed();
+        Delivery {
+            seq: f.seq,
+            lost: f.lost,
+            len: f.len,
+            wake_publisher,
+        }
+    }
+
+    /// Finds and validates the next data record (skipping padding, and
+    /// re-synchronising after a lap under DropOldest), copying its payload
+    /// into `out` if given. Does not advance past it.
+    fn next_record(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<Option<Found>> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
         let mut resyncs = 0;
         loop {
             if self.pos == self.cached_tail && self.refresh_tail()? == self.pos {
-                // SYNC POINT `fanout-closed`: Acquire fence after the
-                // Relaxed load pairs with the Release store in `close`.
-                let closed = self.hdr().closed.load(Ordering::Relaxed);
-                fence(Ordering::Acquire);
-                if closed != 0 && self.refresh_tail()? == self.pos {
-                    return Err(Error::Closed);
-                }
+                self.check_closed()?;
                 return Ok(None);
             }
             let pos = self.pos;
@@ -340,20 +410,23 @@ impl FanoutReader {
                 self.resync()?;
                 continue;
             }
-            let step = self.read_at(pos, avail, out);
+            let step = self.locate(pos, avail);
+            if let (Ok(Step::Msg { off, len, .. }), Some(out)) = (&step, out.as_deref_mut()) {
+                self.copy_out(*off, *len, out);
+            }
             // SYNC POINT `overwrite-intent` (reader side): the Acquire
-            // fence orders our copy above before this load. If the copy saw
-            // any byte the publisher wrote after announcing an intent, the
-            // publisher's Release fence synchronises with ours and we see
-            // that intent (or a later one) here. Under Block an honest
-            // publisher never laps us while we are subscribed; it does
-            // after evicting us, and the check keeps us from delivering
-            // what it overwrote.
+            // fence orders our reads above (header, payload copy) before
+            // this load. If they saw any byte the publisher wrote after
+            // announcing an intent, the publisher's Release fence
+            // synchronises with ours and we see that intent (or a later
+            // one) here. Under Block an honest publisher never laps us
+            // while we are subscribed; it does after evicting us, and the
+            // check keeps us from delivering what it overwrote.
             fence(Ordering::Acquire);
             let intent = self.hdr().intent.load(Ordering::Relaxed);
-            // Every byte we copied lies at a position >= pos; the publisher
+            // Every byte we read lies at a position >= pos; the publisher
             // overwrites position q - cap when it writes q < intent.
-            // Nothing we copied was overwritten iff intent - cap <= pos.
+            // Nothing we read was overwritten iff intent - cap <= pos.
             if intent > pos + self.cap {
                 if self.policy == Policy::Block {
                     let capacity = self.cap;
@@ -363,14 +436,12 @@ impl FanoutReader {
                         capacity,
                     }));
                 }
-                {
-                    resyncs += 1;
-                    if resyncs > MAX_RESYNC {
-                        return Ok(None);
-                    }
-                    self.resync()?;
-                    continue;
+                resyncs += 1;
+                if resyncs > MAX_RESYNC {
+                    return Ok(None);
                 }
+                self.resync()?;
+                continue;
             }
             match step {
                 Err(v) => return Err(self.poison(v)),
@@ -378,7 +449,12 @@ impl FanoutReader {
                     self.pos += n;
                     continue;
                 }
-                Ok(Step::Msg { seq, len, size }) => {
+                Ok(Step::Msg {
+                    seq,
+                    off,
+                    len,
+                    size,
+                }) => {
                     let ok = if self.resynced {
                         seq >= self.expected_seq
                     } else {
@@ -392,30 +468,33 @@ impl FanoutReader {
                             found: seq,
                         }));
                     }
-                    let lost = seq - self.expected_seq;
-                    self.resynced = false;
-                    self.expected_seq = seq.wrapping_add(1);
-                    self.pos += size;
-                    self.store_cursor();
-                    let wake_publisher = self.policy == Policy::Block && self.writer_wake_owed();
-                    return Ok(Some(Delivery {
+                    return Ok(Some(Found {
                         seq,
-                        lost,
+                        lost: seq - self.expected_seq,
+                        pos,
+                        off,
                         len,
-                        wake_publisher,
+                        size,
                     }));
                 }
             }
         }
     }
 
-    /// Reads (copies) the record at `pos`, `avail` bytes before `tail`.
-    /// Under DropOldest the result is only trusted after the caller's
-    /// `intent` check.
-    fn read_at(&self, pos: u64, avail: u64, out: &mut Vec<u8>) -> Result<Step, Violation> {
+    /// Whether the record at `pos` may have been overwritten since it was
+    /// published (the publisher announced writing a ring past it).
+    fn overwritten(&self, pos: u64) -> bool {
+        // SYNC POINT `overwrite-intent` (reader side), as in `next_record`.
+        fence(Ordering::Acquire);
+        self.hdr().intent.load(Ordering::Relaxed) > pos + self.cap
+    }
+
+    /// Validates the record header at `pos`, `avail` bytes before `tail`
+    /// (each word loaded once). Under DropOldest the result is only trusted
+    /// after the caller's `intent` check.
+    fn locate(&self, pos: u64, avail: u64) -> Result<Step, Violation> {
         let off = pos & self.mask;
         let to_end = self.cap - off;
-        // Loaded once; only the local copy is used.
         let word = self.data.load_word(off as usize);
         let (len, flags) = (word as u32, (word >> 32) as u32);
         let bad = |what| Violation::BadRecord {
@@ -446,21 +525,31 @@ impl FanoutReader {
         if size > avail {
             return Err(bad("record extends past the publisher's tail"));
         }
-        let seq = self.data.load_word(off as usize + 8);
-        let len = len as usize;
+        Ok(Step::Msg {
+            seq: self.data.load_word(off as usize + 8),
+            off: off as usize + FANOUT_RECORD_HEADER as usize,
+            len: len as usize,
+            size,
+        })
+    }
+
+    /// Copies `len` payload bytes at data offset `off` into `out`
+    /// (replacing its contents). `off + len` must lie in the data area (as
+    /// `locate` checked).
+    fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
         out.clear();
         out.reserve(len);
-        let src = self.data.ptr(off as usize + FANOUT_RECORD_HEADER as usize);
-        // SAFETY: off + 16 + len <= off + size <= cap (checked above), so
-        // the source is in the data area; `reserve` made room for `len`
-        // bytes in `out`, private memory, so the ranges cannot overlap. The
-        // publisher may be overwriting the source (DropOldest, lapped):
-        // we then copy garbage, never out of bounds, and the caller's
-        // `intent` check discards it.
+        let src = self.data.ptr(off);
+        // SAFETY: `off + len <= cap` (the record was checked to end before
+        // the end of the data area in `locate`), so the source is in the
+        // mapping; `reserve` made room for `len` bytes in `out`, private
+        // memory, so the ranges cannot overlap. The publisher may be
+        // overwriting the source (DropOldest, lapped): we then copy
+        // garbage, never out of bounds, and the caller's `intent` check
+        // discards it.
         unsafe { src.copy_to_nonoverlapping(out.as_mut_ptr(), len) };
         // SAFETY: the `len` bytes were initialised just above.
         unsafe { out.set_len(len) };
-        Ok(Step::Msg { seq, len, size })
     }
 
     /// After a cursor store: whether the publisher is parked in an episode
@@ -510,5 +599,133 @@ impl FanoutReader {
 
 enum Step {
     Skip(u64),
-    Msg { seq: u64, len: usize, size: u64 },
+    Msg {
+        seq: u64,
+        off: usize,
+        len: usize,
+        size: u64,
+    },
+}
+
+/// A validated record at our cursor, not taken yet.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    seq: u64,
+    lost: u64,
+    /// Stream position of the record.
+    pos: u64,
+    /// Data-area offset of the payload.
+    off: usize,
+    len: usize,
+    size: u64,
+}
+
+/// A message read in place by [`FanoutReader::try_read`] (Block only). The
+/// record stays in the publisher's ring, unread as far as the publisher
+/// knows, until the sample is [released](FanoutSample::release) or dropped.
+///
+/// The bytes lie in memory the publisher can write: an honest publisher
+/// under Block does not overwrite them while the sample lives, unless it
+/// evicted this subscriber. So the safe accessors copy and then check
+/// ([`FanoutSample::copy_to`]); borrowing in place is `unsafe`
+/// ([`FanoutSample::as_slice_unchecked`]), and [`FanoutSample::is_intact`]
+/// tells afterwards whether what was borrowed may have changed.
+pub struct FanoutSample<'a> {
+    r: &'a mut FanoutReader,
+    found: Found,
+    released: bool,
+}
+
+impl std::fmt::Debug for FanoutSample<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanoutSample")
+            .field("seq", &self.found.seq)
+            .field("len", &self.found.len)
+            .finish()
+    }
+}
+
+impl FanoutSample<'_> {
+    /// The message's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.found.seq
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.found.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.found.len == 0
+    }
+
+    /// Raw pointer to the payload (read-only mapping), valid for `len()`
+    /// bytes while the sample lives.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.r.data.ptr(self.found.off)
+    }
+
+    /// Whether the publisher has not announced overwriting this record
+    /// yet: if true after a read of the bytes, the read saw them as
+    /// published (SYNC POINT `overwrite-intent`).
+    pub fn is_intact(&self) -> bool {
+        !self.r.overwritten(self.found.pos)
+    }
+
+    /// Copies the first `dst.len().min(self.len())` payload bytes into
+    /// `dst`, then checks that they were not overwritten meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] (`TailBeyondCapacity`) if the publisher
+    /// overwrote the record while we copied (it evicted us, or lies).
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<usize> {
+        let n = dst.len().min(self.found.len);
+        // SAFETY: the payload lies in the data area (checked by `locate`)
+        // and `n <= len`; `dst` is private memory. A publisher that
+        // overwrites meanwhile makes us copy garbage, never out of bounds;
+        // the check below reports it.
+        unsafe { self.as_ptr().copy_to_nonoverlapping(dst.as_mut_ptr(), n) };
+        if !self.is_intact() {
+            return Err(Violation::TailBeyondCapacity {
+                tail: self.r.hdr().intent.load(Ordering::Relaxed),
+                head: self.found.pos,
+                capacity: self.r.cap,
+            }
+            .into());
+        }
+        Ok(n)
+    }
+
+    /// Borrows the payload in place (zero copy).
+    ///
+    /// # Safety
+    /// The publisher must not write these bytes while the slice is alive:
+    /// true of an honest publisher under Block that has not evicted this
+    /// subscriber. A malicious publisher could change them under the
+    /// borrow, which Rust's aliasing rules forbid. Check
+    /// [`FanoutSample::is_intact`] after use to learn of an eviction.
+    pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
+        // SAFETY: in bounds (checked by `locate`); immutability is the
+        // caller's contract.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.found.len) }
+    }
+
+    /// Releases the record: advances our cursor past it. Returns `true` if
+    /// the publisher is parked waiting for space and must be woken.
+    pub fn release(mut self) -> bool {
+        self.released = true;
+        self.r.take(self.found).wake_publisher
+    }
+}
+
+impl Drop for FanoutSample<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            // A wake-up owed here is not sent (no socket at this layer):
+            // the services wrapper releases explicitly.
+            self.r.take(self.found);
+        }
+    }
 }

@@ -397,3 +397,63 @@ mod lying_publisher {
 
     const FLAG_PAD_TEST: u32 = 1 << 31;
 }
+
+#[test]
+fn in_place_reads_hold_the_space_until_released() {
+    let (mut w, mut r, mut v) = pair(256, Policy::Block, 0);
+    for i in 0..4 {
+        let floor = v.load(w.position()).unwrap();
+        assert!(send(&mut w, Some(floor), &msg(i, 40)));
+    }
+    {
+        let s = r.try_read().unwrap().unwrap();
+        assert_eq!((s.seq(), s.len()), (0, 40));
+        let mut b = [0u8; 40];
+        assert_eq!(s.copy_to(&mut b).unwrap(), 40);
+        assert_eq!(&b[..], &msg(0, 40)[..]);
+        // SAFETY: an honest publisher in this thread, which does not write
+        // while the borrow lives.
+        assert_eq!(unsafe { s.as_slice_unchecked() }, &msg(0, 40)[..]);
+        // Not released yet: the publisher still may not overwrite it.
+        let floor = v.load(w.position()).unwrap();
+        assert_eq!(floor, 0);
+        assert!(s.is_intact());
+        assert!(!s.release());
+    }
+    let floor = v.load(w.position()).unwrap();
+    assert!(send(&mut w, Some(floor), &msg(4, 40)));
+    // Dropping a sample releases it too.
+    drop(r.try_read().unwrap().unwrap());
+    let mut buf = Vec::new();
+    for i in 2..5 {
+        assert_eq!(r.try_recv(&mut buf).unwrap().unwrap().seq, i);
+        assert_eq!(buf, msg(i, 40));
+    }
+    assert!(r.try_read().unwrap().is_none());
+}
+
+#[test]
+fn in_place_reads_need_block() {
+    let (mut w, mut r, _v) = pair(1024, Policy::DropOldest, 0);
+    send(&mut w, None, b"x");
+    assert!(matches!(r.try_read(), Err(Error::WrongPolicy(_))));
+    let mut buf = Vec::new();
+    assert_eq!(r.try_recv(&mut buf).unwrap().unwrap().seq, 0);
+}
+
+#[test]
+fn in_place_copy_reports_an_overwrite() {
+    let (mut w, mut r, _v) = pair(256, Policy::Block, 0);
+    send(&mut w, None, &msg(0, 40));
+    let s = r.try_read().unwrap().unwrap();
+    // The publisher (after evicting us, say) writes more than a ring.
+    for i in 1..8 {
+        send(&mut w, None, &msg(i, 40));
+    }
+    assert!(!s.is_intact());
+    let mut b = [0u8; 40];
+    assert!(matches!(
+        s.copy_to(&mut b),
+        Err(Error::Protocol(Violation::TailBeyondCapacity { .. }))
+    ));
+}
