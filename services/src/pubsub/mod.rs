@@ -44,7 +44,7 @@ mod subscriber;
 pub use error::{Error, Result};
 pub use publisher::{Loan, Publisher, PublisherOptions};
 pub use shmsock_shm::fanout::Policy;
-pub use subscriber::{Received, Subscriber, SubscriberOptions};
+pub use subscriber::{Received, Sample, Subscriber, SubscriberOptions};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, Policy};
+use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, FanoutSample, Policy};
 
 use super::error::{Error, Result};
 use crate::sock::{self, Inbox, Progress};
@@ -328,38 +328,112 @@ impl Subscriber {
     /// Reads the control bytes waiting on the socket (wake-ups; an
     /// eviction notice; end of stream).
     fn drain_socket(&mut self) -> Result<()> {
-        if self.peer_gone {
-            return Ok(());
+        drain(&self.sock, &mut self.peer_gone, &mut self.evicted)
+    }
+
+    /// Whether a message is ready (without taking it).
+    fn ready(&mut self) -> Result<bool> {
+        if self.evicted {
+            return Err(Error::Evicted);
         }
-        let mut b = [0u8; 64];
-        // Bounded: a publisher that floods us costs at most 16 reads here.
-        for _ in 0..16 {
-            match sock::recv_bytes(self.sock.as_fd(), &mut b) {
-                Ok(Some(0)) => return Ok(()),
-                Ok(Some(n)) => {
-                    for &x in &b[..n] {
-                        match x {
-                            CTL_WAKE => {}
-                            CTL_EVICTED => self.evicted = true,
-                            _ => {
-                                return Err(Error::Protocol(
-                                    "unknown control byte from the publisher",
-                                ))
-                            }
-                        }
-                    }
-                    if self.evicted {
-                        return Err(Error::Evicted);
-                    }
-                }
-                Ok(None) => {
-                    self.peer_gone = true;
+        match self.reader.has_data() {
+            Ok(b) => Ok(b),
+            Err(shmsock_shm::Error::Closed) => Err(Error::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until a message is ready, `deadline` passes
+    /// ([`Error::Timeout`]) or the topic ends.
+    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            for _ in 0..SPINS {
+                if self.ready()? {
                     return Ok(());
                 }
-                Err(e) => return Err(Error::io("recv", e)),
+                std::hint::spin_loop();
+            }
+            // SYNC POINT `fanout-park`, as in `recv_until`.
+            self.reader.park();
+            let r = self.ready();
+            if !matches!(r, Ok(false)) {
+                self.reader.unpark();
+                r?;
+                return Ok(());
+            }
+            let w = sock::wait_any(&[self.sock.as_fd()], deadline);
+            self.reader.unpark();
+            if w.map_err(|e| Error::io("poll", e))?.is_empty() {
+                return if self.ready()? {
+                    Ok(())
+                } else {
+                    Err(Error::Timeout)
+                };
+            }
+            self.drain_socket()?;
+            if !self.ready()? && self.peer_gone {
+                return Err(Error::Disconnected);
             }
         }
-        Ok(())
+    }
+
+    /// The next message in place, if one is ready (the caller checked).
+    fn sample(&mut self) -> Result<Option<Sample<'_>>> {
+        let Subscriber {
+            reader,
+            sock,
+            peer_gone,
+            evicted,
+            ..
+        } = self;
+        match reader.try_read() {
+            Ok(Some(inner)) => Ok(Some(Sample {
+                inner: Some(inner),
+                sock,
+            })),
+            Ok(None) => Ok(None),
+            Err(shmsock_shm::Error::Closed) => Err(Error::Closed),
+            Err(e) => {
+                // Evicted, then overwritten: the notice came first.
+                let _ = drain(sock, peer_gone, evicted);
+                if *evicted {
+                    return Err(Error::Evicted);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reads the next message in place (zero copy), if one is ready: the
+    /// record stays in the publisher's ring, and holds the publisher's
+    /// space (Block), until the [`Sample`] is dropped. Only under
+    /// [`Policy::Block`].
+    ///
+    /// # Errors
+    /// [`Error::Shm`] with `WrongPolicy` under DropOldest; otherwise as
+    /// [`Subscriber::try_recv`].
+    pub fn try_read(&mut self) -> Result<Option<Sample<'_>>> {
+        if !self.ready()? {
+            self.drain_socket()?;
+            if !self.ready()? {
+                if self.peer_gone {
+                    return Err(Error::Disconnected);
+                }
+                return Ok(None);
+            }
+        }
+        self.sample()
+    }
+
+    /// As [`Subscriber::try_read`], waiting up to `timeout` for a message.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_read`]; [`Error::Timeout`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>> {
+        self.wait_data(Instant::now().checked_add(timeout))?;
+        self.sample()?.ok_or(Error::Protocol(
+            "the publisher's tail moved but no record followed",
+        ))
     }
 
     /// Unsubscribes (dropping the subscriber does the same).
@@ -369,5 +443,139 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = sock::send_byte(self.sock.as_fd(), CTL_BYE);
+    }
+}
+
+/// Reads the control bytes waiting on the socket (wake-ups; an eviction
+/// notice; end of stream).
+fn drain(sock_: &UnixStream, peer_gone: &mut bool, evicted: &mut bool) -> Result<()> {
+    if *peer_gone {
+        return Ok(());
+    }
+    let mut b = [0u8; 64];
+    // Bounded: a publisher that floods us costs at most 16 reads here.
+    for _ in 0..16 {
+        match sock::recv_bytes(sock_.as_fd(), &mut b) {
+            Ok(Some(0)) => return Ok(()),
+            Ok(Some(n)) => {
+                for &x in &b[..n] {
+                    match x {
+                        CTL_WAKE => {}
+                        CTL_EVICTED => *evicted = true,
+                        _ => {
+                            return Err(Error::Protocol("unknown control byte from the publisher"))
+                        }
+                    }
+                }
+                if *evicted {
+                    return Err(Error::Evicted);
+                }
+            }
+            Ok(None) => {
+                *peer_gone = true;
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io("recv", e)),
+        }
+    }
+    Ok(())
+}
+
+/// A message read in place by [`Subscriber::try_read`] or
+/// [`Subscriber::read_timeout`] (Block only). Dropping it releases the
+/// record (and wakes the publisher if it waits for the space).
+///
+/// The bytes stay in the publisher's segment, which this process maps
+/// read-only and which the publisher could still write if it broke the
+/// protocol (or after evicting this subscriber). So the safe accessors copy
+/// and then check; borrowing in place is `unsafe`.
+#[derive(Debug)]
+pub struct Sample<'a> {
+    inner: Option<FanoutSample<'a>>,
+    sock: &'a UnixStream,
+}
+
+impl Sample<'_> {
+    fn get(&self) -> Result<&FanoutSample<'_>> {
+        self.inner
+            .as_ref()
+            .ok_or(Error::Protocol("sample already released"))
+    }
+
+    /// The message's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.inner.as_ref().map_or(0, FanoutSample::seq)
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, FanoutSample::len)
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the payload's first `dst.len().min(self.len())` bytes into
+    /// `dst`, then checks that the publisher did not overwrite them
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Shm`] if they were overwritten (the publisher evicted us:
+    /// the next call says [`Error::Evicted`]).
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<usize> {
+        Ok(self.get()?.copy_to(dst)?)
+    }
+
+    /// The payload, copied (and checked, as [`Sample::copy_to`]).
+    ///
+    /// # Errors
+    /// As [`Sample::copy_to`].
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut v = vec![0; self.len()];
+        self.copy_to(&mut v)?;
+        Ok(v)
+    }
+
+    /// Raw pointer to the payload, valid for [`Sample::len`] bytes while
+    /// the sample lives (null if released).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.inner
+            .as_ref()
+            .map_or(std::ptr::null(), FanoutSample::as_ptr)
+    }
+
+    /// Whether the publisher has not (yet) announced overwriting this
+    /// record: check after reading through [`Sample::as_slice_unchecked`].
+    pub fn is_intact(&self) -> bool {
+        self.inner.as_ref().is_some_and(FanoutSample::is_intact)
+    }
+
+    /// Borrows the payload in place (zero copy).
+    ///
+    /// # Safety
+    /// The publisher must not write these bytes while the slice lives:
+    /// true of an honest publisher under Block that has not evicted this
+    /// subscriber; a malicious one could change them under the borrow,
+    /// which Rust's aliasing rules forbid.
+    #[allow(unsafe_code)] // the one place pubsub lends ring memory; contract above
+    pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
+        match &self.inner {
+            // SAFETY: the caller's contract, as documented above.
+            Some(s) => unsafe { s.as_slice_unchecked() },
+            None => &[],
+        }
+    }
+}
+
+impl Drop for Sample<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.inner.take() {
+            if s.release() {
+                // Full buffer: a wake-up is queued already.
+                let _ = sock::send_byte(self.sock.as_fd(), CTL_WAKE);
+            }
+        }
     }
 }

@@ -168,3 +168,56 @@ fn works_over_a_seqpacket_pair() {
     p.close();
     t.join().unwrap();
 }
+
+#[test]
+#[allow(unsafe_code)] // borrows a sample in place, as users of the zero-copy read do
+fn in_place_reads_under_block() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new().capacity(4096),
+        SubscriberOptions::new(),
+    );
+    let t = std::thread::spawn(move || {
+        for i in 0..20_000u64 {
+            let sample = if i % 2 == 0 {
+                s.read_timeout(T).unwrap()
+            } else {
+                loop {
+                    if let Some(x) = s.try_read().unwrap() {
+                        break x;
+                    }
+                    std::thread::yield_now();
+                }
+            };
+            assert_eq!(sample.seq(), i);
+            assert_eq!(
+                sample.to_vec().unwrap(),
+                i.to_le_bytes().repeat((i % 9) as usize)
+            );
+            // SAFETY: an honest publisher under Block that has not evicted
+            // us does not write a record we hold.
+            let view = unsafe { sample.as_slice_unchecked() };
+            assert_eq!(view.len(), 8 * (i % 9) as usize);
+            assert!(sample.is_intact());
+        }
+        assert!(matches!(s.read_timeout(T), Err(Error::Closed)));
+    });
+    for i in 0..20_000u64 {
+        p.send_timeout(&i.to_le_bytes().repeat((i % 9) as usize), T)
+            .unwrap();
+    }
+    p.close();
+    t.join().unwrap();
+}
+
+#[test]
+fn in_place_reads_refused_under_drop_oldest() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new().policy(Policy::DropOldest),
+        SubscriberOptions::new(),
+    );
+    p.send(b"x").unwrap();
+    assert!(matches!(
+        s.try_read(),
+        Err(Error::Shm(shmsock_shm::Error::WrongPolicy(_)))
+    ));
+}
