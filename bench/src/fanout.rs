@@ -1,18 +1,20 @@
 //! The fan-out scenario: one publisher, N subscriber processes (1, 4, 8),
-//! 64 B and 1 MiB messages, shmsock publish/subscribe (`Block`) against a
-//! Unix stream baseline (the publisher writes each message to every
-//! subscriber's socket). Nothing is pinned.
+//! 64 B and 1 MiB messages, shmsock publish/subscribe (`Block`; subscribers
+//! copying each message out, or reading it in place) against a Unix stream
+//! baseline (the publisher writes each message to every subscriber's
+//! socket). Nothing is pinned.
 //!
 //! Each row has two phases:
+//! - **latency** (first, so that no subscriber has a backlog): the
+//!   publisher publishes one message per interval (100 µs at 64 B, 2 ms at
+//!   1 MiB), stamping `CLOCK_MONOTONIC` just before publishing; each
+//!   subscriber records `now - stamp` when its receive returns
+//!   (subscribers sleep between messages: the "sleeping" mode). Reported:
+//!   p50 and p99 over all subscribers' samples, and the worst subscriber's
+//!   p99.
 //! - **throughput**: the publisher publishes back to back (zero-copy loan,
 //!   the whole payload written) for a fixed time; reported as messages and
 //!   bytes per second published (every subscriber receives all of them).
-//! - **latency**: the publisher publishes one message per interval (100 µs
-//!   at 64 B, 2 ms at 1 MiB), stamping `CLOCK_MONOTONIC` just before
-//!   publishing; each subscriber records `now - stamp` when its receive
-//!   returns (subscribers sleep between messages: the "sleeping" mode).
-//!   Reported: p50 and p99 over all subscribers' samples, and the worst
-//!   subscriber's p99.
 //!
 //! Message layout: `[stamp: u64][phase: u64][payload…]`; phase 0 =
 //! throughput, 1 = latency. Subscribers check each message's length and
@@ -36,6 +38,12 @@ use super::watchdog::Watchdog;
 pub const SUBSCRIBERS: [usize; 3] = [1, 4, 8];
 /// Message sizes measured.
 pub const SIZES: [usize; 2] = [64, 1 << 20];
+/// Transports compared, the baseline first.
+pub const TRANSPORTS: [FanTransport; 3] = [
+    FanTransport::Stream,
+    FanTransport::PubSub,
+    FanTransport::PubSubInPlace,
+];
 /// Longest the setup or one phase of a row may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Header of every message: stamp and phase.
@@ -47,8 +55,12 @@ pub enum FanTransport {
     /// The baseline: one Unix stream per subscriber, the publisher writes
     /// every message to each.
     Stream,
-    /// shmsock publish/subscribe, `Policy::Block`.
+    /// shmsock publish/subscribe, `Policy::Block`, subscribers copying
+    /// each message out (`recv`).
     PubSub,
+    /// The same, subscribers reading in place (`read_timeout`): each
+    /// checks its message's length and copies out its 16-byte head only.
+    PubSubInPlace,
 }
 
 impl FanTransport {
@@ -57,6 +69,7 @@ impl FanTransport {
         match self {
             FanTransport::Stream => "unix stream",
             FanTransport::PubSub => "shmsock pubsub",
+            FanTransport::PubSubInPlace => "pubsub in place",
         }
     }
     /// Id in the JSON rows.
@@ -64,6 +77,7 @@ impl FanTransport {
         match self {
             FanTransport::Stream => "stream",
             FanTransport::PubSub => "pubsub-block",
+            FanTransport::PubSubInPlace => "pubsub-block-in-place",
         }
     }
 }
@@ -156,8 +170,14 @@ fn send_samples(ctl: &mut UnixStream, samples: &[u64]) -> Result<()> {
 }
 
 /// A pubsub subscriber: subscribes (retrying until the path exists),
-/// receives until the publisher closes, sends its samples on `ctl`.
-fn pubsub_subscriber(path: PathBuf, size: usize, mut ctl: UnixStream) -> Result<()> {
+/// receives until the publisher closes (copying each message out, or
+/// reading it in place), sends its samples on `ctl`.
+fn pubsub_subscriber(
+    path: PathBuf,
+    size: usize,
+    in_place: bool,
+    mut ctl: UnixStream,
+) -> Result<()> {
     let deadline = Instant::now() + TIMEOUT;
     let mut sub = loop {
         match Subscriber::subscribe(&path, SubscriberOptions::new()) {
@@ -171,6 +191,26 @@ fn pubsub_subscriber(path: PathBuf, size: usize, mut ctl: UnixStream) -> Result<
     let mut buf = Vec::with_capacity(size);
     let mut samples = Vec::with_capacity(1 << 16);
     loop {
+        if in_place {
+            match sub.read_timeout(TIMEOUT) {
+                Ok(sample) => {
+                    if sample.len() != size {
+                        return Err(format!("message of {} bytes", sample.len()).into());
+                    }
+                    let mut head = [0u8; HEAD];
+                    sample.copy_to(&mut head)?;
+                    let now = mono_ns();
+                    match word(&head, 8) {
+                        0 => {}
+                        1 => samples.push(now.saturating_sub(word(&head, 0))),
+                        p => return Err(format!("bad phase {p}").into()),
+                    }
+                }
+                Err(PsError::Closed) => break,
+                Err(e) => return Err(format!("read: {e}").into()),
+            }
+            continue;
+        }
         match sub.recv_timeout(&mut buf, TIMEOUT) {
             Ok(_) => on_message(&buf, size, &mut samples)?,
             Err(PsError::Closed) => break,
@@ -254,10 +294,11 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
     for _ in 0..n {
         let (ctl, child_ctl) = UnixStream::pair()?;
         let (child, mut p) = match transport {
-            FanTransport::PubSub => {
+            FanTransport::PubSub | FanTransport::PubSubInPlace => {
                 let path = path.clone();
+                let in_place = transport == FanTransport::PubSubInPlace;
                 fork_with(parent, child_ctl, None, move |ctl| {
-                    pubsub_subscriber(path, size, ctl)
+                    pubsub_subscriber(path, size, in_place, ctl)
                 })?
             }
             FanTransport::Stream => {
@@ -280,7 +321,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         c.set_read_timeout(Some(TIMEOUT))?;
     }
     let mut publ = match transport {
-        FanTransport::PubSub => {
+        FanTransport::PubSub | FanTransport::PubSubInPlace => {
             let mut p = Publisher::create(
                 &path,
                 PublisherOptions::new()
@@ -293,6 +334,17 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         FanTransport::Stream => Pub::Stream(socks),
     };
     let mut scratch = vec![0u8; 8 + size];
+    // Latency first, while nobody has a backlog: one message per interval.
+    let every = interval(size);
+    let end = Instant::now() + timing.latency;
+    let mut next = Instant::now();
+    while next < end {
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        publ.publish(size, 1, 2, &mut scratch)?;
+        next += every;
+    }
     // Throughput: back to back; a short warm-up, then the window.
     let warm = Instant::now() + timing.throughput / 5;
     while Instant::now() < warm {
@@ -305,18 +357,6 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         sent += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    // Let the subscribers drain before the latency phase.
-    std::thread::sleep(Duration::from_millis(50));
-    let every = interval(size);
-    let end = Instant::now() + timing.latency;
-    let mut next = Instant::now();
-    while next < end {
-        while Instant::now() < next {
-            std::hint::spin_loop();
-        }
-        publ.publish(size, 1, 2, &mut scratch)?;
-        next += every;
-    }
     match publ {
         Pub::PubSub(p) => p.close(),
         Pub::Stream(socks) => drop(socks),
@@ -358,7 +398,7 @@ pub fn run(quick: bool, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
     let mut rows = Vec::new();
     for &size in &SIZES {
         for &n in &SUBSCRIBERS {
-            for t in [FanTransport::Stream, FanTransport::PubSub] {
+            for t in TRANSPORTS {
                 progress.step(&format!("fan-out {size} B: {n} subscribers, {}", t.name()));
                 rows.push(run_row(t, size, n, timing).map_err(|e| {
                     format!("fan-out {size} B, {n} subscribers, {}: {e}", t.name())
@@ -371,5 +411,5 @@ pub fn run(quick: bool, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
 
 /// Steps [`run`] reports to the progress display.
 pub fn steps() -> usize {
-    SIZES.len() * SUBSCRIBERS.len() * 2
+    SIZES.len() * SUBSCRIBERS.len() * TRANSPORTS.len()
 }

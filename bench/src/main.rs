@@ -38,9 +38,9 @@ options:
                    and 32 client processes doing 64 B round trips, not pinned;
                    about 8 s, 2.5 s with --quick)
   --no-fanout      skip the fan-out scenario (publish/subscribe: one publisher,
-                   1, 4 and 8 subscriber processes, 64 B and 1 MiB, against a
-                   Unix stream per subscriber; not pinned; about 15 s, 5 s
-                   with --quick)
+                   1, 4 and 8 subscriber processes, 64 B and 1 MiB, copying
+                   and in-place subscribers, against a Unix stream per
+                   subscriber; not pinned; about 25 s, 8 s with --quick)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
