@@ -377,6 +377,17 @@ impl Subscriber {
         }
     }
 
+    /// In-place reads need Block.
+    fn check_block(&self) -> Result<()> {
+        if self.reader.policy() != Policy::Block {
+            return Err(shmsock_shm::Error::WrongPolicy(
+                "in-place reads need Policy::Block (DropOldest subscribers use recv)",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// The next message in place, if one is ready (the caller checked).
     fn sample(&mut self) -> Result<Option<Sample<'_>>> {
         let Subscriber {
@@ -413,6 +424,7 @@ impl Subscriber {
     /// [`Error::Shm`] with `WrongPolicy` under DropOldest; otherwise as
     /// [`Subscriber::try_recv`].
     pub fn try_read(&mut self) -> Result<Option<Sample<'_>>> {
+        self.check_block()?;
         if !self.ready()? {
             self.drain_socket()?;
             if !self.ready()? {
@@ -430,6 +442,7 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::try_read`]; [`Error::Timeout`].
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>> {
+        self.check_block()?;
         self.wait_data(Instant::now().checked_add(timeout))?;
         self.sample()?.ok_or(Error::Protocol(
             "the publisher's tail moved but no record followed",

@@ -215,9 +215,16 @@ fn in_place_reads_refused_under_drop_oldest() {
         PublisherOptions::new().policy(Policy::DropOldest),
         SubscriberOptions::new(),
     );
-    p.send(b"x").unwrap();
+    // Refused whether or not a message is there.
     assert!(matches!(
         s.try_read(),
         Err(Error::Shm(shmsock_shm::Error::WrongPolicy(_)))
     ));
+    p.send(b"x").unwrap();
+    assert!(matches!(
+        s.read_timeout(T),
+        Err(Error::Shm(shmsock_shm::Error::WrongPolicy(_)))
+    ));
+    let mut buf = Vec::new();
+    assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
 }
