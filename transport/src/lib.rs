@@ -60,8 +60,10 @@ pub mod wire;
 
 pub use api::connection::Connection;
 pub use api::message::Message;
+pub use api::reader::MessageReader;
 pub use api::receiver::Receiver;
 pub use api::sender::{Batch, BatchGrant, Sender, WriteGrant};
+pub use api::writer::{Chunk, MessageWriter};
 pub use error::{Error, ProtocolViolation, Result};
 pub use listener::Listener;
 pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};

@@ -10,6 +10,7 @@ use shmsock_shm::ring::{Consumer, Producer};
 use crate::api::message::Message;
 use crate::api::receiver::Receiver;
 use crate::api::sender::{Batch, Sender, WriteGrant};
+use crate::api::writer::MessageWriter;
 use crate::core::recv::RecvCore;
 use crate::core::send::SendCore;
 use crate::error::Result;
@@ -112,6 +113,15 @@ impl Connection {
     /// As [`Sender::reserve`].
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
         self.tx.reserve_timeout(len, timeout)
+    }
+
+    /// Starts a message of any size to be written in place, chunk by
+    /// chunk: see [`Sender::write_message`].
+    ///
+    /// # Errors
+    /// As [`Sender::write_message`].
+    pub fn write_message(&mut self, len: usize) -> Result<MessageWriter<'_>> {
+        self.tx.write_message(len)
     }
 
     /// A handle that ends this connection from any thread, waking every

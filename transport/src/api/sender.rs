@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmsock_shm::ring::{self, Producer};
 
+use crate::api::writer::MessageWriter;
 use crate::core::notify;
 use crate::core::send::SendCore;
 use crate::core::{deadline, Deadline};
@@ -62,6 +63,50 @@ impl Sender {
     /// Credentials of the peer.
     pub fn peer_credentials(&self) -> Credentials {
         self.core.peer
+    }
+
+    /// The timeout of calls without an explicit one.
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Makes room for a record of `len` bytes before `deadline`: checks
+    /// the peer, writes an abort record that is owed first, waits for
+    /// space.
+    pub(crate) fn space_for(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
+        self.core.check_peer()?;
+        if self.core.abort_pending {
+            self.write_abort(deadline)?;
+        }
+        self.ensure_space(len, deadline)
+    }
+
+    /// Starts a message of `len` bytes (any size up to the peer's limit)
+    /// to be written in place, chunk by chunk: zero copies whatever the
+    /// size, without branching on [`Sender::max_inline`]. A message that
+    /// fits one record is one chunk; a larger one streams through the ring
+    /// in fragments that the receiver consumes while the next is written.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn demo(tx: &mut shmsock_transport::Sender, file: &mut std::fs::File) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::Read;
+    /// let len = file.metadata()?.len() as usize;
+    /// let mut w = tx.write_message(len)?;
+    /// while let Some(mut chunk) = w.next_chunk()? {
+    ///     file.read_exact(&mut chunk)?; // straight into shared memory
+    ///     chunk.commit()?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] above the peer's limit,
+    /// [`Error::Disconnected`].
+    pub fn write_message(&mut self, len: usize) -> Result<MessageWriter<'_>> {
+        self.core.check_len(len)?;
+        self.core.check_peer()?;
+        Ok(MessageWriter::new(self, len))
     }
 
     /// Waits until a record of `len` bytes fits, per the wait strategy.
