@@ -19,21 +19,33 @@
 //!   [`Received::lost`] says exactly how many it missed.
 //!
 //! # Examples
-//! ```no_run
+//! Across processes the two sides meet through a socket path
+//! ([`Publisher::create`], [`Subscriber::subscribe`]) or a broker; here a
+//! connected socket pair and a thread stand in for them:
+//! ```
 //! use shmsock_services::pubsub::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+//! use std::os::unix::net::UnixStream;
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), shmsock_services::pubsub::Error> {
-//! // Process A
-//! let mut publisher = Publisher::create("/tmp/topic.sock", PublisherOptions::new())?;
+//! let mut publisher = Publisher::new(PublisherOptions::new().capacity(64 << 10))?;
+//! let (ours, theirs) = UnixStream::pair().expect("socketpair");
+//! let reader = std::thread::spawn(move || -> Result<Vec<u8>, shmsock_services::pubsub::Error> {
+//!     let mut sub = Subscriber::from_stream(theirs, SubscriberOptions::new())?;
+//!     let mut buf = Vec::new();
+//!     let msg = sub.recv_timeout(&mut buf, Duration::from_secs(5))?;
+//!     assert_eq!((msg.seq, msg.lost), (0, 0));
+//!     Ok(buf)
+//! });
+//! publisher.add_subscriber_stream(ours)?;
 //! publisher.wait_for_subscribers(1, Duration::from_secs(5))?;
-//! publisher.send(b"hello")?;
 //!
-//! // Process B
-//! let mut sub = Subscriber::subscribe("/tmp/topic.sock", SubscriberOptions::new())?;
-//! let mut buf = Vec::new();
-//! let msg = sub.recv(&mut buf)?;
-//! assert_eq!((&buf[..], msg.seq), (&b"hello"[..], 0));
+//! // Zero-copy: write the message in the ring, then publish it.
+//! let mut loan = publisher.loan(5)?;
+//! loan.copy_from_slice(b"hello");
+//! loan.publish();
+//!
+//! assert_eq!(reader.join().expect("reader")?, b"hello");
 //! # Ok(()) }
 //! ```
 
