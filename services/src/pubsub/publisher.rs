@@ -148,7 +148,8 @@ impl Drop for Bound {
 /// already-connected streams ([`Publisher::add_subscriber_stream`], e.g.
 /// handed over by a broker). Their handshakes, and noticing dead ones, run
 /// inside the publisher's calls (every send does a little, every wait
-/// does it all); call [`Publisher::poll`] now and then when not sending.
+/// does it all); when not sending, call [`Publisher::poll`] now and then,
+/// or wait in [`Publisher::poll_timeout`].
 ///
 /// `Send` but not `Sync`: one thread publishes.
 ///
@@ -297,6 +298,23 @@ impl Publisher {
         self.accept_new();
         self.advance_pending();
         self.drain_subscribers()
+    }
+
+    /// Waits up to `timeout` for something to do (a connection, a
+    /// handshake message, a subscriber's control byte or hang-up, a
+    /// handshake deadline), then does it ([`Publisher::poll`]). An idle
+    /// publisher calls this in a loop so that subscribers can join while
+    /// it has nothing to send.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if waiting fails.
+    pub fn poll_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.poll()?;
+        let deadline = Instant::now().checked_add(timeout);
+        let fds = self.wait_fds();
+        sock::wait_any(&fds, self.wake_at(deadline)).map_err(|e| Error::io("poll", e))?;
+        drop(fds);
+        self.poll()
     }
 
     /// Waits until at least `n` subscribers are connected.

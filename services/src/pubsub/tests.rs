@@ -228,3 +228,23 @@ fn in_place_reads_refused_under_drop_oldest() {
     let mut buf = Vec::new();
     assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
 }
+
+/// An idle publisher (nothing to send) lets subscribers join by waiting in
+/// `poll_timeout`.
+#[test]
+fn idle_publisher_accepts_in_poll_timeout() {
+    let mut p = Publisher::new(PublisherOptions::new()).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    let t = std::thread::spawn(move || Subscriber::from_stream(b, SubscriberOptions::new()));
+    let deadline = std::time::Instant::now() + T;
+    while p.subscriber_count() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        p.poll_timeout(Duration::from_millis(100)).unwrap();
+    }
+    let mut s = t.join().unwrap().unwrap();
+    p.send(b"late").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
+    assert_eq!(buf, b"late");
+}
