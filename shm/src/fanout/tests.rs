@@ -483,7 +483,7 @@ fn block_concurrent_readers_get_everything() {
                         assert_eq!((d.seq, d.lost), (next, 0));
                         assert!(buf == msg(d.seq, (d.seq as usize * 7) % 300), "torn {next}");
                         next += 1;
-                        if k == 2 && next % 1000 == 0 {
+                        if k == 2 && next.is_multiple_of(1000) {
                             std::thread::sleep(std::time::Duration::from_micros(200));
                         }
                     }
