@@ -427,7 +427,6 @@ fn try_to_write(fd: &OwnedFd) {
     use nix::errno::Errno;
     use nix::sys::mman::{mmap, mprotect, munmap, MapFlags, ProtFlags};
     use std::num::NonZeroUsize;
-    use std::os::fd::AsRawFd;
     let n = NonZeroUsize::new(4096).unwrap();
     // SAFETY: a fresh mapping at an address the kernel picks (refused).
     let r = unsafe {
@@ -459,7 +458,7 @@ fn try_to_write(fd: &OwnedFd) {
     );
     assert_eq!(
         nix::fcntl::fallocate(
-            fd.as_raw_fd(),
+            fd,
             nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
                 | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
             0,
@@ -782,7 +781,7 @@ fn lying_publisher(path: &Path, lie: Lie) {
     let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
     let unsealed = nix::sys::memfd::memfd_create(
         c"unsealed",
-        nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+        nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
     )
     .unwrap();
     nix::unistd::ftruncate(&unsealed, size as i64).unwrap();
