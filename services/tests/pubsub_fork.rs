@@ -779,11 +779,9 @@ fn lying_publisher(path: &Path, lie: Lie) {
         },
     );
     let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
-    let unsealed = nix::sys::memfd::memfd_create(
-        c"unsealed",
-        nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .unwrap();
+    let unsealed =
+        nix::sys::memfd::memfd_create(c"unsealed", nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING)
+            .unwrap();
     nix::unistd::ftruncate(&unsealed, size as i64).unwrap();
     let fd = match lie {
         Lie::Pipe => pipe_r.as_fd(),
