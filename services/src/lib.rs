@@ -12,8 +12,3 @@
 #![deny(unsafe_code)]
 
 pub mod pubsub;
-mod sock;
-/// Every byte of the publish/subscribe protocol. Public for the
-/// hostile-peer tests, not part of the supported API.
-#[doc(hidden)]
-pub mod wire;

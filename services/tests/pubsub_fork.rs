@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
+use shmsock_services::pubsub::wire::{Handshake, HANDSHAKE_LEN};
 use shmsock_services::pubsub::{
     Error, Policy, Publisher, PublisherOptions, Subscriber, SubscriberOptions,
 };
-use shmsock_services::wire::{Handshake, HANDSHAKE_LEN};
 use shmsock_shm::fanout;
 use shmsock_testkit::harness::{self as common, Child};
 

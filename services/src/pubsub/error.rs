@@ -4,7 +4,7 @@ use std::io;
 
 use thiserror::Error;
 
-use crate::wire::DecodeError;
+use super::wire::DecodeError;
 
 /// Errors of [`Publisher`](super::Publisher) and
 /// [`Subscriber`](super::Subscriber).
@@ -33,7 +33,7 @@ pub enum Error {
     #[error("protocol violation by the peer: {0}")]
     Protocol(&'static str),
     /// The publisher refused the subscription (reason byte, see
-    /// [`RefuseReason`](crate::wire::RefuseReason)).
+    /// [`RefuseReason`](super::wire::RefuseReason)).
     #[error("the publisher refused the subscription (reason {reason})")]
     Refused {
         /// The reason byte.

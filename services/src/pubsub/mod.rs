@@ -51,7 +51,12 @@
 
 mod error;
 mod publisher;
+mod sock;
 mod subscriber;
+/// Every byte of the publish/subscribe protocol. Public for the
+/// hostile-peer tests, not part of the supported API.
+#[doc(hidden)]
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use publisher::{Loan, Publisher, PublisherOptions};

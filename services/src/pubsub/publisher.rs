@@ -11,8 +11,8 @@ use shmsock_shm::fanout::{CursorView, FanoutGrant, FanoutWriter, Policy};
 use shmsock_shm::SegmentOptions;
 
 use super::error::{Error, Result};
-use crate::sock::{self, Inbox, Progress};
-use crate::wire::{Handshake, RefuseReason, CTL_BYE, CTL_EVICTED, CTL_WAKE};
+use super::sock::{self, Inbox, Progress};
+use super::wire::{Handshake, RefuseReason, CTL_BYE, CTL_EVICTED, CTL_WAKE};
 
 /// Housekeeping (accepting, handshakes, noticing dead subscribers) runs at
 /// least once every this many publishes, and in every wait.

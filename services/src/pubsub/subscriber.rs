@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, FanoutSample, Policy};
 
 use super::error::{Error, Result};
-use crate::sock::{self, Inbox, Progress};
-use crate::wire::{Handshake, CTL_BYE, CTL_EVICTED, CTL_WAKE};
+use super::sock::{self, Inbox, Progress};
+use super::wire::{Handshake, CTL_BYE, CTL_EVICTED, CTL_WAKE};
 
 /// Checks of the ring before a subscriber parks and sleeps.
 const SPINS: u32 = 64;

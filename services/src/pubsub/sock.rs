@@ -19,7 +19,7 @@ use rustix::net::{
     ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 
-use crate::wire::HANDSHAKE_LEN;
+use super::wire::HANDSHAKE_LEN;
 
 /// Most fds one handshake message may bring along (one), plus one so that
 /// an extra fd is seen (and closed) rather than silently truncated.
