@@ -622,3 +622,84 @@ pub fn fanin_json(rows: &[FaninRow]) -> String {
     }
     o
 }
+
+/// The fan-out scenario's table, as text.
+pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
+    use super::fanout::FanTransport;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nFan-out, NOT pinned: one publisher, N subscriber processes. Throughput: published \
+         back to back (every subscriber gets every message). Latency: one message per interval \
+         (100 µs at 64 B, 2 ms at 1 MiB), one-way, subscribers sleeping between messages."
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<5} {:<15} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>9}",
+        "size",
+        "subs",
+        "transport",
+        "msgs/s",
+        "GB/s",
+        "lat p50",
+        "p99",
+        "worst p99",
+        "thr vs",
+        "vs 1 sub"
+    );
+    for r in rows {
+        let base = rows.iter().find(|b| {
+            b.size == r.size
+                && b.subscribers == r.subscribers
+                && b.transport == FanTransport::Stream
+        });
+        let one = rows
+            .iter()
+            .find(|b| b.size == r.size && b.subscribers == 1 && b.transport == r.transport);
+        let _ = writeln!(
+            o,
+            "{:<8} {:<5} {:<15} {:>10} {:>10.3} {:>10} {:>10} {:>11} {:>9} {:>9}",
+            size_name(r.size),
+            r.subscribers,
+            r.transport.name(),
+            count(r.msgs_per_s),
+            gbps(r.bytes_per_s),
+            ns(r.lat.p50),
+            ns(r.lat.p99),
+            ns(r.worst_p99),
+            opt_ratio(base.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
+            opt_ratio(one.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "thr vs: publisher throughput / the unix stream's with as many subscribers (above 1 = better). \
+         vs 1 sub: / the same transport's with one subscriber (issue 12's target: >= 0.7x at 4)."
+    );
+    o
+}
+
+/// The fan-out scenario's rows, one JSON object per line.
+pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"fanout\",\"size\":{},\"subscribers\":{},\"id\":",
+            r.size, r.subscribers
+        );
+        json_str(&mut o, r.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"msgs_per_s\":{},\"bytes_per_s\":{},\"lat_p50_ns\":{},\"lat_p99_ns\":{},\"lat_p999_ns\":{},\"worst_p99_ns\":{},\"lat_samples\":{}}}",
+            json_num(Some(r.msgs_per_s)),
+            json_num(Some(r.bytes_per_s)),
+            r.lat.p50,
+            r.lat.p99,
+            r.lat.p999,
+            r.worst_p99,
+            r.lat.samples,
+        );
+    }
+    o
+}
