@@ -1334,7 +1334,7 @@ fn streaming_reader_refuses_lies() {
         let took = t.elapsed();
         eprintln!("  {what}: {r:?} after {took:?}");
         assert!(
-            took < 2 * bound + Duration::from_secs(1),
+            took < 2 * bound + Duration::from_secs(5),
             "{what}: took {took:?}"
         );
         match r {

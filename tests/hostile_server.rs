@@ -33,8 +33,10 @@ use shmsock::{Builder, Connection, Error, ProtocolViolation, WaitStrategy};
 
 /// Handshake timeout of every victim.
 const HS: Duration = Duration::from_millis(500);
-/// How late past its own bound a victim may return (2 shared cores).
-const SLACK: Duration = Duration::from_secs(1);
+/// How late past its own bound a victim may return. Generous: on 2 shared
+/// cores at load 12-16 a victim was seen starved for 4.2 s; the defects
+/// these tests catch hold a call for the whole attack (10 s or more).
+const SLACK: Duration = Duration::from_secs(6);
 /// Watchdog for children.
 const WAIT: Duration = Duration::from_secs(30);
 /// The size seals alone: a ring segment needs a write seal on top.
