@@ -531,7 +531,7 @@ fn ring_attack(what: &str, attack: fn(&RawClient)) {
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 4096);
         for seq in 0..10u64 {
-            assert!(c.prod.try_push(&seq.to_le_bytes()).unwrap());
+            assert!(c.prod.try_push(&seq.to_le_bytes()).unwrap().is_some());
         }
         c.wake();
         std::thread::sleep(Duration::from_millis(50));
@@ -695,8 +695,8 @@ fn random_scribbler() {
             b[..8].copy_from_slice(&seq.to_le_bytes());
             b[8..16].copy_from_slice(&(!seq).to_le_bytes());
             match c.prod.try_push(&b) {
-                Ok(true) => seq += 1,
-                Ok(false) => std::thread::yield_now(),
+                Ok(Some(_)) => seq += 1,
+                Ok(None) => std::thread::yield_now(),
                 Err(_) => break,
             }
             if seq.is_multiple_of(64) {
@@ -766,7 +766,7 @@ fn producer_that_never_wakes() {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(c.prod.try_push(b"silent").unwrap());
+        assert!(c.prod.try_push(b"silent").unwrap().is_some());
         c.prod.unpark();
         sleep_forever();
     });
@@ -838,7 +838,7 @@ fn wakeup_flood() {
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 1 << 16);
         for seq in 0..5000u64 {
-            while !c.prod.try_push(&seq.to_le_bytes()).unwrap() {
+            while c.prod.try_push(&seq.to_le_bytes()).unwrap().is_none() {
                 std::thread::yield_now();
             }
             for _ in 0..20 {
@@ -1088,8 +1088,8 @@ fn inline_longer_than_max_message() {
     let p2 = p.clone();
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 4096);
-        assert!(c.prod.try_push(&[7u8; 100]).unwrap());
-        assert!(c.prod.try_push(&[7u8; 200]).unwrap());
+        assert!(c.prod.try_push(&[7u8; 100]).unwrap().is_some());
+        assert!(c.prod.try_push(&[7u8; 200]).unwrap().is_some());
         c.wake();
         sleep_forever();
     });
@@ -1282,7 +1282,7 @@ fn write_start_abort_pairs(c: &mut RawClient, stop: &std::sync::atomic::AtomicBo
             match c.prod.try_reserve_tagged(len, tag) {
                 Ok(Some(mut g)) => {
                     g.fill_from(&first[..len]);
-                    g.commit();
+                    let _ = g.commit();
                     break;
                 }
                 Ok(None) => std::thread::yield_now(),
@@ -1336,7 +1336,7 @@ fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
             first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
             let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
             g.fill_from(&first);
-            g.commit();
+            let _ = g.commit();
             while !stop.load(Ordering::Relaxed) {
                 c.wake();
             }
@@ -1482,7 +1482,7 @@ fn peer_cannot_make_us_hold_large_message_memory() {
             ann[8..].copy_from_slice(&(32u64 << 20).to_le_bytes());
             if let Ok(Some(mut g)) = c.prod.try_reserve_tagged(16, 1) {
                 g.fill_from(&ann);
-                g.commit();
+                let _ = g.commit();
             }
             c.wake();
         }
@@ -1630,7 +1630,7 @@ fn default_limits_bound_what_a_peer_can_make_us_hold() {
         first[..8].copy_from_slice(&((64u64 << 20) + 1).to_le_bytes());
         let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
         g.fill_from(&first);
-        g.commit();
+        let _ = g.commit();
         c.wake();
         sleep_forever();
     });
@@ -1836,12 +1836,12 @@ fn peer_cannot_write_our_segment() {
     });
     // Only now, after the fork: the peer inherits no mapping of it.
     let (seg, mut prod) = good_ring_and_producer(4096);
-    assert!(prod.try_push(b"ours alone").unwrap());
+    assert!(prod.try_push(b"ours alone").unwrap().is_some());
     raw_send(ours_sock.as_fd(), b"x", &[seg.fd()]);
     child.wait(WAIT);
     // Nothing the peer did reached our memory, and our mapping is still
     // writable: a consumer over our own words reads what we wrote.
-    assert!(prod.try_push(b"still ours").unwrap());
+    assert!(prod.try_push(b"still ours").unwrap().is_some());
     let mut c = Consumer::attach(seg.clone(), seg.clone()).unwrap();
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"ours alone");
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"still ours");

@@ -759,7 +759,7 @@ fn ring_attack(what: &str, attack: fn(&RawServer)) {
     let (p, child) = fake_server(move |a| {
         let mut s = serve_good(a, 4096);
         for seq in 0..10u64 {
-            assert!(s.prod.try_push(&seq.to_le_bytes()).unwrap());
+            assert!(s.prod.try_push(&seq.to_le_bytes()).unwrap().is_some());
         }
         s.wake();
         std::thread::sleep(Duration::from_millis(50));
@@ -832,7 +832,7 @@ fn announce_large(s: &mut RawServer, len: u64, fd: BorrowedFd<'_>) {
     let mut ann = [0u8; 16];
     ann[8..].copy_from_slice(&len.to_le_bytes());
     g.fill_from(&ann);
-    g.commit();
+    let _ = g.commit();
     s.wake();
 }
 

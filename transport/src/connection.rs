@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use shmsock_shm::ring::{self, Consumer, Producer, RecordHead};
+use shmsock_shm::ring::{self, Consumer, Producer, RecordHead, Wake, WakeKind, WakeWord};
 
 use crate::error::{Error, ProtocolViolation, Result};
 use crate::fdpass::{recv_control, send_control, Recv};
@@ -22,6 +22,13 @@ use crate::wire::{Control, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START
 const DRAIN_BUDGET: usize = 64;
 /// Sends between two non-blocking looks at the socket for a dead peer.
 const LIVENESS_EVERY: u32 = 256;
+
+/// Pays an owed wake-up: a futex one is done by the token itself, a socket
+/// one is `ctl` sent on `sock` (a full socket buffer already holds
+/// wake-ups for the peer, so a send that would block counts as done).
+fn redeem(wake: Wake, sock: BorrowedFd<'_>, ctl: &Control) -> std::result::Result<(), Errno> {
+    wake.redeem(|| send_control(sock, ctl, &[], true).map(drop))
+}
 
 /// The instant `timeout` from now; `None` (wait forever) for no timeout or
 /// one too large to represent, as std's channels treat `Duration::MAX`.
@@ -57,6 +64,9 @@ pub struct Sender {
     learner: SpinLearner,
     /// Set by a [`ShutdownHandle`]: every later send fails at once.
     shut: Arc<ShutFlag>,
+    /// The peer's `space_wake` word, when a blocked send sleeps on a futex
+    /// (`None`: on the socket).
+    futex: Option<WakeWord>,
 }
 
 /// The receiving half of a connection. `Send`, not `Sync`.
@@ -81,6 +91,11 @@ pub struct Receiver {
     peer_eof: bool,
     /// How often waits for data were caught spinning (sizes `Adaptive`).
     learner: SpinLearner,
+    /// Set by a [`ShutdownHandle`]; a futex sleep also waits on it.
+    shut: Arc<ShutFlag>,
+    /// The peer's `data_wake` word, when a blocked receive sleeps on a
+    /// futex (`None`: on the socket).
+    futex: Option<WakeWord>,
 }
 
 /// What the head of the ring holds once fragments are consumed.
@@ -166,6 +181,8 @@ pub(crate) struct Parts {
     pub(crate) max_message: u64,
     pub(crate) wait: WaitStrategy,
     pub(crate) timeout: Option<Duration>,
+    /// Blocked calls sleep on a futex (else on the socket).
+    pub(crate) futex: bool,
 }
 
 impl Sender {
@@ -196,11 +213,10 @@ impl Sender {
         self.peer
     }
 
-    /// Sends a wake-up to the peer's parked reader.
-    fn wake_reader(&mut self) -> Result<()> {
-        match send_control(self.sock.as_fd(), &Control::WakeData, &[], true) {
-            // A full socket buffer already holds wake-ups for the reader.
-            Ok(_) => Ok(()),
+    /// Pays the wake-up owed to the peer's parked reader, if any.
+    fn wake_reader(&mut self, wake: Wake) -> Result<()> {
+        match redeem(wake, self.sock.as_fd(), &Control::WakeData) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.peer_gone = true;
                 Err(sock_err("sendmsg(wake)", e))
@@ -335,9 +351,8 @@ impl Sender {
                 "ring space vanished between check and reserve",
             ))?;
         g.fill_from(data);
-        if g.commit() {
-            self.wake_reader()?;
-        }
+        let wake = g.commit();
+        self.wake_reader(wake)?;
         Ok(())
     }
 
@@ -441,10 +456,8 @@ impl Sender {
 
     /// Publishes the staged records; wakes the reader if it is parked.
     fn publish_staged(&mut self) -> Result<()> {
-        if self.prod.publish() {
-            self.wake_reader()?;
-        }
-        Ok(())
+        let wake = self.prod.publish();
+        self.wake_reader(wake)
     }
 
     /// Writes `msgs`, staging inline ones; counts in `done` the messages
@@ -530,7 +543,8 @@ impl Sender {
         if self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
             return Ok(true);
         }
-        self.prod.park();
+        // An event loop polls our socket: ask for a socket wake-up.
+        self.prod.park(WakeKind::Socket);
         if !self.prod.can_reserve(len).map_err(|e| self.ring_err(e))? {
             self.armed = true;
             return Ok(false);
@@ -610,9 +624,8 @@ impl Sender {
                 "ring space vanished between check and reserve",
             ))?;
         fill(&mut g);
-        if g.commit() {
-            self.wake_reader()?;
-        }
+        let wake = g.commit();
+        self.wake_reader(wake)?;
         Ok(())
     }
 
@@ -656,9 +669,8 @@ impl Sender {
     /// Publishes nothing new; marks our ring closed so the peer drains it
     /// and then sees [`Error::Disconnected`]. Also done on drop.
     fn close(&mut self) {
-        if self.prod.close() {
-            let _ = send_control(self.sock.as_fd(), &Control::WakeData, &[], true);
-        }
+        // Best effort: if the peer is gone it no longer waits.
+        let _ = redeem(self.prod.close(), self.sock.as_fd(), &Control::WakeData);
     }
 }
 
@@ -851,11 +863,9 @@ impl WriteGrant<'_> {
     /// [`Error::Disconnected`] if the wake-up for a parked peer cannot be
     /// sent because it is gone.
     pub fn commit(self) -> Result<()> {
-        if self.grant.commit() {
-            if let Err(e) = send_control(self.sock, &Control::WakeData, &[], true) {
-                *self.peer_gone = true;
-                return Err(sock_err("sendmsg(wake)", e));
-            }
+        if let Err(e) = redeem(self.grant.commit(), self.sock, &Control::WakeData) {
+            *self.peer_gone = true;
+            return Err(sock_err("sendmsg(wake)", e));
         }
         Ok(())
     }
@@ -980,10 +990,8 @@ impl Drop for Message<'_> {
     fn drop(&mut self) {
         if let Inner::Ring { guard, sock } = &mut self.inner {
             if let Some(g) = guard.take() {
-                if g.release() {
-                    // Best effort: if the peer is gone it no longer waits.
-                    let _ = send_control(*sock, &Control::WakeSpace, &[], true);
-                }
+                // Best effort: if the peer is gone it no longer waits.
+                let _ = redeem(g.release(), *sock, &Control::WakeSpace);
             }
         }
     }
@@ -1121,7 +1129,8 @@ impl Receiver {
             if self.peer_eof {
                 return Err(Error::Disconnected);
             }
-            self.cons.park();
+            // An event loop polls our socket: ask for a socket wake-up.
+            self.cons.park(WakeKind::Socket);
             head = self.poll_head(deadline)?;
             if matches!(head, Head::Empty) {
                 return Ok(head);
@@ -1250,10 +1259,12 @@ impl Receiver {
                 _ => break Ok(n),
             }
         };
-        if self.cons.flush_releases() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = redeem(
+            self.cons.flush_releases(),
+            self.sock.as_fd(),
+            &Control::WakeSpace,
+        );
         taken
     }
 
@@ -1351,10 +1362,8 @@ impl Receiver {
                 None => Err("fragment outside a message"),
             },
         };
-        if g.release() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = redeem(g.release(), self.sock.as_fd(), &Control::WakeSpace);
         if let Err(what) = step {
             return Err(self.fail(ProtocolViolation::Fragment(what)));
         }
@@ -1397,9 +1406,8 @@ impl Receiver {
 
     /// Marks the peer's ring closed on our side (advisory).
     fn close(&mut self) {
-        if self.cons.close() {
-            let _ = send_control(self.sock.as_fd(), &Control::WakeSpace, &[], true);
-        }
+        // Best effort: if the peer is gone it no longer waits.
+        let _ = redeem(self.cons.close(), self.sock.as_fd(), &Control::WakeSpace);
     }
 }
 
@@ -1427,9 +1435,12 @@ impl Waiter for Sender {
     fn gone(&self) -> bool {
         self.peer_gone
     }
-    fn park(&mut self) {
+    fn park(&mut self, kind: WakeKind) {
         // SYNC POINT `park-dekker`, writer side (docs/design.md).
-        self.prod.park();
+        self.prod.park(kind);
+    }
+    fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
+        self.futex.as_ref().map(|w| (w, &*self.shut))
     }
     fn unpark(&mut self) {
         self.prod.unpark();
@@ -1457,9 +1468,12 @@ impl Waiter for Receiver {
         // (commit precedes close), and the caller found it empty.
         self.peer_eof
     }
-    fn park(&mut self) {
+    fn park(&mut self, kind: WakeKind) {
         // SYNC POINT `park-dekker`, reader side (docs/design.md).
-        self.cons.park();
+        self.cons.park(kind);
+    }
+    fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
+        self.futex.as_ref().map(|w| (w, &*self.shut))
     }
     fn unpark(&mut self) {
         self.cons.unpark();
@@ -1514,6 +1528,8 @@ pub struct Connection {
 impl Connection {
     pub(crate) fn from_parts(p: Parts) -> Self {
         let shut = Arc::new(ShutFlag::default());
+        let tx_futex = p.futex.then(|| p.prod.wake_word());
+        let rx_futex = p.futex.then(|| p.cons.wake_word());
         Connection {
             tx: Sender {
                 prod: p.prod,
@@ -1528,8 +1544,8 @@ impl Connection {
                 armed: false,
                 learner: SpinLearner::default(),
                 shut: shut.clone(),
+                futex: tx_futex,
             },
-            shut,
             rx: Receiver {
                 cons: p.cons,
                 sock: p.rx_sock,
@@ -1542,7 +1558,10 @@ impl Connection {
                 broken: false,
                 peer_eof: false,
                 learner: SpinLearner::default(),
+                shut: shut.clone(),
+                futex: rx_futex,
             },
+            shut,
         }
     }
 

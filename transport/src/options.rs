@@ -111,6 +111,7 @@ pub struct Builder {
     pub(crate) timeout: Option<Duration>,
     pub(crate) policy: CredentialsPolicy,
     pub(crate) socket_mode: u32,
+    pub(crate) futex_wakeups: bool,
 }
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
@@ -127,6 +128,7 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
+            futex_wakeups: true,
         }
     }
 }
@@ -203,6 +205,19 @@ impl Builder {
     /// Which peers are accepted.
     pub fn credentials(mut self, p: CredentialsPolicy) -> Self {
         self.policy = p;
+        self
+    }
+
+    /// Whether a blocked call sleeps on a futex in shared memory (default
+    /// `true`): the peer wakes it with one `FUTEX_WAKE` syscall and no
+    /// socket message. With `false` it sleeps on the socket and is woken by
+    /// a wake-up datagram, as an event loop polling [`AsFd`] always is.
+    /// Either way the peer's death is noticed within a fraction of a second
+    /// (`docs/design.md`, "Waiting").
+    ///
+    /// [`AsFd`]: std::os::fd::AsFd
+    pub fn futex_wakeups(mut self, on: bool) -> Self {
+        self.futex_wakeups = on;
         self
     }
 

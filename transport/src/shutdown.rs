@@ -3,7 +3,7 @@
 //! that is blocked in `recv` or `send`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use rustix::io::Errno;
@@ -12,16 +12,24 @@ use rustix::net::Shutdown;
 use crate::error::{Error, Result};
 
 /// Whether a connection was shut down locally; shared by its halves and
-/// its handles.
+/// its handles. A process-private futex word (0, then 1), which a half
+/// sleeping on a futex waits on too (`futex_waitv`), so that
+/// [`ShutdownHandle::shutdown`] wakes it at once.
 #[derive(Debug, Default)]
-pub(crate) struct ShutFlag(AtomicBool);
+pub(crate) struct ShutFlag(AtomicU32);
 
 impl ShutFlag {
     /// Whether [`ShutdownHandle::shutdown`] was called.
     pub(crate) fn is_set(&self) -> bool {
         // Relaxed: the flag only makes later calls fail fast; the socket
-        // shutdown below is what wakes a call that is already waiting.
-        self.0.load(Ordering::Relaxed)
+        // shutdown and the futex wake-up below are what wake a call that is
+        // already waiting.
+        self.0.load(Ordering::Relaxed) != 0
+    }
+
+    /// The futex word (0 until shut down).
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.0
     }
 }
 
@@ -76,13 +84,22 @@ impl ShutdownHandle {
     /// socket being already disconnected.
     pub fn shutdown(&self) -> Result<()> {
         // Relaxed: see `ShutFlag::is_set`.
-        self.flag.0.store(true, Ordering::Relaxed);
+        self.flag.0.store(1, Ordering::Relaxed);
+        let mut res = Ok(());
         for s in self.socks.iter() {
             match rustix::net::shutdown(s.as_fd(), Shutdown::Both) {
                 Ok(()) | Err(Errno::NOTCONN) => {}
-                Err(e) => return Err(Error::io("shutdown", e)),
+                Err(e) => res = Err(Error::io("shutdown", e)),
             }
         }
-        Ok(())
+        // After the sockets: a futex sleeper woken here drains its socket
+        // and finds the hang-up. Private: the word is in our own memory.
+        // FUTEX_WAKE cannot fail on a valid word.
+        let _ = rustix::thread::futex::wake(
+            &self.flag.0,
+            rustix::thread::futex::Flags::PRIVATE,
+            i32::MAX as u32,
+        );
+        res
     }
 }

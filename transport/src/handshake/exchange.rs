@@ -182,6 +182,7 @@ impl Established {
             max_message: self.local.max_message,
             wait: self.local.wait,
             timeout: self.local.timeout,
+            futex: self.local.futex,
         })
     }
 }
@@ -202,6 +203,7 @@ pub(super) struct Local {
     pub(super) max_message: u64,
     pub(super) wait: WaitStrategy,
     pub(super) timeout: Option<Duration>,
+    pub(super) futex: bool,
 }
 
 impl Local {
@@ -211,6 +213,7 @@ impl Local {
             max_message: opts.max_message,
             wait: opts.wait,
             timeout: opts.timeout,
+            futex: opts.futex_wakeups,
         }
     }
 }
