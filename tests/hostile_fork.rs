@@ -63,6 +63,7 @@ fn hello_bytes(cap: u64) -> Vec<u8> {
     let n = Control::Hello(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
+        flags: 0,
     })
     .encode(&mut b);
     b[..n].to_vec()
@@ -204,6 +205,7 @@ fn version_mismatch_both_sides() {
         let n = Control::Welcome(Hello {
             ring_capacity: 4096,
             max_message: 1,
+            flags: 0,
         })
         .encode(&mut b);
         b[4..8].copy_from_slice(&9u32.to_le_bytes());
@@ -416,6 +418,7 @@ fn garbage_and_silence() {
         let n = Control::Welcome(Hello {
             ring_capacity: 4096,
             max_message: 1,
+            flags: 0,
         })
         .encode(&mut b);
         let ring = good_ring(4096);
@@ -766,7 +769,10 @@ fn producer_that_never_wakes() {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(c.prod.try_push(b"silent").unwrap().is_some());
+        let owed = c.prod.try_push(b"silent").unwrap().unwrap();
+        // A hostile peer: the wake-up is never paid (forgotten, so that
+        // not even Drop pays it).
+        std::mem::forget(owed);
         c.prod.unpark();
         sleep_forever();
     });
@@ -852,6 +858,99 @@ fn wakeup_flood() {
         assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), seq.to_le_bytes());
     }
     child.kill();
+}
+
+/// Wakes every waiter on a word of our own segment, as a flooding peer
+/// would (the word the victim sleeps on).
+fn futex_wake_word(c: &RawClient, off: usize) {
+    // SAFETY: in bounds of our own mapped header and 4-aligned.
+    let w = unsafe { AtomicU32::from_ptr(c.ours.as_ptr().add(off).cast()) };
+    let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+const DATA_WAKE: usize = 640;
+
+fn futex_wake_flood() {
+    // The server's recv parks for a futex wake-up and sleeps on our
+    // `data_wake` word. We flood FUTEX_WAKE on it, and change the word
+    // (so its FUTEX_WAIT returns at once), without publishing anything:
+    // the server only wakes spuriously, re-checks, and its timeout holds.
+    // Then a real message still arrives intact.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 4096);
+        let t = Instant::now();
+        let mut n = 0u64;
+        let mut sent = false;
+        // Flood for 1.5 s, publish one message, flood on.
+        while t.elapsed() < Duration::from_secs(30) {
+            for _ in 0..64 {
+                n += 1;
+                c.poke(DATA_WAKE, n);
+                futex_wake_word(&c, DATA_WAKE);
+            }
+            if !sent && t.elapsed() > Duration::from_millis(1500) {
+                let w = c.prod.try_push(b"real").unwrap().unwrap();
+                std::mem::forget(w); // the flood wakes it anyway
+                sent = true;
+            }
+        }
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let r = s
+        .recv_timeout(Duration::from_millis(500))
+        .map(|m| m.to_vec());
+    let took = t.elapsed();
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(took >= Duration::from_millis(500));
+    assert!(
+        took < Duration::from_secs(2),
+        "flood delayed the timeout: {took:?}"
+    );
+    assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"real");
+    child.kill();
+}
+
+fn dead_peer_seen_while_futex_parked() {
+    // The server's recv without a timeout sleeps on a futex (no socket
+    // wake-up can come); the peer dies: the recv ends with Disconnected
+    // within about one futex slice, not never.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let c = raw_handshake(&p2, 4096);
+        // Until the server sleeps (its park word is odd), then die.
+        let t = Instant::now();
+        while their_word(&c, 384).is_multiple_of(2) {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        std::process::exit(0);
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    // A lost death would end at the 20 s timeout instead.
+    let r = s.recv_timeout(Duration::from_secs(20));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "death noticed late: {:?}",
+        t.elapsed()
+    );
+    child.wait(WAIT);
 }
 
 fn thousand_connections_while_one_streams() {
@@ -1867,6 +1966,11 @@ fn main() {
         ("producer_that_never_wakes", producer_that_never_wakes),
         ("reader_that_never_releases", reader_that_never_releases),
         ("wakeup_flood", wakeup_flood),
+        ("futex_wake_flood", futex_wake_flood),
+        (
+            "dead_peer_seen_while_futex_parked",
+            dead_peer_seen_while_futex_parked,
+        ),
         (
             "thousand_connections_while_one_streams",
             thousand_connections_while_one_streams,

@@ -92,6 +92,7 @@ fn welcome(cap: u64) -> Vec<u8> {
     encode(Control::Welcome(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
+        flags: 0,
     }))
 }
 
@@ -366,6 +367,7 @@ fn hello_instead_of_welcome() {
             let b = encode(Control::Hello(Hello {
                 ring_capacity: 4096,
                 max_message: 1 << 20,
+                flags: 0,
             }));
             let ring = good_ring(4096);
             raw_send(a.sock.as_fd(), &b, &[ring.fd(), a.back.as_fd()]);
@@ -448,6 +450,7 @@ fn welcome_limits_out_of_range() {
             let b = encode(Control::Welcome(Hello {
                 ring_capacity: 4096,
                 max_message: 0,
+                flags: 0,
             }));
             let ring = good_ring(4096);
             raw_send(a.sock.as_fd(), &b, &[ring.fd()]);

@@ -1727,6 +1727,13 @@ impl Connection {
     pub fn max_inline(&self) -> usize {
         self.tx.max_inline()
     }
+
+    /// Whether the rings run with asymmetric fences (both processes
+    /// registered for `membarrier` and asked for it; see
+    /// [`Builder::asymmetric_fences`](crate::Builder::asymmetric_fences)).
+    pub fn asymmetric_fences(&self) -> bool {
+        self.tx.prod.fences() == ring::Fences::Asymmetric
+    }
 }
 
 impl AsFd for Connection {

@@ -112,6 +112,7 @@ pub struct Builder {
     pub(crate) policy: CredentialsPolicy,
     pub(crate) socket_mode: u32,
     pub(crate) futex_wakeups: bool,
+    pub(crate) asymmetric_fences: bool,
 }
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
@@ -129,6 +130,7 @@ impl Default for Builder {
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
             futex_wakeups: true,
+            asymmetric_fences: true,
         }
     }
 }
@@ -218,6 +220,17 @@ impl Builder {
     /// [`AsFd`]: std::os::fd::AsFd
     pub fn futex_wakeups(mut self, on: bool) -> Self {
         self.futex_wakeups = on;
+        self
+    }
+
+    /// Whether the rings run with asymmetric fences where the kernel
+    /// allows (default `true`): publishing and releasing carry no SeqCst
+    /// fence, and the side that parks pays with
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`. Used only if both
+    /// processes ask for it and registered for it (the handshake records
+    /// each side's answer); otherwise both sides use ordinary fences.
+    pub fn asymmetric_fences(mut self, on: bool) -> Self {
+        self.asymmetric_fences = on;
         self
     }
 

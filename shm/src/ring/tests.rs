@@ -654,3 +654,90 @@ fn read_takes_the_peeked_record_without_reloading_it() {
     assert!(matches!(c.read(foreign), Err(Error::StaleRecord)));
     assert_eq!(c.read(next).unwrap().to_vec(), [8u8; 16]);
 }
+
+/// The futex a parked consumer sleeps on is the producer's `data_wake`
+/// word, which it maps read-only; the producer wakes it through its own
+/// writable mapping. Shared futexes are keyed by the page, so the two
+/// meet: the sleeper is woken long before its timeout.
+#[test]
+fn futex_across_read_only_mapping() {
+    use std::time::{Duration, Instant};
+    let opts = crate::SegmentOptions::default();
+    let (seg, prod) = create_segment(c"futex-a", 4096, opts).unwrap();
+    let (cseg, _other) = create_segment(c"futex-b", 4096, opts).unwrap();
+    let fd = seg.fd().try_clone_to_owned().unwrap();
+    let ro = Arc::new(crate::Segment::attach_read_only(fd, segment_size(4096), 1 << 20).unwrap());
+    assert!(!ro.is_writable());
+    let cmem: Arc<dyn RingMemory> = cseg;
+    let mut prod = prod.with_consumer_words(cmem.clone()).unwrap();
+    let mut cons = Consumer::attach(ro, cmem).unwrap();
+    let word = cons.wake_word();
+    cons.park(WakeKind::Futex);
+    let snap = word.snapshot();
+    assert!(!cons.has_data().unwrap());
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let w = prod.try_push(b"x").unwrap().unwrap();
+        assert_eq!(w.kind(), Some(WakeKind::Futex));
+        w.redeem(|| Ok::<(), ()>(())).unwrap();
+        prod
+    });
+    let start = Instant::now();
+    // A lost wake-up (or a word the kernel did not match) sleeps 20 s.
+    let mut slept = word.sleep(snap, None, Duration::from_secs(20)).unwrap();
+    while slept == Slept::Woken
+        && !cons.has_data().unwrap()
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        // A spurious return before the wake-up (EINTR): sleep again.
+        slept = word
+            .sleep(word.snapshot(), None, Duration::from_secs(20))
+            .unwrap();
+    }
+    assert_eq!(slept, Slept::Woken);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woken by the timeout, not the peer"
+    );
+    cons.unpark();
+    assert!(cons.has_data().unwrap());
+    let _prod = t.join().unwrap();
+}
+
+/// A `Wake` dropped unredeemed is not lost: a socket wake-up is owed again
+/// by the next check; a ReadGuard dropped while the producer is parked
+/// hands its wake-up back, and `owed_wake` (or the next release) returns
+/// it. Fails if Drop discards the token (as `ReadGuard`'s Drop once did).
+#[test]
+fn dropped_wakeups_are_owed_again() {
+    let (mut p, mut c) = heap_ring(64).unwrap();
+    c.park(WakeKind::Socket);
+    let w = p.try_push(b"a").unwrap().unwrap();
+    assert_eq!(w.kind(), Some(WakeKind::Socket));
+    drop(w);
+    let again = p.owed_wake();
+    assert_eq!(
+        again.kind(),
+        Some(WakeKind::Socket),
+        "a dropped wake-up was lost"
+    );
+    assert!(paid(again));
+    assert!(!p.owed_wake().is_owed(), "paid: owed once only");
+    c.unpark();
+    // Writer side, through ReadGuard's Drop.
+    while c.try_read().unwrap().is_some() {}
+    while p.try_push(&[0; 8]).unwrap().is_some() {}
+    p.park(WakeKind::Socket);
+    drop(c.try_read().unwrap().unwrap());
+    drop(c.try_read().unwrap().unwrap()); // half the ring free: owed, handed back
+    assert!(paid(c.owed_wake()), "ReadGuard's Drop lost the wake-up");
+    assert!(!paid(c.owed_wake()));
+    // hand_back is explicit and has the same effect.
+    let (mut p, c) = heap_ring(64).unwrap();
+    c.park(WakeKind::Socket);
+    p.try_push(b"b").unwrap().unwrap().hand_back();
+    assert!(
+        paid(p.publish()),
+        "handed back, owed again at the next publish"
+    );
+}

@@ -181,6 +181,7 @@ impl ClientHandshake {
             });
         }
         let (seg, prod) = create_own_ring(opts.ring_capacity)?;
+        let local = Local::of(opts);
         let (back_ours, back_theirs) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -192,12 +193,13 @@ impl ClientHandshake {
             Control::Hello(Hello {
                 ring_capacity: opts.ring_capacity,
                 max_message: opts.max_message,
+                flags: local.hello_flags(),
             }),
             Some(seg.clone()),
             Some(back_theirs),
         );
         let hs = ClientHandshake {
-            local: Local::of(opts),
+            local,
             peer,
             seg,
             prod,
@@ -255,6 +257,7 @@ impl ClientHandshake {
             back: self.back_ours,
             peer,
             peer_max_message: w.max_message,
+            fences: self.local.fences_with(w.flags),
             local: self.local,
             server: false,
         })
@@ -375,6 +378,7 @@ impl ServerHandshake {
             Control::Welcome(Hello {
                 ring_capacity: self.ring_capacity,
                 max_message: self.local.max_message,
+                flags: self.local.hello_flags(),
             }),
             Some(seg),
             None,
@@ -385,6 +389,7 @@ impl ServerHandshake {
             back,
             peer,
             peer_max_message: h.max_message,
+            fences: self.local.fences_with(h.flags),
             local: self.local,
             server: true,
         };
