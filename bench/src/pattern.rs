@@ -135,9 +135,8 @@ pub fn verify(buf: &[u8], seq: u64, len: usize) -> Result<(), Corrupt> {
     Ok(())
 }
 
-// Unit tests run with the binary's tests (`cargo test -p shmsock --bin
-// shmsock`); paths are spelled out because the criterion benchmark, which
-// includes this file, is built with `--cfg test` but without a harness.
+// Unit tests run with the harness library's tests (`cargo test -p
+// shmsock-bench --lib`).
 #[cfg(test)]
 mod tests {
     #[test]
