@@ -210,3 +210,87 @@ fn dropped_socket_wakeup_is_owed_again() {
         assert!(saw || owed, "lost wake-up");
     });
 }
+
+/// Asymmetric fences, as the ring runs them under loom: the fast side has
+/// no fence (a compiler fence is nothing to loom) and the parking side's
+/// `membarrier` is modelled as a plain SeqCst fence. That is NOT what
+/// membarrier does, and loom shows the difference: with one fence only,
+/// the store-buffering outcome (both sides load the old value) is allowed
+/// and a wake-up is lost. This is why the fast side may skip its fence
+/// only when the parker's barrier reaches the fast side's CPU (see
+/// `membarrier_is_a_fence_in_the_other_thread`).
+#[test]
+#[should_panic(expected = "lost wake-up")]
+fn one_sided_fence_is_not_enough() {
+    loom::model(|| {
+        let (mut p, mut c) = loom_ring(64);
+        p.set_fences(shmsock_shm::ring::Fences::Asymmetric);
+        c.set_fences(shmsock_shm::ring::Fences::Asymmetric);
+        let t = thread::spawn(move || commit_one(&mut p, 9));
+        c.park(WakeKind::Socket);
+        let saw = c.has_data().unwrap();
+        let woken = t.join().unwrap();
+        assert!(saw || woken, "lost wake-up");
+    });
+}
+
+/// What `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` guarantees, in loom's
+/// terms: between the call's start and its return, every thread of a
+/// registered process that runs executes a full barrier (an IPI), and one
+/// that does not run passes a context switch, which is a full barrier too.
+/// So the fast side behaves as if a SeqCst fence were inserted at *some*
+/// point of its program, ordered after the parker's store and before the
+/// parker's re-check. The model below inserts it at each of the three
+/// points of the fast side's `store tail; load park` (before, between,
+/// after), with a request/acknowledge pair standing for the IPI, and checks
+/// the Dekker property at each: the parker sees the data or the publisher
+/// sees the park. loom cannot run the syscall itself, nor the real ring's
+/// fast path with an injected fence: this checks the argument of
+/// docs/design.md ("Asymmetric fences"), not the code.
+#[test]
+fn membarrier_is_a_fence_in_the_other_thread() {
+    use loom::sync::atomic::{fence, AtomicU64, Ordering::*};
+    use loom::sync::Arc;
+    for point in 0..3 {
+        loom::model(move || {
+            let tail = Arc::new(AtomicU64::new(0));
+            let park = Arc::new(AtomicU64::new(0));
+            let req = Arc::new(AtomicU64::new(0));
+            let ack = Arc::new(AtomicU64::new(0));
+            let (t2, p2, r2, a2) = (tail.clone(), park.clone(), req.clone(), ack.clone());
+            let publisher = thread::spawn(move || {
+                let ipi = || {
+                    while r2.load(Acquire) == 0 {
+                        thread::yield_now();
+                    }
+                    fence(SeqCst);
+                    a2.store(1, Release);
+                };
+                if point == 0 {
+                    ipi();
+                }
+                t2.store(1, Relaxed);
+                if point == 1 {
+                    ipi();
+                }
+                let parked = p2.load(Relaxed) == 1;
+                if point == 2 {
+                    ipi();
+                }
+                parked
+            });
+            // The parker: store, membarrier (fence, IPI, wait for it, fence),
+            // re-check.
+            park.store(1, Relaxed);
+            fence(SeqCst);
+            req.store(1, Release);
+            while ack.load(Acquire) == 0 {
+                thread::yield_now();
+            }
+            fence(SeqCst);
+            let saw = tail.load(Relaxed) == 1;
+            let woken = publisher.join().unwrap();
+            assert!(saw || woken, "lost wake-up with the barrier at point {point}");
+        });
+    }
+}

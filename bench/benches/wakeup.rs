@@ -1,0 +1,247 @@
+//! What a wake-up costs: round trips between two processes (pinned to two
+//! cores when the machine has two) in which both sides block, so every
+//! round trip is two wake-ups of a sleeping peer.
+//!
+//! - `raw/futex`: two futex words in a shared memfd; bump, `FUTEX_WAKE`;
+//!   the peer `FUTEX_WAIT`s (what shmsock's futex wake-up does).
+//! - `raw/eventfd`: two eventfds, `write`/blocking `read`.
+//! - `raw/seqpacket`: a `SOCK_SEQPACKET` pair, 1-byte datagrams (what
+//!   shmsock's socket wake-up costs, without the ring).
+//! - `shmsock/<wake>-<fences>`: a 64 B `Block` round trip through shmsock
+//!   with futex or socket wake-ups, asymmetric (membarrier) or symmetric
+//!   fences.
+//!
+//! Run: `cargo bench -p shmsock-bench --bench wakeup`; smoke test:
+//! `cargo bench -p shmsock-bench --bench wakeup -- --test`.
+// A benchmark has no caller to hand an error to: a failed setup must abort
+// it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode};
+use rustix::thread::futex;
+use shmsock::shm::{Segment, SegmentOptions};
+use shmsock::{Builder, WaitStrategy};
+use shmsock_testkit::fork::fork_with;
+use shmsock_testkit::pin;
+
+const STOP: u32 = u32::MAX;
+
+fn cores() -> Option<(usize, usize)> {
+    pin::two_cores().expect("sched_getaffinity")
+}
+
+/// The futex word at `off` of `seg`.
+fn word(seg: &Segment, off: usize) -> &AtomicU32 {
+    assert!(off + 4 <= seg.len() && off.is_multiple_of(4));
+    // SAFETY: in bounds and 4-aligned (checked above), in a mapping `seg`
+    // keeps alive for the returned lifetime; only atomics touch it.
+    unsafe { AtomicU32::from_ptr(seg.as_ptr().add(off).cast()) }
+}
+
+/// Waits until `w` differs from `seen`; returns the new value.
+fn futex_wait_change(w: &AtomicU32, seen: u32) -> u32 {
+    loop {
+        // Acquire: pairs with the Release bump of the waker.
+        let v = w.load(Ordering::Acquire);
+        if v != seen {
+            return v;
+        }
+        let _ = futex::wait(w, futex::Flags::empty(), seen, None);
+    }
+}
+
+fn futex_bump(w: &AtomicU32) {
+    // Release: the peer's Acquire load sees everything before the bump.
+    w.fetch_add(1, Ordering::Release);
+    let _ = futex::wake(w, futex::Flags::empty(), 1);
+}
+
+fn bench_futex(c: &mut Criterion) {
+    let seg = std::sync::Arc::new(
+        Segment::create(c"wakeup-bench", 4096, SegmentOptions::default()).unwrap(),
+    );
+    let (ping, pong) = (0, 128);
+    let core = cores().map(|(_, b)| b);
+    // The child keeps its own handle on the (inherited, shared) mapping.
+    let (child, seg) = fork_with(seg.clone(), seg, core, move |s| {
+        let mut seen = 0;
+        loop {
+            seen = futex_wait_change(word(&s, ping), seen);
+            if seen == STOP {
+                return Ok(());
+            }
+            futex_bump(word(&s, pong));
+        }
+    })
+    .unwrap();
+    let mut g = c.benchmark_group("raw");
+    g.sampling_mode(SamplingMode::Flat);
+    let mut seen = 0;
+    g.bench_function("futex", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                futex_bump(word(&seg, ping));
+                seen = futex_wait_change(word(&seg, pong), seen);
+            }
+            t.elapsed()
+        })
+    });
+    g.finish();
+    word(&seg, ping).store(STOP, Ordering::Release);
+    let _ = futex::wake(word(&seg, ping), futex::Flags::empty(), 1);
+    child.wait(Duration::from_secs(10)).unwrap();
+}
+
+fn bench_eventfd(c: &mut Criterion) {
+    let ev = || rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let (a, b) = (ev(), ev());
+    let core = cores().map(|(_, b)| b);
+    let (child, (a, b)) = fork_with(
+        (a.try_clone().unwrap(), b.try_clone().unwrap()),
+        (a, b),
+        core,
+        |(a, b): (OwnedFd, OwnedFd)| {
+            let mut buf = [0u8; 8];
+            loop {
+                rustix::io::read(&a, &mut buf).unwrap();
+                if u64::from_ne_bytes(buf) >= 1 << 32 {
+                    return Ok(());
+                }
+                rustix::io::write(&b, &1u64.to_ne_bytes()).unwrap();
+            }
+        },
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("raw");
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("eventfd", |bch| {
+        bch.iter_custom(|iters| {
+            let mut buf = [0u8; 8];
+            let t = Instant::now();
+            for _ in 0..iters {
+                rustix::io::write(&a, &1u64.to_ne_bytes()).unwrap();
+                rustix::io::read(&b, &mut buf).unwrap();
+            }
+            t.elapsed()
+        })
+    });
+    g.finish();
+    rustix::io::write(&a, &(1u64 << 32).to_ne_bytes()).unwrap();
+    child.wait(Duration::from_secs(10)).unwrap();
+}
+
+fn bench_seqpacket(c: &mut Criterion) {
+    use rustix::net::{socketpair, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+    let (x, y) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let core = cores().map(|(_, b)| b);
+    let (child, x) = fork_with(x, y, core, |y| {
+        let mut b = [0u8; 1];
+        loop {
+            let (n, _) = rustix::net::recv(&y, &mut b, RecvFlags::empty()).unwrap();
+            if n == 0 || b[0] == 0xff {
+                return Ok(());
+            }
+            rustix::net::send(&y, &b, SendFlags::NOSIGNAL).unwrap();
+        }
+    })
+    .unwrap();
+    let mut g = c.benchmark_group("raw");
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("seqpacket", |bch| {
+        bch.iter_custom(|iters| {
+            let mut b = [1u8; 1];
+            let t = Instant::now();
+            for _ in 0..iters {
+                rustix::net::send(&x, &b, SendFlags::NOSIGNAL).unwrap();
+                rustix::net::recv(&x, &mut b, RecvFlags::empty()).unwrap();
+            }
+            t.elapsed()
+        })
+    });
+    g.finish();
+    rustix::net::send(&x, &[0xff], SendFlags::NOSIGNAL).unwrap();
+    child.wait(Duration::from_secs(10)).unwrap();
+}
+
+fn bench_shmsock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shmsock");
+    g.sampling_mode(SamplingMode::Flat);
+    for (futex, asym) in [(true, true), (true, false), (false, true), (false, false)] {
+        let opts = Builder::new()
+            .wait(WaitStrategy::Block)
+            .futex_wakeups(futex)
+            .asymmetric_fences(asym)
+            .ring_capacity(1 << 16);
+        let path = format!("@shmsock-wakeup-bench-{}-{futex}-{asym}", std::process::id());
+        let l = opts.bind(&path).unwrap();
+        let core = cores().map(|(_, b)| b);
+        let copts = opts.clone();
+        let cpath = path.clone();
+        let (child, l) = fork_with(l, (), core, move |()| {
+            let mut conn = copts.connect(&cpath)?;
+            let mut buf = [0u8; 64];
+            loop {
+                let n = match conn.recv() {
+                    Ok(m) => m.copy_to(&mut buf),
+                    Err(shmsock::Error::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                conn.send(&buf[..n])?;
+            }
+        })
+        .unwrap();
+        let mut conn = l.accept().unwrap();
+        let name = format!(
+            "{}-{}",
+            if futex { "futex" } else { "socket" },
+            if conn.asymmetric_fences() {
+                "membarrier"
+            } else {
+                "fences"
+            }
+        );
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let msg = [7u8; 64];
+                let mut back = [0u8; 64];
+                let t = Instant::now();
+                for _ in 0..iters {
+                    conn.send(&msg).unwrap();
+                    let m = conn.recv().unwrap();
+                    assert_eq!(m.copy_to(&mut back), 64);
+                }
+                t.elapsed()
+            })
+        });
+        drop(conn);
+        child.wait(Duration::from_secs(10)).unwrap();
+    }
+    g.finish();
+}
+
+fn main() {
+    if let Some((a, _)) = cores() {
+        pin::pin_to(a).expect("pin the parent");
+    }
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args();
+    bench_futex(&mut c);
+    bench_eventfd(&mut c);
+    bench_seqpacket(&mut c);
+    bench_shmsock(&mut c);
+    c.final_summary();
+}
