@@ -402,6 +402,31 @@ mod tests {
     }
 
     #[test]
+    fn hello_flags_roundtrip_and_unknown_bits_refused() {
+        for flags in [0, HELLO_ASYMMETRIC_FENCES] {
+            let c = Control::Welcome(Hello {
+                ring_capacity: 4096,
+                max_message: 1,
+                flags,
+            });
+            let mut buf = [0u8; MAX_CONTROL_LEN];
+            let n = c.encode(&mut buf);
+            assert_eq!(u32::from_le_bytes(buf[32..36].try_into().unwrap()), flags);
+            assert_eq!(Control::decode(&buf[..n]), Ok(c));
+            for bit in 1..32 {
+                let mut b = buf;
+                b[32..36].copy_from_slice(&(flags | 1 << bit).to_le_bytes());
+                assert_eq!(Control::decode(&b[..n]), Err(WireError::Reserved(2)));
+            }
+            for i in 36..48 {
+                let mut b = buf;
+                b[i] = 1;
+                assert_eq!(Control::decode(&b[..n]), Err(WireError::Reserved(2)));
+            }
+        }
+    }
+
+    #[test]
     fn version_checked_before_length() {
         let mut buf = [0u8; MAX_CONTROL_LEN];
         let n = Control::Hello(Hello {
