@@ -183,7 +183,10 @@ fn bench_shmsock(c: &mut Criterion) {
             .futex_wakeups(futex)
             .asymmetric_fences(asym)
             .ring_capacity(1 << 16);
-        let path = format!("@shmsock-wakeup-bench-{}-{futex}-{asym}", std::process::id());
+        let path = format!(
+            "@shmsock-wakeup-bench-{}-{futex}-{asym}",
+            std::process::id()
+        );
         let l = opts.bind(&path).unwrap();
         let core = cores().map(|(_, b)| b);
         let copts = opts.clone();

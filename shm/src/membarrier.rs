@@ -13,38 +13,51 @@
 //! Measured on the development VM (Linux 6.18, 2 vCPUs): see
 //! `docs/performance.md`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
 
-/// 0: not tried yet; 1: registered; 2: not available.
-static STATE: AtomicU8 = AtomicU8::new(0);
+/// The process id that registered (0: none yet). Keyed by pid because a
+/// registration belongs to the address space: a child forked after it
+/// inherits this memory but not the registration, and must register again.
+static REGISTERED_PID: AtomicU32 = AtomicU32::new(0);
+/// The kernel lacks the commands (true for children too).
+static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (once per
 /// process; later calls return the first answer). Returns whether the
 /// kernel supports the command and the registration succeeded: only then
 /// may this process skip the hot-path fences.
 pub fn register() -> bool {
+    let pid = std::process::id();
     // Relaxed: the state only caches the answer of an idempotent syscall;
     // two threads racing here both register, which the kernel allows.
-    match STATE.load(Ordering::Relaxed) {
-        1 => return true,
-        2 => return false,
-        _ => {}
+    if REGISTERED_PID.load(Ordering::Relaxed) == pid {
+        return true;
+    }
+    // Relaxed: as above.
+    if UNAVAILABLE.load(Ordering::Relaxed) {
+        return false;
     }
     let q = membarrier_query();
-    let ok = q
-        .contains(MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED)
-        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    if !q.contains(MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED) {
+        // Relaxed: as above.
+        UNAVAILABLE.store(true, Ordering::Relaxed);
+        return false;
+    }
+    if membarrier(MembarrierCommand::RegisterGlobalExpedited).is_err() {
+        return false;
+    }
     // Relaxed: as above.
-    STATE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-    ok
+    REGISTERED_PID.store(pid, Ordering::Relaxed);
+    true
 }
 
-/// Whether [`register`] succeeded in this process.
+/// Whether [`register`] succeeded in this process (not in a parent it was
+/// forked from).
 pub fn registered() -> bool {
     // Relaxed: as in `register`.
-    STATE.load(Ordering::Relaxed) == 1
+    REGISTERED_PID.load(Ordering::Relaxed) == std::process::id()
 }
 
 /// The parking side's heavy barrier: `MEMBARRIER_CMD_GLOBAL_EXPEDITED`,

@@ -290,7 +290,10 @@ fn membarrier_is_a_fence_in_the_other_thread() {
             fence(SeqCst);
             let saw = tail.load(Relaxed) == 1;
             let woken = publisher.join().unwrap();
-            assert!(saw || woken, "lost wake-up with the barrier at point {point}");
+            assert!(
+                saw || woken,
+                "lost wake-up with the barrier at point {point}"
+            );
         });
     }
 }
