@@ -421,7 +421,9 @@ impl Producer {
         // SYNC POINT `producer-closed`: Release orders the final `tail` store
         // before the flag; pairs with the Acquire load in `Consumer::try_read`.
         self.ring.prod().producer_closed.store(1, Ordering::Release);
-        wake.or(self.reader_wake_owed())
+        // A wake-up owed now is for a newer episode than `wake`'s (if both
+        // are owed, the older one has ended: its parker re-parked).
+        self.reader_wake_owed().or(wake)
     }
 
     /// Whether the consumer has closed its end.

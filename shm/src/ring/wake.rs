@@ -148,8 +148,9 @@ impl Wake {
         self.owed.as_ref().map(|o| o.kind)
     }
 
-    /// This token, or `other` if this one owes nothing (two checks of the
-    /// same park episode owe at most one wake-up between them).
+    /// This token, or `other` if this one owes nothing. If both are owed,
+    /// `other` is handed back (pass the newer check's token as `self`: its
+    /// episode supersedes the older one's).
     pub fn or(self, other: Wake) -> Wake {
         if self.is_owed() {
             other.hand_back();
