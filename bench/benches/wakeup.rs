@@ -7,9 +7,13 @@
 //! - `raw/eventfd`: two eventfds, `write`/blocking `read`.
 //! - `raw/seqpacket`: a `SOCK_SEQPACKET` pair, 1-byte datagrams (what
 //!   shmsock's socket wake-up costs, without the ring).
-//! - `shmsock/<wake>-<fences>`: a 64 B `Block` round trip through shmsock
+//! - `shmsock/<wake>-<fences>`: a 64 B round trip through shmsock, both
+//!   sides parking at once (`Adaptive` with no spin: `Block` itself never
+//!   uses membarrier),
 //!   with futex or socket wake-ups, asymmetric (membarrier) or symmetric
 //!   fences.
+//! - `hot_path/<fences>`: what each message pays for the Dekker fences
+//!   (one thread, no parking): SeqCst fences or compiler fences only.
 //!
 //! Run: `cargo bench -p shmsock-bench --bench wakeup`; smoke test:
 //! `cargo bench -p shmsock-bench --bench wakeup -- --test`.
@@ -179,7 +183,11 @@ fn bench_shmsock(c: &mut Criterion) {
     g.sampling_mode(SamplingMode::Flat);
     for (futex, asym) in [(true, true), (true, false), (false, true), (false, false)] {
         let opts = Builder::new()
-            .wait(WaitStrategy::Block)
+            // Parks at once, like Block, which never uses membarrier: this
+            // measures what a membarrier per park would cost it.
+            .wait(WaitStrategy::Adaptive {
+                spin: Duration::ZERO,
+            })
             .futex_wakeups(futex)
             .asymmetric_fences(asym)
             .ring_capacity(1 << 16);
@@ -233,6 +241,30 @@ fn bench_shmsock(c: &mut Criterion) {
     g.finish();
 }
 
+/// The hot path's fence: one 8-byte record pushed, read and released in
+/// one thread (two `park-dekker` fences per record: publish and release),
+/// with symmetric fences (two SeqCst fences) and asymmetric ones (compiler
+/// fences only). No parking: what every message pays.
+fn bench_fences(c: &mut Criterion) {
+    use shmsock::shm::ring::{heap_ring, Fences};
+    let mut g = c.benchmark_group("hot_path");
+    for fences in [Fences::Symmetric, Fences::Asymmetric] {
+        let (mut p, mut r) = heap_ring(1 << 16).unwrap();
+        p.set_fences(fences);
+        r.set_fences(fences);
+        g.bench_function(format!("{fences:?}"), |b| {
+            b.iter(|| {
+                let w = p.try_push(&[1u8; 8]).unwrap().unwrap();
+                w.redeem(|| Ok::<(), ()>(())).unwrap();
+                let guard = r.try_read().unwrap().unwrap();
+                std::hint::black_box(guard.len());
+                guard.release().redeem(|| Ok::<(), ()>(())).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     if let Some((a, _)) = cores() {
         pin::pin_to(a).expect("pin the parent");
@@ -242,6 +274,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20)
         .configure_from_args();
+    bench_fences(&mut c);
     bench_futex(&mut c);
     bench_eventfd(&mut c);
     bench_seqpacket(&mut c);

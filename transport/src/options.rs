@@ -228,7 +228,10 @@ impl Builder {
     /// fence, and the side that parks pays with
     /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`. Used only if both
     /// processes ask for it and registered for it (the handshake records
-    /// each side's answer); otherwise both sides use ordinary fences.
+    /// each side's answer); otherwise both sides use ordinary fences. A
+    /// side whose wait strategy is [`WaitStrategy::Block`] never asks: it
+    /// parks on every wait, and a membarrier per park costs more than the
+    /// fences it saves (measured in `docs/performance.md`).
     pub fn asymmetric_fences(mut self, on: bool) -> Self {
         self.asymmetric_fences = on;
         self

@@ -25,7 +25,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use shmsock_shm::ring::{WakeKind, WakeWord};
+use shmsock_shm::ring::{Slept, WakeKind, WakeWord};
 
 use crate::connection::sock_err;
 use crate::error::{Error, Result};
@@ -261,8 +261,8 @@ pub(crate) fn wait_until<W: Waiter>(
 
 /// Sleeps on the peer's wake word (whose value was `snap` before our
 /// re-check) for one slice at most, or until the deadline (`false` once it
-/// has passed), then reads the socket without blocking, so the hang-up of
-/// a dead peer is noticed. A peer flooding `FUTEX_WAKE` only makes this
+/// has passed); after a slice that timed out (or a shutdown), reads the
+/// socket without blocking, so the hang-up of a dead peer is noticed. A peer flooding `FUTEX_WAKE` only makes this
 /// return early: the caller re-checks, and the deadline is checked here.
 fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Result<bool> {
     let mut slice = FUTEX_SLICE;
@@ -273,11 +273,19 @@ fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Re
         }
         slice = slice.min(left);
     }
+    let mut look = true;
     if let Some((word, shut)) = w.futex() {
-        word.sleep(snap, Some((shut.word(), 0)), slice)
+        let slept = word
+            .sleep(snap, Some((shut.word(), 0)), slice)
             .map_err(|e| Error::io("futex_waitv", e))?;
+        // Woken by the peer: no need for a syscall on the socket (its
+        // death wakes nobody, so the slice's end is when we look; a
+        // shutdown sets the word).
+        look = slept == Slept::TimedOut || shut.is_set();
     }
-    w.drain()?;
+    if look {
+        w.drain()?;
+    }
     Ok(true)
 }
 

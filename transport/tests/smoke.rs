@@ -130,6 +130,12 @@ fn try_send_consumes_its_wakeups() {
     t.join().unwrap();
 }
 
+/// Parks at once like `Block`, but may use asymmetric fences (which
+/// `Block` never does: it parks on every wait).
+const PARK_AT_ONCE: WaitStrategy = WaitStrategy::Adaptive {
+    spin: Duration::ZERO,
+};
+
 /// Every combination of wake-up kind and fence mode, both sides alike and
 /// mixed (one side asks for asymmetric fences, the other does not: the
 /// handshake then falls back to symmetric fences on both): a Block
@@ -150,7 +156,7 @@ fn ping_pong_in_every_wake_and_fence_mode() {
     {
         let path = sock_path(&format!("modes{i}"));
         let l = Builder::new()
-            .wait(WaitStrategy::Block)
+            .wait(PARK_AT_ONCE)
             .futex_wakeups(futex)
             .asymmetric_fences(server_asym)
             .bind(&path)
@@ -168,7 +174,7 @@ fn ping_pong_in_every_wake_and_fence_mode() {
             }
         });
         let mut c = Builder::new()
-            .wait(WaitStrategy::Block)
+            .wait(PARK_AT_ONCE)
             .futex_wakeups(!futex) // the kinds are per side: mix them too
             .asymmetric_fences(client_asym)
             .ring_capacity(4096)
@@ -176,6 +182,17 @@ fn ping_pong_in_every_wake_and_fence_mode() {
             .unwrap();
         let expect = membarrier && server_asym && client_asym;
         assert_eq!(c.asymmetric_fences(), expect, "case {i}");
+        if i == 0 {
+            // Block never asks for asymmetric fences.
+            let l2 = Builder::new().bind(sock_path("modes-block")).unwrap();
+            let t = std::thread::spawn(move || l2.accept().unwrap().asymmetric_fences());
+            let b = Builder::new()
+                .wait(WaitStrategy::Block)
+                .connect(sock_path("modes-block"))
+                .unwrap();
+            assert!(!b.asymmetric_fences());
+            assert!(!t.join().unwrap());
+        }
         for k in 0..3000u32 {
             c.send(&k.to_le_bytes()).unwrap();
             let back = c.recv_timeout(Duration::from_secs(20)).unwrap();

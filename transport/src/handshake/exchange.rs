@@ -225,8 +225,12 @@ impl Local {
             timeout: opts.timeout,
             futex: opts.futex_wakeups,
             // Registered once per process, at the first connect or accept
-            // that wants it.
-            membarrier: opts.asymmetric_fences && shmsock_shm::membarrier::register(),
+            // that wants it. Not for `Block`, which parks on every wait: a
+            // membarrier per park costs far more than the fences it saves
+            // (docs/performance.md, "Wake-ups and fences").
+            membarrier: opts.asymmetric_fences
+                && opts.wait != WaitStrategy::Block
+                && shmsock_shm::membarrier::register(),
         }
     }
 
