@@ -262,8 +262,9 @@ pub(crate) fn wait_until<W: Waiter>(
 /// Sleeps on the peer's wake word (whose value was `snap` before our
 /// re-check) for one slice at most, or until the deadline (`false` once it
 /// has passed); after a slice that timed out (or a shutdown), reads the
-/// socket without blocking, so the hang-up of a dead peer is noticed. A peer flooding `FUTEX_WAKE` only makes this
-/// return early: the caller re-checks, and the deadline is checked here.
+/// socket without blocking, so the hang-up of a dead peer is noticed. A
+/// peer flooding `FUTEX_WAKE` only makes this return early: the caller
+/// re-checks, and the deadline is checked here.
 fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Result<bool> {
     let mut slice = FUTEX_SLICE;
     if let Some(d) = deadline {
@@ -278,10 +279,11 @@ fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Re
         let slept = word
             .sleep(snap, Some((shut.word(), 0)), slice)
             .map_err(|e| Error::io("futex_waitv", e))?;
-        // Woken by the peer: no need for a syscall on the socket (its
-        // death wakes nobody, so the slice's end is when we look; a
-        // shutdown sets the word).
-        look = slept == Slept::TimedOut || shut.is_set();
+        // Woken by the peer's bump (the word changed): no need for a
+        // syscall on the socket. Its death wakes nobody, so the end of a
+        // slice is when we look; a shutdown sets its word; a wake-up
+        // without a bump (a flood, EINTR) looks too.
+        look = slept == Slept::TimedOut || shut.is_set() || word.snapshot() == snap;
     }
     if look {
         w.drain()?;
