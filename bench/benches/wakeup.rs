@@ -4,6 +4,9 @@
 //!
 //! - `raw/futex`: two futex words in a shared memfd; bump, `FUTEX_WAKE`;
 //!   the peer `FUTEX_WAIT`s (what shmsock's futex wake-up does).
+//! - `raw/futex-timed`, `raw/futex-waitv`: the same with a 200 ms timeout
+//!   per sleep, and with `futex_waitv` on the word plus a private word and
+//!   an absolute timeout (what shmsock's futex sleep does).
 //! - `raw/eventfd`: two eventfds, `write`/blocking `read`.
 //! - `raw/seqpacket`: a `SOCK_SEQPACKET` pair, 1-byte datagrams (what
 //!   shmsock's socket wake-up costs, without the ring).
@@ -46,15 +49,58 @@ fn word(seg: &Segment, off: usize) -> &AtomicU32 {
     unsafe { AtomicU32::from_ptr(seg.as_ptr().add(off).cast()) }
 }
 
+/// How a raw futex sleeper waits.
+#[derive(Clone, Copy, Debug)]
+enum Sleep {
+    /// `FUTEX_WAIT`, no timeout.
+    Plain,
+    /// `FUTEX_WAIT` with a 200 ms timeout (a timer armed per sleep).
+    Timed,
+    /// `futex_waitv` on the word and a second, private word, absolute
+    /// 200 ms timeout: what shmsock's futex sleep does.
+    Waitv,
+}
+
 /// Waits until `w` differs from `seen`; returns the new value.
-fn futex_wait_change(w: &AtomicU32, seen: u32) -> u32 {
+fn futex_wait_change(w: &AtomicU32, seen: u32, how: Sleep, other: &AtomicU32) -> u32 {
+    let slice = futex::Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
     loop {
         // Acquire: pairs with the Release bump of the waker.
         let v = w.load(Ordering::Acquire);
         if v != seen {
             return v;
         }
-        let _ = futex::wait(w, futex::Flags::empty(), seen, None);
+        match how {
+            Sleep::Plain => {
+                let _ = futex::wait(w, futex::Flags::empty(), seen, None);
+            }
+            Sleep::Timed => {
+                let _ = futex::wait(w, futex::Flags::empty(), seen, Some(&slice));
+            }
+            Sleep::Waitv => {
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let abs = futex::Timespec {
+                    tv_sec: now.tv_sec + i64::from(now.tv_nsec >= 800_000_000),
+                    tv_nsec: (now.tv_nsec + 200_000_000) % 1_000_000_000,
+                };
+                let mut ws = [futex::Wait::new(), futex::Wait::new()];
+                ws[0].val = u64::from(seen);
+                ws[0].uaddr = futex::WaitPtr::new(w.as_ptr().cast());
+                ws[0].flags = futex::WaitFlags::SIZE_U32;
+                ws[1].val = 0;
+                ws[1].uaddr = futex::WaitPtr::new(other.as_ptr().cast());
+                ws[1].flags = futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE;
+                let _ = futex::waitv(
+                    &ws,
+                    futex::WaitvFlags::empty(),
+                    Some(&abs),
+                    futex::ClockId::Monotonic,
+                );
+            }
+        }
     }
 }
 
@@ -65,16 +111,24 @@ fn futex_bump(w: &AtomicU32) {
 }
 
 fn bench_futex(c: &mut Criterion) {
+    for how in [Sleep::Plain, Sleep::Timed, Sleep::Waitv] {
+        bench_futex_with(c, how);
+    }
+}
+
+fn bench_futex_with(c: &mut Criterion, how: Sleep) {
     let seg = std::sync::Arc::new(
         Segment::create(c"wakeup-bench", 4096, SegmentOptions::default()).unwrap(),
     );
     let (ping, pong) = (0, 128);
     let core = cores().map(|(_, b)| b);
+    let quiet = AtomicU32::new(0);
     // The child keeps its own handle on the (inherited, shared) mapping.
     let (child, seg) = fork_with(seg.clone(), seg, core, move |s| {
+        let quiet = AtomicU32::new(0);
         let mut seen = 0;
         loop {
-            seen = futex_wait_change(word(&s, ping), seen);
+            seen = futex_wait_change(word(&s, ping), seen, how, &quiet);
             if seen == STOP {
                 return Ok(());
             }
@@ -85,12 +139,17 @@ fn bench_futex(c: &mut Criterion) {
     let mut g = c.benchmark_group("raw");
     g.sampling_mode(SamplingMode::Flat);
     let mut seen = 0;
-    g.bench_function("futex", |b| {
+    let name = match how {
+        Sleep::Plain => "futex",
+        Sleep::Timed => "futex-timed",
+        Sleep::Waitv => "futex-waitv",
+    };
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
                 futex_bump(word(&seg, ping));
-                seen = futex_wait_change(word(&seg, pong), seen);
+                seen = futex_wait_change(word(&seg, pong), seen, how, &quiet);
             }
             t.elapsed()
         })

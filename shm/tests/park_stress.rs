@@ -68,7 +68,7 @@ fn run(fences: Fences) {
                 continue;
             }
             ps.fetch_add(1, Ordering::Relaxed);
-            let slept = word.sleep(snap, None, SLEEP).unwrap();
+            let slept = word.sleep(snap, SLEEP).unwrap();
             p.unpark();
             if slept == Slept::TimedOut {
                 assert!(!p.can_reserve(8).unwrap(), "lost wake-up (writer side)");
@@ -101,7 +101,7 @@ fn run(fences: Fences) {
             continue;
         }
         sleeps.fetch_add(1, Ordering::Relaxed);
-        let slept = word.sleep(snap, None, SLEEP).unwrap();
+        let slept = word.sleep(snap, SLEEP).unwrap();
         c.unpark();
         if slept == Slept::TimedOut {
             assert!(!c.has_data().unwrap(), "lost wake-up (reader side)");

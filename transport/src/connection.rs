@@ -1621,7 +1621,11 @@ impl Connection {
     /// # Errors
     /// [`Error::Io`] if the sockets cannot be duplicated (fd limit).
     pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
-        ShutdownHandle::new(self.shut.clone(), &[self.tx.as_fd(), self.rx.as_fd()])
+        ShutdownHandle::new(
+            self.shut.clone(),
+            &[self.tx.as_fd(), self.rx.as_fd()],
+            vec![self.tx.prod.wake_word(), self.rx.cons.wake_word()],
+        )
     }
 
     /// Receives a message (see [`Receiver::recv`]).

@@ -3,20 +3,19 @@
 //! that is blocked in `recv` or `send`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::io::Errno;
 use rustix::net::Shutdown;
+use shmsock_shm::ring::WakeWord;
 
 use crate::error::{Error, Result};
 
-/// Whether a connection was shut down locally; shared by its halves and
-/// its handles. A process-private futex word (0, then 1), which a half
-/// sleeping on a futex waits on too (`futex_waitv`), so that
-/// [`ShutdownHandle::shutdown`] wakes it at once.
+/// Whether a connection was shut down locally; shared by its
+/// halves and its handles.
 #[derive(Debug, Default)]
-pub(crate) struct ShutFlag(AtomicU32);
+pub(crate) struct ShutFlag(AtomicBool);
 
 impl ShutFlag {
     /// Whether [`ShutdownHandle::shutdown`] was called.
@@ -24,12 +23,7 @@ impl ShutFlag {
         // Relaxed: the flag only makes later calls fail fast; the socket
         // shutdown and the futex wake-up below are what wake a call that is
         // already waiting.
-        self.0.load(Ordering::Relaxed) != 0
-    }
-
-    /// The futex word (0 until shut down).
-    pub(crate) fn word(&self) -> &AtomicU32 {
-        &self.0
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -61,10 +55,16 @@ pub struct ShutdownHandle {
     /// Duplicates of the connection's sockets (the descriptions are
     /// shared, so shutting a duplicate down shuts the socket down).
     socks: Arc<Vec<OwnedFd>>,
+    /// The futex words the halves sleep on (the peer's wake words).
+    words: Arc<Vec<WakeWord>>,
 }
 
 impl ShutdownHandle {
-    pub(crate) fn new(flag: Arc<ShutFlag>, socks: &[BorrowedFd<'_>]) -> Result<Self> {
+    pub(crate) fn new(
+        flag: Arc<ShutFlag>,
+        socks: &[BorrowedFd<'_>],
+        words: Vec<WakeWord>,
+    ) -> Result<Self> {
         let socks = socks
             .iter()
             .map(|s| s.try_clone_to_owned())
@@ -73,6 +73,7 @@ impl ShutdownHandle {
         Ok(ShutdownHandle {
             flag,
             socks: Arc::new(socks),
+            words: Arc::new(words),
         })
     }
 
@@ -84,7 +85,7 @@ impl ShutdownHandle {
     /// socket being already disconnected.
     pub fn shutdown(&self) -> Result<()> {
         // Relaxed: see `ShutFlag::is_set`.
-        self.flag.0.store(1, Ordering::Relaxed);
+        self.flag.0.store(true, Ordering::Relaxed);
         let mut res = Ok(());
         for s in self.socks.iter() {
             match rustix::net::shutdown(s.as_fd(), Shutdown::Both) {
@@ -92,14 +93,11 @@ impl ShutdownHandle {
                 Err(e) => res = Err(Error::io("shutdown", e)),
             }
         }
-        // After the sockets: a futex sleeper woken here drains its socket
-        // and finds the hang-up. Private: the word is in our own memory.
-        // FUTEX_WAKE cannot fail on a valid word.
-        let _ = rustix::thread::futex::wake(
-            &self.flag.0,
-            rustix::thread::futex::Flags::PRIVATE,
-            i32::MAX as u32,
-        );
+        // After the sockets: a futex sleeper woken here sees the flag,
+        // drains its socket and finds the hang-up.
+        for w in self.words.iter() {
+            w.wake_sleepers();
+        }
         res
     }
 }

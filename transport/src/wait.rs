@@ -36,7 +36,9 @@ use crate::shutdown::ShutFlag;
 /// Longest single futex sleep: the peer's death shows only on the socket,
 /// which a futex sleeper looks at between slices, so a dead peer is
 /// noticed within this (plus a drain). A [`ShutdownHandle`] wakes the
-/// sleeper at once (its word is the second futex of `futex_waitv`).
+/// sleeper at once (it `FUTEX_WAKE`s the word), except when the shutdown
+/// comes in the instant between the sleeper's check and its `FUTEX_WAIT`:
+/// then within this.
 ///
 /// [`ShutdownHandle`]: crate::ShutdownHandle
 pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(200);
@@ -277,8 +279,8 @@ fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Re
     let mut look = true;
     if let Some((word, shut)) = w.futex() {
         let slept = word
-            .sleep(snap, Some((shut.word(), 0)), slice)
-            .map_err(|e| Error::io("futex_waitv", e))?;
+            .sleep(snap, slice)
+            .map_err(|e| Error::io("futex_wait", e))?;
         // Woken by the peer's bump (the word changed): no need for a
         // syscall on the socket. Its death wakes nobody, so the end of a
         // slice is when we look; a shutdown sets its word; a wake-up

@@ -203,8 +203,8 @@ fn ping_pong_in_every_wake_and_fence_mode() {
     }
 }
 
-/// A ShutdownHandle wakes a call sleeping on a futex at once (its word is
-/// the second futex of the sleep), not at the end of a slice or a timeout.
+/// A ShutdownHandle wakes a call sleeping on a futex (it `FUTEX_WAKE`s the
+/// word the call sleeps on), not only at the end of its timeout.
 #[test]
 fn shutdown_wakes_a_futex_sleeper() {
     let path = sock_path("shutfutex");

@@ -684,14 +684,14 @@ fn futex_across_read_only_mapping() {
     });
     let start = Instant::now();
     // A lost wake-up (or a word the kernel did not match) sleeps 20 s.
-    let mut slept = word.sleep(snap, None, Duration::from_secs(20)).unwrap();
+    let mut slept = word.sleep(snap, Duration::from_secs(20)).unwrap();
     while slept == Slept::Woken
         && !cons.has_data().unwrap()
         && start.elapsed() < Duration::from_secs(20)
     {
         // A spurious return before the wake-up (EINTR): sleep again.
         slept = word
-            .sleep(word.snapshot(), None, Duration::from_secs(20))
+            .sleep(word.snapshot(), Duration::from_secs(20))
             .unwrap();
     }
     assert_eq!(slept, Slept::Woken);

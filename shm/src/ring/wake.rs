@@ -271,19 +271,18 @@ impl WakeWord {
     }
 
     /// Sleeps until the word differs from `expected`, a wake-up arrives on
-    /// it (or on `also`, a process-private word, while it equals
-    /// `also_expected`), or `timeout` passes. Spurious returns are possible;
-    /// EINTR returns [`Slept::Woken`]. The peer can make this return early
-    /// (by waking the word), never late.
+    /// it, or `timeout` passes. Spurious returns are possible; EINTR
+    /// returns [`Slept::Woken`]. The peer can make this return early (by
+    /// waking the word), never late.
+    ///
+    /// One `FUTEX_WAIT` with a relative timeout. (`futex_waitv` on this word
+    /// and a private shutdown word would make a shutdown race-free, but
+    /// measured ~7 µs more per sleep here than `FUTEX_WAIT`:
+    /// `docs/performance.md`.)
     ///
     /// # Errors
     /// Only an unexpected errno from the kernel.
-    pub fn sleep(
-        &self,
-        expected: u32,
-        also: Option<(&std::sync::atomic::AtomicU32, u32)>,
-        timeout: std::time::Duration,
-    ) -> std::io::Result<Slept> {
+    pub fn sleep(&self, expected: u32, timeout: std::time::Duration) -> std::io::Result<Slept> {
         use rustix::io::Errno;
         use rustix::thread::futex;
         let ts = futex::Timespec {
@@ -291,46 +290,25 @@ impl WakeWord {
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
         let word = self.word.word(&self.ring);
-        let r = match also {
-            Some((other, other_expected)) => {
-                // futex_waitv takes an absolute timeout.
-                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-                let mut abs = futex::Timespec {
-                    tv_sec: now.tv_sec.saturating_add(ts.tv_sec),
-                    tv_nsec: now.tv_nsec + ts.tv_nsec,
-                };
-                if abs.tv_nsec >= 1_000_000_000 {
-                    abs.tv_nsec -= 1_000_000_000;
-                    abs.tv_sec = abs.tv_sec.saturating_add(1);
-                }
-                let mut w = [futex::Wait::new(), futex::Wait::new()];
-                w[0].val = u64::from(expected);
-                w[0].uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-                w[0].flags = futex::WaitFlags::SIZE_U32;
-                w[1].val = u64::from(other_expected);
-                w[1].uaddr = futex::WaitPtr::new(other.as_ptr().cast());
-                w[1].flags = futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE;
-                match futex::waitv(
-                    &w,
-                    futex::WaitvFlags::empty(),
-                    Some(&abs),
-                    rustix::thread::ClockId::Monotonic,
-                ) {
-                    Ok(_) => Ok(()),
-                    // Before Linux 5.16: one word only; `also` is then
-                    // noticed within the slice (the caller bounds it).
-                    Err(Errno::NOSYS) => {
-                        futex::wait(word, futex::Flags::empty(), expected, Some(&ts))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            None => futex::wait(word, futex::Flags::empty(), expected, Some(&ts)),
-        };
-        match r {
+        match futex::wait(word, futex::Flags::empty(), expected, Some(&ts)) {
             Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(Slept::Woken),
             Err(Errno::TIMEDOUT) => Ok(Slept::TimedOut),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Wakes whoever sleeps on the word, without changing it (this side
+    /// may only map it read-only): a sleeper returns, re-checks and finds
+    /// why (a [`ShutdownHandle`] uses it). A wake-up that comes before the
+    /// sleeper reaches `FUTEX_WAIT` is not seen until its slice ends.
+    ///
+    /// [`ShutdownHandle`]: https://docs.rs/shmsock-transport
+    pub fn wake_sleepers(&self) {
+        // FUTEX_WAKE cannot fail on a word of a live mapping.
+        let _ = rustix::thread::futex::wake(
+            self.word.word(&self.ring),
+            rustix::thread::futex::Flags::empty(),
+            i32::MAX as u32,
+        );
     }
 }
