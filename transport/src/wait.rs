@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use shmsock_shm::ring::{Slept, WakeKind, WakeWord};
 
-use crate::connection::sock_err;
 use crate::error::{Error, Result};
+use crate::error_map::sock_err;
 use crate::fdpass::{recv_control_with, wait_readable, Recv};
 use crate::options::WaitStrategy;
 use crate::shutdown::ShutFlag;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shmsock_shm::ring::{Consumer, Fences, Producer};
 use shmsock_shm::Segment;
 
-use crate::connection::{Connection, Parts};
+use crate::api::connection::{Connection, Parts};
 use crate::error::{Error, ProtocolViolation};
 use crate::fdpass::Received;
 use crate::options::{Builder, Credentials, WaitStrategy};
@@ -214,6 +214,7 @@ pub(super) struct Local {
     /// Asymmetric fences wanted and this process registered for
     /// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`.
     pub(super) membarrier: bool,
+    pub(super) prefault: bool,
 }
 
 impl Local {
@@ -231,6 +232,7 @@ impl Local {
             membarrier: opts.asymmetric_fences
                 && opts.wait != WaitStrategy::Block
                 && shmsock_shm::membarrier::register(),
+            prefault: opts.prefault,
         }
     }
 
