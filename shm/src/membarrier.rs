@@ -3,7 +3,7 @@
 //!
 //! With [`Fences::Asymmetric`](crate::ring::Fences::Asymmetric) a ring's
 //! hot path (publish, release) has no fence instruction; the side that
-//! parks calls [`global_barrier`], which makes every CPU that runs a thread
+//! parks calls `global_barrier` (crate-private), which makes every CPU that runs a thread
 //! of a *registered* process execute a full memory barrier before the call
 //! returns. `MEMBARRIER_CMD_PRIVATE_EXPEDITED` would only reach our own
 //! process; the waker is the peer, so both processes register
