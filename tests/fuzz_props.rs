@@ -41,6 +41,7 @@ fn handshake_server_with_valid_hello() {
     let n = shmsock::wire::Control::Hello(shmsock::wire::Hello {
         ring_capacity: 4096,
         max_message: 1 << 20,
+        flags: 0,
     })
     .encode(&mut b);
     // One datagram, two fds: spec = 2 << 6 | kind(ring=0) | kind(socket=4) << 2.

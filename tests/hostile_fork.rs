@@ -41,6 +41,7 @@ fn hello_bytes(cap: u64) -> Vec<u8> {
     peer::encode(Control::Hello(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
+        flags: 0,
     }))
 }
 
@@ -137,6 +138,7 @@ fn version_mismatch_both_sides() {
         let n = Control::Welcome(Hello {
             ring_capacity: 4096,
             max_message: 1,
+            flags: 0,
         })
         .encode(&mut b);
         b[4..8].copy_from_slice(&9u32.to_le_bytes());
@@ -349,6 +351,7 @@ fn garbage_and_silence() {
         let n = Control::Welcome(Hello {
             ring_capacity: 4096,
             max_message: 1,
+            flags: 0,
         })
         .encode(&mut b);
         let ring = good_ring(4096);
@@ -464,7 +467,7 @@ fn ring_attack(what: &str, attack: fn(&RawClient)) {
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 4096);
         for seq in 0..10u64 {
-            assert!(c.prod.try_push(&seq.to_le_bytes()).unwrap());
+            assert!(c.prod.try_push(&seq.to_le_bytes()).unwrap().is_some());
         }
         c.wake();
         std::thread::sleep(Duration::from_millis(50));
@@ -628,8 +631,8 @@ fn random_scribbler() {
             b[..8].copy_from_slice(&seq.to_le_bytes());
             b[8..16].copy_from_slice(&(!seq).to_le_bytes());
             match c.prod.try_push(&b) {
-                Ok(true) => seq += 1,
-                Ok(false) => std::thread::yield_now(),
+                Ok(Some(_)) => seq += 1,
+                Ok(None) => std::thread::yield_now(),
                 Err(_) => break,
             }
             if seq.is_multiple_of(64) {
@@ -699,7 +702,10 @@ fn producer_that_never_wakes() {
             assert!(t.elapsed() < Duration::from_secs(10));
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(c.prod.try_push(b"silent").unwrap());
+        let owed = c.prod.try_push(b"silent").unwrap().unwrap();
+        // A hostile peer: the wake-up is never paid (forgotten, so that
+        // not even Drop pays it).
+        std::mem::forget(owed);
         c.prod.unpark();
         sleep_forever();
     });
@@ -771,7 +777,7 @@ fn wakeup_flood() {
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 1 << 16);
         for seq in 0..5000u64 {
-            while !c.prod.try_push(&seq.to_le_bytes()).unwrap() {
+            while c.prod.try_push(&seq.to_le_bytes()).unwrap().is_none() {
                 std::thread::yield_now();
             }
             for _ in 0..20 {
@@ -785,6 +791,99 @@ fn wakeup_flood() {
         assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), seq.to_le_bytes());
     }
     child.kill();
+}
+
+/// Wakes every waiter on a word of our own segment, as a flooding peer
+/// would (the word the victim sleeps on).
+fn futex_wake_word(c: &RawClient, off: usize) {
+    // SAFETY: in bounds of our own mapped header and 4-aligned.
+    let w = unsafe { std::sync::atomic::AtomicU32::from_ptr(c.ours.as_ptr().add(off).cast()) };
+    let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+const DATA_WAKE: usize = 640;
+
+fn futex_wake_flood() {
+    // The server's recv parks for a futex wake-up and sleeps on our
+    // `data_wake` word. We flood FUTEX_WAKE on it, and change the word
+    // (so its FUTEX_WAIT returns at once), without publishing anything:
+    // the server only wakes spuriously, re-checks, and its timeout holds.
+    // Then a real message still arrives intact.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 4096);
+        let t = Instant::now();
+        let mut n = 0u64;
+        let mut sent = false;
+        // Flood for 1.5 s, publish one message, flood on.
+        while t.elapsed() < Duration::from_secs(30) {
+            for _ in 0..64 {
+                n += 1;
+                c.poke(DATA_WAKE, n);
+                futex_wake_word(&c, DATA_WAKE);
+            }
+            if !sent && t.elapsed() > Duration::from_millis(1500) {
+                let w = c.prod.try_push(b"real").unwrap().unwrap();
+                std::mem::forget(w); // the flood wakes it anyway
+                sent = true;
+            }
+        }
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    let r = s
+        .recv_timeout(Duration::from_millis(500))
+        .map(|m| m.to_vec());
+    let took = t.elapsed();
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(took >= Duration::from_millis(500));
+    assert!(
+        took < Duration::from_secs(2),
+        "flood delayed the timeout: {took:?}"
+    );
+    assert_eq!(s.recv_timeout(WAIT).unwrap().to_vec(), b"real");
+    child.kill();
+}
+
+fn dead_peer_seen_while_futex_parked() {
+    // The server's recv without a timeout sleeps on a futex (no socket
+    // wake-up can come); the peer dies: the recv ends with Disconnected
+    // within about one futex slice, not never.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let c = raw_handshake(&p2, 4096);
+        // Until the server sleeps (its park word is odd), then die.
+        let t = Instant::now();
+        while their_word(&c, 384).is_multiple_of(2) {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        std::process::exit(0);
+    });
+    let mut s = l.accept().unwrap();
+    let t = Instant::now();
+    // A lost death would end at the 20 s timeout instead.
+    let r = s.recv_timeout(Duration::from_secs(20));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "death noticed late: {:?}",
+        t.elapsed()
+    );
+    child.wait(WAIT);
 }
 
 fn thousand_connections_while_one_streams() {
@@ -1021,8 +1120,8 @@ fn inline_longer_than_max_message() {
     let p2 = p.clone();
     let child = common::spawn(move || {
         let mut c = raw_handshake(&p2, 4096);
-        assert!(c.prod.try_push(&[7u8; 100]).unwrap());
-        assert!(c.prod.try_push(&[7u8; 200]).unwrap());
+        assert!(c.prod.try_push(&[7u8; 100]).unwrap().is_some());
+        assert!(c.prod.try_push(&[7u8; 200]).unwrap().is_some());
         c.wake();
         sleep_forever();
     });
@@ -1215,7 +1314,7 @@ fn write_start_abort_pairs(c: &mut RawClient, stop: &std::sync::atomic::AtomicBo
             match c.prod.try_reserve_tagged(len, tag) {
                 Ok(Some(mut g)) => {
                     g.fill_from(&first[..len]);
-                    g.commit();
+                    let _ = g.commit();
                     break;
                 }
                 Ok(None) => std::thread::yield_now(),
@@ -1232,7 +1331,7 @@ fn write_record(c: &mut RawClient, tag: u16, payload: &[u8]) {
         match c.prod.try_reserve_tagged(payload.len(), tag) {
             Ok(Some(mut g)) => {
                 g.fill_from(payload);
-                g.commit();
+                let _ = g.commit();
                 break;
             }
             Ok(None) => std::thread::yield_now(),
@@ -1389,7 +1488,7 @@ fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
             first[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
             let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
             g.fill_from(&first);
-            g.commit();
+            let _ = g.commit();
             while !stop.load(Ordering::Relaxed) {
                 c.wake();
             }
@@ -1535,7 +1634,7 @@ fn peer_cannot_make_us_hold_large_message_memory() {
             ann[8..].copy_from_slice(&(32u64 << 20).to_le_bytes());
             if let Ok(Some(mut g)) = c.prod.try_reserve_tagged(16, 1) {
                 g.fill_from(&ann);
-                g.commit();
+                let _ = g.commit();
             }
             c.wake();
         }
@@ -1683,7 +1782,7 @@ fn default_limits_bound_what_a_peer_can_make_us_hold() {
         first[..8].copy_from_slice(&((64u64 << 20) + 1).to_le_bytes());
         let mut g = c.prod.try_reserve_tagged(first.len(), 2).unwrap().unwrap();
         g.fill_from(&first);
-        g.commit();
+        let _ = g.commit();
         c.wake();
         sleep_forever();
     });
@@ -1889,12 +1988,12 @@ fn peer_cannot_write_our_segment() {
     });
     // Only now, after the fork: the peer inherits no mapping of it.
     let (seg, mut prod) = good_ring_and_producer(4096);
-    assert!(prod.try_push(b"ours alone").unwrap());
+    assert!(prod.try_push(b"ours alone").unwrap().is_some());
     raw_send(ours_sock.as_fd(), b"x", &[seg.fd()]);
     child.wait(WAIT);
     // Nothing the peer did reached our memory, and our mapping is still
     // writable: a consumer over our own words reads what we wrote.
-    assert!(prod.try_push(b"still ours").unwrap());
+    assert!(prod.try_push(b"still ours").unwrap().is_some());
     let mut c = Consumer::attach(seg.clone(), seg.clone()).unwrap();
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"ours alone");
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"still ours");
@@ -1920,6 +2019,11 @@ fn main() {
         ("producer_that_never_wakes", producer_that_never_wakes),
         ("reader_that_never_releases", reader_that_never_releases),
         ("wakeup_flood", wakeup_flood),
+        ("futex_wake_flood", futex_wake_flood),
+        (
+            "dead_peer_seen_while_futex_parked",
+            dead_peer_seen_while_futex_parked,
+        ),
         (
             "thousand_connections_while_one_streams",
             thousand_connections_while_one_streams,

@@ -56,6 +56,7 @@ fn welcome(cap: u64) -> Vec<u8> {
     encode(Control::Welcome(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
+        flags: 0,
     }))
 }
 
@@ -305,6 +306,7 @@ fn hello_instead_of_welcome() {
             let b = encode(Control::Hello(Hello {
                 ring_capacity: 4096,
                 max_message: 1 << 20,
+                flags: 0,
             }));
             let ring = good_ring(4096);
             raw_send(a.sock.as_fd(), &b, &[ring.fd(), a.back.as_fd()]);
@@ -387,6 +389,7 @@ fn welcome_limits_out_of_range() {
             let b = encode(Control::Welcome(Hello {
                 ring_capacity: 4096,
                 max_message: 0,
+                flags: 0,
             }));
             let ring = good_ring(4096);
             raw_send(a.sock.as_fd(), &b, &[ring.fd()]);
@@ -698,7 +701,7 @@ fn ring_attack(what: &str, attack: fn(&RawServer)) {
     let (p, child) = fake_server(move |a| {
         let mut s = serve_good(a, 4096);
         for seq in 0..10u64 {
-            assert!(s.prod.try_push(&seq.to_le_bytes()).unwrap());
+            assert!(s.prod.try_push(&seq.to_le_bytes()).unwrap().is_some());
         }
         s.wake();
         std::thread::sleep(Duration::from_millis(50));
@@ -771,7 +774,7 @@ fn announce_large(s: &mut RawServer, len: u64, fd: BorrowedFd<'_>) {
     let mut ann = [0u8; 16];
     ann[8..].copy_from_slice(&len.to_le_bytes());
     g.fill_from(&ann);
-    g.commit();
+    let _ = g.commit();
     s.wake();
 }
 

@@ -50,11 +50,11 @@ fn stream_records_across_fork() {
             }
             let sum = fnv(&b[16..]);
             b[8..16].copy_from_slice(&sum.to_le_bytes());
-            while !p.try_push(b).unwrap() {
+            while p.try_push(b).unwrap().is_none() {
                 std::hint::spin_loop();
             }
         }
-        p.close();
+        let _ = p.close();
     });
     let theirs = Segment::attach_read_only(prod_fd, segment_size(CAP), 1 << 30).unwrap();
     let mut c = Consumer::attach(Arc::new(theirs), cons_seg).unwrap();

@@ -50,6 +50,7 @@ fn hello_bytes(cap: u64) -> Vec<u8> {
     let n = Control::Hello(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
+        flags: 0,
     })
     .encode(&mut b);
     b[..n].to_vec()
@@ -400,7 +401,7 @@ fn ring_attack(what: &str, attack: fn(&RawClient)) {
         let c = raw_handshake(&p2, 4096);
         let mut prod = c.prod;
         for seq in 0..10u64 {
-            assert!(prod.try_push(&seq.to_le_bytes()).unwrap());
+            assert!(prod.try_push(&seq.to_le_bytes()).unwrap().is_some());
         }
         let c = RawClient { prod, ..c };
         c.wake();

@@ -171,14 +171,14 @@ fn producer_loop(mut p: Producer, size: usize, mode: Mode, jobs: &mpsc::Receiver
         for _ in 0..job.iters {
             match mode {
                 Mode::Push => {
-                    while !p.try_push(black_box(&src)).expect("try_push") {
+                    while p.try_push(black_box(&src)).expect("try_push").is_none() {
                         spin_loop();
                     }
                 }
                 Mode::ZeroCopy => loop {
                     if let Some(mut grant) = p.try_reserve(size).expect("try_reserve") {
                         grant.fill_from(black_box(&src));
-                        grant.commit();
+                        let _ = grant.commit();
                         break;
                     }
                     spin_loop();
@@ -191,21 +191,21 @@ fn producer_loop(mut p: Producer, size: usize, mode: Mode, jobs: &mpsc::Receiver
                             break;
                         }
                         // Full: publish what is staged before waiting.
-                        p.publish();
+                        let _ = p.publish();
                         spin_loop();
                     }
                     staged += 1;
                     if staged == BATCH {
-                        p.publish();
+                        let _ = p.publish();
                         staged = 0;
                     }
                 }
             }
         }
-        p.publish();
+        let _ = p.publish();
         staged = 0;
     }
-    p.close();
+    let _ = p.close();
 }
 
 fn consumer_loop(
@@ -239,14 +239,14 @@ fn consumer_loop(
             };
             // Hand space back every BATCH records, and before waiting.
             if deferred == BATCH || (!got && deferred > 0) {
-                c.flush_releases();
+                let _ = c.flush_releases();
                 deferred = 0;
             }
             if !got {
                 spin_loop();
             }
         }
-        c.flush_releases();
+        let _ = c.flush_releases();
         let dt = t0.elapsed();
         elapsed.send(dt).expect("bench thread alive");
     }

@@ -30,7 +30,11 @@
 //! // Zero-copy write: reserve, fill in place, commit.
 //! let mut grant = tx.try_reserve(5)?.expect("ring has space");
 //! grant.copy_from_slice(b"hello");
-//! grant.commit();
+//! // A parked consumer would be owed a wake-up: the caller redeems it
+//! // (here nobody is parked, so nothing is owed).
+//! let wake = grant.commit();
+//! assert!(!wake.is_owed());
+//! wake.redeem(|| Ok::<(), ()>(())).ok();
 //!
 //! let msg = rx.try_read()?.expect("one record");
 //! assert_eq!(msg.to_vec(), b"hello");
@@ -43,6 +47,8 @@
 mod error;
 #[cfg(not(loom))]
 pub mod fanout;
+#[cfg(not(loom))]
+pub mod membarrier;
 pub mod ring;
 #[cfg(not(loom))]
 mod seals;

@@ -6,7 +6,15 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmsock_shm::ring::loom_ring;
+use shmsock_shm::ring::{loom_ring, WakeKind};
+
+/// Pays a wake-up token (as the transport would, without a socket) and
+/// says whether one was owed.
+fn paid(w: shmsock_shm::ring::Wake) -> bool {
+    let owed = w.is_owed();
+    w.redeem(|| Ok::<(), ()>(())).unwrap();
+    owed
+}
 
 fn payload(i: u8) -> [u8; 3] {
     [i, i.wrapping_mul(7), i ^ 0x5a]
@@ -23,13 +31,13 @@ fn records_arrive_intact_and_in_order() {
         let t = thread::spawn(move || {
             let mut i = 0u8;
             while i < 5 {
-                if p.try_push(&payload(i)).unwrap() {
+                if p.try_push(&payload(i)).unwrap().is_some() {
                     i += 1;
                 } else {
                     thread::yield_now();
                 }
             }
-            p.close();
+            let _ = p.close();
         });
         let mut next = 0u8;
         loop {
@@ -54,7 +62,7 @@ fn records_arrive_intact_and_in_order() {
 fn commit_one(p: &mut shmsock_shm::Producer, b: u8) -> bool {
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(&[b]);
-    g.commit()
+    paid(g.commit())
 }
 
 #[test]
@@ -70,7 +78,7 @@ fn parked_reader_is_always_woken_exactly_once() {
             let second = commit_one(&mut p, 10);
             (first, second)
         });
-        c.park();
+        c.park(WakeKind::Socket);
         let saw = c.has_data().unwrap();
         let (first, second) = t.join().unwrap();
         assert!(saw || first || second, "lost wake-up");
@@ -90,10 +98,10 @@ fn reparked_reader_is_woken_again() {
             let second = commit_one(&mut p, 2);
             (first, second)
         });
-        c.park();
+        c.park(WakeKind::Socket);
         let _ = c.has_data().unwrap();
         c.unpark();
-        c.park();
+        c.park(WakeKind::Socket);
         // Take what is there, then re-check: a record that was already
         // there when we parked is ours to see, not a wake-up to wait for.
         let mut n = 0;
@@ -118,15 +126,15 @@ fn parked_writer_is_always_woken() {
         let (mut p, mut c) = loom_ring(64);
         // Fill the ring: four 16-byte records.
         for i in 0..4 {
-            assert!(p.try_push(&payload(i)).unwrap());
+            assert!(p.try_push(&payload(i)).unwrap().is_some());
         }
         let t = thread::spawn(move || {
-            let first = c.try_read().unwrap().unwrap().release();
-            let second = c.try_read().unwrap().unwrap().release();
-            let third = c.try_read().unwrap().unwrap().release();
+            let first = paid(c.try_read().unwrap().unwrap().release());
+            let second = paid(c.try_read().unwrap().unwrap().release());
+            let third = paid(c.try_read().unwrap().unwrap().release());
             (first, second, third)
         });
-        p.park();
+        p.park(WakeKind::Socket);
         let space = p.try_reserve(3).unwrap().is_some();
         let (first, second, third) = t.join().unwrap();
         assert!(space || first || second || third, "lost wake-up");
@@ -143,12 +151,149 @@ fn parked_writer_is_woken_by_close() {
     loom::model(|| {
         let (mut p, mut c) = loom_ring(64);
         for i in 0..4 {
-            assert!(p.try_push(&payload(i)).unwrap());
+            assert!(p.try_push(&payload(i)).unwrap().is_some());
         }
         let t = thread::spawn(move || c.close());
-        p.park();
+        p.park(WakeKind::Socket);
         let closed = p.is_consumer_closed();
-        let woken = t.join().unwrap();
+        let woken = paid(t.join().unwrap());
         assert!(closed || woken, "lost wake-up");
     });
+}
+
+#[test]
+fn futex_sleeper_is_never_stranded() {
+    // The futex path: the consumer parks asking for a futex wake-up, takes
+    // a snapshot of the producer's wake word, re-checks. If the ring is
+    // still empty it would sleep in FUTEX_WAIT(word, snapshot), which
+    // returns at once if the word changed, and is woken by the FUTEX_WAKE
+    // that follows a bump otherwise. So: either it sees the record, or the
+    // word ends up different from its snapshot (the owed token, paid or
+    // dropped, bumps it).
+    loom::model(|| {
+        let (mut p, mut c) = loom_ring(64);
+        let t = thread::spawn(move || {
+            let mut g = p.try_reserve(1).unwrap().unwrap();
+            g.fill_from(&[1]);
+            // Dropped, not redeemed: a futex wake-up is paid by Drop.
+            drop(g.commit());
+            p
+        });
+        c.park(WakeKind::Futex);
+        let snap = c.wake_snapshot();
+        let saw = c.has_data().unwrap();
+        let _p = t.join().unwrap();
+        assert!(saw || c.wake_snapshot() != snap, "futex sleeper stranded");
+    });
+}
+
+#[test]
+fn dropped_socket_wakeup_is_owed_again() {
+    // A socket wake-up token dropped unredeemed is handed back: the next
+    // check owes it again (the transport's ReadGuard-like drop paths).
+    loom::model(|| {
+        let (mut p, mut c) = loom_ring(64);
+        let t = thread::spawn(move || {
+            let mut g = p.try_reserve(1).unwrap().unwrap();
+            g.fill_from(&[1]);
+            let first = g.commit();
+            let owed = first.is_owed();
+            drop(first);
+            (p, owed)
+        });
+        c.park(WakeKind::Socket);
+        let saw = c.has_data().unwrap();
+        let (mut p, owed) = t.join().unwrap();
+        if owed {
+            assert!(paid(p.owed_wake()), "a dropped wake-up was lost");
+        }
+        assert!(saw || owed, "lost wake-up");
+    });
+}
+
+/// Asymmetric fences, as the ring runs them under loom: the fast side has
+/// no fence (a compiler fence is nothing to loom) and the parking side's
+/// `membarrier` is modelled as a plain SeqCst fence. That is NOT what
+/// membarrier does, and loom shows the difference: with one fence only,
+/// the store-buffering outcome (both sides load the old value) is allowed
+/// and a wake-up is lost. This is why the fast side may skip its fence
+/// only when the parker's barrier reaches the fast side's CPU (see
+/// `membarrier_is_a_fence_in_the_other_thread`).
+#[test]
+#[should_panic(expected = "lost wake-up")]
+fn one_sided_fence_is_not_enough() {
+    loom::model(|| {
+        let (mut p, mut c) = loom_ring(64);
+        p.set_fences(shmsock_shm::ring::Fences::Asymmetric);
+        c.set_fences(shmsock_shm::ring::Fences::Asymmetric);
+        let t = thread::spawn(move || commit_one(&mut p, 9));
+        c.park(WakeKind::Socket);
+        let saw = c.has_data().unwrap();
+        let woken = t.join().unwrap();
+        assert!(saw || woken, "lost wake-up");
+    });
+}
+
+/// What `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` guarantees, in loom's
+/// terms: between the call's start and its return, every thread of a
+/// registered process that runs executes a full barrier (an IPI), and one
+/// that does not run passes a context switch, which is a full barrier too.
+/// So the fast side behaves as if a SeqCst fence were inserted at *some*
+/// point of its program, ordered after the parker's store and before the
+/// parker's re-check. The model below inserts it at each of the three
+/// points of the fast side's `store tail; load park` (before, between,
+/// after), with a request/acknowledge pair standing for the IPI, and checks
+/// the Dekker property at each: the parker sees the data or the publisher
+/// sees the park. loom cannot run the syscall itself, nor the real ring's
+/// fast path with an injected fence: this checks the argument of
+/// docs/design.md ("Asymmetric fences"), not the code.
+#[test]
+fn membarrier_is_a_fence_in_the_other_thread() {
+    use loom::sync::atomic::{fence, AtomicU64, Ordering::*};
+    use loom::sync::Arc;
+    for point in 0..3 {
+        loom::model(move || {
+            let tail = Arc::new(AtomicU64::new(0));
+            let park = Arc::new(AtomicU64::new(0));
+            let req = Arc::new(AtomicU64::new(0));
+            let ack = Arc::new(AtomicU64::new(0));
+            let (t2, p2, r2, a2) = (tail.clone(), park.clone(), req.clone(), ack.clone());
+            let publisher = thread::spawn(move || {
+                let ipi = || {
+                    while r2.load(Acquire) == 0 {
+                        thread::yield_now();
+                    }
+                    fence(SeqCst);
+                    a2.store(1, Release);
+                };
+                if point == 0 {
+                    ipi();
+                }
+                t2.store(1, Relaxed);
+                if point == 1 {
+                    ipi();
+                }
+                let parked = p2.load(Relaxed) == 1;
+                if point == 2 {
+                    ipi();
+                }
+                parked
+            });
+            // The parker: store, membarrier (fence, IPI, wait for it, fence),
+            // re-check.
+            park.store(1, Relaxed);
+            fence(SeqCst);
+            req.store(1, Release);
+            while ack.load(Acquire) == 0 {
+                thread::yield_now();
+            }
+            fence(SeqCst);
+            let saw = tail.load(Relaxed) == 1;
+            let woken = publisher.join().unwrap();
+            assert!(
+                saw || woken,
+                "lost wake-up with the barrier at point {point}"
+            );
+        });
+    }
 }

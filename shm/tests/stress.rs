@@ -51,19 +51,19 @@ fn million_records_two_threads() {
             loop {
                 // Alternate between the copying and the zero-copy path.
                 if seq % 2 == 0 {
-                    if p.try_push(body).unwrap() {
+                    if p.try_push(body).unwrap().is_some() {
                         break;
                     }
                 } else if let Some(mut g) = p.try_reserve(len).unwrap() {
                     g.copy_from_slice(body);
-                    g.commit();
+                    let _ = g.commit();
                     break;
                 }
                 std::hint::spin_loop();
                 std::thread::yield_now();
             }
         }
-        p.close();
+        let _ = p.close();
     });
     let mut expect = 0u64;
     let mut buf = vec![0u8; max];

@@ -164,7 +164,7 @@ pub fn ring_reader(data: &[u8]) {
                     if let Ok(Some(g)) = p.try_reserve_tagged(len, u16::from(op)) {
                         g.commit_deferred();
                     }
-                    p.publish();
+                    let _ = p.publish();
                 }
             }
             4 | 5 => {

@@ -111,6 +111,8 @@ pub struct Builder {
     pub(crate) timeout: Option<Duration>,
     pub(crate) policy: CredentialsPolicy,
     pub(crate) socket_mode: u32,
+    pub(crate) futex_wakeups: bool,
+    pub(crate) asymmetric_fences: bool,
     pub(crate) prefault: bool,
 }
 
@@ -128,6 +130,8 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
+            futex_wakeups: true,
+            asymmetric_fences: true,
             prefault: true,
         }
     }
@@ -211,6 +215,33 @@ impl Builder {
     /// Which peers are accepted.
     pub fn credentials(mut self, p: CredentialsPolicy) -> Self {
         self.policy = p;
+        self
+    }
+
+    /// Whether a blocked call sleeps on a futex in shared memory (default
+    /// `true`): the peer wakes it with one `FUTEX_WAKE` syscall and no
+    /// socket message. With `false` it sleeps on the socket and is woken by
+    /// a wake-up datagram, as an event loop polling [`AsFd`] always is.
+    /// Either way the peer's death is noticed within a fraction of a second
+    /// (`docs/design.md`, "Waiting").
+    ///
+    /// [`AsFd`]: std::os::fd::AsFd
+    pub fn futex_wakeups(mut self, on: bool) -> Self {
+        self.futex_wakeups = on;
+        self
+    }
+
+    /// Whether the rings run with asymmetric fences where the kernel
+    /// allows (default `true`): publishing and releasing carry no SeqCst
+    /// fence, and the side that parks pays with
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`. Used only if both
+    /// processes ask for it and registered for it (the handshake records
+    /// each side's answer); otherwise both sides use ordinary fences. A
+    /// side whose wait strategy is [`WaitStrategy::Block`] never asks: it
+    /// parks on every wait, and a membarrier per park costs more than the
+    /// fences it saves (measured in `docs/performance.md`).
+    pub fn asymmetric_fences(mut self, on: bool) -> Self {
+        self.asymmetric_fences = on;
         self
     }
 

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use rustix::io::Errno;
 use rustix::net::Shutdown;
+use shmsock_shm::ring::WakeWord;
 
 use crate::error::{Error, Result};
 
-/// Whether a connection was shut down locally; shared by its halves and
-/// its handles.
+/// Whether a connection was shut down locally; shared by its
+/// halves and its handles.
 #[derive(Debug, Default)]
 pub(crate) struct ShutFlag(AtomicBool);
 
@@ -20,7 +21,8 @@ impl ShutFlag {
     /// Whether [`ShutdownHandle::shutdown`] was called.
     pub(crate) fn is_set(&self) -> bool {
         // Relaxed: the flag only makes later calls fail fast; the socket
-        // shutdown below is what wakes a call that is already waiting.
+        // shutdown and the futex wake-up below are what wake a call that is
+        // already waiting.
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -53,10 +55,16 @@ pub struct ShutdownHandle {
     /// Duplicates of the connection's sockets (the descriptions are
     /// shared, so shutting a duplicate down shuts the socket down).
     socks: Arc<Vec<OwnedFd>>,
+    /// The futex words the halves sleep on (the peer's wake words).
+    words: Arc<Vec<WakeWord>>,
 }
 
 impl ShutdownHandle {
-    pub(crate) fn new(flag: Arc<ShutFlag>, socks: &[BorrowedFd<'_>]) -> Result<Self> {
+    pub(crate) fn new(
+        flag: Arc<ShutFlag>,
+        socks: &[BorrowedFd<'_>],
+        words: Vec<WakeWord>,
+    ) -> Result<Self> {
         let socks = socks
             .iter()
             .map(|s| s.try_clone_to_owned())
@@ -65,6 +73,7 @@ impl ShutdownHandle {
         Ok(ShutdownHandle {
             flag,
             socks: Arc::new(socks),
+            words: Arc::new(words),
         })
     }
 
@@ -77,12 +86,18 @@ impl ShutdownHandle {
     pub fn shutdown(&self) -> Result<()> {
         // Relaxed: see `ShutFlag::is_set`.
         self.flag.0.store(true, Ordering::Relaxed);
+        let mut res = Ok(());
         for s in self.socks.iter() {
             match rustix::net::shutdown(s.as_fd(), Shutdown::Both) {
                 Ok(()) | Err(Errno::NOTCONN) => {}
-                Err(e) => return Err(Error::io("shutdown", e)),
+                Err(e) => res = Err(Error::io("shutdown", e)),
             }
         }
-        Ok(())
+        // After the sockets: a futex sleeper woken here sees the flag,
+        // drains its socket and finds the hang-up.
+        for w in self.words.iter() {
+            w.wake_sleepers();
+        }
+        res
     }
 }

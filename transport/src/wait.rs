@@ -25,10 +25,23 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use shmsock_shm::ring::{Slept, WakeKind, WakeWord};
+
 use crate::error::{Error, Result};
 use crate::error_map::sock_err;
 use crate::fdpass::{recv_control_with, wait_readable, Recv};
 use crate::options::WaitStrategy;
+use crate::shutdown::ShutFlag;
+
+/// Longest single futex sleep: the peer's death shows only on the socket,
+/// which a futex sleeper looks at between slices, so a dead peer is
+/// noticed within this (plus a drain). A [`ShutdownHandle`] wakes the
+/// sleeper at once (it `FUTEX_WAKE`s the word), except when the shutdown
+/// comes in the instant between the sleeper's check and its `FUTEX_WAIT`:
+/// then within this.
+///
+/// [`ShutdownHandle`]: crate::ShutdownHandle
+pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(200);
 
 /// Spins between two looks at the clock and at the socket.
 const SPIN_CHECK_EVERY: u32 = 256;
@@ -168,9 +181,13 @@ pub(crate) trait Waiter {
     fn learner(&mut self) -> &mut SpinLearner;
     /// Whether the peer is gone (asked after the condition was found false).
     fn gone(&self) -> bool;
-    /// Starts a park episode: mark the ring, then a SeqCst fence (SYNC POINT
-    /// `park-dekker`); the caller re-checks before it sleeps.
-    fn park(&mut self);
+    /// Starts a park episode asking for a `kind` wake-up: mark the ring,
+    /// then the parking side's fence (SYNC POINT `park-dekker`); the caller
+    /// re-checks before it sleeps.
+    fn park(&mut self, kind: WakeKind);
+    /// The peer's wake word to sleep on with a futex, and our shutdown
+    /// flag; `None`: this half sleeps on the socket (futex wake-ups off).
+    fn futex(&self) -> Option<(&WakeWord, &ShutFlag)>;
     /// Ends the park episode.
     fn unpark(&mut self);
     /// Handles what is pending on the socket, without blocking.
@@ -216,7 +233,15 @@ pub(crate) fn wait_until<W: Waiter>(
             }
             Step::Park => {}
         }
-        w.park();
+        let futex = w.futex().is_some();
+        w.park(if futex {
+            WakeKind::Futex
+        } else {
+            WakeKind::Socket
+        });
+        // SYNC POINT `wake-word`: the snapshot comes after the park fence
+        // and before the re-check (see `shmsock_shm::ring::WakeWord`).
+        let snap = w.futex().map(|(word, _)| word.snapshot());
         match ready(w) {
             Ok(false) => {}
             r => {
@@ -225,12 +250,47 @@ pub(crate) fn wait_until<W: Waiter>(
                 return r.map(drop);
             }
         }
-        let woke = sleep_once(w, deadline);
+        let woke = match snap {
+            Some(snap) => sleep_futex(w, snap, deadline),
+            None => sleep_once(w, deadline),
+        };
         w.unpark();
         if !woke? {
             return Err(Error::Timeout);
         }
     }
+}
+
+/// Sleeps on the peer's wake word (whose value was `snap` before our
+/// re-check) for one slice at most, or until the deadline (`false` once it
+/// has passed); after a slice that timed out (or a shutdown), reads the
+/// socket without blocking, so the hang-up of a dead peer is noticed. A
+/// peer flooding `FUTEX_WAKE` only makes this return early: the caller
+/// re-checks, and the deadline is checked here.
+fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Result<bool> {
+    let mut slice = FUTEX_SLICE;
+    if let Some(d) = deadline {
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        slice = slice.min(left);
+    }
+    let mut look = true;
+    if let Some((word, shut)) = w.futex() {
+        let slept = word
+            .sleep(snap, slice)
+            .map_err(|e| Error::io("futex_wait", e))?;
+        // Woken by the peer's bump (the word changed): no need for a
+        // syscall on the socket. Its death wakes nobody, so the end of a
+        // slice is when we look; a shutdown sets its word; a wake-up
+        // without a bump (a flood, EINTR) looks too.
+        look = slept == Slept::TimedOut || shut.is_set() || word.snapshot() == snap;
+    }
+    if look {
+        w.drain()?;
+    }
+    Ok(true)
 }
 
 /// Sleeps until one control message (or the hang-up) arrives or `deadline`

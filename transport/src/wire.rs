@@ -11,7 +11,7 @@ use thiserror::Error;
 /// Magic of the handshake messages: `"SHMSOCKP"`.
 pub const PROTOCOL_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCKP");
 /// Protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Longest control message of this version, in bytes.
 pub const MAX_CONTROL_LEN: usize = 48;
 /// Most fds any control message carries.
@@ -143,7 +143,14 @@ pub struct Hello {
     pub ring_capacity: u64,
     /// Largest message the sender of this message accepts.
     pub max_message: u64,
+    /// [`HELLO_ASYMMETRIC_FENCES`] or 0 (version 3; other bits refused).
+    pub flags: u32,
 }
+
+/// `Hello`/`Welcome` flag: the sender registered for
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED` and runs its rings with asymmetric
+/// fences if the other side does too (`docs/design.md`).
+pub const HELLO_ASYMMETRIC_FENCES: u32 = 1;
 
 /// A decoded control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +247,7 @@ impl Control {
                 buf[8..16].copy_from_slice(&PROTOCOL_MAGIC.to_le_bytes());
                 buf[16..24].copy_from_slice(&h.ring_capacity.to_le_bytes());
                 buf[24..32].copy_from_slice(&h.max_message.to_le_bytes());
+                buf[32..36].copy_from_slice(&h.flags.to_le_bytes());
             }
             Control::Reject { version, reason } => {
                 buf[4..8].copy_from_slice(&version.to_le_bytes());
@@ -293,10 +301,15 @@ impl Control {
         };
         Ok(match kind {
             Kind::Hello | Kind::Welcome => {
-                zero(32..48)?;
+                zero(36..48)?;
+                let flags = u32_at(b, 32);
+                if flags & !HELLO_ASYMMETRIC_FENCES != 0 {
+                    return Err(WireError::Reserved(k));
+                }
                 let h = Hello {
                     ring_capacity: u64_at(b, 16),
                     max_message: u64_at(b, 24),
+                    flags,
                 };
                 if kind == Kind::Hello {
                     Control::Hello(h)
@@ -338,6 +351,7 @@ mod tests {
         let h = Hello {
             ring_capacity: 1 << 20,
             max_message: 1 << 30,
+            flags: HELLO_ASYMMETRIC_FENCES,
         };
         vec![
             Control::Hello(h),
@@ -388,11 +402,37 @@ mod tests {
     }
 
     #[test]
+    fn hello_flags_roundtrip_and_unknown_bits_refused() {
+        for flags in [0, HELLO_ASYMMETRIC_FENCES] {
+            let c = Control::Welcome(Hello {
+                ring_capacity: 4096,
+                max_message: 1,
+                flags,
+            });
+            let mut buf = [0u8; MAX_CONTROL_LEN];
+            let n = c.encode(&mut buf);
+            assert_eq!(u32::from_le_bytes(buf[32..36].try_into().unwrap()), flags);
+            assert_eq!(Control::decode(&buf[..n]), Ok(c));
+            for bit in 1..32 {
+                let mut b = buf;
+                b[32..36].copy_from_slice(&(flags | 1 << bit).to_le_bytes());
+                assert_eq!(Control::decode(&b[..n]), Err(WireError::Reserved(2)));
+            }
+            for i in 36..48 {
+                let mut b = buf;
+                b[i] = 1;
+                assert_eq!(Control::decode(&b[..n]), Err(WireError::Reserved(2)));
+            }
+        }
+    }
+
+    #[test]
     fn version_checked_before_length() {
         let mut buf = [0u8; MAX_CONTROL_LEN];
         let n = Control::Hello(Hello {
             ring_capacity: 4096,
             max_message: 1,
+            flags: 0,
         })
         .encode(&mut buf);
         let other = PROTOCOL_VERSION + 1;

@@ -130,6 +130,107 @@ fn try_send_consumes_its_wakeups() {
     t.join().unwrap();
 }
 
+/// Parks at once like `Block`, but may use asymmetric fences (which
+/// `Block` never does: it parks on every wait).
+const PARK_AT_ONCE: WaitStrategy = WaitStrategy::Adaptive {
+    spin: Duration::ZERO,
+};
+
+/// Every combination of wake-up kind and fence mode, both sides alike and
+/// mixed (one side asks for asymmetric fences, the other does not: the
+/// handshake then falls back to symmetric fences on both): a Block
+/// ping-pong (every message parks and wakes a peer) delivers everything.
+#[test]
+fn ping_pong_in_every_wake_and_fence_mode() {
+    let membarrier = shmsock_shm::membarrier::register();
+    for (i, (futex, server_asym, client_asym)) in [
+        (true, true, true),
+        (true, false, false),
+        (false, true, true),
+        (false, false, false),
+        (true, true, false),
+        (true, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = sock_path(&format!("modes{i}"));
+        let l = Builder::new()
+            .wait(PARK_AT_ONCE)
+            .futex_wakeups(futex)
+            .asymmetric_fences(server_asym)
+            .bind(&path)
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let mut c = l.accept().unwrap();
+            let asym = c.asymmetric_fences();
+            loop {
+                let v = match c.recv() {
+                    Ok(m) => m.to_vec(),
+                    Err(Error::Disconnected) => return asym,
+                    Err(e) => panic!("{e}"),
+                };
+                c.send(&v).unwrap();
+            }
+        });
+        let mut c = Builder::new()
+            .wait(PARK_AT_ONCE)
+            .futex_wakeups(!futex) // the kinds are per side: mix them too
+            .asymmetric_fences(client_asym)
+            .ring_capacity(4096)
+            .connect(&path)
+            .unwrap();
+        let expect = membarrier && server_asym && client_asym;
+        assert_eq!(c.asymmetric_fences(), expect, "case {i}");
+        if i == 0 {
+            // Block never asks for asymmetric fences.
+            let l2 = Builder::new().bind(sock_path("modes-block")).unwrap();
+            let t = std::thread::spawn(move || l2.accept().unwrap().asymmetric_fences());
+            let b = Builder::new()
+                .wait(WaitStrategy::Block)
+                .connect(sock_path("modes-block"))
+                .unwrap();
+            assert!(!b.asymmetric_fences());
+            assert!(!t.join().unwrap());
+        }
+        for k in 0..3000u32 {
+            c.send(&k.to_le_bytes()).unwrap();
+            let back = c.recv_timeout(Duration::from_secs(20)).unwrap();
+            assert_eq!(back.to_vec(), k.to_le_bytes(), "case {i}");
+        }
+        drop(c);
+        assert_eq!(server.join().unwrap(), expect, "case {i}");
+    }
+}
+
+/// A ShutdownHandle wakes a call sleeping on a futex (it `FUTEX_WAKE`s the
+/// word the call sleeps on), not only at the end of its timeout.
+#[test]
+fn shutdown_wakes_a_futex_sleeper() {
+    let path = sock_path("shutfutex");
+    let l = Builder::new().bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        // Hold the connection open, silent, until the client is done.
+        let _ = c.recv_timeout(Duration::from_secs(30));
+    });
+    let mut c = Builder::new()
+        .wait(WaitStrategy::Block)
+        .connect(&path)
+        .unwrap();
+    let h = c.shutdown_handle().unwrap();
+    let t = std::time::Instant::now();
+    let shut = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        h.shutdown().unwrap();
+    });
+    let r = c.recv_timeout(Duration::from_secs(20)).map(|m| m.to_vec());
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    shut.join().unwrap();
+    drop(c);
+    server.join().unwrap();
+}
 /// `Connection::halves`: a server replies with the request still held in
 /// the ring (the message borrows only the receiving half), and the request
 /// goes back to its sender only after the reply.

@@ -583,7 +583,12 @@ impl FanoutReader {
     /// then the SeqCst fence of SYNC POINT `fanout-park`. Re-check with
     /// [`FanoutReader::try_recv`] and only sleep if it finds nothing.
     pub fn park(&self) {
-        self.park_seq.park(&self.cur().reader_park);
+        // The fan-out ring wakes through its socket, with ordinary fences.
+        self.park_seq.park(
+            &self.cur().reader_park,
+            crate::ring::WakeKind::Socket,
+            crate::ring::Fences::Symmetric,
+        );
     }
 
     /// Ends our park episode.

@@ -271,7 +271,12 @@ impl FanoutWriter {
     /// sleep if there is still no space.
     pub fn park(&self) {
         // SYNC POINT `fanout-park` (publisher parks): see `ParkSeq::park`.
-        self.park_seq.park(&self.hdr().writer_park);
+        // The fan-out ring wakes through its socket, with ordinary fences.
+        self.park_seq.park(
+            &self.hdr().writer_park,
+            crate::ring::WakeKind::Socket,
+            crate::ring::Fences::Symmetric,
+        );
     }
 
     /// Ends the park episode.

@@ -6,9 +6,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::layout::{max_record_len, record_size, unpack, FLAG_PAD, FLAG_RESERVED, RECORD_HEADER};
+use super::wake::{Wake, WakeKind, Woken, WordSel};
 #[cfg(not(loom))]
 use super::RingMemory;
-use super::{ParkSeq, RingShared};
+use super::{Fences, ParkSeq, RingShared};
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
@@ -32,8 +33,11 @@ pub struct Consumer {
     /// Our private copy of our `reader_park` word (only we write it).
     park_seq: ParkSeq,
     /// The last odd value of the producer's `writer_park` we owed a
-    /// wake-up for: one wake-up per park episode.
-    writer_woken: u64,
+    /// wake-up for: one wake-up per park episode. Shared with the
+    /// [`Wake`] tokens we hand out, so that one handed back is owed again.
+    writer_woken: Arc<Woken>,
+    /// Which fences order our releases against the producer's park.
+    fences: Fences,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -105,9 +109,41 @@ impl Consumer {
             cached_tail: head,
             poisoned: false,
             park_seq: ParkSeq::default(),
-            writer_woken: 0,
+            writer_woken: Arc::default(),
+            fences: Fences::default(),
             _not_sync: PhantomData,
         }
+    }
+
+    /// Chooses the fences that order our releases against the producer's
+    /// park (and our park against its publishes); see
+    /// [`Producer::set_fences`](super::Producer::set_fences).
+    pub fn set_fences(&mut self, fences: Fences) {
+        self.fences = fences;
+    }
+
+    /// The fences in use.
+    pub fn fences(&self) -> Fences {
+        self.fences
+    }
+
+    /// The producer's wake word, on which a parked consumer of ours sleeps
+    /// with a futex (see [`WakeWord`](super::WakeWord)).
+    #[cfg(not(loom))]
+    pub fn wake_word(&self) -> super::WakeWord {
+        super::WakeWord::new(self.ring.clone(), WordSel::Data)
+    }
+
+    /// The peer's wake word, loaded (Relaxed + Acquire fence, SYNC POINT
+    /// `wake-word`): the loom models' stand-in for `WakeWord::snapshot`.
+    #[cfg(loom)]
+    pub fn wake_snapshot(&self) -> u32 {
+        let v = match WordSel::Data {
+            WordSel::Data => self.ring.prod().data_wake.load(Ordering::Relaxed),
+            WordSel::Space => self.ring.cons().space_wake.load(Ordering::Relaxed),
+        };
+        fence(Ordering::Acquire);
+        v
     }
 
     /// Data-area capacity in bytes.
@@ -302,34 +338,50 @@ impl Consumer {
         Ok(self.next_record()?.is_some())
     }
 
-    /// Releases `size` bytes: stores the new `head` and reports whether the
-    /// producer is parked and must be woken.
-    fn release(&mut self, size: u64) -> bool {
+    /// Releases `size` bytes: stores the new `head` and returns the
+    /// wake-up owed to a parked producer.
+    fn release(&mut self, size: u64) -> Wake {
         self.head += size;
         self.publish_head()
     }
 
     /// Publishes every release made with [`ReadGuard::release_deferred`]
-    /// with one cursor store. Returns `true` if the producer is parked
-    /// waiting for space and must be woken.
-    pub fn flush_releases(&mut self) -> bool {
+    /// with one cursor store. Returns the wake-up owed to the producer if
+    /// it is parked waiting for space.
+    pub fn flush_releases(&mut self) -> Wake {
         self.publish_head()
     }
 
-    fn publish_head(&mut self) -> bool {
+    /// The wake-up still owed to a parked producer, if any (one handed
+    /// back by a dropped [`Wake`] or [`ReadGuard`]), with the usual
+    /// hysteresis. Call it after reading with guards that were dropped.
+    pub fn owed_wake(&mut self) -> Wake {
+        self.fences.fast();
+        self.writer_owed()
+    }
+
+    fn publish_head(&mut self) -> Wake {
         // SYNC POINT `space-released`: Release orders our reads of the record
         // before the producer may overwrite it; pairs with the Acquire fence
         // after the load of `head` in `Producer::refresh_head`. Our own word.
         self.ring.cons().head.store(self.head, Ordering::Release);
-        // SYNC POINT `park-dekker` (writer side): SeqCst fence between our
-        // store of `head` and our load of `writer_park`; pairs with the
+        // SYNC POINT `park-dekker` (writer side): a SeqCst fence between our
+        // store of `head` and our load of `writer_park` (asymmetric mode: a
+        // compiler fence, the producer's membarrier pays); pairs with the
         // fence in `Producer::park` (see docs/design.md).
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above; the producer's word, loaded
+        self.fences.fast();
+        self.writer_owed()
+    }
+
+    /// After the fence: whether the producer's park episode is owed a
+    /// wake-up now (with hysteresis); records it if so.
+    fn writer_owed(&mut self) -> Wake {
+        // Relaxed: ordered by the fence before; the producer's word, loaded
         // once.
         let seq = self.ring.prod().writer_park.load(Ordering::Relaxed);
-        if seq.is_multiple_of(2) || seq == self.writer_woken {
-            return false;
+        let prev = self.writer_woken.get();
+        if seq.is_multiple_of(2) || seq == prev {
+            return Wake::NONE;
         }
         // Hysteresis, as sockets do for write space: wake a parked producer
         // only once at most half the ring is in use, so a stream blocked on
@@ -345,34 +397,49 @@ impl Consumer {
             .load(Ordering::Relaxed)
             .wrapping_sub(self.head);
         if used > self.ring.cap / 2 && used <= self.ring.cap {
-            return false;
+            return Wake::NONE;
         }
-        self.writer_woken = seq;
-        true
+        self.owe(seq, prev)
+    }
+
+    fn owe(&mut self, seq: u64, prev: u64) -> Wake {
+        self.writer_woken.set(seq);
+        Wake::owed(
+            super::wake_kind(seq),
+            seq,
+            prev,
+            &self.writer_woken,
+            &self.ring,
+            WordSel::Space,
+        )
     }
 
     /// Whether the producer is parked in an episode we have not woken yet
     /// (no hysteresis); if so, records it.
-    fn writer_wake_owed(&mut self) -> bool {
+    fn writer_wake_owed(&mut self) -> Wake {
         // SYNC POINT `park-dekker` (writer side), as in `publish_head`.
-        fence(Ordering::SeqCst);
+        self.fences.fast();
         // Relaxed: ordered by the fence above; loaded once.
         let seq = self.ring.prod().writer_park.load(Ordering::Relaxed);
-        if seq % 2 == 1 && seq != self.writer_woken {
-            self.writer_woken = seq;
-            return true;
+        let prev = self.writer_woken.get();
+        if seq % 2 == 1 && seq != prev {
+            return self.owe(seq, prev);
         }
-        false
+        Wake::NONE
     }
 
     /// Marks the consumer as parked (about to sleep): starts a new park
-    /// episode (our `reader_park` word becomes a new odd value). The caller
-    /// must then re-check with [`Consumer::has_data`] and only sleep if it
-    /// is still empty; the producer's next publish reports that a wake-up
-    /// is owed, once for this episode.
-    pub fn park(&self) {
+    /// episode (our `reader_park` word becomes a new odd value, saying
+    /// which `kind` of wake-up we want). The caller must then re-check with
+    /// [`Consumer::has_data`] and only sleep if it is still empty; the
+    /// producer's next publish reports that a wake-up is owed, once for
+    /// this episode. To sleep on the futex, take
+    /// [`WakeWord::snapshot`](super::WakeWord::snapshot) of
+    /// [`Consumer::wake_word`] after this and before the re-check.
+    pub fn park(&self, kind: WakeKind) {
         // SYNC POINT `park-dekker` (reader side): see `ParkSeq::park`.
-        self.park_seq.park(&self.ring.cons().reader_park);
+        self.park_seq
+            .park(&self.ring.cons().reader_park, kind, self.fences);
     }
 
     /// Ends our park episode: our `reader_park` word becomes even.
@@ -387,8 +454,8 @@ impl Consumer {
     }
 
     /// Marks the ring closed by the consumer (advisory, for the producer).
-    /// Returns whether the producer was parked and must be woken.
-    pub fn close(&mut self) -> bool {
+    /// Returns the wake-up owed to the producer if it was parked.
+    pub fn close(&mut self) -> Wake {
         // Relaxed: advisory flag; our own word.
         self.ring.cons().consumer_closed.store(1, Ordering::Relaxed);
         self.writer_wake_owed()
@@ -426,7 +493,10 @@ impl RecordHead {
 }
 
 /// A record being read. Its space is released when the guard is dropped (or
-/// [`released`](ReadGuard::release) explicitly).
+/// [`released`](ReadGuard::release) explicitly). Dropping it hands back a
+/// wake-up owed to a parked producer (see [`Wake`]): the next release,
+/// flush or [`Consumer::owed_wake`] owes it again. Use
+/// [`ReadGuard::release`] to get the wake-up at once.
 ///
 /// The payload lies in memory the producer can still write if it breaks the
 /// protocol, so the guard never lends it out as `&[u8]` safely: copy it out
@@ -531,9 +601,9 @@ impl ReadGuard<'_> {
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.rec.len) }
     }
 
-    /// Releases the record now. Returns `true` if the producer is parked
-    /// waiting for space and must be woken by the caller.
-    pub fn release(mut self) -> bool {
+    /// Releases the record now. Returns the wake-up owed to the producer
+    /// if it is parked waiting for space.
+    pub fn release(mut self) -> Wake {
         self.released = true;
         self.cons.release(self.rec.size)
     }
@@ -551,7 +621,9 @@ impl ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if !self.released {
-            self.cons.release(self.rec.size);
+            // Dropping the token pays a futex wake-up and hands a socket
+            // one back to the consumer (owed again at its next release).
+            drop(self.cons.release(self.rec.size));
         }
     }
 }

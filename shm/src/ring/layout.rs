@@ -18,7 +18,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Magic number at offset 0 of every ring segment: `"SHMSOCK"` + layout tag.
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMSOCKR");
 /// Layout version this build writes and accepts.
-pub const RING_VERSION: u32 = 2;
+pub const RING_VERSION: u32 = 3;
 /// Size of the header; the data area starts at this offset.
 pub const HEADER_SIZE: usize = 1024;
 /// Smallest data-area capacity (bytes).
@@ -54,9 +54,17 @@ type Pad<const N: usize> = [AtomicU64; N];
 /// | 2 | 264 | `consumer_closed`  | consumer           | B→A |
 /// | 3 | 384 | `reader_park`      | consumer (parker)  | B→A |
 /// | 4 | 512 | `writer_park`      | producer (parker)  | A→B |
+/// | 5 | 640 | `data_wake`        | producer (waker)   | A→B |
+/// | 6 | 768 | `space_wake`       | consumer (waker)   | B→A |
 ///
 /// A park word is a sequence number: odd while its writer is parked, even
-/// otherwise; each park makes a new odd value (see `docs/design.md`).
+/// otherwise; each park makes a new odd value (see `docs/design.md`); bit
+/// 63 says which kind of wake-up the parker wants ([`PARK_FUTEX`]).
+///
+/// A wake word (`data_wake`, `space_wake`, 32 bits, since layout 3) is the
+/// futex word a parked peer sleeps on: the waker adds one to it before its
+/// `FUTEX_WAKE`, so that a wake-up that comes before the sleeper reaches
+/// `FUTEX_WAIT` is seen by the kernel's value check and not lost.
 #[repr(C, align(128))]
 pub(crate) struct RingHeader {
     pub(crate) magic: AtomicU64,
@@ -76,8 +84,20 @@ pub(crate) struct RingHeader {
     _pad3: Pad<15>,
     pub(crate) writer_park: AtomicU64,
     _pad4: Pad<15>,
-    _reserved: Pad<48>,
+    pub(crate) data_wake: AtomicU32,
+    _pad5a: AtomicU32,
+    _pad5: Pad<15>,
+    pub(crate) space_wake: AtomicU32,
+    _pad6a: AtomicU32,
+    _pad6: Pad<15>,
+    _reserved: Pad<16>,
 }
+
+/// Bit 63 of a park word: the parker sleeps on the futex word of the
+/// waker's segment (`data_wake`/`space_wake`) and wants a `FUTEX_WAKE`;
+/// clear: it sleeps on the socket (or an event loop polls it) and wants a
+/// wake-up datagram.
+pub const PARK_FUTEX: u64 = 1 << 63;
 
 #[cfg(not(loom))]
 const _: () = {
@@ -94,6 +114,8 @@ const _: () = {
     assert!(offset_of!(RingHeader, consumer_closed) == 264);
     assert!(offset_of!(RingHeader, reader_park) == 384);
     assert!(offset_of!(RingHeader, writer_park) == 512);
+    assert!(offset_of!(RingHeader, data_wake) == 640);
+    assert!(offset_of!(RingHeader, space_wake) == 768);
 };
 
 #[cfg(loom)]
@@ -122,6 +144,12 @@ impl RingHeader {
             _pad3: pad(),
             writer_park: AtomicU64::new(0),
             _pad4: pad(),
+            data_wake: AtomicU32::new(0),
+            _pad5a: AtomicU32::new(0),
+            _pad5: pad(),
+            space_wake: AtomicU32::new(0),
+            _pad6a: AtomicU32::new(0),
+            _pad6: pad(),
             _reserved: pad(),
         }
     }

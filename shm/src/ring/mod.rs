@@ -23,15 +23,19 @@ mod consumer;
 pub(crate) mod data;
 pub(crate) mod layout;
 mod producer;
+mod wake;
 
 use std::sync::Arc;
 
 pub use consumer::{Consumer, ReadGuard, RecordHead};
 pub use layout::{
-    max_record_len, segment_size, HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY, RECORD_ALIGN,
-    RECORD_HEADER, RING_MAGIC, RING_VERSION,
+    max_record_len, segment_size, HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY, PARK_FUTEX,
+    RECORD_ALIGN, RECORD_HEADER, RING_MAGIC, RING_VERSION,
 };
 pub use producer::{Producer, WriteGrant};
+#[cfg(not(loom))]
+pub use wake::{Slept, WakeWord};
+pub use wake::{Wake, WakeKind};
 
 use crate::error::{Error, Result, Violation};
 #[cfg(not(loom))]
@@ -130,29 +134,95 @@ unsafe impl RingMemory for HeapMemory {
     }
 }
 
+/// How a publish (or release) is ordered against the peer's park: the two
+/// fences of SYNC POINT `park-dekker` (`docs/design.md`).
+///
+/// Both halves of a ring must use the same mode, and
+/// [`Fences::Asymmetric`] is correct only if both processes registered for
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED` ([`crate::membarrier::register`]): the
+/// transport agrees on it in the handshake. A wrong choice can lose
+/// wake-ups (liveness), never memory safety.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fences {
+    /// A SeqCst fence on both sides (every publish and release pays one).
+    #[default]
+    Symmetric,
+    /// No fence on the hot path (a compiler fence only); the side that
+    /// parks pays with `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which
+    /// runs a full barrier on every CPU running a registered process.
+    Asymmetric,
+}
+
+impl Fences {
+    /// The fast side's half of `park-dekker` (publish, release).
+    #[inline]
+    pub(crate) fn fast(self) {
+        match self {
+            Fences::Symmetric => crate::sync::fence(crate::sync::Ordering::SeqCst),
+            // The store before and the load after must not be reordered by
+            // the compiler; the CPU may reorder them, and the parker's
+            // membarrier makes that harmless (docs/design.md).
+            Fences::Asymmetric => {
+                std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst)
+            }
+        }
+    }
+
+    /// The parking side's half of `park-dekker`.
+    #[inline]
+    pub(crate) fn heavy(self) {
+        match self {
+            Fences::Symmetric => crate::sync::fence(crate::sync::Ordering::SeqCst),
+            Fences::Asymmetric => {
+                #[cfg(not(loom))]
+                crate::membarrier::global_barrier();
+                #[cfg(loom)]
+                crate::sync::fence(crate::sync::Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// The kind of wake-up a park word asks for.
+pub(crate) fn wake_kind(park: u64) -> WakeKind {
+    if park & PARK_FUTEX != 0 {
+        WakeKind::Futex
+    } else {
+        WakeKind::Socket
+    }
+}
+
 /// A park sequence word's private copy, kept by the side that parks (the
 /// only writer of that word): odd while parked, a new odd value for every
 /// park episode, so that the waker owes exactly one wake-up per episode.
+/// Bit 63 of the word ([`PARK_FUTEX`]) is not part of the sequence: it
+/// says which kind of wake-up this episode wants.
 #[derive(Debug, Default)]
 pub(crate) struct ParkSeq(std::cell::Cell<u64>);
 
 impl ParkSeq {
     /// Resumes from the value the word had at attach time.
+    #[cfg_attr(loom, allow(dead_code))] // attach is not modelled
     pub(crate) fn set(&self, value: u64) {
-        self.0.set(value);
+        self.0.set(value & !PARK_FUTEX);
     }
 
     /// Starts a new park episode: `word` becomes a new odd value (parking
-    /// while parked starts a new one too), then the SeqCst fence of SYNC
-    /// POINT `park-dekker`, which orders the store before the caller's
-    /// re-check and pairs with the fence on the waking side.
-    pub(crate) fn park(&self, word: &crate::sync::AtomicU64) {
+    /// while parked starts a new one too) carrying `kind`, then the fence
+    /// of SYNC POINT `park-dekker`, which orders the store before the
+    /// caller's re-check and pairs with the fence on the waking side.
+    pub(crate) fn park(&self, word: &crate::sync::AtomicU64, kind: WakeKind, fences: Fences) {
         let s = self.0.get();
-        let next = s.wrapping_add(if s % 2 == 1 { 2 } else { 1 });
+        let next = s.wrapping_add(if s % 2 == 1 { 2 } else { 1 }) & !PARK_FUTEX;
         self.0.set(next);
+        let flag = if kind == WakeKind::Futex {
+            PARK_FUTEX
+        } else {
+            0
+        };
         // Relaxed: ordered by the fence below. Our own word.
-        word.store(next, crate::sync::Ordering::Relaxed);
-        crate::sync::fence(crate::sync::Ordering::SeqCst);
+        word.store(next | flag, crate::sync::Ordering::Relaxed);
+        fences.heavy();
     }
 
     /// Ends the park episode, if one is open: `word` becomes even.
@@ -314,6 +384,8 @@ impl RingShared {
         hdr.consumer_closed.store(0, Ordering::Relaxed);
         hdr.reader_park.store(0, Ordering::Relaxed);
         hdr.writer_park.store(0, Ordering::Relaxed);
+        hdr.data_wake.store(0, Ordering::Relaxed);
+        hdr.space_wake.store(0, Ordering::Relaxed);
         hdr.capacity.store(capacity, Ordering::Relaxed);
         hdr.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
         hdr.version.store(RING_VERSION, Ordering::Relaxed);

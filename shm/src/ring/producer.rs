@@ -5,9 +5,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::layout::{max_record_len, pack, record_size, FLAG_PAD, RECORD_HEADER};
+use super::wake::{Wake, WakeKind, Woken, WordSel};
 #[cfg(not(loom))]
 use super::RingMemory;
-use super::{ParkSeq, RingShared};
+use super::{Fences, ParkSeq, RingShared};
 use crate::error::{Error, Result, Violation};
 use crate::sync::{fence, Ordering};
 
@@ -27,8 +28,11 @@ pub struct Producer {
     /// Our private copy of our `writer_park` word (only we write it).
     park_seq: ParkSeq,
     /// The last odd value of the consumer's `reader_park` we owed a
-    /// wake-up for: one wake-up per park episode.
-    reader_woken: u64,
+    /// wake-up for: one wake-up per park episode. Shared with the
+    /// [`Wake`] tokens we hand out, so that one handed back is owed again.
+    reader_woken: Arc<Woken>,
+    /// Which fences order our publish against the consumer's park.
+    fences: Fences,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -143,7 +147,7 @@ impl Producer {
         Ok(Producer {
             ring,
             cached_head: head,
-            reader_woken: 0,
+            reader_woken: Arc::default(),
             ..self
         })
     }
@@ -156,9 +160,44 @@ impl Producer {
             cached_head: head,
             poisoned: false,
             park_seq: ParkSeq::default(),
-            reader_woken: 0,
+            reader_woken: Arc::default(),
+            fences: Fences::default(),
             _not_sync: PhantomData,
         }
+    }
+
+    /// Chooses the fences that order our publishes against the consumer's
+    /// park (and our park against its releases). [`Fences::Asymmetric`]
+    /// is only correct if both processes registered for
+    /// `MEMBARRIER_CMD_GLOBAL_EXPEDITED` and both halves of the ring use it
+    /// (see [`Fences`]); a wrong choice costs wake-ups (liveness), never
+    /// memory safety.
+    pub fn set_fences(&mut self, fences: Fences) {
+        self.fences = fences;
+    }
+
+    /// The fences in use.
+    pub fn fences(&self) -> Fences {
+        self.fences
+    }
+
+    /// The consumer's wake word, on which a parked producer of ours sleeps
+    /// with a futex (see [`WakeWord`](super::WakeWord)).
+    #[cfg(not(loom))]
+    pub fn wake_word(&self) -> super::WakeWord {
+        super::WakeWord::new(self.ring.clone(), WordSel::Space)
+    }
+
+    /// The peer's wake word, loaded (Relaxed + Acquire fence, SYNC POINT
+    /// `wake-word`): the loom models' stand-in for `WakeWord::snapshot`.
+    #[cfg(loom)]
+    pub fn wake_snapshot(&self) -> u32 {
+        let v = match WordSel::Space {
+            WordSel::Data => self.ring.prod().data_wake.load(Ordering::Relaxed),
+            WordSel::Space => self.ring.cons().space_wake.load(Ordering::Relaxed),
+        };
+        fence(Ordering::Acquire);
+        v
     }
 
     /// Data-area capacity in bytes.
@@ -286,26 +325,26 @@ impl Producer {
         self.try_reserve_tagged(len, 0)
     }
 
-    /// Copies `data` into a new record and publishes it. Returns `Ok(false)`
-    /// when the ring is full.
+    /// Copies `data` into a new record and publishes it. Returns `Ok(None)`
+    /// when the ring is full, else the wake-up owed to the consumer (if it
+    /// parked).
     ///
     /// # Errors
     /// As [`Producer::try_reserve_tagged`].
-    pub fn try_push(&mut self, data: &[u8]) -> Result<bool> {
+    pub fn try_push(&mut self, data: &[u8]) -> Result<Option<Wake>> {
         match self.try_reserve(data.len())? {
             Some(mut g) => {
                 g.fill_from(data);
-                g.commit();
-                Ok(true)
+                Ok(Some(g.commit()))
             }
-            None => Ok(false),
+            None => Ok(None),
         }
     }
 
-    /// Publishes every staged record with one cursor store. Returns `true`
-    /// if the consumer has parked and must be woken (see
+    /// Publishes every staged record with one cursor store. Returns the
+    /// wake-up owed to the consumer if it has parked (see
     /// [`Producer::park`]).
-    pub fn publish(&mut self) -> bool {
+    pub fn publish(&mut self) -> Wake {
         if self.write_pos != self.published {
             // SYNC POINT `record-published`: Release makes the record headers
             // and payloads written before it visible; pairs with the Acquire
@@ -321,32 +360,51 @@ impl Producer {
 
     /// Whether the consumer is parked in an episode we have not woken yet;
     /// if so, records it: the caller then owes it exactly one wake-up.
-    fn reader_wake_owed(&mut self) -> bool {
-        // SYNC POINT `park-dekker` (reader side): SeqCst fence between our
-        // store of `tail` and our load of `reader_park`; pairs with the
+    fn reader_wake_owed(&mut self) -> Wake {
+        // SYNC POINT `park-dekker` (reader side): a SeqCst fence between our
+        // store of `tail` and our load of `reader_park` (asymmetric mode: a
+        // compiler fence, the consumer's membarrier pays); pairs with the
         // fence in `Consumer::park` between its store of `reader_park` and
         // its re-check of `tail`. At least one side sees the other's store:
         // no lost wake-up (docs/design.md).
-        fence(Ordering::SeqCst);
+        self.fences.fast();
         // Relaxed: ordered by the fence above; the consumer's word, loaded
         // once. Any value is harmless: a lying consumer only gets wake-ups,
         // at most one per value it writes.
         let seq = self.ring.cons().reader_park.load(Ordering::Relaxed);
-        if seq % 2 == 1 && seq != self.reader_woken {
-            self.reader_woken = seq;
-            return true;
+        let prev = self.reader_woken.get();
+        if seq % 2 == 1 && seq != prev {
+            self.reader_woken.set(seq);
+            return Wake::owed(
+                super::wake_kind(seq),
+                seq,
+                prev,
+                &self.reader_woken,
+                &self.ring,
+                WordSel::Data,
+            );
         }
-        false
+        Wake::NONE
+    }
+
+    /// The wake-up still owed to a parked consumer, if any (one handed back
+    /// by a dropped [`Wake`], or an episode no publish has seen yet).
+    pub fn owed_wake(&mut self) -> Wake {
+        self.reader_wake_owed()
     }
 
     /// Marks the producer as waiting for space: starts a new park episode
-    /// (our `writer_park` word becomes a new odd value). The caller must
-    /// re-check for space (`try_reserve`) after this and only sleep if
-    /// there is none; the consumer's release then reports that a wake-up is
-    /// owed, once for this episode.
-    pub fn park(&self) {
+    /// (our `writer_park` word becomes a new odd value, saying which
+    /// `kind` of wake-up we want). The caller must re-check for space
+    /// (`try_reserve`) after this and only sleep if there is none; the
+    /// consumer's release then reports that a wake-up is owed, once for
+    /// this episode. To sleep on the futex, take
+    /// [`WakeWord::snapshot`](super::WakeWord::snapshot) of
+    /// [`Producer::wake_word`] after this and before the re-check.
+    pub fn park(&self, kind: WakeKind) {
         // SYNC POINT `park-dekker` (writer side): see `ParkSeq::park`.
-        self.park_seq.park(&self.ring.prod().writer_park);
+        self.park_seq
+            .park(&self.ring.prod().writer_park, kind, self.fences);
     }
 
     /// Ends our park episode (after waking or giving up): our `writer_park`
@@ -357,13 +415,15 @@ impl Producer {
 
     /// Marks the ring closed by the producer after publishing everything
     /// staged. The consumer drains what was published, then gets
-    /// [`Error::Closed`]. Returns whether the consumer must be woken.
-    pub fn close(&mut self) -> bool {
+    /// [`Error::Closed`]. Returns the wake-up owed to the consumer.
+    pub fn close(&mut self) -> Wake {
         let wake = self.publish();
         // SYNC POINT `producer-closed`: Release orders the final `tail` store
         // before the flag; pairs with the Acquire load in `Consumer::try_read`.
         self.ring.prod().producer_closed.store(1, Ordering::Release);
-        wake || self.reader_wake_owed()
+        // A wake-up owed now is for a newer episode than `wake`'s (if both
+        // are owed, the older one has ended: its parker re-parked).
+        self.reader_wake_owed().or(wake)
     }
 
     /// Whether the consumer has closed its end.
@@ -518,9 +578,9 @@ impl WriteGrant<'_> {
         self.prod.write_pos += record_size(self.len as u64);
     }
 
-    /// Publishes the record. Returns `true` if the consumer has parked and
-    /// must be woken by the caller (the transport sends the wake-up).
-    pub fn commit(mut self) -> bool {
+    /// Publishes the record. Returns the wake-up owed to the consumer if it
+    /// has parked (the caller redeems it).
+    pub fn commit(mut self) -> Wake {
         self.stage();
         self.prod.publish()
     }

@@ -8,6 +8,14 @@ use super::layout::{pack, record_size, unpack, FLAG_PAD};
 use super::*;
 use crate::error::{Error, Violation};
 
+/// Pays a wake-up token (as the transport would, without a socket) and
+/// says whether one was owed.
+fn paid(w: Wake) -> bool {
+    let owed = w.is_owed();
+    w.redeem(|| Ok::<(), ()>(())).unwrap();
+    owed
+}
+
 fn ring_with_mem(cap: u64) -> (Producer, Consumer, Arc<HeapMemory>) {
     let mem = Arc::new(HeapMemory::new(segment_size(cap) as usize).unwrap());
     initialize(&*mem, cap).unwrap();
@@ -76,7 +84,7 @@ fn rejects_bad_capacity() {
 fn empty_then_one_record() {
     let (mut p, mut c) = heap_ring(4096).unwrap();
     assert!(c.try_read().unwrap().is_none());
-    assert!(p.try_push(b"abc").unwrap());
+    assert!(p.try_push(b"abc").unwrap().is_some());
     let g = c.try_read().unwrap().unwrap();
     assert_eq!(g.to_vec(), b"abc");
     assert_eq!(g.tag(), 0);
@@ -89,9 +97,9 @@ fn zero_length_records() {
     let (mut p, mut c) = heap_ring(64).unwrap();
     // 8 zero-length records fill a 64-byte ring exactly.
     for _ in 0..8 {
-        assert!(p.try_push(&[]).unwrap());
+        assert!(p.try_push(&[]).unwrap().is_some());
     }
-    assert!(!p.try_push(&[]).unwrap());
+    assert!(p.try_push(&[]).unwrap().is_none());
     for _ in 0..8 {
         let g = c.try_read().unwrap().unwrap();
         assert!(g.is_empty());
@@ -109,19 +117,22 @@ fn max_size_records_and_too_large() {
         Err(Error::RecordTooLarge { .. })
     ));
     // Aligned at 0, two max records fill the ring exactly.
-    assert!(p.try_push(&pattern(0, max)).unwrap());
-    assert!(p.try_push(&pattern(1, max)).unwrap());
-    assert!(!p.try_push(&[]).unwrap(), "ring is full");
+    assert!(p.try_push(&pattern(0, max)).unwrap().is_some());
+    assert!(p.try_push(&pattern(1, max)).unwrap().is_some());
+    assert!(p.try_push(&[]).unwrap().is_none(), "ring is full");
     for i in 0..2 {
         assert_eq!(c.try_read().unwrap().unwrap().to_vec(), pattern(i, max));
     }
     for seq in 0..100 {
         // Whatever the wrap point, a max record fits an empty ring.
         let data = pattern(seq, max);
-        assert!(p.try_push(&data).unwrap(), "seq {seq}");
+        assert!(p.try_push(&data).unwrap().is_some(), "seq {seq}");
         assert_eq!(c.try_read().unwrap().unwrap().to_vec(), data);
         // Shift the wrap point by an odd number of records.
-        assert!(p.try_push(&pattern(seq, (seq as usize * 8) % 200)).unwrap());
+        assert!(p
+            .try_push(&pattern(seq, (seq as usize * 8) % 200))
+            .unwrap()
+            .is_some());
         assert!(c.try_read().unwrap().is_some());
     }
 }
@@ -135,13 +146,16 @@ fn wrap_around_at_every_offset() {
             // Move both cursors to `start` with one record of the right size
             // (or none).
             while p.position() < start {
-                assert!(p.try_push(&[]).unwrap());
+                assert!(p.try_push(&[]).unwrap().is_some());
                 drop(c.try_read().unwrap().unwrap());
             }
             assert_eq!(p.position(), start);
             for seq in 0..3 {
                 let data = pattern(seq, len);
-                assert!(p.try_push(&data).unwrap(), "start {start} len {len}");
+                assert!(
+                    p.try_push(&data).unwrap().is_some(),
+                    "start {start} len {len}"
+                );
                 let g = c.try_read().unwrap().unwrap();
                 assert_eq!(g.to_vec(), data, "start {start} len {len}");
             }
@@ -155,17 +169,17 @@ fn full_and_empty_edges() {
     // Records of 24 bytes (16 payload): 5 fit in 128 (120 bytes), a sixth
     // needs 144.
     for i in 0..5 {
-        assert!(p.try_push(&pattern(i, 16)).unwrap());
+        assert!(p.try_push(&pattern(i, 16)).unwrap().is_some());
     }
-    assert!(!p.try_push(&pattern(9, 16)).unwrap());
+    assert!(p.try_push(&pattern(9, 16)).unwrap().is_none());
     // A zero-length record (8 bytes) still fits exactly.
-    assert!(p.try_push(&[]).unwrap());
+    assert!(p.try_push(&[]).unwrap().is_some());
     assert_eq!(p.free_space().unwrap(), 0);
-    assert!(!p.try_push(&[]).unwrap());
+    assert!(p.try_push(&[]).unwrap().is_none());
     // Free one, then exactly that much is writable again.
     drop(c.try_read().unwrap().unwrap());
     assert_eq!(p.free_space().unwrap(), 24);
-    assert!(p.try_push(&pattern(5, 16)).unwrap());
+    assert!(p.try_push(&pattern(5, 16)).unwrap().is_some());
     for i in 1..5 {
         assert_eq!(c.try_read().unwrap().unwrap().to_vec(), pattern(i, 16));
     }
@@ -182,7 +196,7 @@ fn uncommitted_grant_publishes_nothing() {
         g.fill_from(b"0123456789");
     }
     assert!(c.try_read().unwrap().is_none());
-    assert!(p.try_push(b"x").unwrap());
+    assert!(p.try_push(b"x").unwrap().is_some());
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"x");
 }
 
@@ -193,8 +207,8 @@ fn uncommitted_grant_publishes_nothing() {
 fn abandoned_wrapping_grant_leaves_no_padding() {
     let setup = || {
         let (mut p, mut c) = heap_ring(256).unwrap();
-        assert!(p.try_push(&[1; 120]).unwrap()); // 128 bytes
-        assert!(p.try_push(&[1; 40]).unwrap()); // 48 bytes: offset 176
+        assert!(p.try_push(&[1; 120]).unwrap().is_some()); // 128 bytes
+        assert!(p.try_push(&[1; 40]).unwrap().is_some()); // 48 bytes: offset 176
         drop(c.try_read().unwrap().unwrap());
         drop(c.try_read().unwrap().unwrap());
         (p, c)
@@ -204,7 +218,7 @@ fn abandoned_wrapping_grant_leaves_no_padding() {
         let g = p.try_reserve(96).unwrap().unwrap(); // 104 > 80 left: padding
         let _ = g; // abandoned
     }
-    p.close();
+    let _ = p.close();
     assert!(
         matches!(c.try_read(), Err(Error::Closed)),
         "consumer saw a stray padding record"
@@ -213,7 +227,7 @@ fn abandoned_wrapping_grant_leaves_no_padding() {
     let (mut p, mut c) = setup();
     let abandoned = p.try_reserve(96).unwrap().unwrap();
     let _ = abandoned;
-    assert!(p.try_push(&[2; 96]).unwrap());
+    assert!(p.try_push(&[2; 96]).unwrap().is_some());
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), vec![2; 96]);
 }
 
@@ -226,7 +240,7 @@ fn deferred_commits_publish_together() {
         g.commit_deferred();
     }
     assert!(c.try_read().unwrap().is_none(), "nothing published yet");
-    p.publish();
+    let _ = p.publish();
     for i in 0..10u64 {
         let g = c.try_read().unwrap().unwrap();
         assert_eq!(g.tag(), i as u16);
@@ -237,15 +251,21 @@ fn deferred_commits_publish_together() {
 #[test]
 fn deferred_releases_free_space_together() {
     let (mut p, mut c) = heap_ring(128).unwrap();
-    while p.try_push(&[5; 24]).unwrap() {}
+    while p.try_push(&[5; 24]).unwrap().is_some() {}
     for _ in 0..3 {
         c.try_read().unwrap().unwrap().release_deferred();
     }
-    assert!(!p.try_push(&[5; 24]).unwrap(), "space not handed back yet");
-    p.park();
-    assert!(c.flush_releases(), "parked producer is owed a wake-up");
+    assert!(
+        p.try_push(&[5; 24]).unwrap().is_none(),
+        "space not handed back yet"
+    );
+    p.park(WakeKind::Socket);
+    assert!(
+        paid(c.flush_releases()),
+        "parked producer is owed a wake-up"
+    );
     for _ in 0..3 {
-        assert!(p.try_push(&[6; 24]).unwrap());
+        assert!(p.try_push(&[6; 24]).unwrap().is_some());
     }
     // Records read after deferred releases still come in order.
     for _ in 0..1 {
@@ -262,8 +282,8 @@ fn truncate_shrinks_record() {
     let mut g = p.try_reserve(100).unwrap().unwrap();
     g.fill_from(b"hello world");
     g.truncate(5);
-    g.commit();
-    assert!(p.try_push(b"next").unwrap());
+    let _ = g.commit();
+    assert!(p.try_push(b"next").unwrap().is_some());
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"hello");
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"next");
 }
@@ -271,8 +291,8 @@ fn truncate_shrinks_record() {
 #[test]
 fn close_drains_then_reports_closed() {
     let (mut p, mut c) = heap_ring(256).unwrap();
-    p.try_push(b"a").unwrap();
-    p.close();
+    assert!(p.try_push(b"a").unwrap().is_some());
+    let _ = p.close();
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"a");
     assert!(matches!(c.try_read(), Err(Error::Closed)));
 }
@@ -283,27 +303,30 @@ fn parking_reports_wakeups_once() {
     // Not parked: a commit owes nobody a wake-up.
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"x");
-    assert!(!g.commit());
+    assert!(!paid(g.commit()));
     drop(c.try_read().unwrap().unwrap());
-    c.park();
+    c.park(WakeKind::Socket);
     assert!(!c.has_data().unwrap());
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"y");
-    assert!(g.commit(), "reader parked: wake-up owed");
+    assert!(paid(g.commit()), "reader parked: wake-up owed");
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"z");
-    assert!(!g.commit(), "flag consumed by the first commit");
+    assert!(!paid(g.commit()), "flag consumed by the first commit");
     // Writer side: the wake-up is owed once at most half the ring is in
     // use (hysteresis), not at the first released record.
     while c.try_read().unwrap().is_some() {}
-    while p.try_push(&[0; 8]).unwrap() {} // 4 records of 16 bytes
-    p.park();
+    while p.try_push(&[0; 8]).unwrap().is_some() {} // 4 records of 16 bytes
+    p.park(WakeKind::Socket);
     let g = c.try_read().unwrap().unwrap();
-    assert!(!g.release(), "48 of 64 bytes still in use: no wake-up yet");
+    assert!(
+        !paid(g.release()),
+        "48 of 64 bytes still in use: no wake-up yet"
+    );
     let g = c.try_read().unwrap().unwrap();
-    assert!(g.release(), "half the ring free: wake-up owed");
+    assert!(paid(g.release()), "half the ring free: wake-up owed");
     let g = c.try_read().unwrap().unwrap();
-    assert!(!g.release(), "flag consumed by the first wake-up");
+    assert!(!paid(g.release()), "flag consumed by the first wake-up");
 }
 
 // ---- a lying peer -------------------------------------------------------
@@ -396,9 +419,9 @@ fn halves_refuse_read_only_memory_they_must_write() {
     let mut p = unsafe { Producer::attach(prod.clone(), ro_cons) }.unwrap();
     let mut c = Consumer::attach(ro_prod, cons.clone()).unwrap();
     for i in 0..1000u64 {
-        if !p.try_push(&i.to_le_bytes()).unwrap() {
+        if p.try_push(&i.to_le_bytes()).unwrap().is_none() {
             assert_eq!(c.try_read().unwrap().unwrap().len(), 8);
-            assert!(p.try_push(&i.to_le_bytes()).unwrap());
+            assert!(p.try_push(&i.to_le_bytes()).unwrap().is_some());
         }
     }
     // The cursors went to their owners' memory: `tail` in `prod`, `head` in
@@ -419,7 +442,7 @@ fn producer_moves_to_the_consumers_words() {
     let ro: Arc<dyn RingMemory> = Arc::new(ReadOnly(cons.clone()));
     let mut p = p.with_consumer_words(ro).unwrap();
     let mut c = Consumer::attach(seg, cons.clone()).unwrap();
-    assert!(p.try_push(b"hi").unwrap());
+    assert!(p.try_push(b"hi").unwrap().is_some());
     assert_eq!(c.try_read().unwrap().unwrap().to_vec(), b"hi");
     assert_eq!(p.consumed().unwrap(), 16);
     // A consumer cursor beyond what we published is refused.
@@ -437,27 +460,27 @@ fn producer_moves_to_the_consumers_words() {
 #[test]
 fn every_park_episode_gets_one_wakeup() {
     let (mut p, mut c, mem) = ring_with_mem(4096);
-    c.park();
+    c.park(WakeKind::Socket);
     assert_eq!(peek(&mem, 384) % 2, 1, "parked: odd");
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"a");
-    assert!(g.commit(), "parked: wake-up owed");
-    c.park(); // re-armed without unparking (try_recv does this)
+    assert!(paid(g.commit()), "parked: wake-up owed");
+    c.park(WakeKind::Socket); // re-armed without unparking (try_recv does this)
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"c");
-    assert!(g.commit(), "a new episode is owed a wake-up");
+    assert!(paid(g.commit()), "a new episode is owed a wake-up");
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"d");
-    assert!(!g.commit(), "but only one");
+    assert!(!paid(g.commit()), "but only one");
     c.unpark();
     assert_eq!(peek(&mem, 384) % 2, 0, "unparked: even");
     let mut g = p.try_reserve(1).unwrap().unwrap();
     g.fill_from(b"e");
-    assert!(!g.commit(), "not parked");
+    assert!(!paid(g.commit()), "not parked");
     // The consumer closing wakes a parked producer once, without hysteresis.
-    p.park();
-    assert!(c.close());
-    assert!(!c.close());
+    p.park(WakeKind::Socket);
+    assert!(paid(c.close()));
+    assert!(!paid(c.close()));
 }
 
 #[test]
@@ -482,7 +505,7 @@ fn consumer_rejects_bad_tail() {
     }
     // Backwards.
     let (mut p, mut c, mem) = ring_with_mem(cap);
-    p.try_push(b"abc").unwrap();
+    assert!(p.try_push(b"abc").unwrap().is_some());
     drop(c.try_read().unwrap().unwrap());
     poke(&mem, TAIL, 0);
     assert!(matches!(
@@ -496,7 +519,7 @@ fn producer_rejects_bad_head() {
     let cap = 256u64;
     for bad in [8u64, 3, u64::MAX - 7] {
         let (mut p, _c, mem) = ring_with_mem(cap);
-        while p.try_push(&[1; 40]).unwrap() {}
+        while p.try_push(&[1; 40]).unwrap().is_some() {}
         let tail = p.position();
         // beyond tail, misaligned, huge
         poke(&mem, HEAD, if bad == 8 { tail + 8 } else { bad });
@@ -506,11 +529,11 @@ fn producer_rejects_bad_head() {
     }
     // Backwards.
     let (mut p, mut c, mem) = ring_with_mem(cap);
-    while p.try_push(&[1; 40]).unwrap() {}
+    while p.try_push(&[1; 40]).unwrap().is_some() {}
     drop(c.try_read().unwrap().unwrap());
-    assert!(p.try_push(&[1; 40]).unwrap());
+    assert!(p.try_push(&[1; 40]).unwrap().is_some());
     poke(&mem, HEAD, 0);
-    while let Ok(true) = p.try_push(&[1; 40]) {}
+    while let Ok(Some(_)) = p.try_push(&[1; 40]) {}
     let r = p.try_push(&[1; 40]);
     assert!(
         matches!(
@@ -547,7 +570,7 @@ fn consumer_rejects_bad_record_headers() {
     // A record that crosses the end of the data area.
     let (mut p, mut c, mem) = ring_with_mem(cap);
     for _ in 0..2 {
-        p.try_push(&[0; 96]).unwrap();
+        assert!(p.try_push(&[0; 96]).unwrap().is_some());
         drop(c.try_read().unwrap().unwrap());
     } // head = tail = 208
     poke(&mem, data_off + 208, pack(64, 0));
@@ -605,8 +628,8 @@ fn c_max(cap: u64) -> usize {
 #[test]
 fn read_takes_the_peeked_record_without_reloading_it() {
     let (mut p, mut c, mem) = ring_with_mem(4096);
-    assert!(p.try_push(&[7u8; 40]).unwrap());
-    assert!(p.try_push(&[8u8; 16]).unwrap());
+    assert!(p.try_push(&[7u8; 40]).unwrap().is_some());
+    assert!(p.try_push(&[8u8; 16]).unwrap().is_some());
     let head = c.peek_record().unwrap().unwrap();
     assert_eq!((head.tag(), head.len()), (0, 40));
     // The peer rewrites the header after our look: the record taken is the
@@ -624,10 +647,97 @@ fn read_takes_the_peeked_record_without_reloading_it() {
     assert_eq!(next.len(), 16);
     // A head from another ring does not match our cursor either.
     let (mut p2, mut c2) = heap_ring(4096).unwrap();
-    assert!(p2.try_push(&[1u8; 200]).unwrap());
-    assert!(p2.try_push(&[1u8; 200]).unwrap());
+    assert!(p2.try_push(&[1u8; 200]).unwrap().is_some());
+    assert!(p2.try_push(&[1u8; 200]).unwrap().is_some());
     let _ = c2.try_read().unwrap();
     let foreign = c2.peek_record().unwrap().unwrap();
     assert!(matches!(c.read(foreign), Err(Error::StaleRecord)));
     assert_eq!(c.read(next).unwrap().to_vec(), [8u8; 16]);
+}
+
+/// The futex a parked consumer sleeps on is the producer's `data_wake`
+/// word, which it maps read-only; the producer wakes it through its own
+/// writable mapping. Shared futexes are keyed by the page, so the two
+/// meet: the sleeper is woken long before its timeout.
+#[test]
+fn futex_across_read_only_mapping() {
+    use std::time::{Duration, Instant};
+    let opts = crate::SegmentOptions::default();
+    let (seg, prod) = create_segment(c"futex-a", 4096, opts).unwrap();
+    let (cseg, _other) = create_segment(c"futex-b", 4096, opts).unwrap();
+    let fd = seg.fd().try_clone_to_owned().unwrap();
+    let ro = Arc::new(crate::Segment::attach_read_only(fd, segment_size(4096), 1 << 20).unwrap());
+    assert!(!ro.is_writable());
+    let cmem: Arc<dyn RingMemory> = cseg;
+    let mut prod = prod.with_consumer_words(cmem.clone()).unwrap();
+    let mut cons = Consumer::attach(ro, cmem).unwrap();
+    let word = cons.wake_word();
+    cons.park(WakeKind::Futex);
+    let snap = word.snapshot();
+    assert!(!cons.has_data().unwrap());
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let w = prod.try_push(b"x").unwrap().unwrap();
+        assert_eq!(w.kind(), Some(WakeKind::Futex));
+        w.redeem(|| Ok::<(), ()>(())).unwrap();
+        prod
+    });
+    let start = Instant::now();
+    // A lost wake-up (or a word the kernel did not match) sleeps 20 s.
+    let mut slept = word.sleep(snap, Duration::from_secs(20)).unwrap();
+    while slept == Slept::Woken
+        && !cons.has_data().unwrap()
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        // A spurious return before the wake-up (EINTR): sleep again.
+        slept = word
+            .sleep(word.snapshot(), Duration::from_secs(20))
+            .unwrap();
+    }
+    assert_eq!(slept, Slept::Woken);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "woken by the timeout, not the peer"
+    );
+    cons.unpark();
+    assert!(cons.has_data().unwrap());
+    let _prod = t.join().unwrap();
+}
+
+/// A `Wake` dropped unredeemed is not lost: a socket wake-up is owed again
+/// by the next check; a ReadGuard dropped while the producer is parked
+/// hands its wake-up back, and `owed_wake` (or the next release) returns
+/// it. Fails if Drop discards the token (as `ReadGuard`'s Drop once did).
+#[test]
+fn dropped_wakeups_are_owed_again() {
+    let (mut p, mut c) = heap_ring(64).unwrap();
+    c.park(WakeKind::Socket);
+    let w = p.try_push(b"a").unwrap().unwrap();
+    assert_eq!(w.kind(), Some(WakeKind::Socket));
+    drop(w);
+    let again = p.owed_wake();
+    assert_eq!(
+        again.kind(),
+        Some(WakeKind::Socket),
+        "a dropped wake-up was lost"
+    );
+    assert!(paid(again));
+    assert!(!p.owed_wake().is_owed(), "paid: owed once only");
+    c.unpark();
+    // Writer side, through ReadGuard's Drop.
+    while c.try_read().unwrap().is_some() {}
+    while p.try_push(&[0; 8]).unwrap().is_some() {}
+    p.park(WakeKind::Socket);
+    drop(c.try_read().unwrap().unwrap());
+    drop(c.try_read().unwrap().unwrap()); // half the ring free: owed, handed back
+    assert!(paid(c.owed_wake()), "ReadGuard's Drop lost the wake-up");
+    assert!(!paid(c.owed_wake()));
+    // hand_back is explicit and has the same effect.
+    let (mut p, c) = heap_ring(64).unwrap();
+    c.park(WakeKind::Socket);
+    p.try_push(b"b").unwrap().unwrap().hand_back();
+    assert!(
+        paid(p.publish()),
+        "handed back, owed again at the next publish"
+    );
 }

@@ -28,6 +28,8 @@ pub(crate) struct Parts {
     pub(crate) max_message: u64,
     pub(crate) wait: WaitStrategy,
     pub(crate) timeout: Option<Duration>,
+    /// Blocked calls sleep on a futex (else on the socket).
+    pub(crate) futex: bool,
 }
 
 impl Parts {
@@ -57,13 +59,15 @@ pub struct Connection {
 
 impl Connection {
     pub(crate) fn from_parts(p: Parts) -> Self {
-        let (wait, timeout) = (p.wait, p.timeout);
+        let (wait, timeout, futex) = (p.wait, p.timeout, p.futex);
         let (tx, rx, shut) = p.into_cores();
-        Connection {
-            tx: Sender::new(tx, wait, timeout),
-            rx: Receiver::new(rx, wait, timeout),
-            shut,
+        let mut tx = Sender::new(tx, wait, timeout);
+        let mut rx = Receiver::new(rx, wait, timeout);
+        if futex {
+            tx.use_futex(shut.clone());
+            rx.use_futex(shut.clone());
         }
+        Connection { tx, rx, shut }
     }
 
     /// The two cores, their shutdown flag and the wait strategy, for
@@ -139,7 +143,11 @@ impl Connection {
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if the sockets cannot be duplicated (fd limit).
     pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
-        ShutdownHandle::new(self.shut.clone(), &[self.tx.as_fd(), self.rx.as_fd()])
+        ShutdownHandle::new(
+            self.shut.clone(),
+            &[self.tx.as_fd(), self.rx.as_fd()],
+            vec![self.tx.core.prod.wake_word(), self.rx.core.cons.wake_word()],
+        )
     }
 
     /// Receives a message (see [`Receiver::recv`]).
@@ -252,6 +260,13 @@ impl Connection {
     /// Largest message that travels inline through the ring.
     pub fn max_inline(&self) -> usize {
         self.tx.max_inline()
+    }
+
+    /// Whether the rings run with asymmetric fences (both processes
+    /// registered for `membarrier` and asked for it; see
+    /// [`Builder::asymmetric_fences`](crate::Builder::asymmetric_fences)).
+    pub fn asymmetric_fences(&self) -> bool {
+        self.tx.core.prod.fences() == shmsock_shm::ring::Fences::Asymmetric
     }
 }
 

@@ -183,10 +183,8 @@ impl Drop for Message<'_> {
     fn drop(&mut self) {
         if let Inner::Ring { guard, sock } = &mut self.inner {
             if let Some(g) = guard.take() {
-                if g.release() {
-                    // Best effort: if the peer is gone it no longer waits.
-                    let _ = notify::wake_space(*sock);
-                }
+                // Best effort: if the peer is gone it no longer waits.
+                let _ = notify::wake_space(g.release(), *sock);
             }
         }
     }

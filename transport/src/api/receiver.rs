@@ -3,7 +3,10 @@
 //! [`wait::wait_until`], the one wait loop.
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use shmsock_shm::ring::{WakeKind, WakeWord};
 
 use crate::api::message::Message;
 use crate::core::recv::{Head, RecvCore};
@@ -11,6 +14,7 @@ use crate::core::Deadline;
 use crate::error::Result;
 use crate::fdpass::Recv;
 use crate::options::{Credentials, WaitStrategy};
+use crate::shutdown::ShutFlag;
 use crate::wait::{self, SpinLearner, Waiter};
 
 /// The receiving half of a connection. `Send`, not `Sync`.
@@ -20,6 +24,9 @@ pub struct Receiver {
     timeout: Option<Duration>,
     /// How often waits for data were caught spinning (sizes `Adaptive`).
     learner: SpinLearner,
+    /// The peer's `data_wake` word and our shutdown flag, when a blocked
+    /// call sleeps on a futex (`None`: on the socket).
+    futex: Option<(WakeWord, Arc<ShutFlag>)>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -38,7 +45,14 @@ impl Receiver {
             wait,
             timeout,
             learner: SpinLearner::default(),
+            futex: None,
         }
+    }
+
+    /// Makes blocked calls sleep on a futex (the peer's wake word), with
+    /// `shut` to tell a shutdown from a wake-up.
+    pub(crate) fn use_futex(&mut self, shut: Arc<ShutFlag>) {
+        self.futex = Some((self.core.cons.wake_word(), shut));
     }
 
     /// The core, for another waiting policy (the async wrappers).
@@ -242,9 +256,12 @@ impl Waiter for Receiver {
         // (commit precedes close), and the caller found it empty.
         self.core.peer_eof
     }
-    fn park(&mut self) {
+    fn park(&mut self, kind: WakeKind) {
         // SYNC POINT `park-dekker`, reader side (docs/design.md).
-        self.core.cons.park();
+        self.core.cons.park(kind);
+    }
+    fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
+        self.futex.as_ref().map(|(w, s)| (w, &**s))
     }
     fn unpark(&mut self) {
         self.core.cons.unpark();

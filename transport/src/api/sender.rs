@@ -6,7 +6,9 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use shmsock_shm::ring::{self, Producer};
+use std::sync::Arc;
+
+use shmsock_shm::ring::{self, Producer, WakeKind, WakeWord};
 
 use crate::api::writer::MessageWriter;
 use crate::core::notify;
@@ -18,6 +20,7 @@ use crate::error::Result;
 use crate::error_map::sock_err;
 use crate::fdpass::Recv;
 use crate::options::{Credentials, WaitStrategy};
+use crate::shutdown::ShutFlag;
 use crate::wait::{self, SpinLearner, Waiter};
 use crate::wire::TAG_INLINE;
 
@@ -28,6 +31,9 @@ pub struct Sender {
     timeout: Option<Duration>,
     /// How often waits for space were caught spinning (sizes `Adaptive`).
     learner: SpinLearner,
+    /// The peer's `space_wake` word and our shutdown flag, when a blocked
+    /// call sleeps on a futex (`None`: on the socket).
+    futex: Option<(WakeWord, Arc<ShutFlag>)>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -46,7 +52,14 @@ impl Sender {
             wait,
             timeout,
             learner: SpinLearner::default(),
+            futex: None,
         }
+    }
+
+    /// Makes blocked calls sleep on a futex (the peer's wake word), with
+    /// `shut` to tell a shutdown from a wake-up.
+    pub(crate) fn use_futex(&mut self, shut: Arc<ShutFlag>) {
+        self.futex = Some((self.core.prod.wake_word(), shut));
     }
 
     /// The core and the wait strategy, for another waiting policy (the
@@ -185,9 +198,8 @@ impl Sender {
         }
         let mut g = self.core.take_fitting(data.len(), TAG_INLINE)?;
         g.fill_from(data);
-        if g.commit() {
-            self.core.wake_reader()?;
-        }
+        let wake = g.commit();
+        self.core.wake_reader(wake)?;
         Ok(())
     }
 
@@ -434,9 +446,12 @@ impl Waiter for Sender {
     fn gone(&self) -> bool {
         self.core.peer_gone
     }
-    fn park(&mut self) {
+    fn park(&mut self, kind: WakeKind) {
         // SYNC POINT `park-dekker`, writer side (docs/design.md).
-        self.core.prod.park();
+        self.core.prod.park(kind);
+    }
+    fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
+        self.futex.as_ref().map(|(w, s)| (w, &**s))
     }
     fn unpark(&mut self) {
         self.core.prod.unpark();
@@ -628,11 +643,9 @@ impl WriteGrant<'_> {
     /// [`Error::Disconnected`] if the wake-up for a parked peer cannot be
     /// sent because it is gone.
     pub fn commit(self) -> Result<()> {
-        if self.grant.commit() {
-            if let Err(e) = notify::wake_data(self.sock) {
-                *self.peer_gone = true;
-                return Err(sock_err("sendmsg(wake)", e));
-            }
+        if let Err(e) = notify::wake_data(self.grant.commit(), self.sock) {
+            *self.peer_gone = true;
+            return Err(sock_err("sendmsg(wake)", e));
         }
         Ok(())
     }

@@ -209,11 +209,9 @@ impl Chunk<'_> {
                 *self.done = ls.is_done();
             }
         }
-        if wake {
-            if let Err(e) = notify::wake_data(self.sock) {
-                *self.peer_gone = true;
-                return Err(sock_err("sendmsg(wake)", e));
-            }
+        if let Err(e) = notify::wake_data(wake, self.sock) {
+            *self.peer_gone = true;
+            return Err(sock_err("sendmsg(wake)", e));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use shmsock_shm::ring::{self, Consumer, RecordHead};
+use shmsock_shm::ring::{self, Consumer, RecordHead, WakeKind};
 
 use crate::core::frag::Assembly;
 use crate::core::{notify, Deadline, DRAIN_BUDGET};
@@ -155,7 +155,8 @@ impl RecvCore {
             if self.peer_eof {
                 return Err(Error::Disconnected);
             }
-            self.cons.park();
+            // An event loop (or tokio) polls our socket: a socket wake-up.
+            self.cons.park(WakeKind::Socket);
             head = self.poll_head(deadline)?;
             if matches!(head, Head::Empty) {
                 return Ok(head);
@@ -264,10 +265,8 @@ impl RecvCore {
                 None => Err("fragment outside a message"),
             },
         };
-        if g.release() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = notify::wake_space(self.sock.as_fd());
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = notify::wake_space(g.release(), self.sock.as_fd());
         if let Err(what) = step {
             return Err(self.fail(ProtocolViolation::Fragment(what)));
         }
@@ -343,10 +342,8 @@ impl RecvCore {
                 _ => break Ok(n),
             }
         };
-        if self.cons.flush_releases() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = notify::wake_space(self.sock.as_fd());
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = notify::wake_space(self.cons.flush_releases(), self.sock.as_fd());
         taken
     }
 
@@ -380,10 +377,8 @@ impl RecvCore {
             buf.clear();
             g.append_to(0, buf);
         }
-        if g.release() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = notify::wake_space(self.sock.as_fd());
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = notify::wake_space(g.release(), self.sock.as_fd());
         if head.tag() == TAG_FRAG_ABORT {
             return Err(Error::Abandoned);
         }
@@ -490,10 +485,8 @@ impl RecvCore {
             buf.clear();
             g.append_to(skip, buf);
         }
-        if g.release() {
-            // Best effort: a dead peer shows on the next wait.
-            let _ = notify::wake_space(self.sock.as_fd());
-        }
+        // Best effort: a dead peer shows on the next wait.
+        let _ = notify::wake_space(g.release(), self.sock.as_fd());
         let total = total.map_err(|what| self.fail(ProtocolViolation::Fragment(what)))?;
         let st = Stream {
             total,
@@ -543,9 +536,8 @@ impl RecvCore {
 
     /// Marks the peer's ring closed on our side (advisory). Done on drop.
     fn close(&mut self) {
-        if self.cons.close() {
-            let _ = notify::wake_space(self.sock.as_fd());
-        }
+        // Best effort: if the peer is gone it no longer waits.
+        let _ = notify::wake_space(self.cons.close(), self.sock.as_fd());
     }
 }
 

@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use shmsock_shm::ring::{self, Producer};
+use shmsock_shm::ring::{self, Producer, Wake, WakeKind};
 
 use crate::core::frag::{fragment_len, LargeSend};
 use crate::core::{notify, DRAIN_BUDGET};
@@ -80,9 +80,9 @@ impl SendCore {
         self.peer_max_message
     }
 
-    /// Sends a wake-up to the peer's parked reader.
-    pub(crate) fn wake_reader(&mut self) -> Result<()> {
-        match notify::wake_data(self.sock.as_fd()) {
+    /// Pays the wake-up owed to the peer's parked reader, if any.
+    pub(crate) fn wake_reader(&mut self, wake: Wake) -> Result<()> {
+        match notify::wake_data(wake, self.sock.as_fd()) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.peer_gone = true;
@@ -219,7 +219,8 @@ impl SendCore {
         if self.can_reserve(len)? {
             return Ok(true);
         }
-        self.prod.park();
+        // An event loop (or tokio) polls our socket: a socket wake-up.
+        self.prod.park(WakeKind::Socket);
         if !self.can_reserve(len)? {
             self.armed = true;
             return Ok(false);
@@ -243,10 +244,8 @@ impl SendCore {
 
     /// Publishes the staged records; wakes the reader if it is parked.
     pub(crate) fn publish_staged(&mut self) -> Result<()> {
-        if self.prod.publish() {
-            self.wake_reader()?;
-        }
-        Ok(())
+        let wake = self.prod.publish();
+        self.wake_reader(wake)
     }
 
     /// Writes one record of `len` bytes tagged `tag`, filled by `fill`, if
@@ -262,9 +261,8 @@ impl SendCore {
         }
         let mut g = self.take_fitting(len, tag)?;
         fill(&mut g);
-        if g.commit() {
-            self.wake_reader()?;
-        }
+        let wake = g.commit();
+        self.wake_reader(wake)?;
         Ok(true)
     }
 
@@ -329,9 +327,8 @@ impl SendCore {
     /// Publishes nothing new; marks our ring closed so the peer drains it
     /// and then sees [`Error::Disconnected`]. Done on drop.
     fn close(&mut self) {
-        if self.prod.close() {
-            let _ = notify::wake_data(self.sock.as_fd());
-        }
+        // Best effort: if the peer is gone it no longer waits.
+        let _ = notify::wake_data(self.prod.close(), self.sock.as_fd());
     }
 }
 

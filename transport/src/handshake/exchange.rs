@@ -7,14 +7,16 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmsock_shm::ring::{Consumer, Producer};
+use shmsock_shm::ring::{Consumer, Fences, Producer};
 use shmsock_shm::Segment;
 
 use crate::api::connection::{Connection, Parts};
 use crate::error::{Error, ProtocolViolation};
 use crate::fdpass::Received;
 use crate::options::{Builder, Credentials, WaitStrategy};
-use crate::wire::{Control, RejectReason, MAX_CONTROL_LEN, PROTOCOL_VERSION};
+use crate::wire::{
+    Control, RejectReason, HELLO_ASYMMETRIC_FENCES, MAX_CONTROL_LEN, PROTOCOL_VERSION,
+};
 
 /// One datagram received from the peer during the handshake: its bytes and
 /// every fd that came with it (owned at once: whatever the machine does not
@@ -153,6 +155,8 @@ pub struct Established {
     pub(super) back: OwnedFd,
     pub(super) peer: Credentials,
     pub(super) peer_max_message: u64,
+    /// The fences both sides agreed on.
+    pub(super) fences: Fences,
     pub(super) local: Local,
     /// Which end the handshake socket becomes.
     pub(super) server: bool,
@@ -172,16 +176,20 @@ impl Established {
         } else {
             (sock, self.back)
         };
+        let (mut prod, mut cons) = (self.prod, self.cons);
+        prod.set_fences(self.fences);
+        cons.set_fences(self.fences);
         Connection::from_parts(Parts {
-            prod: self.prod,
+            prod,
             tx_sock,
-            cons: self.cons,
+            cons,
             rx_sock,
             peer: self.peer,
             peer_max_message: self.peer_max_message,
             max_message: self.local.max_message,
             wait: self.local.wait,
             timeout: self.local.timeout,
+            futex: self.local.futex,
         })
     }
 }
@@ -202,6 +210,10 @@ pub(super) struct Local {
     pub(super) max_message: u64,
     pub(super) wait: WaitStrategy,
     pub(super) timeout: Option<Duration>,
+    pub(super) futex: bool,
+    /// Asymmetric fences wanted and this process registered for
+    /// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`.
+    pub(super) membarrier: bool,
     pub(super) prefault: bool,
 }
 
@@ -212,7 +224,34 @@ impl Local {
             max_message: opts.max_message,
             wait: opts.wait,
             timeout: opts.timeout,
+            futex: opts.futex_wakeups,
+            // Registered once per process, at the first connect or accept
+            // that wants it. Not for `Block`, which parks on every wait: a
+            // membarrier per park costs far more than the fences it saves
+            // (docs/performance.md, "Wake-ups and fences").
+            membarrier: opts.asymmetric_fences
+                && opts.wait != WaitStrategy::Block
+                && shmsock_shm::membarrier::register(),
             prefault: opts.prefault,
+        }
+    }
+
+    /// The flags of our `Hello`/`Welcome`.
+    pub(super) fn hello_flags(&self) -> u32 {
+        if self.membarrier {
+            HELLO_ASYMMETRIC_FENCES
+        } else {
+            0
+        }
+    }
+
+    /// The fences of a connection whose peer sent `peer_flags`: asymmetric
+    /// only if both sides registered.
+    pub(super) fn fences_with(&self, peer_flags: u32) -> Fences {
+        if self.membarrier && peer_flags & HELLO_ASYMMETRIC_FENCES != 0 {
+            Fences::Asymmetric
+        } else {
+            Fences::Symmetric
         }
     }
 }

@@ -186,6 +186,7 @@ impl ClientHandshake {
             });
         }
         let (seg, prod) = create_own_ring(opts.ring_capacity, opts.prefault)?;
+        let local = Local::of(opts);
         let (back_ours, back_theirs) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -197,12 +198,13 @@ impl ClientHandshake {
             Control::Hello(Hello {
                 ring_capacity: opts.ring_capacity,
                 max_message: opts.max_message,
+                flags: local.hello_flags(),
             }),
             Some(seg.clone()),
             Some(back_theirs),
         );
         let hs = ClientHandshake {
-            local: Local::of(opts),
+            local,
             peer,
             seg,
             prod,
@@ -266,6 +268,7 @@ impl ClientHandshake {
             back: self.back_ours,
             peer,
             peer_max_message: w.max_message,
+            fences: self.local.fences_with(w.flags),
             local: self.local,
             server: false,
         })
@@ -392,6 +395,7 @@ impl ServerHandshake {
             Control::Welcome(Hello {
                 ring_capacity: self.ring_capacity,
                 max_message: self.local.max_message,
+                flags: self.local.hello_flags(),
             }),
             Some(seg),
             None,
@@ -402,6 +406,7 @@ impl ServerHandshake {
             back,
             peer,
             peer_max_message: h.max_message,
+            fences: self.local.fences_with(h.flags),
             local: self.local,
             server: true,
         };

@@ -120,7 +120,12 @@ impl Connection {
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) if the sockets cannot be duplicated.
     pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
-        ShutdownHandle::new(self.shut.clone(), &[self.tx.sock(), self.rx.sock()])
+        // Tokio waits on the sockets (socket wake-ups), not on futexes.
+        ShutdownHandle::new(
+            self.shut.clone(),
+            &[self.tx.sock(), self.rx.sock()],
+            Vec::new(),
+        )
     }
 
     /// Credentials of the peer process (`SO_PEERCRED` at connect time).

@@ -88,9 +88,8 @@ impl Sender {
         }
         let mut g = self.core.take_fitting(data.len(), TAG_INLINE)?;
         g.fill_from(data);
-        if g.commit() {
-            self.core.wake_reader()?;
-        }
+        let wake = g.commit();
+        self.core.wake_reader(wake)?;
         Ok(())
     }
 

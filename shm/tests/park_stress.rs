@@ -1,0 +1,134 @@
+//! Park/unpark stress: two threads on a 4-record ring, each parking (futex
+//! wake-up) whenever it must wait, until the two have parked at least
+//! 10^6 times between them; once with symmetric fences and once with
+//! asymmetric ones (membarrier), where the kernel allows it.
+//!
+//! A lost wake-up shows as a futex sleep that times out (5 s) while the
+//! condition it waited for holds: the test fails at once. A watchdog
+//! thread aborts the process if a mode runs longer than 120 s. Runtime:
+//! about 5-15 s per mode on the 2-vCPU development VM (busy), in the
+//! `dev` profile (opt-level 1); most of it is futex syscalls.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmsock_shm::ring::{heap_ring, Fences, Slept, WakeKind};
+
+const PARKS: u64 = 1_000_000;
+const SLEEP: Duration = Duration::from_secs(5);
+
+fn pay(w: shmsock_shm::ring::Wake) {
+    assert!(
+        w.kind() != Some(WakeKind::Socket),
+        "nobody parks for a socket wake-up here"
+    );
+    w.redeem(|| Ok::<(), ()>(())).unwrap();
+}
+
+fn run(fences: Fences) {
+    let (mut p, mut c) = heap_ring(64).unwrap();
+    p.set_fences(fences);
+    c.set_fences(fences);
+    let parks = Arc::new(AtomicU64::new(0));
+    let sleeps = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog_done = done.clone();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        while !watchdog_done.load(Ordering::Relaxed) {
+            if started.elapsed() > Duration::from_secs(120) {
+                eprintln!("park_stress watchdog: {fences:?} ran over 120 s");
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (pp, ps) = (parks.clone(), sleeps.clone());
+    let producer = std::thread::spawn(move || {
+        let word = p.wake_word();
+        let mut seq = 0u64;
+        let mut local_parks = 0;
+        while pp.load(Ordering::Relaxed) < PARKS {
+            let body = seq.to_le_bytes();
+            if let Some(mut g) = p.try_reserve(8).unwrap() {
+                g.fill_from(&body);
+                pay(g.commit());
+                seq += 1;
+                continue;
+            }
+            // Full: park, re-check, sleep.
+            p.park(WakeKind::Futex);
+            local_parks += 1;
+            pp.fetch_add(1, Ordering::Relaxed);
+            let snap = word.snapshot();
+            if p.can_reserve(8).unwrap() {
+                p.unpark();
+                continue;
+            }
+            ps.fetch_add(1, Ordering::Relaxed);
+            let slept = word.sleep(snap, SLEEP).unwrap();
+            p.unpark();
+            if slept == Slept::TimedOut {
+                assert!(!p.can_reserve(8).unwrap(), "lost wake-up (writer side)");
+            }
+        }
+        pay(p.close());
+        (seq, local_parks)
+    });
+    let word = c.wake_word();
+    let mut expect = 0u64;
+    loop {
+        match c.try_read() {
+            Ok(Some(g)) => {
+                let mut b = [0u8; 8];
+                g.copy_to(&mut b);
+                assert_eq!(u64::from_le_bytes(b), expect);
+                expect += 1;
+                pay(g.release());
+                continue;
+            }
+            Ok(None) => {}
+            Err(shmsock_shm::Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+        c.park(WakeKind::Futex);
+        parks.fetch_add(1, Ordering::Relaxed);
+        let snap = word.snapshot();
+        if c.has_data().unwrap_or(true) {
+            c.unpark();
+            continue;
+        }
+        sleeps.fetch_add(1, Ordering::Relaxed);
+        let slept = word.sleep(snap, SLEEP).unwrap();
+        c.unpark();
+        if slept == Slept::TimedOut {
+            assert!(!c.has_data().unwrap(), "lost wake-up (reader side)");
+        }
+    }
+    let (sent, writer_parks) = producer.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    assert_eq!(expect, sent);
+    let total = parks.load(Ordering::Relaxed);
+    assert!(total >= PARKS);
+    eprintln!(
+        "{fences:?}: {sent} records, {total} parks ({writer_parks} by the writer), {} futex sleeps, {:?}",
+        sleeps.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn million_parks_symmetric_fences() {
+    run(Fences::Symmetric);
+}
+
+#[test]
+fn million_parks_asymmetric_fences() {
+    if !shmsock_shm::membarrier::register() {
+        eprintln!("membarrier GLOBAL_EXPEDITED not available: asymmetric mode not testable here");
+        return;
+    }
+    run(Fences::Asymmetric);
+}
