@@ -1,0 +1,20 @@
+//! The `shmsock bench` harness (not published). Its core (forking, links,
+//! sessions, the machine's floor) serves both the `shmsock` binary
+//! (`cargo run --release -- bench` at the workspace root) and the criterion
+//! benchmarks in `benches/`; `run` and `report` are the binary's own.
+
+// Harness types hold processes, sockets and connections that nothing prints.
+#![allow(missing_debug_implementations)]
+
+pub mod child;
+pub mod fanin;
+pub mod floor;
+pub mod link;
+pub mod load;
+pub mod paced;
+pub mod pattern;
+pub mod pin;
+pub mod report;
+pub mod run;
+pub mod session;
+pub mod watchdog;
