@@ -186,7 +186,10 @@ fn broker_killed_and_restarted_while_traffic_flows() {
     broker.kill();
     // The introduced connection is direct: it does not notice.
     echo(&mut c, 1000);
-    assert!(matches!(lookup(&b, "svc.durable", T), Err(Error::Io { .. })));
+    assert!(matches!(
+        lookup(&b, "svc.durable", T),
+        Err(Error::Io { .. })
+    ));
     // A new broker at the same path; the provider re-registers by itself.
     let broker = broker_process(&b);
     let mut c2 = connect_eventually(&b, "svc.durable");
@@ -206,7 +209,10 @@ fn become_user(uid: u32, gid: u32) {
 
 fn hijack_by_another_uid_refused() {
     let b = path();
-    let broker = broker_process_with(&b, BrokerOptions::new().reservation(Duration::from_secs(60)));
+    let broker = broker_process_with(
+        &b,
+        BrokerOptions::new().reservation(Duration::from_secs(60)),
+    );
     wait_broker(&b);
     let me = rustix::process::geteuid().as_raw();
     let owner = format!("u{me}/owned");
@@ -349,7 +355,7 @@ fn hostile_clients_cannot_stall_the_broker() {
             b"",
             b"\x01",
             &[0xff; 200],
-            &[0u8; 4096],       // oversized
+            &[0u8; 4096],                 // oversized
             &lookup_msg("svc.good")[..9], // truncated
             &[1, 0x81, 0, 0, 0, 0, 0, 0], // a reply kind
         ];
@@ -401,12 +407,8 @@ fn hostile_clients_cannot_stall_the_broker() {
     let s = raw_connect(&b);
     raw_send(s.as_fd(), b"\x01\x55\0\0\x07\0\0\0", &[]);
     let mut buf = [0u8; 64];
-    rustix::net::sockopt::set_socket_timeout(
-        &s,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(WAIT),
-    )
-    .unwrap();
+    rustix::net::sockopt::set_socket_timeout(&s, rustix::net::sockopt::Timeout::Recv, Some(WAIT))
+        .unwrap();
     let n = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty())
         .unwrap()
         .0;
@@ -425,12 +427,8 @@ fn hostile_clients_cannot_stall_the_broker() {
     let s = raw_connect(&b);
     let memfd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     raw_send(s.as_fd(), &lookup_msg("svc.good"), &[memfd.as_fd()]);
-    rustix::net::sockopt::set_socket_timeout(
-        &s,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(WAIT),
-    )
-    .unwrap();
+    rustix::net::sockopt::set_socket_timeout(&s, rustix::net::sockopt::Timeout::Recv, Some(WAIT))
+        .unwrap();
     let n = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty())
         .unwrap()
         .0;
@@ -467,12 +465,8 @@ fn per_client_limits() {
     let d = raw_connect(&b);
     raw_send(d.as_fd(), &lookup_msg("n.one"), &[]);
     let mut buf = [0u8; 64];
-    rustix::net::sockopt::set_socket_timeout(
-        &d,
-        rustix::net::sockopt::Timeout::Recv,
-        Some(WAIT),
-    )
-    .unwrap();
+    rustix::net::sockopt::set_socket_timeout(&d, rustix::net::sockopt::Timeout::Recv, Some(WAIT))
+        .unwrap();
     let r = rustix::net::recv(&d, &mut buf, rustix::net::RecvFlags::empty());
     assert!(matches!(r, Ok((0, _)) | Err(_)), "{r:?}");
     drop((a, c, d, p));
@@ -574,12 +568,18 @@ fn rpc_by_name() {
 fn main() {
     common::run(&[
         ("lookup_and_direct_traffic", lookup_and_direct_traffic),
-        ("provider_killed_then_restarted", provider_killed_then_restarted),
+        (
+            "provider_killed_then_restarted",
+            provider_killed_then_restarted,
+        ),
         (
             "broker_killed_and_restarted_while_traffic_flows",
             broker_killed_and_restarted_while_traffic_flows,
         ),
-        ("hijack_by_another_uid_refused", hijack_by_another_uid_refused),
+        (
+            "hijack_by_another_uid_refused",
+            hijack_by_another_uid_refused,
+        ),
         (
             "hostile_clients_cannot_stall_the_broker",
             hostile_clients_cannot_stall_the_broker,

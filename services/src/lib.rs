@@ -10,7 +10,8 @@
 //! - [`connect`] and [`ServiceListener`]: a shmsock [`Connection`] to or
 //!   from a [`Target`], which is either a socket path (no broker: plain
 //!   shmsock) or a service name that a broker resolves.
-//! - [`rpc`]: request/response over shmsock connections.
+//! - [`rpc`]: request/response over shmsock connections; [`typed`]:
+//!   typed messages (features `serde` and `pod`).
 //! - [`wire`]: every byte format of this crate.
 //!
 //! # Example
@@ -40,7 +41,6 @@ mod name;
 pub mod rpc;
 mod service;
 mod sock;
-#[cfg(any(feature = "serde", feature = "pod"))]
 pub mod typed;
 pub mod wire;
 

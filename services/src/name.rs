@@ -162,7 +162,14 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "A9", "svc.rpc", "u1000/cam", "a-b_c.d/e", &"x".repeat(100)] {
+        for ok in [
+            "a",
+            "A9",
+            "svc.rpc",
+            "u1000/cam",
+            "a-b_c.d/e",
+            &"x".repeat(100),
+        ] {
             assert!(Name::new(ok).is_ok(), "{ok}");
         }
         for bad in [

@@ -14,8 +14,8 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
     recvmsg, sendmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
-    ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType,
+    ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags,
+    SocketType,
 };
 
 use crate::error::{Error, Result};
@@ -76,7 +76,11 @@ pub(crate) fn connect(path: &Path, deadline: Option<Instant>) -> Result<OwnedFd>
 
 /// Sends one datagram with at most one fd, never blocking. `Ok(false)` if
 /// the peer's queue is full.
-pub(crate) fn send(sock: BorrowedFd<'_>, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<bool, Errno> {
+pub(crate) fn send(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> Result<bool, Errno> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
     loop {
@@ -176,7 +180,11 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
 }
 
 /// Waits for `events` on `sock` until `deadline`; `Ok(false)` on timeout.
-pub(crate) fn wait(sock: BorrowedFd<'_>, events: PollFlags, deadline: Option<Instant>) -> Result<bool> {
+pub(crate) fn wait(
+    sock: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> Result<bool> {
     loop {
         let timeout = match deadline {
             None => None,
@@ -222,7 +230,10 @@ pub(crate) fn peer(sock: impl AsFd) -> Result<Peer> {
 pub(crate) fn is_seqpacket(fd: impl AsFd) -> bool {
     let domain = rustix::net::sockopt::socket_domain(&fd);
     let ty = rustix::net::sockopt::socket_type(&fd);
-    matches!((domain, ty), (Ok(AddressFamily::UNIX), Ok(SocketType::SEQPACKET)))
+    matches!(
+        (domain, ty),
+        (Ok(AddressFamily::UNIX), Ok(SocketType::SEQPACKET))
+    )
 }
 
 pub(crate) fn deadline_after(t: Duration) -> Option<Instant> {

@@ -115,9 +115,7 @@ impl BrokerConn {
                         _ => 0,
                     };
                     if t != tag {
-                        return Err(Error::Protocol(crate::wire::WireError::Kind(
-                            m.kind_byte(),
-                        )));
+                        return Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte())));
                     }
                     return Ok(m);
                 }
@@ -166,11 +164,7 @@ impl BrokerConn {
                     })
                 }
                 (m, _) if !m.is_request() => Incoming::Reply(m),
-                (m, _) => {
-                    return Err(Error::Protocol(crate::wire::WireError::Kind(
-                        m.kind_byte(),
-                    )))
-                }
+                (m, _) => return Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte()))),
             }));
         }
     }
@@ -431,7 +425,11 @@ pub fn lookup(broker: impl AsRef<Path>, name: &str, timeout: Duration) -> Result
     lookup_name(broker.as_ref(), &name, timeout)
 }
 
-pub(crate) fn lookup_name(broker: &Path, name: &Name, timeout: Duration) -> Result<(OwnedFd, Peer)> {
+pub(crate) fn lookup_name(
+    broker: &Path,
+    name: &Name,
+    timeout: Duration,
+) -> Result<(OwnedFd, Peer)> {
     let deadline = sock::deadline_after(timeout);
     let mut conn = BrokerConn::connect(broker, deadline)?;
     let (ours, theirs) = sock::pair()?;

@@ -47,8 +47,8 @@
 mod client;
 mod server;
 
-pub use client::{lookup, Introduction, Provider};
 pub(crate) use client::lookup_name;
+pub use client::{lookup, Introduction, Provider};
 pub use server::{Broker, BrokerOptions};
 
 use std::path::PathBuf;

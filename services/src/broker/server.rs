@@ -452,11 +452,12 @@ impl Broker {
             return false;
         };
         let reply = match msg {
-            BrokerMsg::Register { tag, name, policy } => match self.register(id, peer, name, policy)
-            {
-                Ok(()) => BrokerMsg::Done { tag },
-                Err(code) => BrokerMsg::Refused { tag, code },
-            },
+            BrokerMsg::Register { tag, name, policy } => {
+                match self.register(id, peer, name, policy) {
+                    Ok(()) => BrokerMsg::Done { tag },
+                    Err(code) => BrokerMsg::Refused { tag, code },
+                }
+            }
             BrokerMsg::Unregister { tag, name } => match self.names.get(&name) {
                 Some(r) if r.owner == id => {
                     self.names.remove(&name);
