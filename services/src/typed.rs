@@ -42,10 +42,14 @@
 //! # fn main() {}
 //! ```
 
+use crate::rpc::Request;
+#[cfg(any(feature = "serde", feature = "pod"))]
+use crate::{
+    error::{Error, Result},
+    rpc::Client,
+};
+#[cfg(any(feature = "serde", feature = "pod"))]
 use std::time::Duration;
-
-use crate::error::{Error, Result};
-use crate::rpc::{Client, Request};
 
 /// A typed message's kind, carried in the rpc header.
 pub trait Kind {
@@ -59,6 +63,7 @@ impl Request<'_> {
         self.kind == T::KIND
     }
 
+    #[cfg(any(feature = "serde", feature = "pod"))]
     fn expect_kind<T: Kind>(&self) -> Result<()> {
         if self.kind != T::KIND {
             return Err(Error::Codec(format!(
