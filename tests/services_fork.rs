@@ -22,7 +22,7 @@ use shmsock::Builder;
 use shmsock_services::broker::{lookup, BrokerOptions, Provider};
 use shmsock_services::rpc::{Client, Server, ServerOptions};
 use shmsock_services::wire::BrokerMsg;
-use shmsock_services::{connect, Error, Name, Policy, Refusal, Target};
+use shmsock_services::{connect, Error, LookupPolicy, Name, Refusal, Target};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -71,7 +71,7 @@ fn echo_provider(broker: &str, name: &str) -> common::Child {
     common::spawn(move || {
         let deadline = Instant::now() + WAIT;
         let mut p = loop {
-            match Provider::register(&b, &n, Policy::SameUid) {
+            match Provider::register(&b, &n, LookupPolicy::SameUid) {
                 Ok(p) => break p,
                 Err(e) => {
                     assert!(Instant::now() < deadline, "{e}");
@@ -216,7 +216,7 @@ fn hijack_by_another_uid_refused() {
     wait_broker(&b);
     let me = rustix::process::geteuid().as_raw();
     let owner = format!("u{me}/owned");
-    let p = Provider::register(&b, "svc.victim", Policy::SameUid).unwrap();
+    let p = Provider::register(&b, "svc.victim", LookupPolicy::SameUid).unwrap();
     if me == 0 {
         // Root: a real second user, in its own process (abstract sockets
         // have no file permissions, so it reaches the broker).
@@ -230,16 +230,16 @@ fn hijack_by_another_uid_refused() {
             };
             // Over a live name of another user.
             assert_eq!(
-                err(Provider::register(&b2, "svc.victim", Policy::Any)),
+                err(Provider::register(&b2, "svc.victim", LookupPolicy::Any)),
                 Refusal::NameTaken
             );
             // A name reserved for another uid by its prefix.
             assert_eq!(
-                err(Provider::register(&b2, &owner2, Policy::Any)),
+                err(Provider::register(&b2, &owner2, LookupPolicy::Any)),
                 Refusal::Reserved
             );
             // Its own prefix is fine.
-            Provider::register(&b2, "u65534/mine", Policy::Any).unwrap();
+            Provider::register(&b2, "u65534/mine", LookupPolicy::Any).unwrap();
             // The victim's SameUid policy refuses the lookup.
             assert!(matches!(
                 lookup(&b2, "svc.victim", T),
@@ -255,7 +255,7 @@ fn hijack_by_another_uid_refused() {
             let deadline = Instant::now() + WAIT;
             // Until the broker sees the death the name is taken; then reserved.
             loop {
-                match Provider::register(&b2, "svc.victim", Policy::Any) {
+                match Provider::register(&b2, "svc.victim", LookupPolicy::Any) {
                     Err(Error::Refused(Refusal::Reserved)) => break,
                     Err(Error::Refused(Refusal::NameTaken)) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(5))
@@ -266,18 +266,18 @@ fn hijack_by_another_uid_refused() {
         });
         other.wait(WAIT);
         // Its own uid may take it back.
-        let _p = Provider::register(&b, "svc.victim", Policy::SameUid).unwrap();
+        let _p = Provider::register(&b, "svc.victim", LookupPolicy::SameUid).unwrap();
     } else {
         // Not root, cannot switch uid: the same rules checked from one uid.
         // Over a live name (another connection of ours), refused.
         assert!(matches!(
-            Provider::register(&b, "svc.victim", Policy::Any),
+            Provider::register(&b, "svc.victim", LookupPolicy::Any),
             Err(Error::Refused(Refusal::NameTaken))
         ));
         // A prefix naming another uid.
         let theirs = format!("u{}/x", me + 1);
         assert!(matches!(
-            Provider::register(&b, &theirs, Policy::Any),
+            Provider::register(&b, &theirs, LookupPolicy::Any),
             Err(Error::Refused(Refusal::Reserved))
         ));
         drop(p);
@@ -285,7 +285,7 @@ fn hijack_by_another_uid_refused() {
     // A lookup policy that excludes the consumer: a provider of another uid
     // is simulated by policy `Uid(x)` only when we are that provider's uid
     // (the owner is always allowed), so this is covered in the root branch
-    // and by the unit test of `Policy::allows`.
+    // and by the unit test of `LookupPolicy::allows`.
     broker.kill();
 }
 
@@ -382,7 +382,7 @@ fn hostile_clients_cannot_stall_the_broker() {
         let reg = BrokerMsg::Register {
             tag: 1,
             name: Name::new("svc.evil").unwrap(),
-            policy: Policy::Any,
+            policy: LookupPolicy::Any,
         }
         .encode();
         raw_send(s.as_fd(), &reg, &[x.as_fd()]);
@@ -453,10 +453,10 @@ fn per_client_limits() {
             .max_clients_per_uid(3),
     );
     wait_broker(&b);
-    let mut p = Provider::register(&b, "n.one", Policy::Any).unwrap();
-    p.add("n.two", Policy::Any).unwrap();
+    let mut p = Provider::register(&b, "n.one", LookupPolicy::Any).unwrap();
+    p.add("n.two", LookupPolicy::Any).unwrap();
     assert!(matches!(
-        p.add("n.three", Policy::Any),
+        p.add("n.three", LookupPolicy::Any),
         Err(Error::Refused(Refusal::TooManyNames))
     ));
     // Clients per uid: p is one; two more fit, a fourth is closed at once.

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use shmsock_services::broker::{default_socket_path, Broker, Provider};
-use shmsock_services::{connect, Policy, Target};
+use shmsock_services::{connect, LookupPolicy, Target};
 use shmsock_transport::Builder;
 
 fn run_broker() -> Result<(), shmsock_services::Error> {
@@ -26,7 +26,7 @@ fn run_broker() -> Result<(), shmsock_services::Error> {
 
 fn provide() -> Result<(), shmsock_services::Error> {
     // Only processes of our uid may look the name up.
-    let mut p = Provider::register(default_socket_path(), "demo.echo", Policy::SameUid)?;
+    let mut p = Provider::register(default_socket_path(), "demo.echo", LookupPolicy::SameUid)?;
     loop {
         let intro = p.accept()?;
         println!(

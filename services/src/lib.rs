@@ -16,12 +16,12 @@
 //!
 //! # Example
 //! ```no_run
-//! use shmsock_services::{connect, ServiceListener, Target, Policy};
+//! use shmsock_services::{connect, ServiceListener, Target, LookupPolicy};
 //! use shmsock_transport::Builder;
 //!
 //! # fn main() -> Result<(), shmsock_services::Error> {
 //! // Server: by name (through the default broker) or by path: the same code.
-//! let mut listener = ServiceListener::bind(Target::parse("demo.echo")?, Builder::new(), Policy::SameUid)?;
+//! let mut listener = ServiceListener::bind(Target::parse("demo.echo")?, Builder::new(), LookupPolicy::SameUid)?;
 //! std::thread::spawn(move || -> Result<(), shmsock_services::Error> {
 //!     let mut conn = listener.accept()?;
 //!     let m = conn.recv()?.to_vec();
@@ -40,7 +40,6 @@ mod error;
 mod name;
 pub mod rpc;
 mod service;
-mod sock;
 pub mod typed;
 pub mod wire;
 
@@ -48,4 +47,4 @@ pub use error::{Error, Result};
 pub use name::{Name, Target, MAX_NAME_LEN};
 pub use service::{connect, Pending, ServiceListener, ToTarget};
 pub use shmsock_transport::Connection;
-pub use wire::{Peer, Policy, Refusal};
+pub use wire::{LookupPolicy, Peer, Refusal};

@@ -34,7 +34,7 @@ use shmsock_transport::{Builder, Connection, Credentials};
 
 use crate::error::{Error, Result};
 use crate::service::{Pending, ServiceListener, ToTarget};
-use crate::wire::{rpc_flags, Policy, RpcHeader, WireError, RPC_HEADER};
+use crate::wire::{rpc_flags, LookupPolicy, RpcHeader, WireError, RPC_HEADER};
 
 /// Default most requests a client may have outstanding (sent, reply not
 /// yet taken), counting requests whose wait timed out until their late
@@ -292,7 +292,7 @@ pub struct ServerOptions {
     /// Transport options for every connection.
     pub transport: Builder,
     /// Who may look the name up (ignored for a path).
-    pub policy: Policy,
+    pub policy: LookupPolicy,
     /// Most clients served at once (default 64); further clients are
     /// dropped right after their handshake.
     pub max_clients: usize,
@@ -302,7 +302,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             transport: Builder::new(),
-            policy: Policy::SameUid,
+            policy: LookupPolicy::SameUid,
             max_clients: 64,
         }
     }

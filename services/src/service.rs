@@ -9,7 +9,7 @@ use shmsock_transport::{Builder, Connection, Listener};
 use crate::broker::{Introduction, Provider};
 use crate::error::{Error, Result};
 use crate::name::Target;
-use crate::wire::Policy;
+use crate::wire::LookupPolicy;
 
 /// Anything that names a service: a [`Target`], or text parsed with
 /// [`Target::parse`] (paths start with `/`, `.` or `@`), or a path.
@@ -122,7 +122,11 @@ impl ServiceListener {
     /// # Errors
     /// [`shmsock_transport::Listener::bind`]'s errors, or
     /// [`Provider::register`]'s.
-    pub fn bind(target: impl ToTarget, opts: Builder, policy: Policy) -> Result<ServiceListener> {
+    pub fn bind(
+        target: impl ToTarget,
+        opts: Builder,
+        policy: LookupPolicy,
+    ) -> Result<ServiceListener> {
         let inner = match target.to_target()? {
             Target::Path(p) => Inner::Path(opts.bind(p)?),
             Target::Name { broker, name } => {

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use shmsock_transport::{Builder, Connection};
 
+use super::sock::{self, Recv};
 use crate::error::{Error, Result};
 use crate::name::Name;
-use crate::sock::{self, Recv};
-use crate::wire::{BrokerMsg, Peer, Policy};
+use crate::wire::{BrokerMsg, LookupPolicy, Peer};
 
 /// How long a request to the broker may take by default.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -195,10 +195,10 @@ fn refused(m: BrokerMsg) -> Result<()> {
 /// # Examples
 /// ```no_run
 /// use shmsock_services::broker::Provider;
-/// use shmsock_services::Policy;
+/// use shmsock_services::LookupPolicy;
 /// use shmsock_transport::Builder;
 /// # fn main() -> Result<(), shmsock_services::Error> {
-/// let mut provider = Provider::register("/tmp/shmsock-broker.sock", "echo", Policy::SameUid)?;
+/// let mut provider = Provider::register("/tmp/shmsock-broker.sock", "echo", LookupPolicy::SameUid)?;
 /// loop {
 ///     let mut conn = provider.accept()?.accept(&Builder::new())?;
 ///     std::thread::spawn(move || -> Result<(), shmsock_transport::Error> {
@@ -213,7 +213,7 @@ fn refused(m: BrokerMsg) -> Result<()> {
 #[derive(Debug)]
 pub struct Provider {
     broker: PathBuf,
-    names: Vec<(Name, Policy)>,
+    names: Vec<(Name, LookupPolicy)>,
     conn: Option<BrokerConn>,
     stash: VecDeque<Introduction>,
     backoff: Duration,
@@ -228,7 +228,11 @@ impl Provider {
     /// [`Error::BadName`]; [`Error::Io`] if the broker cannot be reached;
     /// [`Error::Refused`] ([`Refusal::NameTaken`](crate::wire::Refusal::NameTaken), [`Refusal::Reserved`](crate::wire::Refusal::Reserved),
     /// ...); [`Error::Timeout`] if the broker does not answer in 5 s.
-    pub fn register(broker: impl AsRef<Path>, name: &str, policy: Policy) -> Result<Provider> {
+    pub fn register(
+        broker: impl AsRef<Path>,
+        name: &str,
+        policy: LookupPolicy,
+    ) -> Result<Provider> {
         let mut p = Provider::connect(broker)?;
         p.add(name, policy)?;
         Ok(p)
@@ -257,7 +261,7 @@ impl Provider {
     /// # Errors
     /// As [`Provider::register`]; [`Error::Disconnected`] if the broker is
     /// gone (the name is not kept).
-    pub fn add(&mut self, name: &str, policy: Policy) -> Result<()> {
+    pub fn add(&mut self, name: &str, policy: LookupPolicy) -> Result<()> {
         let name = Name::new(name).map_err(Error::BadName)?;
         let conn = self.conn.as_mut().ok_or(Error::Disconnected)?;
         let n = name.clone();

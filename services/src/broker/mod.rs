@@ -22,7 +22,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use shmsock_services::broker::{lookup, Broker, Provider};
-//! use shmsock_services::Policy;
+//! use shmsock_services::LookupPolicy;
 //! use shmsock_transport::Builder;
 //!
 //! # fn main() -> Result<(), shmsock_services::Error> {
@@ -30,7 +30,7 @@
 //! let mut broker = Broker::bind(path)?;
 //! std::thread::spawn(move || broker.run());
 //!
-//! let mut provider = Provider::register(path, "echo", Policy::SameUid)?;
+//! let mut provider = Provider::register(path, "echo", LookupPolicy::SameUid)?;
 //! let server = std::thread::spawn(move || -> Result<(), shmsock_services::Error> {
 //!     let mut conn = provider.accept()?.accept(&Builder::new())?;
 //!     let m = conn.recv()?.to_vec();
@@ -46,6 +46,7 @@
 
 mod client;
 mod server;
+mod sock;
 
 pub(crate) use client::lookup_name;
 pub use client::{lookup, Introduction, Provider};

@@ -22,10 +22,10 @@ use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
 
+use super::sock::{self, Recv};
 use crate::error::{Error, Result};
 use crate::name::Name;
-use crate::sock::{self, Recv};
-use crate::wire::{BrokerMsg, Peer, Policy, Refusal};
+use crate::wire::{BrokerMsg, LookupPolicy, Peer, Refusal};
 
 const LISTENER: u64 = u64::MAX;
 /// Most clients accepted per wake-up of the listening socket.
@@ -136,7 +136,7 @@ impl BrokerOptions {
 struct Registration {
     owner: u64,
     uid: u32,
-    policy: Policy,
+    policy: LookupPolicy,
 }
 
 /// One connected client (provider, consumer or both).
@@ -487,7 +487,13 @@ impl Broker {
         self.queue(id, reply.encode(), None)
     }
 
-    fn register(&mut self, id: u64, peer: Peer, name: Name, policy: Policy) -> Result<(), Refusal> {
+    fn register(
+        &mut self,
+        id: u64,
+        peer: Peer,
+        name: Name,
+        policy: LookupPolicy,
+    ) -> Result<(), Refusal> {
         if name.reserved_uid().is_some_and(|u| u != peer.uid) {
             return Err(Refusal::Reserved);
         }

@@ -1,16 +1,13 @@
-//! Every byte format of the services layer: the broker protocol (one
-//! `SOCK_SEQPACKET` datagram per message) and the request/response header
-//! that prefixes each rpc message on a shmsock connection. The layout is
-//! given byte by byte in `docs/services.md`; all integers are
-//! little-endian.
+//! The broker protocol: one `SOCK_SEQPACKET` datagram per message. The
+//! layout is given byte by byte in `docs/services.md` ("Broker"); all
+//! integers are little-endian.
 //!
 //! Decoding never trusts a length: every field is checked against the
 //! datagram's real size and the protocol's limits, reserved bytes must be
 //! zero, and names are validated ([`crate::Name`]) before anything else
 //! looks at them.
 
-use thiserror::Error;
-
+use super::WireError;
 use crate::name::Name;
 
 /// Version byte of every broker message.
@@ -21,64 +18,10 @@ pub const MAX_BROKER_MSG: usize = 256;
 /// Size of the broker message header.
 pub const BROKER_HEADER: usize = 8;
 
-/// Why a broker message could not be decoded.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WireError {
-    /// Shorter than its kind requires.
-    #[error("message too short: {len} bytes, need {need}")]
-    Short {
-        /// Bytes received.
-        len: usize,
-        /// Bytes needed.
-        need: usize,
-    },
-    /// Longer than its kind's fields (trailing bytes).
-    #[error("message has {0} trailing bytes")]
-    Trailing(usize),
-    /// Longer than [`MAX_BROKER_MSG`] (the receive was truncated).
-    #[error("message longer than {MAX_BROKER_MSG} bytes")]
-    Oversized,
-    /// Unknown version byte.
-    #[error("unknown protocol version {0}")]
-    Version(u8),
-    /// Unknown kind byte (or a kind not allowed in this direction).
-    #[error("unknown or misdirected message kind {0:#04x}")]
-    Kind(u8),
-    /// A reserved field was not zero.
-    #[error("reserved field not zero")]
-    Reserved,
-    /// A name failed validation.
-    #[error("bad name: {0}")]
-    Name(&'static str),
-    /// Unknown policy kind.
-    #[error("unknown lookup policy {0}")]
-    Policy(u8),
-    /// Unknown refusal code.
-    #[error("unknown refusal code {0}")]
-    Code(u16),
-    /// The message carried the wrong number of fds (all were closed).
-    #[error("message kind {kind:#04x} carried {got} fds, expected {expected}")]
-    FdCount {
-        /// Kind byte.
-        kind: u8,
-        /// Fds the kind carries.
-        expected: usize,
-        /// Fds received.
-        got: usize,
-    },
-    /// An rpc reply to a request id that is not outstanding.
-    #[error("reply to unknown request id {0}")]
-    UnknownId(u64),
-    /// Unknown flag bits in an rpc header.
-    #[error("unknown rpc flags {0:#06x}")]
-    Flags(u16),
-}
-
 /// Who may look a name up (checked by the broker against the consumer's
 /// `SO_PEERCRED`). The provider's own uid is always allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Policy {
+pub enum LookupPolicy {
     /// Any process that can reach the broker's socket.
     #[default]
     Any,
@@ -90,24 +33,24 @@ pub enum Policy {
     Gid(u32),
 }
 
-impl Policy {
+impl LookupPolicy {
     fn encode(self) -> (u8, u32) {
         match self {
-            Policy::Any => (0, 0),
-            Policy::SameUid => (1, 0),
-            Policy::Uid(u) => (2, u),
-            Policy::Gid(g) => (3, g),
+            LookupPolicy::Any => (0, 0),
+            LookupPolicy::SameUid => (1, 0),
+            LookupPolicy::Uid(u) => (2, u),
+            LookupPolicy::Gid(g) => (3, g),
         }
     }
 
-    fn decode(kind: u8, value: u32) -> Result<Policy, WireError> {
+    fn decode(kind: u8, value: u32) -> Result<LookupPolicy, WireError> {
         match (kind, value) {
-            (0, 0) => Ok(Policy::Any),
-            (1, 0) => Ok(Policy::SameUid),
-            (2, u) => Ok(Policy::Uid(u)),
-            (3, g) => Ok(Policy::Gid(g)),
+            (0, 0) => Ok(LookupPolicy::Any),
+            (1, 0) => Ok(LookupPolicy::SameUid),
+            (2, u) => Ok(LookupPolicy::Uid(u)),
+            (3, g) => Ok(LookupPolicy::Gid(g)),
             (0 | 1, _) => Err(WireError::Reserved),
-            (k, _) => Err(WireError::Policy(k)),
+            (k, _) => Err(WireError::LookupPolicy(k)),
         }
     }
 
@@ -116,10 +59,10 @@ impl Policy {
     pub fn allows(self, owner_uid: u32, uid: u32, gid: u32) -> bool {
         uid == owner_uid
             || match self {
-                Policy::Any => true,
-                Policy::SameUid => false,
-                Policy::Uid(u) => uid == u,
-                Policy::Gid(g) => gid == g,
+                LookupPolicy::Any => true,
+                LookupPolicy::SameUid => false,
+                LookupPolicy::Uid(u) => uid == u,
+                LookupPolicy::Gid(g) => gid == g,
             }
     }
 }
@@ -205,7 +148,7 @@ pub enum BrokerMsg {
         /// The name.
         name: Name,
         /// Who may look it up.
-        policy: Policy,
+        policy: LookupPolicy,
     },
     /// Client → broker: give `name` up.
     Unregister {
@@ -400,7 +343,7 @@ impl BrokerMsg {
                     return Err(WireError::Reserved);
                 }
                 let pv = r.u32()?;
-                let policy = Policy::decode(pk, pv)?;
+                let policy = LookupPolicy::decode(pk, pv)?;
                 BrokerMsg::Register {
                     tag,
                     name: r.name()?,
@@ -461,86 +404,6 @@ impl BrokerMsg {
     }
 }
 
-/// Size of the request/response header.
-pub const RPC_HEADER: usize = 16;
-
-/// Flag bits of the rpc header.
-pub mod rpc_flags {
-    /// Set on replies; clear on requests.
-    pub const REPLY: u16 = 1;
-    /// On a reply: the body is a UTF-8 error text, not a result.
-    pub const ERROR: u16 = 2;
-    /// On a request: no reply is wanted.
-    pub const ONEWAY: u16 = 4;
-    /// Every defined bit.
-    pub const ALL: u16 = REPLY | ERROR | ONEWAY;
-}
-
-/// The header in front of every request/response message.
-///
-/// | offset | size | field |
-/// | --- | --- | --- |
-/// | 0 | 8 | request id (chosen by the client, echoed in the reply) |
-/// | 8 | 4 | message kind (the application's; typed messages put their `KIND` here) |
-/// | 12 | 2 | flags ([`rpc_flags`]) |
-/// | 14 | 2 | reserved, zero |
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RpcHeader {
-    /// Request id.
-    pub id: u64,
-    /// Message kind.
-    pub kind: u32,
-    /// Flags.
-    pub flags: u16,
-}
-
-impl RpcHeader {
-    /// The header's bytes.
-    pub fn encode(&self) -> [u8; RPC_HEADER] {
-        let mut b = [0u8; RPC_HEADER];
-        b[0..8].copy_from_slice(&self.id.to_le_bytes());
-        b[8..12].copy_from_slice(&self.kind.to_le_bytes());
-        b[12..14].copy_from_slice(&self.flags.to_le_bytes());
-        b
-    }
-
-    /// Splits a message into its header and body.
-    ///
-    /// # Errors
-    /// [`WireError::Short`], [`WireError::Flags`] for unknown flag bits or
-    /// `ERROR` on a request, [`WireError::Reserved`].
-    pub fn decode(msg: &[u8]) -> Result<(RpcHeader, &[u8]), WireError> {
-        let Some((h, body)) = msg.split_first_chunk::<RPC_HEADER>() else {
-            return Err(WireError::Short {
-                len: msg.len(),
-                need: RPC_HEADER,
-            });
-        };
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&h[0..8]);
-        let kind = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-        let flags = u16::from_le_bytes([h[12], h[13]]);
-        if h[14] != 0 || h[15] != 0 {
-            return Err(WireError::Reserved);
-        }
-        let is_reply = flags & rpc_flags::REPLY != 0;
-        let bad = flags & !rpc_flags::ALL != 0
-            || (!is_reply && flags & rpc_flags::ERROR != 0)
-            || (is_reply && flags & rpc_flags::ONEWAY != 0);
-        if bad {
-            return Err(WireError::Flags(flags));
-        }
-        Ok((
-            RpcHeader {
-                id: u64::from_le_bytes(id),
-                kind,
-                flags,
-            },
-            body,
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -561,7 +424,7 @@ mod tests {
             BrokerMsg::Register {
                 tag: 1,
                 name: name("svc.a"),
-                policy: Policy::Gid(5),
+                policy: LookupPolicy::Gid(5),
             },
             BrokerMsg::Unregister {
                 tag: 2,
@@ -604,7 +467,7 @@ mod tests {
         let m = BrokerMsg::Register {
             tag: 0x0403_0201,
             name: name("ab"),
-            policy: Policy::Uid(0x0a0b_0c0d),
+            policy: LookupPolicy::Uid(0x0a0b_0c0d),
         };
         assert_eq!(
             m.encode(),
@@ -640,41 +503,13 @@ mod tests {
     }
 
     #[test]
-    fn rpc_header() {
-        let h = RpcHeader {
-            id: 0x0102_0304_0506_0708,
-            kind: 9,
-            flags: rpc_flags::REPLY | rpc_flags::ERROR,
-        };
-        let mut b = h.encode().to_vec();
-        b.extend_from_slice(b"body");
-        assert_eq!(RpcHeader::decode(&b).unwrap(), (h, &b"body"[..]));
-        assert!(RpcHeader::decode(&b[..15]).is_err());
-        b[14] = 1;
-        assert_eq!(RpcHeader::decode(&b), Err(WireError::Reserved));
-        let bad = RpcHeader {
-            flags: rpc_flags::ERROR,
-            ..h
-        };
-        assert_eq!(
-            RpcHeader::decode(&bad.encode()),
-            Err(WireError::Flags(rpc_flags::ERROR))
-        );
-        let bad = RpcHeader { flags: 0x80, ..h };
-        assert_eq!(
-            RpcHeader::decode(&bad.encode()),
-            Err(WireError::Flags(0x80))
-        );
-    }
-
-    #[test]
     fn policy() {
-        assert!(Policy::Any.allows(1, 2, 3));
-        assert!(!Policy::SameUid.allows(1, 2, 3));
-        assert!(Policy::SameUid.allows(1, 1, 3));
-        assert!(Policy::Uid(2).allows(1, 2, 3));
-        assert!(!Policy::Uid(2).allows(1, 4, 3));
-        assert!(Policy::Gid(3).allows(1, 9, 3));
-        assert!(!Policy::Gid(3).allows(1, 9, 4));
+        assert!(LookupPolicy::Any.allows(1, 2, 3));
+        assert!(!LookupPolicy::SameUid.allows(1, 2, 3));
+        assert!(LookupPolicy::SameUid.allows(1, 1, 3));
+        assert!(LookupPolicy::Uid(2).allows(1, 2, 3));
+        assert!(!LookupPolicy::Uid(2).allows(1, 4, 3));
+        assert!(LookupPolicy::Gid(3).allows(1, 9, 3));
+        assert!(!LookupPolicy::Gid(3).allows(1, 9, 4));
     }
 }
