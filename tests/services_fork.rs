@@ -332,6 +332,12 @@ fn hostile_clients_cannot_stall_the_broker() {
     let prov = echo_provider(&b, "svc.good");
     let mut c = connect_eventually(&b, "svc.good");
     echo(&mut c, 10);
+    let broker_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", broker.pid))
+            .unwrap()
+            .count()
+    };
+    let fds_before = broker_fds();
     let b2 = b.clone();
     let hostile = common::spawn(move || {
         let mut held = Vec::new();
@@ -440,6 +446,18 @@ fn hostile_clients_cannot_stall_the_broker() {
         }
     );
     hostile.kill();
+    drop(s);
+    // Every fd the hostile clients made the broker hold (their sockets, the
+    // fds in their malformed messages) is closed again.
+    let deadline = Instant::now() + WAIT;
+    while broker_fds() != fds_before {
+        assert!(
+            Instant::now() < deadline,
+            "broker holds {} fds, {fds_before} before",
+            broker_fds()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     prov.kill();
     broker.kill();
 }
@@ -470,6 +488,88 @@ fn per_client_limits() {
     let r = rustix::net::recv(&d, &mut buf, rustix::net::RecvFlags::empty());
     assert!(matches!(r, Ok((0, _)) | Err(_)), "{r:?}");
     drop((a, c, d, p));
+    broker.kill();
+}
+
+/// Regression: when the broker's own fd table is full, a lookup's fd cannot
+/// be installed (`MSG_CTRUNC` with room left). That is the broker's
+/// failure: the client gets `Refused(Resources)` and stays connected (it
+/// was dropped as malformed before).
+fn broker_out_of_fds_blames_nobody() {
+    let b = path();
+    let p = b.clone();
+    let broker = common::spawn(move || {
+        let mut br = BrokerOptions::new().bind(&p).unwrap();
+        // Room for exactly one more fd: the client's connection.
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap();
+        let mut lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        lim.current = Some(highest + 2);
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, lim).unwrap();
+        // Fill the gaps below, then free exactly one slot.
+        let mut filler = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            filler.push(f);
+        }
+        filler.pop();
+        br.run().unwrap();
+    });
+    // Wait until it listens (a raw connect succeeds), then use that client.
+    let deadline = Instant::now() + WAIT;
+    let s = loop {
+        let s = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let addr = SocketAddrUnix::new_abstract_name(&b.as_bytes()[1..]).unwrap();
+        if rustix::net::connect(&s, &addr).is_ok() {
+            break s;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    rustix::net::sockopt::set_socket_timeout(&s, rustix::net::sockopt::Timeout::Recv, Some(WAIT))
+        .unwrap();
+    let (x, _y) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(raw_send(s.as_fd(), &lookup_msg("svc.any"), &[x.as_fd()]));
+    let n = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty())
+        .unwrap()
+        .0;
+    assert_eq!(
+        BrokerMsg::decode(&buf[..n]).unwrap(),
+        BrokerMsg::Refused {
+            tag: 9,
+            code: Refusal::Resources
+        }
+    );
+    // Still connected and served.
+    let reg = BrokerMsg::Register {
+        tag: 5,
+        name: Name::new("svc.after").unwrap(),
+        policy: LookupPolicy::Any,
+    }
+    .encode();
+    assert!(raw_send(s.as_fd(), &reg, &[]));
+    let n = rustix::net::recv(&s, &mut buf, rustix::net::RecvFlags::empty())
+        .unwrap()
+        .0;
+    assert_eq!(
+        BrokerMsg::decode(&buf[..n]).unwrap(),
+        BrokerMsg::Done { tag: 5 }
+    );
     broker.kill();
 }
 
@@ -585,6 +685,10 @@ fn main() {
             hostile_clients_cannot_stall_the_broker,
         ),
         ("per_client_limits", per_client_limits),
+        (
+            "broker_out_of_fds_blames_nobody",
+            broker_out_of_fds_blames_nobody,
+        ),
         ("rpc_by_path", rpc_by_path),
         ("rpc_by_name", rpc_by_name),
     ]);

@@ -354,7 +354,7 @@ impl Broker {
                 Ok(s) => s,
                 Err(Errno::AGAIN) => return Ok(()),
                 // The client went away before we took it, or a signal.
-                Err(Errno::INTR | Errno::CONNABORTED) => continue,
+                Err(Errno::INTR | Errno::CONNABORTED | Errno::PROTO | Errno::PERM) => continue,
                 // Out of fds or memory: ours, not the client's. The
                 // connection stays in the backlog; try again next time.
                 Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => return Ok(()),
@@ -423,6 +423,16 @@ impl Broker {
     /// Handles one request. `false`: the client broke the protocol (it was
     /// told so, best effort) and must be dropped.
     fn handle(&mut self, id: u64, dg: sock::Datagram, dead: &mut Vec<u64>) -> bool {
+        if dg.local_failure {
+            // We could not take the fds it sent (our fd table is full): not
+            // its fault. Tell it to retry; keep it.
+            let tag = tag_of(&dg.bytes);
+            let m = BrokerMsg::Refused {
+                tag,
+                code: Refusal::Resources,
+            };
+            return self.queue(id, m.encode(), None);
+        }
         let decoded = if dg.truncated {
             None
         } else {
@@ -433,11 +443,7 @@ impl Broker {
             _ => {
                 // Garbage, oversized, a reply kind, or the wrong number of
                 // fds (all closed when `dg` drops). Tell it why, best effort.
-                let tag = dg
-                    .bytes
-                    .get(4..8)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(0);
+                let tag = tag_of(&dg.bytes);
                 if let Some(c) = self.clients.get(&id) {
                     let m = BrokerMsg::Refused {
                         tag,
@@ -627,6 +633,13 @@ impl Broker {
             }
         }
     }
+}
+
+/// The tag of a request, as far as it can be read (0 if not).
+fn tag_of(b: &[u8]) -> u32 {
+    b.get(4..8)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0)
 }
 
 impl AsFd for Broker {

@@ -129,8 +129,13 @@ pub(crate) fn send_until(
 pub(crate) struct Datagram {
     pub(crate) bytes: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
-    /// The datagram or its fds did not fit (`MSG_TRUNC`/`MSG_CTRUNC`).
+    /// The datagram or its fds did not fit (`MSG_TRUNC`, or `MSG_CTRUNC`
+    /// with the fd buffer full: more fds than any message carries).
     pub(crate) truncated: bool,
+    /// `MSG_CTRUNC` with room left in the fd buffer: the kernel could not
+    /// install an fd in our table (`EMFILE`, `ENFILE`). Our failure, not
+    /// the sender's; the fds that did arrive are closed.
+    pub(crate) local_failure: bool,
 }
 
 pub(crate) enum Recv {
@@ -165,9 +170,12 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
                 fds.extend(it);
             }
         }
-        let truncated = r.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+        let ctrunc = r.flags.contains(ReturnFlags::CTRUNC);
+        let local_failure = ctrunc && fds.len() < RECV_FDS;
+        let truncated = r.flags.contains(ReturnFlags::TRUNC)
+            || (ctrunc && !local_failure)
             || r.bytes > MAX_BROKER_MSG;
-        if r.bytes == 0 && fds.is_empty() && !truncated {
+        if r.bytes == 0 && fds.is_empty() && !truncated && !local_failure {
             return Ok(Recv::Eof);
         }
         let n = r.bytes.min(MAX_BROKER_MSG);
@@ -175,6 +183,7 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Recv, Errno> {
             bytes: bytes[..n].to_vec(),
             fds,
             truncated,
+            local_failure,
         }));
     }
 }

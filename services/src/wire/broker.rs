@@ -90,6 +90,9 @@ pub enum Refusal {
     BadSocket = 8,
     /// Unregister of a name this client does not hold.
     NotOwner = 9,
+    /// The broker ran out of a resource of its own (its fd table was full
+    /// when the request's fd arrived); retry later.
+    Resources = 10,
 }
 
 impl Refusal {
@@ -104,6 +107,7 @@ impl Refusal {
             7 => Refusal::Malformed,
             8 => Refusal::BadSocket,
             9 => Refusal::NotOwner,
+            10 => Refusal::Resources,
             c => return Err(WireError::Code(c)),
         })
     }
@@ -121,6 +125,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Malformed => "malformed request",
             Refusal::BadSocket => "the fd passed is not a Unix seqpacket socket",
             Refusal::NotOwner => "this client does not hold the name",
+            Refusal::Resources => "the broker is out of resources; retry later",
         })
     }
 }
