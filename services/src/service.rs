@@ -182,8 +182,8 @@ impl From<Introduction> for Pending {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_error_send() {
-    fn f<T: Send + Sync>() {}
-    f::<Error>();
-}
+// Errors cross threads (the rpc server's client threads).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Error>();
+};

@@ -587,6 +587,13 @@ impl Broker {
                     c.out.pop_front();
                 }
                 Ok(false) => break,
+                // Our own limits (fds in flight for our uid, kernel
+                // memory): not the client's fault. This one message is
+                // lost (its fd closed; a consumer it introduced sees its
+                // handshake fail); the client stays.
+                Err(Errno::TOOMANYREFS | Errno::NOBUFS | Errno::NOMEM) => {
+                    c.out.pop_front();
+                }
                 Err(_) => return false,
             }
         }
