@@ -6,7 +6,7 @@
 //! and timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;

@@ -6,14 +6,16 @@
 // Harness types hold processes, sockets and connections that nothing prints.
 #![allow(missing_debug_implementations)]
 
-pub mod child;
+/// The fork helper, shared with the tests (`shmsock-testkit`).
+pub use shmsock_testkit::fork as child;
 pub mod fanin;
 pub mod floor;
 pub mod link;
 pub mod load;
 pub mod paced;
 pub mod pattern;
-pub mod pin;
+/// CPU affinity, shared with the tests (`shmsock-testkit`).
+pub use shmsock_testkit::pin;
 pub mod report;
 pub mod run;
 pub mod session;
