@@ -296,7 +296,10 @@ impl Broker {
     /// As [`Broker::run`].
     pub fn step(&mut self, timeout: Option<Duration>) -> Result<()> {
         let mut events = Vec::with_capacity(EVENTS);
-        let ts = timeout.map(sock::timespec);
+        // Beyond a day is "no limit" (epoll's timeout is an int of ms).
+        let ts = timeout
+            .filter(|t| *t < Duration::from_secs(86_400))
+            .map(sock::timespec);
         match epoll::wait(&self.epoll, spare_capacity(&mut events), ts.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(Error::io("epoll_wait", e)),
@@ -628,14 +631,19 @@ impl Broker {
             return;
         };
         let _ = epoll::delete(&self.epoll, &c.sock);
-        let until = Instant::now() + self.opts.reservation;
+        // An unrepresentable instant (a huge reservation): about 34 years.
+        let now = Instant::now();
+        let until = now
+            .checked_add(self.opts.reservation)
+            .or_else(|| now.checked_add(Duration::from_secs(1 << 30)));
         for n in c.names {
             self.names.remove(&n);
             if self.reserved.len() >= self.opts.max_reservations {
                 let now = Instant::now();
                 self.reserved.retain(|_, (_, t)| *t > now);
             }
-            if self.reserved.len() < self.opts.max_reservations {
+            if let Some(until) = until.filter(|_| self.reserved.len() < self.opts.max_reservations)
+            {
                 self.reserved.insert(n, (c.peer.uid, until));
             }
         }
@@ -665,5 +673,45 @@ impl Drop for Broker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Regression: a huge reservation (`Instant` overflow when a provider
+    /// died) or step timeout (epoll's int of ms) must not panic or fail.
+    #[test]
+    fn huge_durations_do_not_panic() {
+        let p = format!("@shmsock-broker-unit-{}", std::process::id());
+        let mut b = BrokerOptions::new()
+            .reservation(Duration::MAX)
+            .bind(&p)
+            .unwrap();
+        let p2 = p.clone();
+        // Registers, then dies: the broker reserves the name "forever".
+        let t = std::thread::spawn(move || {
+            drop(super::super::Provider::register(&p2, "x", LookupPolicy::Any).unwrap());
+        });
+        while !t.is_finished() || b.clients() > 0 {
+            b.step(Some(Duration::from_millis(10))).unwrap();
+        }
+        t.join().unwrap();
+        assert_eq!(b.names().count(), 0);
+        assert_eq!(b.reserved.len(), 1);
+        // A day-plus timeout: returns once there is work.
+        let t = std::thread::spawn(move || super::super::lookup(&p, "x", Duration::from_secs(5)));
+        // Accept, lookup, hang-up: each step returns once there is work.
+        let mut seen = false;
+        while !seen || b.clients() > 0 {
+            b.step(Some(Duration::MAX)).unwrap();
+            seen |= b.clients() > 0;
+        }
+        assert!(matches!(
+            t.join().unwrap(),
+            Err(Error::Refused(Refusal::NotFound))
+        ));
     }
 }
