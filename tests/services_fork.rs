@@ -216,8 +216,12 @@ fn hijack_by_another_uid_refused() {
     wait_broker(&b);
     let me = rustix::process::geteuid().as_raw();
     let owner = format!("u{me}/owned");
-    let p = Provider::register(&b, "svc.victim", LookupPolicy::SameUid).unwrap();
+    let mut p = Provider::register(&b, "svc.victim", LookupPolicy::SameUid).unwrap();
     if me == 0 {
+        // A provider may let one other user in, or one group.
+        p.add("svc.for-nobody", LookupPolicy::Uid(65534)).unwrap();
+        p.add("svc.for-group", LookupPolicy::Gid(65534)).unwrap();
+        p.add("svc.for-root-group", LookupPolicy::Gid(0)).unwrap();
         // Root: a real second user, in its own process (abstract sockets
         // have no file permissions, so it reaches the broker).
         let b2 = b.clone();
@@ -245,8 +249,22 @@ fn hijack_by_another_uid_refused() {
                 lookup(&b2, "svc.victim", T),
                 Err(Error::Refused(Refusal::Denied))
             ));
+            // Policies naming this uid or its group let it in; another
+            // group's does not.
+            lookup(&b2, "svc.for-nobody", T).unwrap();
+            lookup(&b2, "svc.for-group", T).unwrap();
+            assert!(matches!(
+                lookup(&b2, "svc.for-root-group", T),
+                Err(Error::Refused(Refusal::Denied))
+            ));
         });
         other.wait(WAIT);
+        // The provider got the two introductions it allowed, no more.
+        for _ in 0..2 {
+            let i = p.accept_timeout(WAIT).unwrap();
+            assert_eq!(i.consumer().uid, 65534);
+        }
+        assert!(p.try_accept().unwrap().is_none());
         // The victim dies: its name stays reserved to its uid.
         drop(p);
         let b2 = b.clone();
@@ -282,10 +300,9 @@ fn hijack_by_another_uid_refused() {
         ));
         drop(p);
     }
-    // A lookup policy that excludes the consumer: a provider of another uid
-    // is simulated by policy `Uid(x)` only when we are that provider's uid
-    // (the owner is always allowed), so this is covered in the root branch
-    // and by the unit test of `LookupPolicy::allows`.
+    // Without root, lookup policies that exclude the consumer cannot be
+    // shown from one uid (the owner's uid is always allowed): the unit test
+    // `wire::broker::tests::policy` covers the rule itself.
     broker.kill();
 }
 
