@@ -339,3 +339,77 @@ fn prefault_moves_ring_page_faults_to_connect() {
         "with prefault: {warm} faults, without: {cold}"
     );
 }
+
+#[test]
+fn read_message_piece_by_piece() {
+    const RING: u64 = 1 << 16;
+    let path = sock_path("reader");
+    let l = Builder::new().ring_capacity(RING).bind(&path).unwrap();
+    let data = |len: usize| -> Vec<u8> { (0..len).map(|i| (i * 31 + len) as u8).collect() };
+    let sizes = [0usize, 100, (RING / 2 - 8) as usize, 5 << 20, 7, 3 << 20, 9];
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for len in sizes {
+            c.send(&data(len)).unwrap();
+        }
+        // Two chunks of a large message, then the writer is dropped.
+        let mut w = c.write_message(1 << 20).unwrap();
+        for _ in 0..2 {
+            let mut chunk = w.next_chunk().unwrap().unwrap();
+            chunk.fill(1);
+            chunk.commit().unwrap();
+        }
+        drop(w);
+        c.send(b"after the abandoned one").unwrap();
+        c
+    });
+    let mut c = Builder::new().ring_capacity(RING).connect(&path).unwrap();
+    let rx = c.receiver();
+    let mut piece = Vec::new();
+    // Whole messages, piece by piece: three inline ones, then 5 MiB.
+    for len in [0usize, 100, (RING / 2 - 8) as usize, 5 << 20] {
+        let mut r = rx.read_message().unwrap();
+        assert_eq!(r.len(), len);
+        let mut got = Vec::new();
+        let mut pieces = 0;
+        while r.next_chunk(&mut piece).unwrap() {
+            assert!(piece.len() <= (RING / 2) as usize, "a piece is one record");
+            got.extend_from_slice(&piece);
+            pieces += 1;
+        }
+        assert_eq!(r.remaining(), 0);
+        assert_eq!(got, data(len), "len {len}");
+        assert_eq!(
+            pieces > 1,
+            len > (RING / 2 - 8) as usize,
+            "len {len}: {pieces}"
+        );
+    }
+    // Mixed with recv.
+    assert_eq!(rx.recv().unwrap().to_vec(), data(7));
+    // 3 MiB: three pieces, then the reader is dropped; the rest is skipped.
+    {
+        let mut r = rx.read_message().unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            assert!(r.next_chunk(&mut piece).unwrap());
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got[..], data(3 << 20)[..got.len()]);
+    }
+    assert_eq!(rx.recv().unwrap().to_vec(), data(9));
+    // The sender abandons this one after two chunks.
+    let mut r = rx.read_message().unwrap();
+    assert_eq!(r.len(), 1 << 20);
+    let err = loop {
+        match r.next_chunk(&mut piece) {
+            Ok(true) => assert!(piece.iter().all(|&b| b == 1)),
+            Ok(false) => panic!("an abandoned message ended normally"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::Abandoned), "{err:?}");
+    drop(r);
+    assert_eq!(rx.recv().unwrap().to_vec(), b"after the abandoned one");
+    drop(sender.join().unwrap());
+}

@@ -41,14 +41,25 @@ impl Receiver {
         }
     }
 
+    /// The core, for another waiting policy (the async wrappers).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_core(self) -> RecvCore {
+        self.core
+    }
+
     /// Credentials of the peer.
     pub fn peer_credentials(&self) -> Credentials {
         self.core.peer
     }
 
+    /// The timeout of calls without an explicit one.
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Waits until the ring has a record, per the wait strategy
     /// ([`wait::wait_until`]).
-    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub(crate) fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
         wait::wait_until(self, deadline, |r| r.core.has_data())
     }
 
