@@ -13,6 +13,7 @@ use shmsock_bench::{fanin, fanout, load, paced, pin, report};
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
                      [--no-fanout] [--load N] [--filter TEXT]
+       shmsock broker [--socket PATH] [--mode OCTAL]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
@@ -23,6 +24,14 @@ bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
         one-way throughput, plus this machine's floor (cross-process cache-line
         round trip, single-thread memcpy). Every message is written and
         checksummed byte by byte; any verification failure exits non-zero.
+
+broker  Runs a service broker (shmsock-services): maps service names to live
+        providers and introduces consumers to them; no payload passes through
+        it. --socket PATH (default: $SHMSOCK_BROKER, else
+        $XDG_RUNTIME_DIR/shmsock-broker.sock, else /tmp/shmsock-broker-UID.sock;
+        @name for an abstract socket), --mode OCTAL: the socket file's mode
+        (default 600; 666 lets every local user in, the per-name policies then
+        decide who may look each name up). See docs/services.md.
 
 options:
   --quick          shorter measurements (whole run under 20 s)
@@ -218,6 +227,33 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `shmsock broker`: runs a broker until killed.
+fn broker(args: &[String]) -> std::result::Result<ExitCode, Box<dyn Error + Send + Sync>> {
+    let mut socket = shmsock_services::broker::default_socket_path();
+    let mut opts = shmsock_services::broker::BrokerOptions::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--socket" => match it.next() {
+                Some(p) => socket = p.into(),
+                None => return Err("--socket needs a path".into()),
+            },
+            "--mode" => match it.next().map(|m| u32::from_str_radix(m, 8)) {
+                Some(Ok(m)) if m <= 0o777 => opts = opts.socket_mode(m),
+                _ => return Err("--mode needs octal permission bits such as 600".into()),
+            },
+            other => {
+                eprint!("shmsock broker: unknown option {other:?}\n\n{USAGE}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    let mut b = opts.bind(&socket)?;
+    eprintln!("shmsock broker: listening on {}", socket.display());
+    b.run()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(load::SPIN_COMMAND) {
@@ -226,6 +262,7 @@ fn main() -> ExitCode {
     let r: std::result::Result<ExitCode, Box<dyn Error + Send + Sync>> =
         match args.first().map(String::as_str) {
             Some("bench") => bench(&args[1..]),
+            Some("broker") => broker(&args[1..]),
             Some("help" | "-h" | "--help") => {
                 print!("{USAGE}");
                 Ok(ExitCode::SUCCESS)

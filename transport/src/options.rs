@@ -293,25 +293,47 @@ impl Builder {
 
     /// Runs the client side of the handshake over an already connected
     /// Unix `SOCK_SEQPACKET` socket (for example one end of a socket pair
-    /// handed to a child process).
+    /// handed to a child process, or a socket a broker introduced). The
+    /// socket may be in non-blocking mode; it is switched to blocking. The
+    /// handshake is bounded by [`Builder::handshake_timeout`].
+    ///
+    /// ```no_run
+    /// use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    /// use shmsock_transport::Builder;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+    /// let server = std::thread::spawn(move || Builder::new().accept_socket(a));
+    /// let mut client = Builder::new().connect_socket(b)?;
+    /// let mut server = server.join().expect("server thread")?;
+    /// client.send(b"hi")?;
+    /// assert_eq!(server.recv()?.to_vec(), b"hi");
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// As [`Builder::connect`].
+    /// [`Error::Config`] if `sock` is not a Unix `SOCK_SEQPACKET` socket
+    /// (std's `UnixStream` is `SOCK_STREAM`: message boundaries would be
+    /// lost); otherwise as [`Builder::connect`].
     pub fn connect_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
         self.validate()?;
         let deadline = crate::handshake::deadline_after(self.handshake_timeout);
+        let sock = crate::handshake::driver::adopt_socket(sock)?;
         crate::handshake::driver::client_handshake(sock, Path::new("<socket>"), deadline, self)
     }
 
     /// Runs the server side of the handshake over an already connected
     /// Unix `SOCK_SEQPACKET` socket (the other end of
-    /// [`Builder::connect_socket`]).
+    /// [`Builder::connect_socket`]), blocking until the client's `Hello`
+    /// arrives or [`Builder::handshake_timeout`] passes. The socket may be in
+    /// non-blocking mode; it is switched to blocking.
     ///
     /// # Errors
-    /// As [`Listener::accept`]; a peer that hangs up before its `Hello` gives
-    /// [`Error::Disconnected`].
+    /// [`Error::Config`] if `sock` is not a Unix `SOCK_SEQPACKET` socket;
+    /// otherwise as [`Listener::accept`]; a peer that hangs up before its
+    /// `Hello` gives [`Error::Disconnected`].
     pub fn accept_socket(&self, sock: std::os::fd::OwnedFd) -> Result<Connection> {
         self.validate()?;
+        let sock = crate::handshake::driver::adopt_socket(sock)?;
         match crate::handshake::driver::accept_blocking(sock, self) {
             Ok(c) => Ok(c),
             Err(crate::handshake::driver::Accept::HungUp) => Err(Error::Disconnected),

@@ -32,6 +32,29 @@ fn unix_socket() -> Result<OwnedFd> {
     .map_err(|e| Error::io("socket", e))
 }
 
+/// Checks that `sock`, handed to us by the caller (a socket pair, a
+/// broker's introduction), is a Unix `SOCK_SEQPACKET` socket, and puts it in
+/// blocking mode, which the connection built on it expects. A stream socket
+/// (such as std's `UnixStream`) would lose the message boundaries the
+/// control plane relies on, so it is refused before anything is sent.
+pub(crate) fn adopt_socket(sock: OwnedFd) -> Result<OwnedFd> {
+    let domain = rustix::net::sockopt::socket_domain(&sock)
+        .map_err(|e| Error::io("getsockopt(SO_DOMAIN)", e))?;
+    let ty = rustix::net::sockopt::socket_type(&sock)
+        .map_err(|e| Error::io("getsockopt(SO_TYPE)", e))?;
+    if domain != AddressFamily::UNIX || ty != SocketType::SEQPACKET {
+        return Err(Error::Config(
+            "the socket handed over is not a Unix SOCK_SEQPACKET socket",
+        ));
+    }
+    let flags = rustix::fs::fcntl_getfl(&sock).map_err(|e| Error::io("fcntl", e))?;
+    if flags.contains(rustix::fs::OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(&sock, flags - rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| Error::io("fcntl", e))?;
+    }
+    Ok(sock)
+}
+
 /// Client side: connect, send `Hello`, take `Welcome`.
 pub(crate) fn connect(path: &Path, opts: &Builder) -> Result<Connection> {
     opts.validate()?;
