@@ -122,13 +122,38 @@ impl From<Error> for Fail {
             // with its message rather than lost.
             _ => SHMSOCK_IO,
         };
-        let errno = os_error(&e).and_then(|io| io.raw_os_error()).unwrap_or(0);
+        let errno = os_error(&e).map_or(0, errno_of);
         let msg = match status {
             SHMSOCK_DISCONNECTED => Cow::Borrowed("peer disconnected"),
             SHMSOCK_TIMEOUT => Cow::Borrowed("timed out"),
             _ => Cow::Owned(e.to_string()),
         };
         Fail { status, errno, msg }
+    }
+}
+
+/// The errno of an I/O error: its raw OS error, else the usual errno of
+/// its kind (an error built from an `ErrorKind` has no raw value).
+fn errno_of(io: &std::io::Error) -> i32 {
+    use std::io::ErrorKind as K;
+    if let Some(e) = io.raw_os_error() {
+        return e;
+    }
+    match io.kind() {
+        K::NotFound => libc::ENOENT,
+        K::PermissionDenied => libc::EACCES,
+        K::ConnectionRefused => libc::ECONNREFUSED,
+        K::ConnectionReset => libc::ECONNRESET,
+        K::BrokenPipe => libc::EPIPE,
+        K::AddrInUse => libc::EADDRINUSE,
+        K::AddrNotAvailable => libc::EADDRNOTAVAIL,
+        K::WouldBlock => libc::EAGAIN,
+        K::InvalidInput => libc::EINVAL,
+        K::TimedOut => libc::ETIMEDOUT,
+        K::Interrupted => libc::EINTR,
+        K::OutOfMemory => libc::ENOMEM,
+        K::Unsupported => libc::EOPNOTSUPP,
+        _ => libc::EIO,
     }
 }
 
@@ -293,6 +318,17 @@ mod tests {
         // SAFETY: reading this thread's errno slot.
         assert_eq!(unsafe { *libc::__errno_location() }, libc::ENOENT);
         assert!(last().starts_with("shmsock_connect: connect failed"));
+    }
+
+    #[test]
+    fn an_error_without_a_raw_errno_gets_its_kinds() {
+        let e = Error::Io {
+            op: "bind",
+            path: None,
+            source: std::io::ErrorKind::AddrInUse.into(),
+        };
+        assert_eq!(call("shmsock_listen", || Err(e.into())), SHMSOCK_IO);
+        assert_eq!(shmsock_last_errno(), libc::EADDRINUSE);
     }
 
     #[test]
