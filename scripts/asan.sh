@@ -12,4 +12,4 @@ export CARGO_TARGET_DIR=target/asan
 # forked children; we check fd leaks separately.
 export ASAN_OPTIONS="detect_leaks=0"
 cargo +nightly test --target "$target" -p shmsock-shm --lib --test stress
-cargo +nightly test --target "$target" --test ring_fork --test hostile_fork --test hostile_server --test transport_fork
+cargo +nightly test --target "$target" -p shmsock --test ring_fork --test hostile_fork --test hostile_server --test transport_fork

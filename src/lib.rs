@@ -46,9 +46,9 @@ pub use shmsock_shm as shm;
 #[doc(hidden)]
 pub use shmsock_transport::wire;
 pub use shmsock_transport::{
-    handshake, Batch, BatchGrant, Builder, Connection, Credentials, CredentialsPolicy, Error,
-    Listener, Message, ProtocolViolation, Receiver, Result, Sender, ShutdownHandle, WaitStrategy,
-    WriteGrant,
+    handshake, Batch, BatchGrant, Builder, Chunk, Connection, Credentials, CredentialsPolicy,
+    Error, Listener, Message, MessageWriter, ProtocolViolation, Receiver, Result, Sender,
+    ShutdownHandle, WaitStrategy, WriteGrant,
 };
 
 /// The README's example is compiled as a doctest, so it cannot rot.

@@ -1,9 +1,8 @@
-//! The fuzz drivers (`fuzz/drivers.rs`) run as proptest cases, so CI
+//! The fuzz drivers (`testkit/src/fuzz.rs`) run as proptest cases, so CI
 //! exercises the same entry points on stable Rust for a bounded time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-#[path = "../fuzz/drivers.rs"]
-mod drivers;
+use shmsock_testkit::fuzz as drivers;
 
 use proptest::collection::vec;
 use proptest::prelude::*;

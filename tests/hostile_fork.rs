@@ -5,12 +5,13 @@
 //! a good client afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
+use shmsock_testkit::peer::{self, raw_connect, raw_send, seqpacket_pair as back_channel};
 
 use std::io::{IoSlice, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,49 +24,24 @@ use shmsock::shm::{Segment, SegmentOptions};
 use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN, PROTOCOL_VERSION};
 use shmsock::{Builder, Connection, Error, ProtocolViolation};
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 fn path() -> String {
-    format!(
-        "@shmsock-hostile-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    peer::unique_path("shmsock-hostile")
+}
+
+/// A memfd of `len` bytes, fully allocated (so that it is refused for what
+/// the case means, not for being sparse), with `seals`.
+fn memfd(len: u64, seals: nix::fcntl::SealFlag) -> OwnedFd {
+    peer::memfd(len, len, seals)
 }
 
 const HS: Duration = Duration::from_millis(500);
 const WAIT: Duration = Duration::from_secs(30);
 
-fn raw_connect(p: &str) -> OwnedFd {
-    let s = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let addr = SocketAddrUnix::new_abstract_name(&p.as_bytes()[1..]).unwrap();
-    rustix::net::connect(&s, &addr).unwrap();
-    s
-}
-
-fn raw_send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(cmsg.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    sendmsg(sock, &[IoSlice::new(bytes)], &mut cmsg, SendFlags::NOSIGNAL).unwrap();
-}
-
 fn hello_bytes(cap: u64) -> Vec<u8> {
-    let mut b = [0u8; MAX_CONTROL_LEN];
-    let n = Control::Hello(Hello {
+    peer::encode(Control::Hello(Hello {
         ring_capacity: cap,
         max_message: 1 << 30,
-    })
-    .encode(&mut b);
-    b[..n].to_vec()
+    }))
 }
 
 fn good_ring(cap: u64) -> Arc<Segment> {
@@ -74,49 +50,6 @@ fn good_ring(cap: u64) -> Arc<Segment> {
 
 fn good_ring_and_producer(cap: u64) -> (Arc<Segment>, Producer) {
     ring::create_segment(c"hostile", cap, SegmentOptions::default()).unwrap()
-}
-
-fn back_channel() -> (OwnedFd, OwnedFd) {
-    rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap()
-}
-
-/// A memfd of `len` bytes, fully allocated (so that it is refused for what
-/// the case means, not for being sparse), with `seals`.
-fn memfd(len: u64, seals: nix::fcntl::SealFlag) -> OwnedFd {
-    memfd_backed(len, len, seals)
-}
-
-/// A memfd of `len` bytes of which only the first `backed` are allocated.
-fn memfd_backed(len: u64, backed: u64, seals: nix::fcntl::SealFlag) -> OwnedFd {
-    let fd = nix::sys::memfd::memfd_create(
-        c"hostile",
-        nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
-    )
-    .unwrap();
-    nix::unistd::ftruncate(&fd, len as i64).unwrap();
-    if backed > 0 {
-        nix::fcntl::fallocate(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            backed as i64,
-        )
-        .unwrap();
-    }
-    if !seals.is_empty() {
-        nix::fcntl::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            nix::fcntl::FcntlArg::F_ADD_SEALS(seals),
-        )
-        .unwrap();
-    }
-    fd
 }
 
 /// Runs `client` in a child against a fresh listener; returns what
@@ -254,12 +187,12 @@ fn bad_ring_fds_rejected() {
         ),
         (
             "sparse sealed memfd of the right size",
-            || memfd_backed(segment_size(4096), 0, ALL),
+            || peer::memfd(segment_size(4096), 0, ALL),
             |e| matches!(e, shmsock::shm::Error::NotFullyBacked { .. }),
         ),
         (
             "sealed memfd of the right size with a hole",
-            || memfd_backed(segment_size(4096), 4096, ALL),
+            || peer::memfd(segment_size(4096), 4096, ALL),
             |e| matches!(e, shmsock::shm::Error::NotFullyBacked { .. }),
         ),
         (

@@ -8,12 +8,12 @@
 //! harness checks each case for leaked fds.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
+use shmsock_testkit::peer::{self, raw_connect, send_signal, signal_pair};
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -21,44 +21,14 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use shmsock::wire::RejectReason;
 use shmsock::{Builder, Connection, Error};
 
-static N: AtomicU32 = AtomicU32::new(0);
-
-fn path() -> String {
-    format!(
-        "@shmsock-hs-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 const WAIT: Duration = Duration::from_secs(30);
 
-fn raw_connect(p: &str) -> OwnedFd {
-    let s = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let addr = SocketAddrUnix::new_abstract_name(&p.as_bytes()[1..]).unwrap();
-    rustix::net::connect(&s, &addr).unwrap();
-    s
+fn path() -> String {
+    peer::unique_path("shmsock-hs")
 }
 
-/// A one-byte "ready" signal from a child to the parent.
-fn signal_pair() -> (UnixStream, UnixStream) {
-    UnixStream::pair().unwrap()
-}
-
-fn wait_signal(s: &mut UnixStream) {
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    let mut b = [0u8; 1];
-    s.read_exact(&mut b).unwrap();
-}
-
-fn send_signal(s: &mut UnixStream) {
-    s.write_all(b"!").unwrap();
+fn wait_signal(s: &mut std::os::unix::net::UnixStream) {
+    peer::wait_signal(s, WAIT);
 }
 
 /// CPU time of this thread: unlike wall time, not inflated when the

@@ -10,24 +10,25 @@
 //! the child keeps it, so the victim never races the server's `bind`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
+use shmsock_testkit::peer::{self, encode, memfd, raw_listen as listen, raw_send};
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::SealFlag as S;
 use nix::sys::wait::WaitStatus;
 use rustix::net::{
-    recvmsg, sendmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    recvmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags,
+    SocketFlags, SocketType,
 };
 use shmsock::shm::ring::{self, segment_size, Consumer, Producer, HEADER_SIZE};
 use shmsock::shm::{Segment, SegmentOptions};
-use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN, PROTOCOL_VERSION};
+use shmsock::wire::{Control, Hello, PROTOCOL_VERSION};
 use shmsock::{Builder, Connection, Error, ProtocolViolation, WaitStrategy};
 
 /// Handshake timeout of every victim.
@@ -36,56 +37,17 @@ const HS: Duration = Duration::from_millis(500);
 const SLACK: Duration = Duration::from_secs(1);
 /// Watchdog for children.
 const WAIT: Duration = Duration::from_secs(30);
-/// Seals of a good ring.
 /// The size seals alone: a ring segment needs a write seal on top.
-const SIZE: S = S::F_SEAL_SHRINK.union(S::F_SEAL_GROW).union(S::F_SEAL_SEAL);
+const SIZE: S = peer::SIZE_SEALS;
 /// The seals of a ring segment.
-const ALL: S = SIZE.union(S::F_SEAL_FUTURE_WRITE);
+const ALL: S = peer::RING_SEALS;
 /// Offsets in a ring header (docs/shm-layout.md).
 const TAIL: usize = 128;
 const HEAD: usize = 256;
 const READER_PARK: usize = 384;
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 fn path() -> String {
-    format!(
-        "@shmsock-hs-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn listen(p: &str) -> OwnedFd {
-    let l = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    rustix::net::bind(
-        &l,
-        &SocketAddrUnix::new_abstract_name(&p.as_bytes()[1..]).unwrap(),
-    )
-    .unwrap();
-    rustix::net::listen(&l, 16).unwrap();
-    l
-}
-
-fn raw_send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
-    let mut cmsg = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(cmsg.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    sendmsg(sock, &[IoSlice::new(bytes)], &mut cmsg, SendFlags::NOSIGNAL).unwrap();
-}
-
-fn encode(c: Control) -> Vec<u8> {
-    let mut b = [0u8; MAX_CONTROL_LEN];
-    let n = c.encode(&mut b);
-    b[..n].to_vec()
+    peer::unique_path("shmsock-hs")
 }
 
 fn welcome(cap: u64) -> Vec<u8> {
@@ -101,31 +63,6 @@ fn good_ring(cap: u64) -> Arc<Segment> {
 
 fn good_ring_and_producer(cap: u64) -> (Arc<Segment>, Producer) {
     ring::create_segment(c"hostile-server", cap, SegmentOptions::default()).unwrap()
-}
-
-/// A memfd of `len` bytes of which the first `backed` are allocated, with
-/// `seals`.
-fn memfd(len: u64, backed: u64, seals: S) -> OwnedFd {
-    let fd = nix::sys::memfd::memfd_create(
-        c"hostile-server",
-        nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING
-            | nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    )
-    .unwrap();
-    nix::unistd::ftruncate(&fd, len as i64).unwrap();
-    if backed > 0 {
-        nix::fcntl::fallocate(
-            fd.as_raw_fd(),
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            backed as i64,
-        )
-        .unwrap();
-    }
-    if !seals.is_empty() {
-        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).unwrap();
-    }
-    fd
 }
 
 fn sleep_forever() {

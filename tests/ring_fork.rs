@@ -5,7 +5,7 @@
 //! received fd). The child streams 10^5 checksummed records.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod common;
+use shmsock_testkit::harness as common;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;

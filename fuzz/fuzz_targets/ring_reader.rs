@@ -1,6 +1,5 @@
 #![no_main]
 
-#[path = "../drivers.rs"]
-mod drivers;
+use shmsock_testkit::fuzz as drivers;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| drivers::ring_reader(data));

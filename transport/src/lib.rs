@@ -43,10 +43,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
 
-mod connection;
+mod api;
+mod core;
 mod error;
+mod error_map;
 mod fdpass;
-mod frag;
 pub mod handshake;
 mod listener;
 mod options;
@@ -57,7 +58,11 @@ mod wait;
 #[doc(hidden)]
 pub mod wire;
 
-pub use connection::{Batch, BatchGrant, Connection, Message, Receiver, Sender, WriteGrant};
+pub use api::connection::Connection;
+pub use api::message::Message;
+pub use api::receiver::Receiver;
+pub use api::sender::{Batch, BatchGrant, Sender, WriteGrant};
+pub use api::writer::{Chunk, MessageWriter};
 pub use error::{Error, ProtocolViolation, Result};
 pub use listener::Listener;
 pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};

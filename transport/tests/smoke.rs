@@ -129,3 +129,127 @@ fn try_send_consumes_its_wakeups() {
     drop(rx);
     t.join().unwrap();
 }
+
+/// `Connection::halves`: a server replies with the request still held in
+/// the ring (the message borrows only the receiving half), and the request
+/// goes back to its sender only after the reply.
+#[test]
+fn halves_reply_while_holding_the_request() {
+    let path = sock_path("halves");
+    let l = Listener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for _ in 0..1000 {
+            let (tx, rx) = c.halves();
+            let msg = rx.recv().unwrap();
+            let mut reply = tx.reserve(msg.len()).unwrap();
+            assert_eq!(msg.copy_to(&mut reply), msg.len());
+            reply.commit().unwrap();
+        }
+    });
+    let mut c = Connection::connect(&path).unwrap();
+    for k in 0..1000u32 {
+        c.send(&k.to_le_bytes()).unwrap();
+        assert_eq!(c.recv().unwrap().to_vec(), k.to_le_bytes());
+    }
+    server.join().unwrap();
+}
+
+/// A sink thread that receives everything and sends back (len, checksum)
+/// of each message; the test checks them.
+fn checking_sink(name: &str, ring: u64) -> (Connection, std::thread::JoinHandle<()>) {
+    let path = sock_path(name);
+    let l = Builder::new().ring_capacity(ring).bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        loop {
+            let (tx, rx) = c.halves();
+            let m = match rx.recv() {
+                Ok(m) => m,
+                Err(Error::Disconnected) => return,
+                Err(e) => panic!("{e}"),
+            };
+            let v = m.to_vec();
+            let sum = v.iter().enumerate().fold(0u64, |a, (i, &b)| {
+                a.wrapping_mul(31).wrapping_add(b as u64 ^ i as u64)
+            });
+            let mut reply = (v.len() as u64).to_le_bytes().to_vec();
+            reply.extend_from_slice(&sum.to_le_bytes());
+            tx.send(&reply).unwrap();
+        }
+    });
+    let c = Builder::new().ring_capacity(ring).connect(&path).unwrap();
+    (c, server)
+}
+
+fn expect_sum(c: &mut Connection, data: &[u8]) {
+    let sum = data.iter().enumerate().fold(0u64, |a, (i, &b)| {
+        a.wrapping_mul(31).wrapping_add(b as u64 ^ i as u64)
+    });
+    let r = c.recv_timeout(Duration::from_secs(20)).unwrap().to_vec();
+    assert_eq!(r[..8], (data.len() as u64).to_le_bytes(), "length");
+    assert_eq!(r[8..16], sum.to_le_bytes(), "checksum, len {}", data.len());
+}
+
+#[test]
+fn write_message_in_place_any_size() {
+    let (mut c, server) = checking_sink("writer", 1 << 16);
+    let inline = c.max_inline();
+    for len in [0, 1, 100, inline, inline + 1, 3 * inline + 5, 5 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+        let mut w = c.write_message(len).unwrap();
+        let mut chunks = 0;
+        while let Some(mut chunk) = w.next_chunk().unwrap() {
+            let r = chunk.range();
+            assert_eq!(chunk.len(), r.len());
+            chunk.copy_from_slice(&data[r]);
+            chunk.commit().unwrap();
+            chunks += 1;
+        }
+        assert!(w.is_done());
+        assert_eq!(chunks == 1, len <= inline, "len {len}: {chunks} chunks");
+        drop(w);
+        expect_sum(&mut c, &data);
+        // write_all: the same bytes through the same path.
+        c.write_message(len).unwrap().write_all(&data).unwrap();
+        expect_sum(&mut c, &data);
+    }
+    drop(c);
+    server.join().unwrap();
+}
+
+#[test]
+fn abandoned_writer_and_dropped_chunk_publish_nothing() {
+    let (mut c, server) = checking_sink("abandon", 1 << 16);
+    let len = 10 * c.max_inline();
+    let data: Vec<u8> = (0..len).map(|i| (i * 3) as u8).collect();
+    // Two chunks committed, then the writer is dropped: the receiver must
+    // drop the fragments it got and see only the next message.
+    {
+        let mut w = c.write_message(len).unwrap();
+        for _ in 0..2 {
+            let mut chunk = w.next_chunk().unwrap().unwrap();
+            let r = chunk.range();
+            chunk.copy_from_slice(&data[r]);
+            chunk.commit().unwrap();
+        }
+    }
+    // A chunk dropped uncommitted is offered again.
+    let mut w = c.write_message(len).unwrap();
+    let first = w.next_chunk().unwrap().unwrap().range();
+    let again = w.next_chunk().unwrap().unwrap().range();
+    assert_eq!(first, again);
+    while let Some(mut chunk) = w.next_chunk().unwrap() {
+        let r = chunk.range();
+        chunk.copy_from_slice(&data[r]);
+        chunk.commit().unwrap();
+    }
+    drop(w);
+    expect_sum(&mut c, &data);
+    // An abandoned inline message: nothing at all was published.
+    drop(c.write_message(10).unwrap().next_chunk().unwrap());
+    c.send(b"after").unwrap();
+    expect_sum(&mut c, b"after");
+    drop(c);
+    server.join().unwrap();
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shmsock_shm::ring::{Consumer, Producer};
 use shmsock_shm::Segment;
 
-use crate::connection::{Connection, Parts};
+use crate::api::connection::{Connection, Parts};
 use crate::error::{Error, ProtocolViolation};
 use crate::fdpass::Received;
 use crate::options::{Builder, Credentials, WaitStrategy};

@@ -2,15 +2,13 @@
 //! sockets and pipes between two processes, next to this machine's floor
 //! (cache-line round trip, `memcpy` bandwidth). See `docs/performance.md`.
 
-mod bin_support;
-
 use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
 
-use bin_support::child::Result;
-use bin_support::run::{self, Budget, Plan, DEFAULT_SIZES};
-use bin_support::{fanin, load, paced, pin, report};
+use shmsock_bench::child::Result;
+use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
+use shmsock_bench::{fanin, load, paced, pin, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]

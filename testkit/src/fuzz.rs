@@ -2,8 +2,9 @@
 //! the proptest run in CI (`tests/fuzz_props.rs`): each takes arbitrary
 //! bytes and drives one untrusted-input entry point, asserting the
 //! properties that must hold whatever the bytes are.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code
 
+use crate::harness::fd_count;
+use crate::peer::seqpacket_pair;
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -11,21 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::net::{
-    sendmsg, AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
-    SocketType,
-};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use shmsock::shm::ring::{
     self, initialize, max_record_len, segment_size, Consumer, HeapMemory, Producer, RingMemory,
 };
 use shmsock::wire::{Control, MAX_CONTROL_LEN};
 use shmsock::Builder;
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 /// Control-message decoder: never panics; whatever decodes re-encodes to
 /// the same bytes' meaning.
@@ -38,46 +30,13 @@ pub fn control_decode(data: &[u8]) {
     }
 }
 
-fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
-    rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap()
-}
-
 /// An fd of the kind `spec` names, for the handshake driver.
 fn make_fd(spec: u8) -> OwnedFd {
     use nix::fcntl::SealFlag as S;
-    let memfd = |len: u64, seals: S| {
-        let fd = nix::sys::memfd::memfd_create(
-            c"fuzz",
-            nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING
-                | nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .unwrap();
-        nix::unistd::ftruncate(&fd, len as i64).unwrap();
-        // Fully backed, so that each case is refused for what it means
-        // (seals, size, header), not for being sparse.
-        nix::fcntl::fallocate(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            len as i64,
-        )
-        .unwrap();
-        if !seals.is_empty() {
-            nix::fcntl::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                nix::fcntl::FcntlArg::F_ADD_SEALS(seals),
-            )
-            .unwrap();
-        }
-        fd
-    };
-    let all = S::F_SEAL_SHRINK | S::F_SEAL_GROW | S::F_SEAL_SEAL | S::F_SEAL_FUTURE_WRITE;
+    // Fully backed, so that each case is refused for what it means
+    // (seals, size, header), not for being sparse.
+    let memfd = |len: u64, seals: S| crate::peer::memfd(len, len, seals);
+    let all = crate::peer::RING_SEALS;
     match spec % 6 {
         0 => {
             let (seg, _prod) =

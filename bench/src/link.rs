@@ -113,25 +113,20 @@ impl Link for ShmCopy {
     }
 }
 
-/// shmsock without copies: `reserve` + fill in place + `commit`, then
-/// `recv` + checksum in place. Messages too large for one ring record
-/// cannot be reserved: they are sent with `send` (streamed through the ring
-/// in fragments) and checked in the receiver's reassembled buffer through
-/// `Message::as_sealed`.
+/// shmsock without copies on the sending side: `reserve` + fill in place +
+/// `commit` for a message that fits one ring record; `write_message` for a
+/// larger one, each fragment filled in place in the ring. The receiver
+/// checksums an inline message in place and a fragmented one in its
+/// reassembled buffer (`Message::as_sealed`): one copy in all, out of the
+/// ring.
 pub struct ShmZeroCopy {
     conn: Connection,
-    tx: Vec<u8>,
 }
 
 impl ShmZeroCopy {
-    /// Wraps a connection for messages of up to `max_len` bytes.
-    pub fn new(conn: Connection, max_len: usize) -> Self {
-        let inline = max_len <= conn.max_inline();
-        ShmZeroCopy {
-            conn,
-            // Only fragmented messages need a private source buffer.
-            tx: if inline { Vec::new() } else { buffer(max_len) },
-        }
+    /// Wraps a connection for messages of up to `_max_len` bytes.
+    pub fn new(conn: Connection, _max_len: usize) -> Self {
+        ShmZeroCopy { conn }
     }
 }
 
@@ -142,9 +137,12 @@ impl Link for ShmZeroCopy {
             pattern::fill(&mut grant, seq);
             grant.commit()?;
         } else {
-            let buf = &mut self.tx[..len];
-            pattern::fill(buf, seq);
-            self.conn.send(buf)?;
+            let mut w = self.conn.write_message(len)?;
+            while let Some(mut chunk) = w.next_chunk()? {
+                let at = chunk.range().start;
+                pattern::fill_range(&mut chunk, seq, len, at);
+                chunk.commit()?;
+            }
         }
         Ok(())
     }

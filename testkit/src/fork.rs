@@ -16,9 +16,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-/// Error type of the benchmark code.
+/// Error type of the harness code.
 pub type BoxError = Box<dyn Error + Send + Sync>;
-/// Result type of the benchmark code.
+/// Result type of the harness code.
 pub type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 /// Exit status of a child whose closure returned an error.
@@ -77,18 +77,21 @@ pub fn fork_with<P, C>(
                 // the request was in place.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                     .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
-                if nix::unistd::getppid() != parent_pid {
+                // A parent outside our PID namespace (the child of a
+                // fork after `unshare(CLONE_NEWPID)`) shows as pid 0.
+                let ppid = nix::unistd::getppid();
+                if ppid != parent_pid && ppid.as_raw() != 0 {
                     return Err("parent died before the child started".into());
                 }
                 if let Some(core) = core {
-                    super::pin::pin_to(core)?;
+                    crate::pin::pin_to(core)?;
                 }
                 child_main(child_side)
             });
             let code = match std::panic::catch_unwind(run) {
                 Ok(Ok(())) => 0,
                 Ok(Err(e)) => {
-                    eprintln!("shmsock bench: child {}: {e}", std::process::id());
+                    eprintln!("child {}: {e}", std::process::id());
                     EXIT_ERROR
                 }
                 Err(_) => EXIT_PANIC,
@@ -112,6 +115,16 @@ pub fn fork_with<P, C>(
 }
 
 impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Whether the child has been reaped (by a wait or a kill).
+    pub fn reaped(&self) -> bool {
+        self.reaped
+    }
+
     /// Whether the child has exited; reaps it if so and returns how.
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
-use super::child::Result;
+use crate::fork::Result;
 
 /// The first two cores this process may run on, if there are two.
 ///

@@ -177,6 +177,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A display for a run of `total` steps.
     pub fn new(total: usize) -> Self {
         Progress {
             total,
@@ -186,6 +187,7 @@ impl Progress {
         }
     }
 
+    /// Counts one step, named `what`, as done.
     pub fn step(&mut self, what: &str) {
         self.done += 1;
         let line = format!(
@@ -204,6 +206,7 @@ impl Progress {
         let _ = err.flush();
     }
 
+    /// Ends the display with the run's total time.
     pub fn finish(&self) {
         let mut err = std::io::stderr().lock();
         let secs = self.start.elapsed().as_secs_f64();

@@ -6,7 +6,7 @@
 //!
 //! The peer of every measurement is a forked process, pinned to another
 //! core than this one when the machine has two; both sides write and
-//! checksum every payload byte (see `src/bin_support/pattern.rs`). The code
+//! checksum every payload byte (see `bench/src/pattern.rs`). The code
 //! is shared with `shmsock bench` (`cargo run --release -- bench`), which
 //! prints percentiles and ratios in one table.
 //!
@@ -25,27 +25,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 
-// The binary uses more of these modules than the benchmark does.
-#[allow(dead_code)]
-#[path = "../src/bin_support/child.rs"]
-mod child;
-#[allow(dead_code)]
-#[path = "../src/bin_support/floor.rs"]
-mod floor;
-#[allow(dead_code)]
-#[path = "../src/bin_support/link.rs"]
-mod link;
-#[allow(dead_code)]
-#[path = "../src/bin_support/pattern.rs"]
-mod pattern;
-#[allow(dead_code)]
-#[path = "../src/bin_support/pin.rs"]
-mod pin;
-#[allow(dead_code)]
-#[path = "../src/bin_support/session.rs"]
-mod session;
-#[path = "../src/bin_support/watchdog.rs"]
-mod watchdog;
+use shmsock_bench::{floor, pin, session};
 
 use floor::{PingPong, SpinStyle};
 use session::{Options, Session, Transport};

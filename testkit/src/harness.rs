@@ -1,105 +1,80 @@
-//! Fork helpers shared by the integration tests.
+//! The runner of the fork-based test binaries, and its child handle.
 //!
 //! Every test binary that forks uses `harness = false` and runs its cases
-//! one after another on the main thread: no other thread exists at fork
-//! time, so the child cannot inherit a lock held elsewhere.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code
+//! one after another on the main thread ([`run`]): no other thread exists
+//! at fork time, so the child cannot inherit a lock held elsewhere (the
+//! fork helper, [`crate::fork`], refuses to fork otherwise). Test code
+//! panics on failure, so [`Child`] here panics where [`crate::fork::Child`]
+//! returns an error.
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
 
-/// A forked child running a closure; `wait` checks how it ended.
+use crate::fork;
+
+/// A forked child running a test closure; [`Child::wait`] checks how it
+/// ended. Killed (SIGKILL) and reaped on drop unless it was waited for.
+#[derive(Debug)]
 pub struct Child {
+    /// The child's process id.
     pub pid: Pid,
-    done: bool,
+    inner: fork::Child,
 }
 
 /// Forks; the child runs `f` and exits 0 if it returns, 101 if it panics.
+/// It dies with this process (`PR_SET_PDEATHSIG`).
+///
+/// # Panics
+/// If this process has more than one thread, or `fork` fails.
 pub fn spawn(f: impl FnOnce()) -> Child {
-    // SAFETY: the test binaries using this helper are single-threaded
-    // (harness = false, no threads alive at fork time), so the child cannot
-    // inherit a lock held by another thread.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            // _exit: skip atexit handlers and the parent's buffered output.
-            // SAFETY: _exit is async-signal-safe and never returns.
-            unsafe { libc::_exit(if r.is_ok() { 0 } else { 101 }) }
-        }
-        ForkResult::Parent { child } => Child {
-            pid: child,
-            done: false,
-        },
+    let (inner, ()) = fork::fork_with((), (), None, |()| {
+        f();
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("fork: {e}"));
+    Child {
+        pid: inner.pid(),
+        inner,
     }
 }
 
 impl Child {
     /// Waits up to `timeout` for the child; kills it and panics if it does
     /// not finish, panics if it did not exit 0.
-    pub fn wait(mut self, timeout: Duration) {
-        let st = self.wait_status(timeout);
-        assert!(
-            matches!(st, WaitStatus::Exited(_, 0)),
-            "child {} ended with {st:?}",
-            self.pid
-        );
+    pub fn wait(self, timeout: Duration) {
+        let pid = self.pid;
+        if let Err(e) = self.inner.wait(timeout) {
+            panic!("child {pid}: {e}");
+        }
     }
 
-    /// Waits up to `timeout`, returns the status (kills on timeout, panics).
+    /// Waits up to `timeout` and returns how the child ended; kills it and
+    /// panics if it does not end in time.
     pub fn wait_status(&mut self, timeout: Duration) -> WaitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
-                WaitStatus::StillAlive => {
-                    if Instant::now() > deadline {
-                        let _ = kill(self.pid, Signal::SIGKILL);
-                        let _ = waitpid(self.pid, None);
-                        self.done = true;
-                        panic!("child {} timed out after {timeout:?}", self.pid);
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
+            match self.inner.try_wait() {
+                Ok(Some(st)) => return st,
+                Ok(None) if Instant::now() > deadline => {
+                    self.inner.kill();
+                    panic!("child {} timed out after {timeout:?}", self.pid);
                 }
-                st => {
-                    self.done = true;
-                    return st;
-                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => panic!("child {}: {e}", self.pid),
             }
         }
     }
 
     /// Reaps the child if it has ended; returns whether it has.
     pub fn try_reap(&mut self) -> bool {
-        if self.done {
-            return true;
-        }
-        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => false,
-            _ => {
-                self.done = true;
-                true
-            }
-        }
+        self.inner.reaped() || !matches!(self.inner.try_wait(), Ok(None))
     }
 
     /// Kills the child with SIGKILL and reaps it (if not reaped already).
     pub fn kill(mut self) {
-        if !self.done {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = waitpid(self.pid, None);
-        }
-        self.done = true;
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = waitpid(self.pid, None);
-        }
+        self.inner.kill();
     }
 }
 
