@@ -4,7 +4,7 @@
 //!
 //! Invariant kept by this module (the reason for its `unsafe`): a lent
 //! grant (message) borrows the `Sender` (`Receiver`) that its [`Tx`]
-//! ([`Rx`]) owns through a raw pointer from `Box::into_raw`. While the
+//! ([`Rx`]) owns through a raw pointer from `Box::leak`. While the
 //! loan is out, no other reference to that half is made (every accessor
 //! checks for an outstanding loan first and fails with `SHMSOCK_BUSY`),
 //! and `Drop` ends the loan before it frees the half. The half never

@@ -11,15 +11,15 @@
 //! classic socket calls onto it.
 //!
 //! How the boundary is kept safe:
-//! - every entry point runs under `catch_unwind` ([`status`]): no panic
+//! - every entry point runs under `catch_unwind` (`status.rs`): no panic
 //!   crosses into C;
 //! - handles are generation-checked table entries, never pointers that
-//!   shmsock follows ([`registry`]): NULL, freed, forged and wrong-type
+//!   shmsock follows (`registry.rs`): NULL, freed, forged and wrong-type
 //!   handles give an error, and a handle used by two threads at once gives
 //!   `SHMSOCK_BUSY` instead of a data race;
 //! - what a connection lends (a write grant, a received message) is tied
 //!   to it with an id, and the connection refuses other work while a loan
-//!   is out ([`endpoint`]).
+//!   is out (`endpoint.rs`).
 //!
 //! What remains the caller's contract (and is undefined behaviour if
 //! broken, as in any C library): pointers to data and out-parameters must
@@ -44,12 +44,12 @@
 #![allow(non_camel_case_types)]
 
 mod conn;
-pub mod endpoint;
+mod endpoint;
 mod halves;
 mod listener;
 mod options;
 mod registry;
-pub mod status;
+mod status;
 
 pub use conn::*;
 pub use endpoint::{shmsock_credentials, shmsock_grant, shmsock_message};

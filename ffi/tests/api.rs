@@ -1,5 +1,6 @@
 //! The C ABI called as a C program calls it: NULL and stale handles, error
 //! codes, loans (grants and messages), split halves, fds and credentials.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure should panic
 #![allow(clippy::undocumented_unsafe_blocks)] // every call here is an FFI call with valid pointers unless the test says otherwise
 
 use std::ffi::{CStr, CString};

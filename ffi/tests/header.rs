@@ -1,5 +1,6 @@
 //! The committed `include/shmsock.h` is what cbindgen makes of the crate
 //! now. `SHMSOCK_BLESS=1` rewrites it instead of failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failure should panic
 
 use std::path::Path;
 
