@@ -260,8 +260,25 @@ impl Segment {
     /// # Errors
     /// As [`Segment::attach`].
     pub fn attach_read_only(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
+        Self::attach_read_only_with(fd, expected, max, false)
+    }
+
+    /// [`Segment::attach_read_only`], pre-faulting the mapping's page
+    /// tables (`MAP_POPULATE`) if `populate` is set: the first reads of the
+    /// peer's data then take no page faults. The checks come first, so a
+    /// refused fd is never mapped; the memory is all allocated already
+    /// (checked), so populating it allocates nothing.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`].
+    pub fn attach_read_only_with(
+        fd: OwnedFd,
+        expected: u64,
+        max: u64,
+        populate: bool,
+    ) -> Result<Self> {
         let len = check_fd(fd.as_fd(), REQUIRED_SEALS, WRITE_SEALS, expected, max)?;
-        Self::map(fd, len, false, false)
+        Self::map(fd, len, populate, false)
     }
 
     fn map(fd: OwnedFd, len: usize, populate: bool, writable: bool) -> Result<Self> {

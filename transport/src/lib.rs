@@ -60,6 +60,7 @@ pub mod wire;
 
 pub use api::connection::Connection;
 pub use api::message::Message;
+pub use api::reader::MessageReader;
 pub use api::receiver::Receiver;
 pub use api::sender::{Batch, BatchGrant, Sender, WriteGrant};
 pub use api::writer::{Chunk, MessageWriter};

@@ -118,6 +118,35 @@ impl Message<'_> {
             Inner::Ring { .. } => self.to_vec(),
         }
     }
+    /// Moves the message into `buf`, replacing what `buf` held and reusing
+    /// its allocation: an inline message is copied out of the ring; a
+    /// reassembled one trades places with `buf` (no copy: the receiver
+    /// keeps `buf`'s old allocation for its next large message). Returns
+    /// the message's length. With a `buf` kept across calls, receiving
+    /// allocates nothing per message once it has grown.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn demo(rx: &mut shmsock_transport::Receiver) -> shmsock_transport::Result<()> {
+    /// let mut buf = Vec::new();
+    /// loop {
+    ///     let n = rx.recv()?.move_into(&mut buf);
+    ///     println!("{n} bytes: {:?}", &buf[..n.min(8)]);
+    /// }
+    /// # }
+    /// ```
+    pub fn move_into(mut self, buf: &mut Vec<u8>) -> usize {
+        match &mut self.inner {
+            Inner::Assembled(v) => std::mem::swap(&mut **v, buf),
+            Inner::Ring { guard, .. } => {
+                buf.clear();
+                if let Some(g) = guard.as_ref() {
+                    g.append_to(0, buf);
+                }
+            }
+        }
+        buf.len()
+    }
 
     /// The payload as a slice, if that is sound whatever the peer does:
     /// `Some` for messages larger than one ring record, which were

@@ -46,9 +46,14 @@ impl Receiver {
         self.core.peer
     }
 
+    /// The timeout of calls without an explicit one.
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Waits until the ring has a record, per the wait strategy
     /// ([`wait::wait_until`]).
-    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub(crate) fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
         wait::wait_until(self, deadline, |r| r.core.has_data())
     }
 
@@ -73,6 +78,16 @@ impl Receiver {
     /// As [`Receiver::recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>> {
         self.recv_within(Some(timeout))
+    }
+
+    /// Receives the next message into `buf` (see [`Message::move_into`]):
+    /// no allocation per message once `buf` has grown, and no copy at all
+    /// for a message that arrived in fragments. Returns its length.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        Ok(self.recv()?.move_into(buf))
     }
 
     #[inline]

@@ -89,7 +89,7 @@ impl Sender {
     ///
     /// # Examples
     /// ```no_run
-    /// # fn demo(tx: &mut shmsock::Sender, file: &mut std::fs::File) -> Result<(), Box<dyn std::error::Error>> {
+    /// # fn demo(tx: &mut shmsock_transport::Sender, file: &mut std::fs::File) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::io::Read;
     /// let len = file.metadata()?.len() as usize;
     /// let mut w = tx.write_message(len)?;

@@ -154,6 +154,11 @@ impl Assembly {
     pub(crate) fn into_vec(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The announced total and the bytes received so far.
+    pub(crate) fn into_parts(self) -> (usize, Vec<u8>) {
+        (self.total, self.buf)
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,24 @@ use crate::wire::{Control, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START
 pub(crate) const MAX_ABORTS_PER_CALL: u32 = 8;
 
 /// What the head of the ring holds once fragments are consumed.
+/// A message read piece by piece ([`crate::MessageReader`]): its announced
+/// length and the bytes taken from the ring so far.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stream {
+    pub(crate) total: usize,
+    pub(crate) got: usize,
+}
+
+/// What [`RecvCore::stream_next`] found.
+pub(crate) enum StreamNext {
+    /// The next piece, of this many bytes, is in the caller's buffer.
+    Chunk(usize),
+    /// The message is complete.
+    End,
+    /// The next fragment has not arrived yet.
+    Empty,
+}
+
 pub(crate) enum Head {
     /// An inline message, validated; take it with [`RecvCore::read_inline`].
     Inline(RecordHead),
@@ -50,6 +68,11 @@ pub(crate) struct RecvCore {
     /// `max_message`. Batches also copy each inline message here before
     /// lending it (never a view of the ring, which the peer can write).
     pub(crate) assembled: Vec<u8>,
+    /// The message a [`crate::MessageReader`] is reading.
+    pub(crate) stream: Option<Stream>,
+    /// The rest of a message whose reader was dropped early: discarded
+    /// before anything else is read.
+    skip: Option<Stream>,
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
     pub(crate) peer_eof: bool,
@@ -64,6 +87,8 @@ impl RecvCore {
             peer,
             asm: None,
             assembled: Vec::new(),
+            stream: None,
+            skip: None,
             broken: false,
             peer_eof: false,
         }
@@ -148,6 +173,11 @@ impl RecvCore {
     pub(crate) fn poll_head(&mut self, deadline: &mut Deadline) -> Result<Head> {
         if self.broken {
             return Err(self.protocol(ProtocolViolation::Poisoned));
+        }
+        // A reader leaked with `mem::forget` never ended its message.
+        self.stream_end();
+        if !self.skip_rest(deadline)? {
+            return Ok(Head::Empty);
         }
         loop {
             let pid = self.peer.pid;
@@ -320,10 +350,194 @@ impl RecvCore {
         taken
     }
 
+    /// Takes the head record, which must be a fragment of the message
+    /// `st` is reading: its payload goes into `buf` (`keep`) or nowhere.
+    /// Returns the fragment's length, `None` if the ring is empty; an
+    /// abort record ends the message with [`Error::Abandoned`].
+    fn take_stream_fragment(
+        &mut self,
+        st: &mut Stream,
+        buf: Option<&mut Vec<u8>>,
+    ) -> Result<Option<usize>> {
+        let pid = self.peer.pid;
+        let Some(head) = self.cons.peek_record().map_err(|e| ring_err(pid, e))? else {
+            return Ok(None);
+        };
+        let n = head.len();
+        let bad = match head.tag() {
+            TAG_FRAG if n == 0 => Some("empty fragment"),
+            TAG_FRAG if n > st.total - st.got => Some("fragment runs past the message's length"),
+            TAG_FRAG => None,
+            TAG_FRAG_ABORT if n == 0 => None,
+            TAG_FRAG_ABORT => Some("abort record with a payload"),
+            _ => Some("record tag unknown or out of place"),
+        };
+        if let Some(what) = bad {
+            return Err(self.fail(ProtocolViolation::Fragment(what)));
+        }
+        let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        if let Some(buf) = buf {
+            buf.clear();
+            g.append_to(0, buf);
+        }
+        if g.release() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = notify::wake_space(self.sock.as_fd());
+        }
+        if head.tag() == TAG_FRAG_ABORT {
+            return Err(Error::Abandoned);
+        }
+        st.got += n;
+        Ok(Some(n))
+    }
+
+    /// Discards what is left of a message whose reader was dropped early.
+    /// Returns whether nothing is left to discard (`false`: its next
+    /// fragment has not arrived yet). Bounded by the message's length and
+    /// by the call's deadline.
+    fn skip_rest(&mut self, deadline: &mut Deadline) -> Result<bool> {
+        while let Some(mut st) = self.skip.take() {
+            if st.got == st.total {
+                break;
+            }
+            match self.take_stream_fragment(&mut st, None) {
+                Ok(Some(_)) => self.skip = Some(st),
+                Ok(None) => {
+                    self.skip = Some(st);
+                    return Ok(false);
+                }
+                // The sender abandoned it: nothing left to skip.
+                Err(Error::Abandoned) => break,
+                Err(e) => return Err(e),
+            }
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Starts reading the next message piece by piece: its first piece
+    /// goes into `buf` (a message that a timed-out `recv` left half
+    /// reassembled hands over what it has). `None` if no message has
+    /// started yet.
+    pub(crate) fn stream_start(
+        &mut self,
+        deadline: &mut Deadline,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<Stream>> {
+        if self.broken {
+            return Err(self.protocol(ProtocolViolation::Poisoned));
+        }
+        // A reader leaked with `mem::forget` never ended its message.
+        self.stream_end();
+        if !self.skip_rest(deadline)? {
+            return Ok(None);
+        }
+        if let Some(a) = self.asm.take() {
+            let (total, mut got) = a.into_parts();
+            std::mem::swap(buf, &mut got);
+            let st = Stream {
+                total,
+                got: buf.len(),
+            };
+            self.stream = Some(st);
+            return Ok(Some(st));
+        }
+        let pid = self.peer.pid;
+        let max_message = self.max_message;
+        let Some(head) = self.cons.peek_record().map_err(|e| ring_err(pid, e))? else {
+            return Ok(None);
+        };
+        let n = head.len();
+        let (skip, total) = match head.tag() {
+            TAG_INLINE if n as u64 > max_message => {
+                return Err(self.fail(ProtocolViolation::BadLimit {
+                    what: "inline message longer than our max_message",
+                    value: n as u64,
+                }))
+            }
+            TAG_INLINE => (0, n),
+            TAG_FRAG_START if n < FRAG_HEADER => {
+                return Err(self.fail(ProtocolViolation::Fragment(
+                    "first fragment shorter than its header",
+                )))
+            }
+            TAG_FRAG_START => (FRAG_HEADER, 0),
+            _ => {
+                return Err(self.fail(ProtocolViolation::Fragment(
+                    "record tag unknown or out of place",
+                )))
+            }
+        };
+        let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        let total = if skip == 0 {
+            Ok(total)
+        } else {
+            let mut word = [0u8; FRAG_HEADER];
+            g.copy_to(&mut word);
+            let announced = u64::from_le_bytes(word);
+            let first = n - FRAG_HEADER;
+            if announced <= first as u64 {
+                Err("fragmented message no longer than its first fragment")
+            } else if announced > max_message {
+                Err("fragmented message longer than our max_message")
+            } else {
+                usize::try_from(announced).map_err(|_| "fragmented message length overflows")
+            }
+        };
+        if total.is_ok() {
+            buf.clear();
+            g.append_to(skip, buf);
+        }
+        if g.release() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = notify::wake_space(self.sock.as_fd());
+        }
+        let total = total.map_err(|what| self.fail(ProtocolViolation::Fragment(what)))?;
+        let st = Stream {
+            total,
+            got: buf.len(),
+        };
+        self.stream = Some(st);
+        Ok(Some(st))
+    }
+
+    /// The next piece of the message [`RecvCore::stream_start`] started,
+    /// into `buf`.
+    pub(crate) fn stream_next(&mut self, buf: &mut Vec<u8>) -> Result<StreamNext> {
+        let Some(mut st) = self.stream.take() else {
+            return Ok(StreamNext::End);
+        };
+        if st.got == st.total {
+            return Ok(StreamNext::End);
+        }
+        let r = self.take_stream_fragment(&mut st, Some(buf));
+        if let Ok(Some(_) | None) = r {
+            self.stream = Some(st);
+        }
+        Ok(match r? {
+            Some(n) => StreamNext::Chunk(n),
+            None => StreamNext::Empty,
+        })
+    }
+
+    /// Ends the reading of a message: what its reader left unread is
+    /// discarded before the next message.
+    pub(crate) fn stream_end(&mut self) {
+        if let Some(st) = self.stream.take() {
+            if st.got < st.total {
+                self.skip = Some(st);
+            }
+        }
+    }
+
     /// Records a violation: this receiver refuses every later call.
     fn fail(&mut self, violation: ProtocolViolation) -> Error {
         self.broken = true;
         self.asm = None;
+        self.stream = None;
+        self.skip = None;
         self.protocol(violation)
     }
 

@@ -202,6 +202,7 @@ pub(super) struct Local {
     pub(super) max_message: u64,
     pub(super) wait: WaitStrategy,
     pub(super) timeout: Option<Duration>,
+    pub(super) prefault: bool,
 }
 
 impl Local {
@@ -211,6 +212,7 @@ impl Local {
             max_message: opts.max_message,
             wait: opts.wait,
             timeout: opts.timeout,
+            prefault: opts.prefault,
         }
     }
 }
