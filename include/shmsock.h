@@ -887,6 +887,14 @@ shmsock_status shmsock_options_set_credentials_check(struct shmsock_options *opt
                                                      void *user);
 
 /**
+ * Whether to fault in both rings' pages when connecting (default true:
+ * `MAP_POPULATE`, so the first pass through a ring takes no page faults,
+ * at the cost of a slower connect).
+ */
+shmsock_status shmsock_options_set_prefault(struct shmsock_options *opts,
+                                            bool on);
+
+/**
  * Permission bits of a listener's socket file (default 0600).
  */
 shmsock_status shmsock_options_set_socket_mode(struct shmsock_options *opts,

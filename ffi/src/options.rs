@@ -277,6 +277,19 @@ pub unsafe extern "C" fn shmsock_options_set_credentials_check(
     })
 }
 
+/// Whether to fault in both rings' pages when connecting (default true:
+/// `MAP_POPULATE`, so the first pass through a ring takes no page faults,
+/// at the cost of a slower connect).
+#[no_mangle]
+pub extern "C" fn shmsock_options_set_prefault(
+    opts: *mut shmsock_options,
+    on: bool,
+) -> shmsock_status {
+    call("shmsock_options_set_prefault", || {
+        with_opts(opts, |b| Ok(b.prefault(on)))
+    })
+}
+
 /// Permission bits of a listener's socket file (default 0600).
 #[no_mangle]
 pub extern "C" fn shmsock_options_set_socket_mode(
