@@ -315,6 +315,36 @@ shmsock_status shmsock_connect(const char *path,
                                struct shmsock_conn **out);
 
 /**
+ * Runs the client side of the handshake over `fd`, one end of a connected
+ * Unix `SOCK_SEQPACKET` socket (`socketpair(AF_UNIX, SOCK_SEQPACKET, 0,
+ * sv)`, the other end given to `shmsock_accept_fd`, typically in a child
+ * after `fork`). `fd` is consumed whatever the result: shmsock closes it on
+ * failure and owns it on success. Errors as `shmsock_connect`;
+ * `SHMSOCK_INVALID_ARGUMENT` for a negative `fd` (not consumed).
+ *
+ * # Safety
+ * `fd` is an open file descriptor that the caller owns and gives up (no
+ * one else may close or use it); `out` is NULL or valid for writing a
+ * pointer.
+ */
+shmsock_status shmsock_connect_fd(int32_t fd,
+                                  const struct shmsock_options *opts,
+                                  struct shmsock_conn **out);
+
+/**
+ * Runs the server side of the handshake over `fd`, the other end of the
+ * socket pair of `shmsock_connect_fd`. `fd` is consumed whatever the
+ * result. Errors as `shmsock_accept`; a peer that hangs up before its
+ * handshake gives `SHMSOCK_DISCONNECTED`.
+ *
+ * # Safety
+ * As `shmsock_connect_fd`.
+ */
+shmsock_status shmsock_accept_fd(int32_t fd,
+                                 const struct shmsock_options *opts,
+                                 struct shmsock_conn **out);
+
+/**
  * Closes the connection: the peer receives everything already sent, then
  * `SHMSOCK_DISCONNECTED`. An outstanding grant is aborted and an
  * outstanding message released (their `data` pointers die with it). NULL

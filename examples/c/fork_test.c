@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -404,6 +405,37 @@ static void test_credentials_policy(void) {
     CHECK_ST(shmsock_listener_free(l), SHMSOCK_OK);
 }
 
+/* socketpair + fork, the other classic pattern: the handshake runs over
+ * an inherited socket, no listener involved. */
+static void test_socketpair(void) {
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    pid_t pid = fork_child();
+    if (pid == 0) {
+        close(sv[0]);
+        shmsock_conn *c = NULL;
+        CHECK_ST(shmsock_connect_fd(sv[1], NULL, &c), SHMSOCK_OK);
+        CHECK_ST(shmsock_send(c, "pair", 4), SHMSOCK_OK);
+        shmsock_message m;
+        CHECK_ST(shmsock_recv_timeout(c, LONG_NS, &m), SHMSOCK_DISCONNECTED);
+        CHECK_ST(shmsock_conn_free(c), SHMSOCK_OK);
+        child_exit();
+    }
+    close(sv[1]);
+    shmsock_conn *c = NULL;
+    CHECK_ST(shmsock_accept_fd(sv[0], NULL, &c), SHMSOCK_OK);
+    shmsock_credentials cr;
+    CHECK_ST(shmsock_conn_peer_credentials(c, &cr), SHMSOCK_OK);
+    CHECK(cr.pid == pid);
+    shmsock_message m;
+    CHECK_ST(shmsock_recv_timeout(c, LONG_NS, &m), SHMSOCK_OK);
+    CHECK(m.len == 4 && memcmp(m.data, "pair", 4) == 0);
+    CHECK_ST(shmsock_release(c, &m), SHMSOCK_OK);
+    CHECK_ST(shmsock_conn_free(c), SHMSOCK_OK);
+    reap(pid, "socketpair");
+    CHECK_ST(shmsock_connect_fd(-1, NULL, &c), SHMSOCK_INVALID_ARGUMENT);
+}
+
 /* Errors without a peer: NULLs, freed handles, errno. */
 static void test_errors(void) {
     shmsock_conn *c = NULL;
@@ -447,6 +479,7 @@ int main(void) {
     test_peer_death();
     test_split();
     test_credentials_policy();
+    test_socketpair();
     if (failures) {
         fprintf(stderr, "fork_test: %d checks failed\n", failures);
         return 1;

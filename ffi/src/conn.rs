@@ -230,6 +230,75 @@ pub unsafe extern "C" fn shmsock_connect(
     })
 }
 
+/// Runs the client side of the handshake over `fd`, one end of a connected
+/// Unix `SOCK_SEQPACKET` socket (`socketpair(AF_UNIX, SOCK_SEQPACKET, 0,
+/// sv)`, the other end given to `shmsock_accept_fd`, typically in a child
+/// after `fork`). `fd` is consumed whatever the result: shmsock closes it on
+/// failure and owns it on success. Errors as `shmsock_connect`;
+/// `SHMSOCK_INVALID_ARGUMENT` for a negative `fd` (not consumed).
+///
+/// # Safety
+/// `fd` is an open file descriptor that the caller owns and gives up (no
+/// one else may close or use it); `out` is NULL or valid for writing a
+/// pointer.
+#[no_mangle]
+pub unsafe extern "C" fn shmsock_connect_fd(
+    fd: i32,
+    opts: *const shmsock_options,
+    out: *mut *mut shmsock_conn,
+) -> shmsock_status {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { over_fd("shmsock_connect_fd", fd, opts, out, true) }
+}
+
+/// Runs the server side of the handshake over `fd`, the other end of the
+/// socket pair of `shmsock_connect_fd`. `fd` is consumed whatever the
+/// result. Errors as `shmsock_accept`; a peer that hangs up before its
+/// handshake gives `SHMSOCK_DISCONNECTED`.
+///
+/// # Safety
+/// As `shmsock_connect_fd`.
+#[no_mangle]
+pub unsafe extern "C" fn shmsock_accept_fd(
+    fd: i32,
+    opts: *const shmsock_options,
+    out: *mut *mut shmsock_conn,
+) -> shmsock_status {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { over_fd("shmsock_accept_fd", fd, opts, out, false) }
+}
+
+/// # Safety
+/// As `shmsock_connect_fd`.
+unsafe fn over_fd(
+    func: &'static str,
+    fd: i32,
+    opts: *const shmsock_options,
+    out: *mut *mut shmsock_conn,
+    client: bool,
+) -> shmsock_status {
+    call(func, || {
+        if fd < 0 {
+            return Err(Fail::invalid(format!("fd {fd} is negative")));
+        }
+        // SAFETY: an open fd the caller owns and gives up (contract above);
+        // from here on `OwnedFd` closes it on every path.
+        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let b = builder_of(opts)?;
+        let c = if client {
+            b.connect_socket(sock)?
+        } else {
+            b.accept_socket(sock)?
+        };
+        let h = registry::insert(Obj::Conn(Box::new(Conn::new(c))))?;
+        // SAFETY: non-null, writable by the caller's contract.
+        unsafe { put(out, handle(h)) }
+    })
+}
+
 /// Closes the connection: the peer receives everything already sent, then
 /// `SHMSOCK_DISCONNECTED`. An outstanding grant is aborted and an
 /// outstanding message released (their `data` pointers die with it). NULL

@@ -194,9 +194,12 @@ fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// Runs one entry point: catches panics, records failures.
+/// Runs one entry point: catches panics, records failures. The reporting
+/// itself (formatting, the thread-local) runs under a second
+/// `catch_unwind`, so not even a panic there crosses into C.
 pub(crate) fn call(func: &'static str, f: impl FnOnce() -> Result<(), Fail>) -> shmsock_status {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    catch_unwind(AssertUnwindSafe(|| match outcome {
         Ok(Ok(())) => SHMSOCK_OK,
         Ok(Err(fail)) => report(func, fail),
         Err(payload) => {
@@ -205,15 +208,14 @@ pub(crate) fn call(func: &'static str, f: impl FnOnce() -> Result<(), Fail>) -> 
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown payload".to_owned());
-            // A payload whose destructor panics would abort here; ours are
-            // strings.
             drop(payload);
             report(
                 func,
                 Fail::new(SHMSOCK_PANIC, format!("internal panic: {what}")),
             )
         }
-    }
+    }))
+    .unwrap_or(SHMSOCK_PANIC)
 }
 
 /// Message of the most recent failed shmsock call on the calling thread
@@ -291,6 +293,18 @@ mod tests {
         let st = call("shmsock_test", || panic!("{}", String::from("owned")));
         assert_eq!(st, SHMSOCK_PANIC);
         assert!(last().ends_with("owned"));
+    }
+
+    #[test]
+    fn a_payload_that_panics_when_dropped_is_caught_too() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("bomb");
+            }
+        }
+        let st = call("shmsock_test", || std::panic::panic_any(Bomb));
+        assert_eq!(st, SHMSOCK_PANIC);
     }
 
     #[test]

@@ -465,3 +465,44 @@ fn a_credentials_check_can_refuse() {
         assert_eq!(shmsock_listener_free(l), SHMSOCK_OK);
     }
 }
+
+#[test]
+fn a_handshake_over_a_socketpair() {
+    let mut sv = [0; 2];
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0);
+    let server = std::thread::spawn(move || {
+        let mut c = null_mut();
+        let st = unsafe { shmsock_accept_fd(sv[0], null(), &mut c) };
+        (st, c as usize)
+    });
+    let mut c = null_mut();
+    unsafe {
+        assert_eq!(shmsock_connect_fd(sv[1], null(), &mut c), SHMSOCK_OK);
+        let (st, s) = server.join().unwrap();
+        assert_eq!(st, SHMSOCK_OK);
+        let s = s as *mut shmsock_conn;
+        assert_eq!(shmsock_send(c, b"pair".as_ptr().cast(), 4), SHMSOCK_OK);
+        let mut m = shmsock_message {
+            data: null(),
+            len: 0,
+            id: 0,
+        };
+        assert_eq!(shmsock_recv_timeout(s, 10_000 * MS, &mut m), SHMSOCK_OK);
+        assert_eq!(std::slice::from_raw_parts(m.data, m.len), b"pair");
+        assert_eq!(shmsock_release(s, &mut m), SHMSOCK_OK);
+        assert_eq!(shmsock_conn_free(s), SHMSOCK_OK);
+        assert_eq!(shmsock_conn_free(c), SHMSOCK_OK);
+        assert_eq!(
+            shmsock_connect_fd(-1, null(), &mut c),
+            SHMSOCK_INVALID_ARGUMENT
+        );
+    }
+}
