@@ -234,7 +234,9 @@ pub unsafe extern "C" fn shmsock_connect(
 /// Unix `SOCK_SEQPACKET` socket (`socketpair(AF_UNIX, SOCK_SEQPACKET, 0,
 /// sv)`, the other end given to `shmsock_accept_fd`, typically in a child
 /// after `fork`). `fd` is consumed whatever the result: shmsock closes it on
-/// failure and owns it on success. Errors as `shmsock_connect`;
+/// failure and owns it on success. The peer credentials are those of the
+/// process that created the pair (as `SO_PEERCRED` reports on any socket
+/// pair). Errors as `shmsock_connect`;
 /// `SHMSOCK_INVALID_ARGUMENT` for a negative `fd` (not consumed).
 ///
 /// # Safety
