@@ -3,9 +3,9 @@
 //! never dereferenced, so a stale, freed or forged handle is looked up, not
 //! followed: it gives `SHMSOCK_BAD_HANDLE`, never undefined behaviour.
 //!
-//! Each slot has a mutex taken with `try_lock` for the length of a call: a
-//! second thread calling into the same handle meanwhile gets `SHMSOCK_BUSY`
-//! instead of a data race. `_free` bumps the slot's generation, so every
+//! Each slot has a busy bit taken with one compare-exchange for the length
+//! of a call: a second thread calling into the same handle meanwhile gets
+//! `SHMSOCK_BUSY` instead of a data race. `_free` bumps the slot's generation, so every
 //! copy of the old handle value stops matching. Slots are recycled first in,
 //! first out, so a slot is reused only after every other free one; a stale
 //! handle could match again only after its slot was reused 2^32 times.
@@ -14,9 +14,10 @@
 //! addresses must stay valid for lock-free lookup); their number is bounded
 //! by the peak number of live handles.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::status::{shmsock_status, Fail};
 
@@ -75,17 +76,50 @@ impl Obj {
     }
 }
 
+/// One slot: a state word and the object it guards. The word is
+/// `generation << 32 | tag << 1 | busy`, where `tag` is 0 for an empty slot
+/// and `kind + 1` otherwise. A call owns the object while it holds the busy
+/// bit, taken with one compare-exchange from exactly the word its handle
+/// names (generation and kind): a stale, mistyped or busy handle fails that
+/// one instruction and never touches the object.
 #[derive(Debug, Default)]
 struct Slot {
-    state: Mutex<State>,
+    word: AtomicU64,
+    obj: UnsafeCell<Option<Obj>>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    /// Generation of the handle that names the current object; bumped when
-    /// the object is removed.
-    generation: u32,
-    obj: Option<Obj>,
+// SAFETY: `obj` is accessed only by the thread holding the slot's busy bit
+// (`Held`), or by `insert` while the word names no live handle (so no one
+// can take the busy bit): one thread at a time. `Obj` is `Send`.
+unsafe impl Sync for Slot {}
+
+const BUSY: u64 = 1;
+
+fn word(generation: u32, kind: Option<Kind>) -> u64 {
+    (u64::from(generation) << 32) | (kind.map_or(0, |k| k as u64 + 1) << 1)
+}
+
+/// The busy bit of one slot, held for a call; `Drop` stores `unlocked`.
+struct Held {
+    slot: &'static Slot,
+    unlocked: u64,
+}
+
+impl Held {
+    fn obj(&mut self) -> &mut Option<Obj> {
+        // SAFETY: we hold the busy bit (see `Slot`): no other thread
+        // accesses `obj` until `Drop` releases it, and `&mut self` ties the
+        // borrow to this guard.
+        unsafe { &mut *self.slot.obj.get() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SYNC POINT `slot-released`: Release publishes our writes to the
+        // object; pairs with the Acquire compare-exchange in `lock`.
+        self.slot.word.store(self.unlocked, Ordering::Release);
+    }
 }
 
 type Chunk = [Slot; CHUNK];
@@ -156,12 +190,22 @@ fn decode(h: usize) -> Option<(u32, u32)> {
 
 /// Stores `obj` and returns its handle value (never 0).
 pub(crate) fn insert(obj: Obj) -> Result<usize, Fail> {
+    let kind = obj.kind();
     let index = new_slot(&mut lock_alloc())?;
     let slot =
         slot(index).ok_or_else(|| Fail::new(shmsock_status::SHMSOCK_PANIC, "slot vanished"))?;
-    let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-    st.obj = Some(obj);
-    Ok(((st.generation as usize) << 32) | (index as usize + 1))
+    // Relaxed: the slot came from the allocator (its mutex ordered us after
+    // the `remove` that freed it); the word is empty, no handle names it.
+    let generation = (slot.word.load(Ordering::Relaxed) >> 32) as u32;
+    // SAFETY: the word names no live handle (empty tag), so no thread can
+    // hold the busy bit or touch `obj` (see `Slot`); we own the slot until
+    // the store below publishes it.
+    unsafe { *slot.obj.get() = Some(obj) };
+    // SYNC POINT `slot-released`: Release publishes the object with the
+    // word; pairs with the Acquire compare-exchange in `lock`.
+    slot.word
+        .store(word(generation, Some(kind)), Ordering::Release);
+    Ok(((generation as usize) << 32) | (index as usize + 1))
 }
 
 fn bad(kind: Kind) -> Fail {
@@ -174,59 +218,53 @@ fn bad(kind: Kind) -> Fail {
     )
 }
 
-/// Locks the slot of `h` without waiting and checks that it holds a live
-/// object of `kind`.
-fn lock(h: usize, kind: Kind) -> Result<MutexGuard<'static, State>, Fail> {
+/// Takes the busy bit of the slot of `h` without waiting, if the slot holds
+/// a live object of `kind` under `h`'s generation.
+fn lock(h: usize, kind: Kind) -> Result<Held, Fail> {
     if h == 0 {
         return Err(Fail::null(kind.name()));
     }
     let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
     let slot = slot(index).ok_or_else(|| bad(kind))?;
-    let st = match slot.state.try_lock() {
-        Ok(g) => g,
-        // Every call runs under `catch_unwind` inside the lock (see
-        // `with`), so a poisoned slot means a panic in a destructor; the
-        // object is still memory-safe to use.
-        Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(TryLockError::WouldBlock) => {
-            return Err(Fail::busy(
-                "handle in use by another thread (a handle serves one thread at a time)",
-            ))
-        }
-    };
-    match &st.obj {
-        Some(o) if st.generation == generation && o.kind() == kind => Ok(st),
-        _ => Err(bad(kind)),
+    let want = word(generation, Some(kind));
+    // SYNC POINT `slot-released`: Acquire sees the object as the last
+    // holder (or `insert`) left it. Relaxed on failure: we touch nothing.
+    match slot
+        .word
+        .compare_exchange(want, want | BUSY, Ordering::Acquire, Ordering::Relaxed)
+    {
+        Ok(_) => Ok(Held {
+            slot,
+            unlocked: want,
+        }),
+        Err(cur) if cur == want | BUSY => Err(Fail::busy(
+            "handle in use by another thread (a handle serves one thread at a time)",
+        )),
+        Err(_) => Err(bad(kind)),
     }
 }
 
-/// Runs `f` on the object named by `h` (of `kind`), holding its slot.
+/// Runs `f` on the object named by `h` (of `kind`), holding its slot. A
+/// panic in `f` releases the slot as it unwinds (`Held::drop`).
 pub(crate) fn with<R>(
     h: usize,
     kind: Kind,
     f: impl FnOnce(&mut Obj) -> Result<R, Fail>,
 ) -> Result<R, Fail> {
-    let mut st = lock(h, kind)?;
-    let obj = st.obj.as_mut().ok_or_else(|| bad(kind))?;
-    // A panic in `f` is caught here so that the slot's mutex is not
-    // poisoned; the caller's `call` reports it.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(obj))) {
-        Ok(r) => r,
-        Err(p) => {
-            drop(st);
-            std::panic::resume_unwind(p)
-        }
-    }
+    let mut held = lock(h, kind)?;
+    let obj = held.obj().as_mut().ok_or_else(|| bad(kind))?;
+    f(obj)
 }
 
 /// Removes the object named by `h` and retires the handle value. Fails with
 /// `SHMSOCK_BUSY` if another thread is inside a call on it.
 pub(crate) fn remove(h: usize, kind: Kind) -> Result<Obj, Fail> {
-    let mut st = lock(h, kind)?;
-    let (index, _) = decode(h).ok_or_else(|| bad(kind))?;
-    let obj = st.obj.take().ok_or_else(|| bad(kind))?;
-    st.generation = st.generation.wrapping_add(1);
-    drop(st);
+    let mut held = lock(h, kind)?;
+    let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
+    let obj = held.obj().take().ok_or_else(|| bad(kind))?;
+    // Every copy of `h` stops matching when the guard stores this.
+    held.unlocked = word(generation.wrapping_add(1), None);
+    drop(held);
     lock_alloc().free.push_back(index);
     Ok(obj)
 }
