@@ -36,11 +36,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `tokio` feature (off by default), `shmsock::tokio` offers the
+//! same connections as futures, for tokio runtimes (see `docs/guide.md`).
+//!
 //! See `docs/design.md` for the architecture and memory-ordering argument,
 //! `docs/protocol.md` for the wire protocol.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmsock_shm as shm;
+/// Async connections on tokio (feature `tokio`, off by default): see
+/// [`shmsock_transport::tokio`].
+#[cfg(feature = "tokio")]
+pub use shmsock_transport::tokio;
 /// Every byte that crosses the socket: for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.
 #[doc(hidden)]

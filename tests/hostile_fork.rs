@@ -1830,7 +1830,7 @@ fn peer_cannot_write_our_segment() {
         // allocation again).
         assert_eq!(
             nix::fcntl::fallocate(
-                fd.as_raw_fd(),
+                &fd,
                 nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
                     | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
                 0,
@@ -1877,7 +1877,7 @@ fn peer_cannot_write_our_segment() {
         // 7. Seals can be neither added nor (ever) removed.
         assert_eq!(
             nix::fcntl::fcntl(
-                fd.as_raw_fd(),
+                &fd,
                 nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE)
             ),
             Err(Errno::EPERM),

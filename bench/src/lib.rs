@@ -9,6 +9,7 @@
 /// The fork helper, shared with the tests (`shmsock-testkit`).
 pub use shmsock_testkit::fork as child;
 pub mod fanin;
+pub mod fanout;
 pub mod floor;
 pub mod link;
 pub mod load;

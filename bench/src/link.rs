@@ -345,3 +345,126 @@ impl<S: Read + Write> Link for SeqPacket<S> {
         Ok(())
     }
 }
+
+/// shmsock's async API on a current-thread tokio runtime: each operation
+/// is one `block_on` of `send` / `recv` + `copy_to`, as for the tokio
+/// `UnixStream` baseline ([`TokioFramed`]), so both pay the same runtime
+/// overhead.
+pub struct TokioShm {
+    rt: tokio::runtime::Runtime,
+    conn: shmsock::tokio::Connection,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+/// A current-thread runtime (no thread of its own: the harness forks).
+pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+impl TokioShm {
+    /// Adopts a connection into a new runtime, for messages of up to
+    /// `max_len` bytes.
+    ///
+    /// # Errors
+    /// If the runtime cannot be built or the sockets registered.
+    pub fn new(conn: Connection, max_len: usize) -> Result<Self> {
+        let rt = tokio_runtime()?;
+        let conn = {
+            let _ctx = rt.enter();
+            shmsock::tokio::Connection::from_std(conn)?
+        };
+        Ok(TokioShm {
+            rt,
+            conn,
+            tx: buffer(max_len),
+            rx: buffer(max_len),
+        })
+    }
+}
+
+impl Link for TokioShm {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.tx[..len];
+        pattern::fill(buf, seq);
+        self.rt.block_on(self.conn.send(buf))?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.rx[..len];
+        let conn = &mut self.conn;
+        self.rt.block_on(async {
+            let msg = conn.recv().await?;
+            check_len(&msg, seq, len)?;
+            msg.copy_to(buf);
+            Ok::<(), super::child::BoxError>(())
+        })?;
+        pattern::verify(buf, seq, len)?;
+        Ok(())
+    }
+}
+
+/// tokio's `UnixStream` with the framing of [`Framed`] (an 8-byte length,
+/// then the payload, one `write_all`; a buffered `read_exact` of each).
+pub struct TokioFramed {
+    rt: tokio::runtime::Runtime,
+    r: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: tokio::net::unix::OwnedWriteHalf,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl TokioFramed {
+    /// Adopts a std stream into a new runtime.
+    ///
+    /// # Errors
+    /// If the runtime cannot be built or the socket registered.
+    pub fn new(s: std::os::unix::net::UnixStream, max_len: usize) -> Result<Self> {
+        let rt = tokio_runtime()?;
+        s.set_nonblocking(true)?;
+        let (r, w) = {
+            let _ctx = rt.enter();
+            tokio::net::UnixStream::from_std(s)?.into_split()
+        };
+        Ok(TokioFramed {
+            rt,
+            r: tokio::io::BufReader::with_capacity(STREAM_READ_BUF, r),
+            w,
+            tx: buffer(max_len + 8),
+            rx: buffer(max_len),
+        })
+    }
+}
+
+impl Link for TokioFramed {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let frame = &mut self.tx[..8 + len];
+        frame[..8].copy_from_slice(&(len as u64).to_le_bytes());
+        pattern::fill(&mut frame[8..], seq);
+        self.rt.block_on(self.w.write_all(frame))?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let (r, buf) = (&mut self.r, &mut self.rx[..len]);
+        let got = self.rt.block_on(async {
+            let mut hdr = [0u8; 8];
+            r.read_exact(&mut hdr).await?;
+            r.read_exact(buf).await?;
+            Ok::<u64, std::io::Error>(u64::from_le_bytes(hdr))
+        })?;
+        if got != len as u64 {
+            return Err(format!(
+                "tokio stream framing: message {seq} announced {got} bytes, expected {len}"
+            )
+            .into());
+        }
+        pattern::verify(&self.rx[..len], seq, len)?;
+        Ok(())
+    }
+}

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
-use shmsock_bench::{fanin, load, paced, pin, report};
+use shmsock_bench::{fanin, fanout, load, paced, pin, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
-                     [--load N] [--filter TEXT]
+                     [--no-fanout] [--load N] [--filter TEXT]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
@@ -37,6 +37,10 @@ options:
   --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
                    and 32 client processes doing 64 B round trips, not pinned;
                    about 8 s, 2.5 s with --quick)
+  --no-fanout      skip the fan-out scenario (publish/subscribe: one publisher,
+                   1, 4 and 8 subscriber processes, 64 B and 1 MiB, copying
+                   and in-place subscribers, against a Unix stream per
+                   subscriber; not pinned; about 25 s, 8 s with --quick)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -72,6 +76,7 @@ struct BenchArgs {
     paced: bool,
     load: usize,
     fanin: bool,
+    fanout: bool,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -82,6 +87,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut paced = true;
     let mut load = 0;
     let mut fanin = true;
+    let mut fanout = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut it = args.iter();
@@ -101,6 +107,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                     .ok_or_else(|| format!("--load {n:?}: expected 0..=64"))?;
             }
             "--no-fanin" => fanin = false,
+            "--no-fanout" => fanout = false,
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -133,6 +140,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         paced,
         load,
         fanin,
+        fanout,
     }))
 }
 
@@ -190,6 +198,18 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             report::fanin_json(&rows)
         } else {
             report::fanin_text(&rows, fanin::measured(b.quick))
+        });
+    }
+    if b.fanout {
+        // Not pinned either.
+        pin::restore(&all_cores)?;
+        let mut progress = run::Progress::new(fanout::steps());
+        let rows = fanout::run(b.quick, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::fanout_json(&rows)
+        } else {
+            report::fanout_text(&rows)
         });
     }
     let mut stdout = std::io::stdout().lock();

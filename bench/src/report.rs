@@ -40,16 +40,17 @@ fn gbps(bytes_per_s: f64) -> f64 {
     bytes_per_s / 1e9
 }
 
-/// The unix stream row of the same size.
-fn baseline(res: &Results, size: usize) -> Option<&Row> {
+/// The baseline row of the same size: the unix stream, or tokio's
+/// `UnixStream` for the tokio rows.
+fn baseline(res: &Results, size: usize, of: Transport) -> Option<&Row> {
     res.rows
         .iter()
-        .find(|r| r.size == size && r.transport == Transport::Stream)
+        .find(|r| r.size == size && r.transport == of.baseline())
 }
 
 /// `stream p50 / p50` and `GB/s / stream GB/s`: above 1 is better.
 fn ratios(res: &Results, row: &Row) -> (Option<f64>, Option<f64>) {
-    match baseline(res, row.size) {
+    match baseline(res, row.size, row.transport) {
         Some(b) => (
             Some(b.rtt.p50 as f64 / row.rtt.p50.max(1) as f64),
             Some(row.thr.bytes_per_s / b.thr.bytes_per_s),
@@ -264,7 +265,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     };
     let mut out = Vec::new();
 
-    out.push(match (find(res, 64, spin), baseline(res, 64)) {
+    out.push(match (find(res, 64, spin), baseline(res, 64, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let fl = f.cacheline_at(64);
             let floor = r.rtt.p50 as f64 / fl.p50.max(1) as f64;
@@ -282,7 +283,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
         }
         _ => na('a', "needs 64 B"),
     });
-    out.push(match (find(res, 64, adaptive), baseline(res, 64)) {
+    out.push(match (find(res, 64, adaptive), baseline(res, 64, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let fast = speedup_rtt(&b.rtt, &r.rtt);
             Target {
@@ -299,7 +300,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     });
     let mib = 1 << 20;
     out.push(
-        match (find(res, mib, adaptive), find(res, mib, adaptive_zc), baseline(res, mib)) {
+        match (find(res, mib, adaptive), find(res, mib, adaptive_zc), baseline(res, mib, Transport::Stream)) {
             (Some(r), Some(z), Some(b)) => {
                 let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
                 let m = z.thr.bytes_per_s / f.memcpy;
@@ -324,7 +325,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
         },
     );
     let big = 16 << 20;
-    out.push(match (find(res, big, adaptive), baseline(res, big)) {
+    out.push(match (find(res, big, adaptive), baseline(res, big, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
             Target {
@@ -342,7 +343,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     let mut worse = Vec::new();
     let mut checked = 0;
     for r in res.rows.iter().filter(|r| r.transport == block) {
-        if let Some(b) = baseline(res, r.size) {
+        if let Some(b) = baseline(res, r.size, r.transport) {
             checked += 1;
             let rtt = speedup_rtt(&b.rtt, &r.rtt);
             let thr = r.thr.bytes_per_s / b.thr.bytes_per_s;
@@ -500,7 +501,7 @@ pub fn paced_text(rows: &[PacedRow]) -> String {
     for r in rows {
         let base = rows
             .iter()
-            .find(|b| b.think == r.think && b.transport == Transport::Stream);
+            .find(|b| b.think == r.think && b.transport == r.transport.baseline());
         let (v50, v99) = base.map_or((None, None), |b| {
             (
                 Some(b.rtt.p50 as f64 / r.rtt.p50.max(1) as f64),
@@ -617,6 +618,87 @@ pub fn fanin_json(rows: &[FaninRow]) -> String {
             r.rtt.p50,
             r.rtt.p99,
             r.rtt.p999,
+        );
+    }
+    o
+}
+
+/// The fan-out scenario's table, as text.
+pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
+    use super::fanout::FanTransport;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nFan-out, NOT pinned: one publisher, N subscriber processes. Throughput: published \
+         back to back (every subscriber gets every message). Latency: one message per interval \
+         (100 µs at 64 B, 2 ms at 1 MiB), one-way, subscribers sleeping between messages."
+    );
+    let _ = writeln!(
+        o,
+        "{:<8} {:<5} {:<15} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>9}",
+        "size",
+        "subs",
+        "transport",
+        "msgs/s",
+        "GB/s",
+        "lat p50",
+        "p99",
+        "worst p99",
+        "thr vs",
+        "vs 1 sub"
+    );
+    for r in rows {
+        let base = rows.iter().find(|b| {
+            b.size == r.size
+                && b.subscribers == r.subscribers
+                && b.transport == FanTransport::Stream
+        });
+        let one = rows
+            .iter()
+            .find(|b| b.size == r.size && b.subscribers == 1 && b.transport == r.transport);
+        let _ = writeln!(
+            o,
+            "{:<8} {:<5} {:<15} {:>10} {:>10.3} {:>10} {:>10} {:>11} {:>9} {:>9}",
+            size_name(r.size),
+            r.subscribers,
+            r.transport.name(),
+            count(r.msgs_per_s),
+            gbps(r.bytes_per_s),
+            ns(r.lat.p50),
+            ns(r.lat.p99),
+            ns(r.worst_p99),
+            opt_ratio(base.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
+            opt_ratio(one.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "thr vs: publisher throughput / the unix stream's with as many subscribers (above 1 = better). \
+         vs 1 sub: / the same transport's with one subscriber (issue 12's target: >= 0.7x at 4)."
+    );
+    o
+}
+
+/// The fan-out scenario's rows, one JSON object per line.
+pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"fanout\",\"size\":{},\"subscribers\":{},\"id\":",
+            r.size, r.subscribers
+        );
+        json_str(&mut o, r.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"msgs_per_s\":{},\"bytes_per_s\":{},\"lat_p50_ns\":{},\"lat_p99_ns\":{},\"lat_p999_ns\":{},\"worst_p99_ns\":{},\"lat_samples\":{}}}",
+            json_num(Some(r.msgs_per_s)),
+            json_num(Some(r.bytes_per_s)),
+            r.lat.p50,
+            r.lat.p99,
+            r.lat.p999,
+            r.worst_p99,
+            r.lat.samples,
         );
     }
     o

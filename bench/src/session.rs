@@ -22,7 +22,7 @@ use nix::sys::socket::{socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
-use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy};
+use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy, TokioFramed, TokioShm};
 use super::watchdog::Watchdog;
 
 /// How a shmsock connection waits.
@@ -73,6 +73,12 @@ pub enum Transport {
     SeqPacket,
     /// Two pipes, length-prefixed framing.
     Pipe,
+    /// shmsock's async API (`shmsock::tokio`, default wait strategy) on a
+    /// current-thread tokio runtime, `send` / `recv` + `copy_to`.
+    TokioShm,
+    /// tokio's `UnixStream` (a `SOCK_STREAM` socket pair), length-prefixed
+    /// framing: the baseline of [`Transport::TokioShm`].
+    TokioStream,
 }
 
 impl Transport {
@@ -84,6 +90,8 @@ impl Transport {
             v.push(Transport::Shm(w, Api::ZeroCopy));
             v.push(Transport::Shm(w, Api::Batch));
         }
+        v.push(Transport::TokioStream);
+        v.push(Transport::TokioShm);
         v
     }
 
@@ -96,6 +104,23 @@ impl Transport {
             Transport::Stream => "unix stream",
             Transport::SeqPacket => "unix seqpacket",
             Transport::Pipe => "pipe",
+            Transport::TokioShm => "shmsock tokio",
+            Transport::TokioStream => "tokio UnixStream",
+        }
+    }
+
+    /// Whether this runs on tokio (its baseline is then
+    /// [`Transport::TokioStream`]).
+    pub fn is_tokio(self) -> bool {
+        matches!(self, Transport::TokioShm | Transport::TokioStream)
+    }
+
+    /// The baseline this transport's ratios are taken against.
+    pub fn baseline(self) -> Transport {
+        if self.is_tokio() {
+            Transport::TokioStream
+        } else {
+            Transport::Stream
         }
     }
 
@@ -108,7 +133,9 @@ impl Transport {
             Transport::Shm(_, Api::Copy) => "send",
             Transport::Shm(_, Api::ZeroCopy) => "reserve",
             Transport::Shm(_, Api::Batch) => "batch32",
-            Transport::Stream | Transport::Pipe => "framed",
+            Transport::TokioShm if large => "send (frags)",
+            Transport::TokioShm => "send",
+            Transport::Stream | Transport::Pipe | Transport::TokioStream => "framed",
             Transport::SeqPacket => "datagram",
         }
     }
@@ -128,6 +155,8 @@ impl Transport {
             Transport::Stream => "unix_stream",
             Transport::SeqPacket => "unix_seqpacket",
             Transport::Pipe => "pipe",
+            Transport::TokioShm => "shmsock_tokio_send",
+            Transport::TokioStream => "tokio_unix_stream",
         }
     }
 
@@ -139,6 +168,11 @@ impl Transport {
     pub fn skip_reason(self, size: usize) -> Result<Option<String>> {
         Ok(match self {
             Transport::Pipe if size != 64 => Some("pipe is measured at 64 B only".into()),
+            Transport::TokioShm | Transport::TokioStream
+                if !matches!(size, 64 | 0x10_0000 | 0x100_0000) =>
+            {
+                Some("tokio is measured at 64 B, 1 MiB and 16 MiB".into())
+            }
             Transport::Shm(_, Api::Batch) if size != 64 => {
                 Some("batches are measured at 64 B only".into())
             }
@@ -241,6 +275,8 @@ enum ParentLink {
     Stream(Framed<UnixStream, UnixStream>),
     SeqPacket(SeqPacket<UnixStream>),
     Pipe(Framed<File, File>),
+    TokioShm(TokioShm),
+    TokioStream(TokioFramed),
 }
 
 /// Runs `$body` with `$l` bound to the concrete link, so that the loops are
@@ -254,6 +290,8 @@ macro_rules! with_link {
             ParentLink::Stream($l) => $body,
             ParentLink::SeqPacket($l) => $body,
             ParentLink::Pipe($l) => $body,
+            ParentLink::TokioShm($l) => $body,
+            ParentLink::TokioStream($l) => $body,
         }
     };
 }
@@ -322,7 +360,11 @@ impl Session {
     pub fn start(transport: Transport, size: usize, opts: &Options) -> Result<Session> {
         let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let (parent_end, child_end) = match transport {
-            Transport::Shm(wait, _) => {
+            Transport::Shm(_, _) | Transport::TokioShm => {
+                let wait = match transport {
+                    Transport::Shm(w, _) => w,
+                    _ => Wait::Adaptive,
+                };
                 let builder = shm_builder(size, wait);
                 let name = socket_name();
                 let listener = builder
@@ -330,7 +372,7 @@ impl Session {
                     .map_err(|e| format!("bind {name}: {e}"))?;
                 (ParentEnd::Shm(listener), ChildEnd::Shm { name, builder })
             }
-            Transport::Stream => {
+            Transport::Stream | Transport::TokioStream => {
                 let (a, b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
                 (ParentEnd::Socket(a), ChildEnd::Socket(b))
             }
@@ -386,6 +428,13 @@ impl Session {
             (Transport::Stream, ParentEnd::Socket(s)) => {
                 s.set_read_timeout(Some(opts.timeout))?;
                 ParentLink::Stream(Framed::new(s.try_clone()?, s, size))
+            }
+            (Transport::TokioShm, ParentEnd::Shm(listener)) => {
+                let conn = accept_within(&listener, &mut child, opts.timeout)?;
+                ParentLink::TokioShm(TokioShm::new(conn, size)?)
+            }
+            (Transport::TokioStream, ParentEnd::Socket(s)) => {
+                ParentLink::TokioStream(TokioFramed::new(s, size)?)
             }
             (Transport::SeqPacket, ParentEnd::Socket(s)) => {
                 s.set_read_timeout(Some(opts.timeout))?;
@@ -619,6 +668,15 @@ fn child_main(transport: Transport, size: usize, end: ChildEnd, ctl: UnixStream)
         }
         (Transport::Stream, ChildEnd::Socket(s)) => {
             serve(Framed::new(s.try_clone()?, s, size), size, ctl)
+        }
+        (Transport::TokioShm, ChildEnd::Shm { name, builder }) => {
+            let conn = builder
+                .connect(&name)
+                .map_err(|e| format!("connect {name}: {e}"))?;
+            serve(TokioShm::new(conn, size)?, size, ctl)
+        }
+        (Transport::TokioStream, ChildEnd::Socket(s)) => {
+            serve(TokioFramed::new(s, size)?, size, ctl)
         }
         (Transport::SeqPacket, ChildEnd::Socket(s)) => serve(SeqPacket::new(s, size), size, ctl),
         (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => serve(Framed::new(rx, tx, size), size, ctl),

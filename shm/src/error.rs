@@ -75,6 +75,17 @@ pub enum Violation {
         /// Value read.
         value: u64,
     },
+    /// A fan-out record carries a sequence number other than the one due
+    /// (or, after being lapped, one that goes backwards).
+    #[error("record at {pos} has sequence number {found}, expected {expected}")]
+    BadSequence {
+        /// Stream position of the record.
+        pos: u64,
+        /// Sequence number due (the least acceptable after a lap).
+        expected: u64,
+        /// Sequence number read.
+        found: u64,
+    },
     /// A record header describes a record that does not fit.
     #[error("record at {pos} has length {len}, flags {flags:#x}: {what}")]
     BadRecord {
@@ -159,6 +170,10 @@ pub enum Error {
     /// record at the consumer's cursor (a caller bug, not the peer's).
     #[error("record head does not match the consumer's cursor")]
     StaleRecord,
+    /// The operation needs the other fan-out policy (in-place reads need
+    /// `Policy::Block`).
+    #[error("{0}")]
+    WrongPolicy(&'static str),
     /// The peer broke the ring protocol; the ring is poisoned.
     #[error("ring protocol violation by peer: {0}")]
     Protocol(#[from] Violation),

@@ -11,6 +11,9 @@
 //!   commits records (zero copy), [`Consumer`] reads them, validating every
 //!   cursor and length the peer wrote.
 //!
+//! - [`fanout`] lays a one-writer, many-readers ring into a publisher's
+//!   segment, with each reader's cursor in a small segment of its own.
+//!
 //! No sockets here: the transport crate passes segments between processes.
 //!
 //! # Example
@@ -38,6 +41,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+#[cfg(not(loom))]
+pub mod fanout;
 pub mod ring;
 #[cfg(not(loom))]
 mod seals;

@@ -21,6 +21,9 @@
 //! - A reader that finds the ring empty spins, then parks and sleeps on the
 //!   socket; a writer sends a wake-up only to a parked reader, so a busy
 //!   stream costs no syscalls.
+//! - With the `tokio` feature, `tokio` holds the same API as futures
+//!   (`tokio::{Listener, Connection, Sender, Receiver}`), over the same
+//!   non-blocking core: no extra thread, no extra copy.
 //!
 //! # Example
 //! ```no_run
@@ -52,6 +55,8 @@ pub mod handshake;
 mod listener;
 mod options;
 mod shutdown;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wait;
 /// Every byte that crosses the socket. Public for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.

@@ -66,6 +66,14 @@ impl Connection {
         }
     }
 
+    /// The two cores, their shutdown flag and the wait strategy, for
+    /// another waiting policy (the async wrappers).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_cores(self) -> (SendCore, RecvCore, Arc<ShutFlag>, WaitStrategy) {
+        let (tx, wait) = self.tx.into_core();
+        (tx, self.rx.into_core(), self.shut, wait)
+    }
+
     /// Connects to a listener with default options
     /// ([`Builder`](crate::Builder) for others).
     ///

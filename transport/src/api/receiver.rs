@@ -41,6 +41,12 @@ impl Receiver {
         }
     }
 
+    /// The core, for another waiting policy (the async wrappers).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_core(self) -> RecvCore {
+        self.core
+    }
+
     /// Credentials of the peer.
     pub fn peer_credentials(&self) -> Credentials {
         self.core.peer

@@ -49,6 +49,13 @@ impl Sender {
         }
     }
 
+    /// The core and the wait strategy, for another waiting policy (the
+    /// async wrappers).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn into_core(self) -> (SendCore, WaitStrategy) {
+        (self.core, self.wait)
+    }
+
     /// Largest message that travels inline through the ring (one record);
     /// larger ones stream through it in fragments.
     pub fn max_inline(&self) -> usize {

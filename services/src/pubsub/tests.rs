@@ -1,0 +1,250 @@
+//! In-process tests (threads); the cross-process and hostile cases are in
+//! `services/tests/pubsub_fork.rs`.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn pair_with(opts: PublisherOptions, sub: SubscriberOptions) -> (Publisher, Subscriber) {
+    let mut p = Publisher::new(opts).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let t = std::thread::spawn(move || Subscriber::from_stream(b, sub).unwrap());
+    p.add_subscriber_stream(a).unwrap();
+    p.wait_for_subscribers(1, T).unwrap();
+    (p, t.join().unwrap())
+}
+
+#[test]
+fn stream_pair_round_trip_and_close() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new().capacity(4096),
+        SubscriberOptions::new(),
+    );
+    let t = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for i in 0..10_000u64 {
+            let r = s.recv_timeout(&mut buf, T).unwrap();
+            assert_eq!((r.seq, r.lost), (i, 0));
+            assert_eq!(buf, i.to_le_bytes().repeat((i % 20) as usize));
+        }
+        assert!(matches!(s.recv_timeout(&mut buf, T), Err(Error::Closed)));
+    });
+    for i in 0..10_000u64 {
+        let msg = i.to_le_bytes().repeat((i % 20) as usize);
+        if i % 2 == 0 {
+            p.send_timeout(&msg, T).unwrap();
+        } else {
+            let mut loan = p.loan(msg.len()).unwrap();
+            loan.copy_from_slice(&msg);
+            loan.publish();
+        }
+    }
+    p.close();
+    t.join().unwrap();
+}
+
+#[test]
+fn path_subscribe_with_history() {
+    let dir = std::env::temp_dir().join(format!("shmsock-ps-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let mut p = Publisher::create(&dir, PublisherOptions::new().history(4)).unwrap();
+    for i in 0..10u64 {
+        p.send(&i.to_le_bytes()).unwrap();
+    }
+    let path = dir.clone();
+    let t = std::thread::spawn(move || {
+        let mut s = Subscriber::subscribe(&path, SubscriberOptions::new().history(3)).unwrap();
+        let mut buf = Vec::new();
+        let seqs: Vec<u64> = (0..4)
+            .map(|_| s.recv_timeout(&mut buf, T).unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [7, 8, 9, 10]);
+    });
+    p.wait_for_subscribers(1, T).unwrap();
+    p.send(&10u64.to_le_bytes()).unwrap();
+    t.join().unwrap();
+    drop(p);
+    assert!(!dir.exists(), "socket path removed on drop");
+}
+
+#[test]
+fn too_large_is_refused() {
+    let mut p = Publisher::new(PublisherOptions::new().capacity(1024)).unwrap();
+    assert!(matches!(
+        p.send(&[0; 600]),
+        Err(Error::TooLarge { max: 496, .. })
+    ));
+}
+
+#[test]
+fn drop_oldest_publisher_never_waits() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new()
+            .capacity(1024)
+            .policy(Policy::DropOldest),
+        SubscriberOptions::new(),
+    );
+    for i in 0..1000u64 {
+        assert!(p.try_send(&i.to_le_bytes()).unwrap().is_some());
+    }
+    let mut buf = Vec::new();
+    let r = s.try_recv(&mut buf).unwrap().unwrap();
+    assert_eq!(r.seq, r.lost);
+    assert!(r.lost > 900);
+    assert_eq!(buf, r.seq.to_le_bytes());
+}
+
+#[test]
+fn block_evicts_a_stuck_subscriber_after_max_lag() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new()
+            .capacity(1024)
+            .max_lag(Duration::from_millis(50)),
+        SubscriberOptions::new(),
+    );
+    // The subscriber never reads: the ring fills, then the publisher waits
+    // max_lag and disconnects it.
+    let start = std::time::Instant::now();
+    for i in 0..100u64 {
+        p.send_timeout(&i.to_le_bytes(), T).unwrap();
+    }
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert_eq!((p.subscriber_count(), p.evicted_count()), (0, 1));
+    // Its unread messages were overwritten after the eviction: it learns
+    // it was evicted, and is never handed the overwritten bytes.
+    let mut buf = Vec::new();
+    assert!(matches!(s.try_recv(&mut buf), Err(Error::Evicted)));
+    assert!(matches!(s.recv_timeout(&mut buf, T), Err(Error::Evicted)));
+}
+
+#[test]
+fn subscriber_refuses_a_ring_above_its_limit() {
+    let mut p = Publisher::new(PublisherOptions::new().capacity(1 << 20)).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    let t = std::thread::spawn(move || {
+        Subscriber::from_stream(b, SubscriberOptions::new().max_capacity(1 << 16))
+    });
+    p.add_subscriber_stream(a).unwrap();
+    let _ = p.wait_for_subscribers(1, Duration::from_millis(200));
+    match t.join().unwrap() {
+        Err(Error::RingTooLarge { capacity, max }) => {
+            assert_eq!((capacity, max), (1 << 20, 1 << 16))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A broker may hand over `SOCK_SEQPACKET` sockets: the same protocol works
+/// on them (every message is one datagram, read whole).
+#[test]
+fn works_over_a_seqpacket_pair() {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (a, b) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let (a, b) = (UnixStream::from(a), UnixStream::from(b));
+    let mut p = Publisher::new(PublisherOptions::new().capacity(4096)).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = Subscriber::from_stream(b, SubscriberOptions::new()).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..5_000u64 {
+            let r = s.recv_timeout(&mut buf, T).unwrap();
+            assert_eq!((r.seq, &buf[..]), (i, &i.to_le_bytes()[..]));
+        }
+        assert!(matches!(s.recv_timeout(&mut buf, T), Err(Error::Closed)));
+    });
+    p.add_subscriber_stream(a).unwrap();
+    p.wait_for_subscribers(1, T).unwrap();
+    for i in 0..5_000u64 {
+        p.send_timeout(&i.to_le_bytes(), T).unwrap();
+    }
+    p.close();
+    t.join().unwrap();
+}
+
+#[test]
+#[allow(unsafe_code)] // borrows a sample in place, as users of the zero-copy read do
+fn in_place_reads_under_block() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new().capacity(4096),
+        SubscriberOptions::new(),
+    );
+    let t = std::thread::spawn(move || {
+        for i in 0..20_000u64 {
+            let sample = if i % 2 == 0 {
+                s.read_timeout(T).unwrap()
+            } else {
+                loop {
+                    if let Some(x) = s.try_read().unwrap() {
+                        break x;
+                    }
+                    std::thread::yield_now();
+                }
+            };
+            assert_eq!(sample.seq(), i);
+            assert_eq!(
+                sample.to_vec().unwrap(),
+                i.to_le_bytes().repeat((i % 9) as usize)
+            );
+            // SAFETY: an honest publisher under Block that has not evicted
+            // us does not write a record we hold.
+            let view = unsafe { sample.as_slice_unchecked() };
+            assert_eq!(view.len(), 8 * (i % 9) as usize);
+            assert!(sample.is_intact());
+        }
+        assert!(matches!(s.read_timeout(T), Err(Error::Closed)));
+    });
+    for i in 0..20_000u64 {
+        p.send_timeout(&i.to_le_bytes().repeat((i % 9) as usize), T)
+            .unwrap();
+    }
+    p.close();
+    t.join().unwrap();
+}
+
+#[test]
+fn in_place_reads_refused_under_drop_oldest() {
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new().policy(Policy::DropOldest),
+        SubscriberOptions::new(),
+    );
+    // Refused whether or not a message is there.
+    assert!(matches!(
+        s.try_read(),
+        Err(Error::Shm(shmsock_shm::Error::WrongPolicy(_)))
+    ));
+    p.send(b"x").unwrap();
+    assert!(matches!(
+        s.read_timeout(T),
+        Err(Error::Shm(shmsock_shm::Error::WrongPolicy(_)))
+    ));
+    let mut buf = Vec::new();
+    assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
+}
+
+/// An idle publisher (nothing to send) lets subscribers join by waiting in
+/// `poll_timeout`.
+#[test]
+fn idle_publisher_accepts_in_poll_timeout() {
+    let mut p = Publisher::new(PublisherOptions::new()).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    p.add_subscriber_stream(a).unwrap();
+    let t = std::thread::spawn(move || Subscriber::from_stream(b, SubscriberOptions::new()));
+    let deadline = std::time::Instant::now() + T;
+    while p.subscriber_count() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        p.poll_timeout(Duration::from_millis(100)).unwrap();
+    }
+    let mut s = t.join().unwrap().unwrap();
+    p.send(b"late").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
+    assert_eq!(buf, b"late");
+}
