@@ -159,6 +159,22 @@ impl Message<'_> {
         }
     }
 
+    /// Raw pointer to the payload, valid for [`len`](Message::len) bytes
+    /// until the message is dropped; never null (dangling but aligned when
+    /// the payload is empty). For foreign-language bindings that must hand
+    /// out an address without forming a Rust reference to memory the peer
+    /// can write: for inline messages the bytes lie in the peer's ring (see
+    /// [`Message::as_slice_unchecked`]), so read them as untrusted.
+    pub fn as_ptr(&self) -> *const u8 {
+        match &self.inner {
+            Inner::Ring { guard, .. } => match guard {
+                Some(g) => g.as_ptr(),
+                None => std::ptr::NonNull::<u8>::dangling().as_ptr(),
+            },
+            Inner::Assembled(v) => v.as_ptr(),
+        }
+    }
+
     /// The payload in place, without copying.
     ///
     /// # Safety

@@ -1,0 +1,360 @@
+//! The handle table: every object handed to C lives here, and C holds only
+//! a handle value encoding `(generation << 32) | (slot + 1)`. The value is
+//! never dereferenced, so a stale, freed or forged handle is looked up, not
+//! followed: it gives `SHMSOCK_BAD_HANDLE`, never undefined behaviour.
+//!
+//! Each slot has a busy bit taken with one compare-exchange for the length
+//! of a call: a second thread calling into the same handle meanwhile gets
+//! `SHMSOCK_BUSY` instead of a data race. `_free` bumps the slot's generation, so every
+//! copy of the old handle value stops matching. Slots are recycled first in,
+//! first out, so a slot is reused only after every other free one; a stale
+//! handle could match again only after its slot was reused 2^32 times.
+//!
+//! Slots live in chunks that are allocated on demand and never freed (their
+//! addresses must stay valid for lock-free lookup); their number is bounded
+//! by the peak number of live handles.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::status::{shmsock_status, Fail};
+
+const CHUNK: usize = 256;
+const MAX_CHUNKS: usize = 4096;
+/// Most handles alive at once (1 Mi).
+pub(crate) const MAX_HANDLES: usize = CHUNK * MAX_CHUNKS;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("shmsock-ffi encodes handles in 64-bit pointers");
+
+/// What a handle names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Options,
+    Listener,
+    Conn,
+    Sender,
+    Receiver,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Options => "shmsock_options",
+            Kind::Listener => "shmsock_listener",
+            Kind::Conn => "shmsock_conn",
+            Kind::Sender => "shmsock_sender",
+            Kind::Receiver => "shmsock_receiver",
+        }
+    }
+}
+
+/// An object owned by the table.
+#[derive(Debug)]
+pub(crate) enum Obj {
+    Options(shmsock_transport::Builder),
+    /// Shared: `accept` runs without holding the slot (the listener is
+    /// `Sync`), so several threads may accept at once and `_free` never
+    /// waits for a blocked accept.
+    Listener(std::sync::Arc<shmsock_transport::Listener>),
+    Conn(Box<crate::endpoint::Conn>),
+    Sender(Box<crate::endpoint::Tx>),
+    Receiver(Box<crate::endpoint::Rx>),
+}
+
+impl Obj {
+    fn kind(&self) -> Kind {
+        match self {
+            Obj::Options(_) => Kind::Options,
+            Obj::Listener(_) => Kind::Listener,
+            Obj::Conn(_) => Kind::Conn,
+            Obj::Sender(_) => Kind::Sender,
+            Obj::Receiver(_) => Kind::Receiver,
+        }
+    }
+}
+
+/// One slot: a state word and the object it guards. The word is
+/// `generation << 32 | tag << 1 | busy`, where `tag` is 0 for an empty slot
+/// and `kind + 1` otherwise. A call owns the object while it holds the busy
+/// bit, taken with one compare-exchange from exactly the word its handle
+/// names (generation and kind): a stale, mistyped or busy handle fails that
+/// one instruction and never touches the object.
+#[derive(Debug, Default)]
+struct Slot {
+    word: AtomicU64,
+    obj: UnsafeCell<Option<Obj>>,
+}
+
+// SAFETY: `obj` is accessed only by the thread holding the slot's busy bit
+// (`Held`), or by `insert` while the word names no live handle (so no one
+// can take the busy bit): one thread at a time. `Obj` is `Send`.
+unsafe impl Sync for Slot {}
+
+const BUSY: u64 = 1;
+
+fn word(generation: u32, kind: Option<Kind>) -> u64 {
+    (u64::from(generation) << 32) | (kind.map_or(0, |k| k as u64 + 1) << 1)
+}
+
+/// The busy bit of one slot, held for a call; `Drop` stores `unlocked`.
+struct Held {
+    slot: &'static Slot,
+    unlocked: u64,
+}
+
+impl Held {
+    fn obj(&mut self) -> &mut Option<Obj> {
+        // SAFETY: we hold the busy bit (see `Slot`): no other thread
+        // accesses `obj` until `Drop` releases it, and `&mut self` ties the
+        // borrow to this guard.
+        unsafe { &mut *self.slot.obj.get() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SYNC POINT `slot-released`: Release publishes our writes to the
+        // object; pairs with the Acquire compare-exchange in `lock`.
+        self.slot.word.store(self.unlocked, Ordering::Release);
+    }
+}
+
+type Chunk = [Slot; CHUNK];
+
+static CHUNKS: [AtomicPtr<Chunk>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
+
+struct Alloc {
+    /// Free slot indices, oldest first.
+    free: VecDeque<u32>,
+    /// Slots handed out so far (the next never-used index).
+    used: u32,
+}
+
+static ALLOC: Mutex<Alloc> = Mutex::new(Alloc {
+    free: VecDeque::new(),
+    used: 0,
+});
+
+fn lock_alloc() -> MutexGuard<'static, Alloc> {
+    // The allocator's state is a free list and a counter, consistent after
+    // every statement: a panic elsewhere cannot leave it half-updated.
+    ALLOC.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn slot(index: u32) -> Option<&'static Slot> {
+    let i = index as usize;
+    // SYNC POINT `chunk-published`: Acquire pairs with the Release store in
+    // `new_slot`, so the chunk's slots are initialised when seen.
+    let chunk = CHUNKS.get(i / CHUNK)?.load(Ordering::Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: non-null chunk pointers come from `Box::leak` in `new_slot`
+    // and are never freed or changed, so the chunk lives for 'static.
+    let chunk: &'static Chunk = unsafe { &*chunk };
+    Some(&chunk[i % CHUNK])
+}
+
+fn new_slot(a: &mut Alloc) -> Result<u32, Fail> {
+    if let Some(i) = a.free.pop_front() {
+        return Ok(i);
+    }
+    let i = a.used as usize;
+    if i >= MAX_HANDLES {
+        return Err(Fail::new(
+            shmsock_status::SHMSOCK_IO,
+            format!("too many live shmsock handles (limit {MAX_HANDLES})"),
+        ));
+    }
+    if i.is_multiple_of(CHUNK) {
+        let chunk: &'static mut Chunk =
+            Box::leak(Box::new(std::array::from_fn(|_| Slot::default())));
+        // SYNC POINT `chunk-published`: Release makes the initialised slots
+        // visible with the pointer; pairs with the Acquire load in `slot`.
+        CHUNKS[i / CHUNK].store(chunk, Ordering::Release);
+    }
+    a.used += 1;
+    Ok(i as u32)
+}
+
+/// Splits a handle value into (slot index, generation).
+fn decode(h: usize) -> Option<(u32, u32)> {
+    let low = (h & 0xffff_ffff) as u32;
+    let index = low.checked_sub(1)?;
+    Some((index, (h >> 32) as u32))
+}
+
+/// Stores `obj` and returns its handle value (never 0).
+pub(crate) fn insert(obj: Obj) -> Result<usize, Fail> {
+    let kind = obj.kind();
+    let index = new_slot(&mut lock_alloc())?;
+    let slot =
+        slot(index).ok_or_else(|| Fail::new(shmsock_status::SHMSOCK_PANIC, "slot vanished"))?;
+    // Relaxed: the slot came from the allocator (its mutex ordered us after
+    // the `remove` that freed it); the word is empty, no handle names it.
+    let generation = (slot.word.load(Ordering::Relaxed) >> 32) as u32;
+    // SAFETY: the word names no live handle (empty tag), so no thread can
+    // hold the busy bit or touch `obj` (see `Slot`); we own the slot until
+    // the store below publishes it.
+    unsafe { *slot.obj.get() = Some(obj) };
+    // SYNC POINT `slot-released`: Release publishes the object with the
+    // word; pairs with the Acquire compare-exchange in `lock`.
+    slot.word
+        .store(word(generation, Some(kind)), Ordering::Release);
+    Ok(((generation as usize) << 32) | (index as usize + 1))
+}
+
+fn bad(kind: Kind) -> Fail {
+    Fail::new(
+        shmsock_status::SHMSOCK_BAD_HANDLE,
+        format!(
+            "not a live {} handle (freed, or never returned by shmsock)",
+            kind.name()
+        ),
+    )
+}
+
+/// Takes the busy bit of the slot of `h` without waiting, if the slot holds
+/// a live object of `kind` under `h`'s generation.
+fn lock(h: usize, kind: Kind) -> Result<Held, Fail> {
+    if h == 0 {
+        return Err(Fail::null(kind.name()));
+    }
+    let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
+    let slot = slot(index).ok_or_else(|| bad(kind))?;
+    let want = word(generation, Some(kind));
+    // SYNC POINT `slot-released`: Acquire sees the object as the last
+    // holder (or `insert`) left it. Relaxed on failure: we touch nothing.
+    match slot
+        .word
+        .compare_exchange(want, want | BUSY, Ordering::Acquire, Ordering::Relaxed)
+    {
+        Ok(_) => Ok(Held {
+            slot,
+            unlocked: want,
+        }),
+        Err(cur) if cur == want | BUSY => Err(Fail::busy(
+            "handle in use by another thread (a handle serves one thread at a time)",
+        )),
+        Err(_) => Err(bad(kind)),
+    }
+}
+
+/// Runs `f` on the object named by `h` (of `kind`), holding its slot. A
+/// panic in `f` releases the slot as it unwinds (`Held::drop`).
+pub(crate) fn with<R>(
+    h: usize,
+    kind: Kind,
+    f: impl FnOnce(&mut Obj) -> Result<R, Fail>,
+) -> Result<R, Fail> {
+    let mut held = lock(h, kind)?;
+    let obj = held.obj().as_mut().ok_or_else(|| bad(kind))?;
+    f(obj)
+}
+
+/// Removes the object named by `h` and retires the handle value. Fails with
+/// `SHMSOCK_BUSY` if another thread is inside a call on it.
+pub(crate) fn remove(h: usize, kind: Kind) -> Result<Obj, Fail> {
+    let mut held = lock(h, kind)?;
+    let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
+    let obj = held.obj().take().ok_or_else(|| bad(kind))?;
+    // Every copy of `h` stops matching when the guard stores this.
+    held.unlocked = word(generation.wrapping_add(1), None);
+    drop(held);
+    lock_alloc().free.push_back(index);
+    Ok(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Obj {
+        Obj::Options(shmsock_transport::Builder::new())
+    }
+
+    #[test]
+    fn stale_and_forged_handles_are_refused() {
+        let h = insert(opts()).unwrap();
+        assert_ne!(h, 0);
+        assert!(with(h, Kind::Options, |_| Ok(())).is_ok());
+        // Wrong kind.
+        let e = with(h, Kind::Conn, |_| Ok(())).unwrap_err();
+        assert_eq!(e.status, shmsock_status::SHMSOCK_BAD_HANDLE);
+        drop(remove(h, Kind::Options).unwrap());
+        // Use after free and double free.
+        let e = with(h, Kind::Options, |_| Ok(())).unwrap_err();
+        assert_eq!(e.status, shmsock_status::SHMSOCK_BAD_HANDLE);
+        assert_eq!(
+            remove(h, Kind::Options).unwrap_err().status,
+            shmsock_status::SHMSOCK_BAD_HANDLE
+        );
+        // Forged values: a slot never handed out, a huge index, low word 0.
+        for forged in [usize::MAX, 0xdead_beef_0000_0000, 0x1_0000_0000, 12345] {
+            let e = with(forged, Kind::Options, |_| Ok(())).unwrap_err();
+            assert_eq!(e.status, shmsock_status::SHMSOCK_BAD_HANDLE, "{forged:#x}");
+        }
+        assert_eq!(
+            with(0, Kind::Options, |_| Ok(())).unwrap_err().status,
+            shmsock_status::SHMSOCK_INVALID_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_revive_an_old_handle() {
+        // Drain enough slots that the FIFO free list hands this one back.
+        let first = insert(opts()).unwrap();
+        drop(remove(first, Kind::Options).unwrap());
+        let mut live = Vec::new();
+        let reused = loop {
+            let h = insert(opts()).unwrap();
+            if h & 0xffff_ffff == first & 0xffff_ffff {
+                break h;
+            }
+            live.push(h);
+        };
+        assert_ne!(reused, first);
+        assert!(with(first, Kind::Options, |_| Ok(())).is_err());
+        assert!(with(reused, Kind::Options, |_| Ok(())).is_ok());
+        for h in live.into_iter().chain([reused]) {
+            drop(remove(h, Kind::Options).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_handle_in_use_is_busy_for_other_threads() {
+        let h = insert(opts()).unwrap();
+        with(h, Kind::Options, |_| {
+            let other = std::thread::spawn(move || {
+                (
+                    with(h, Kind::Options, |_| Ok(())).unwrap_err().status,
+                    remove(h, Kind::Options).unwrap_err().status,
+                )
+            })
+            .join()
+            .unwrap();
+            assert_eq!(
+                other,
+                (shmsock_status::SHMSOCK_BUSY, shmsock_status::SHMSOCK_BUSY)
+            );
+            Ok(())
+        })
+        .unwrap();
+        drop(remove(h, Kind::Options).unwrap());
+    }
+
+    #[test]
+    fn a_panic_inside_leaves_the_slot_usable() {
+        let h = insert(opts()).unwrap();
+        let r = std::panic::catch_unwind(|| {
+            with(h, Kind::Options, |_| -> Result<(), Fail> { panic!("x") })
+        });
+        assert!(r.is_err());
+        assert!(with(h, Kind::Options, |_| Ok(())).is_ok());
+        drop(remove(h, Kind::Options).unwrap());
+    }
+}
