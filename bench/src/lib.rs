@@ -10,6 +10,7 @@
 pub use shmsock_testkit::fork as child;
 pub mod fanin;
 pub mod floor;
+pub mod iox;
 pub mod link;
 pub mod load;
 pub mod paced;

@@ -12,20 +12,21 @@ use shmsock_bench::{fanin, load, paced, pin, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
-                     [--load N] [--filter TEXT]
+                     [--no-iceoryx2] [--load N] [--filter TEXT] [--plot FILE.svg]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
         zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
         of 32) against a Unix SOCK_STREAM socket, a
-        SOCK_SEQPACKET socket and a pipe (64 B), between two forked processes
+        SOCK_SEQPACKET socket, a pipe (64 B) and iceoryx2 (publish-subscribe,
+        busy-polling and event-driven, copy and loan), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and
         one-way throughput, plus this machine's floor (cross-process cache-line
         round trip, single-thread memcpy). Every message is written and
         checksummed byte by byte; any verification failure exits non-zero.
 
 options:
-  --quick          shorter measurements (whole run under 20 s)
+  --quick          shorter measurements; iceoryx2 at 64 B and 1 MiB only
   --sizes LIST     message sizes, comma-separated, with optional K/M suffix
                    (binary units); default 64,1K,16K,64K,1M,16M
   --json           one JSON object per line (rows, floors, targets) on stdout
@@ -37,6 +38,10 @@ options:
   --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
                    and 32 client processes doing 64 B round trips, not pinned;
                    about 8 s, 2.5 s with --quick)
+  --no-iceoryx2    skip the iceoryx2 rows
+  --plot FILE.svg  also draw round trip and throughput by message size (one
+                   line per transport, the unix stream and the floor marked)
+                   into FILE.svg
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -84,6 +89,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut fanin = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
+    let mut iceoryx2 = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -101,6 +107,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                     .ok_or_else(|| format!("--load {n:?}: expected 0..=64"))?;
             }
             "--no-fanin" => fanin = false,
+            "--no-iceoryx2" => iceoryx2 = false,
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -117,6 +124,17 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         }
     }
     let cores = if pin { pin::two_cores()? } else { None };
+    let iceoryx2_sizes = if !iceoryx2 {
+        Vec::new()
+    } else if quick {
+        sizes
+            .iter()
+            .copied()
+            .filter(|s| run::ICEORYX2_QUICK_SIZES.contains(s))
+            .collect()
+    } else {
+        sizes.clone()
+    };
     Ok(Some(BenchArgs {
         plan: Plan {
             sizes,
@@ -127,6 +145,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             },
             cores,
             filter,
+            iceoryx2_sizes,
         },
         json,
         quick,
