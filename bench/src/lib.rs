@@ -15,6 +15,7 @@ pub mod link;
 pub mod load;
 pub mod paced;
 pub mod pattern;
+pub mod plot;
 /// CPU affinity, shared with the tests (`shmsock-testkit`).
 pub use shmsock_testkit::pin;
 pub mod report;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
-use shmsock_bench::{fanin, load, paced, pin, report};
+use shmsock_bench::{fanin, load, paced, pin, plot, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
@@ -77,6 +77,7 @@ struct BenchArgs {
     paced: bool,
     load: usize,
     fanin: bool,
+    plot: Option<std::path::PathBuf>,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -90,6 +91,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
     let mut iceoryx2 = true;
+    let mut plot = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -108,6 +110,12 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             }
             "--no-fanin" => fanin = false,
             "--no-iceoryx2" => iceoryx2 = false,
+            "--plot" => {
+                let f = it
+                    .next()
+                    .ok_or("--plot needs a file name, e.g. bench.svg")?;
+                plot = Some(std::path::PathBuf::from(f));
+            }
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -152,6 +160,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         paced,
         load,
         fanin,
+        plot,
     }))
 }
 
@@ -183,6 +192,10 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         None => eprintln!("bench: not pinned"),
     }
     let res = run::run(&b.plan)?;
+    if let Some(path) = &b.plot {
+        plot::svg(&res, path)?;
+        eprintln!("bench: chart written to {}", path.display());
+    }
     let mut out = if b.json {
         report::json(&res)
     } else {
