@@ -362,6 +362,14 @@ pub fn svg(res: &Results, path: &Path) -> Result<()> {
         "iceoryx2 poll ~ shmsock Spin,".to_string(),
         "iceoryx2 event ~ shmsock Block.".to_string(),
         format!("Run took {:.0} s.", res.elapsed.as_secs_f64()),
+        // A busy machine makes the picture noisy: say how busy it was.
+        std::fs::read_to_string("/proc/loadavg").map_or_else(
+            |_| String::new(),
+            |l| {
+                let w: Vec<&str> = l.split_whitespace().take(3).collect();
+                format!("Load average at the end: {}.", w.join(" "))
+            },
+        ),
     ] {
         legend
             .draw(&Text::new(line, (10, y), note.clone()))
