@@ -36,19 +36,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With the `tokio` feature (off by default), `shmsock::tokio` offers the
+//! same connections as futures, for tokio runtimes (see `docs/guide.md`).
+//!
 //! See `docs/design.md` for the architecture and memory-ordering argument,
 //! `docs/protocol.md` for the wire protocol.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub use shmsock_shm as shm;
+/// Async connections on tokio (feature `tokio`, off by default): see
+/// [`shmsock_transport::tokio`].
+#[cfg(feature = "tokio")]
+pub use shmsock_transport::tokio;
 /// Every byte that crosses the socket: for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.
 #[doc(hidden)]
 pub use shmsock_transport::wire;
 pub use shmsock_transport::{
-    handshake, Batch, BatchGrant, Builder, Connection, Credentials, CredentialsPolicy, Error,
-    Listener, Message, ProtocolViolation, Receiver, Result, Sender, ShutdownHandle, WaitStrategy,
-    WriteGrant,
+    handshake, Batch, BatchGrant, Builder, Chunk, Connection, Credentials, CredentialsPolicy,
+    Error, Listener, Message, MessageWriter, ProtocolViolation, Receiver, Result, Sender,
+    ShutdownHandle, WaitStrategy, WriteGrant,
 };
 
 /// The README's example is compiled as a doctest, so it cannot rot.

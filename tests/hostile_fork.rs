@@ -1226,6 +1226,126 @@ fn write_start_abort_pairs(c: &mut RawClient, stop: &std::sync::atomic::AtomicBo
     }
 }
 
+/// Writes one record (tag, payload) as soon as it fits, then wakes.
+fn write_record(c: &mut RawClient, tag: u16, payload: &[u8]) {
+    loop {
+        match c.prod.try_reserve_tagged(payload.len(), tag) {
+            Ok(Some(mut g)) => {
+                g.fill_from(payload);
+                g.commit();
+                break;
+            }
+            Ok(None) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    c.wake();
+}
+
+/// A first fragment announcing `total` bytes with `first` payload bytes.
+fn frag_start(total: u64, first: usize) -> Vec<u8> {
+    let mut v = vec![0u8; 8 + first];
+    v[..8].copy_from_slice(&total.to_le_bytes());
+    v
+}
+
+/// The piece-by-piece reader (`read_message`) meets a lying sender: every
+/// lie is a typed error within the call's bound, and a stall is a timeout.
+fn streaming_reader_refuses_lies() {
+    type Lie = fn(&mut RawClient);
+    let lies: [(&str, Lie, bool); 6] = [
+        // (what, the lie, whether `read_message` itself fails)
+        (
+            "announces more than max_message",
+            |c| write_record(c, 2, &frag_start(2 << 20, 100)),
+            true,
+        ),
+        (
+            "announces no more than its first fragment",
+            |c| write_record(c, 2, &frag_start(100, 100)),
+            true,
+        ),
+        (
+            "fragment past the announced length",
+            |c| {
+                write_record(c, 2, &frag_start(1000, 100));
+                write_record(c, 3, &[7; 2000]);
+            },
+            false,
+        ),
+        (
+            "inline record inside a message",
+            |c| {
+                write_record(c, 2, &frag_start(1000, 100));
+                write_record(c, 0, b"inline");
+            },
+            false,
+        ),
+        (
+            "abort record with a payload",
+            |c| {
+                write_record(c, 2, &frag_start(1000, 100));
+                write_record(c, 4, &[1; 8]);
+            },
+            false,
+        ),
+        (
+            "first fragment, then silence and a wake-up flood",
+            |c| {
+                write_record(c, 2, &frag_start(1000, 100));
+                for _ in 0..100_000 {
+                    c.wake();
+                }
+            },
+            false,
+        ),
+    ];
+    for (what, lie, at_start) in lies {
+        let p = path();
+        let l = Builder::new()
+            .handshake_timeout(HS)
+            .ring_capacity(1 << 16)
+            .max_message(1 << 20)
+            .bind(&p)
+            .unwrap();
+        let p2 = p.clone();
+        let child = common::spawn(move || {
+            let mut c = raw_handshake(&p2, 1 << 16);
+            lie(&mut c);
+            sleep_forever();
+        });
+        let mut s = l.accept().unwrap();
+        let bound = Duration::from_millis(300);
+        let t = Instant::now();
+        let r = match s.receiver().read_message_timeout(bound) {
+            Err(e) => Err(e),
+            Ok(mut reader) => {
+                assert!(!at_start, "{what}: read_message accepted the start");
+                let mut piece = Vec::new();
+                loop {
+                    match reader.next_chunk_timeout(&mut piece, bound) {
+                        Ok(true) => assert!(piece.len() <= 1000),
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+        };
+        let took = t.elapsed();
+        eprintln!("  {what}: {r:?} after {took:?}");
+        assert!(
+            took < 2 * bound + Duration::from_secs(1),
+            "{what}: took {took:?}"
+        );
+        match r {
+            Err(Error::Timeout) => assert!(what.contains("silence"), "{what}: timed out"),
+            Err(Error::Protocol { .. }) => assert!(!what.contains("silence"), "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        child.kill();
+    }
+}
+
 fn fragment_stalls_and_floods_are_bounded_by_the_deadline() {
     // Defect 3: `take_large` drained the socket until the announced fd
     // showed up, without a deadline: a peer that announced a large message
@@ -1710,7 +1830,7 @@ fn peer_cannot_write_our_segment() {
         // allocation again).
         assert_eq!(
             nix::fcntl::fallocate(
-                fd.as_raw_fd(),
+                &fd,
                 nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
                     | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
                 0,
@@ -1757,7 +1877,7 @@ fn peer_cannot_write_our_segment() {
         // 7. Seals can be neither added nor (ever) removed.
         assert_eq!(
             nix::fcntl::fcntl(
-                fd.as_raw_fd(),
+                &fd,
                 nix::fcntl::FcntlArg::F_ADD_SEALS(nix::fcntl::SealFlag::F_SEAL_WRITE)
             ),
             Err(Errno::EPERM),
@@ -1840,6 +1960,10 @@ fn main() {
         (
             "try_recv_is_not_held_by_endless_aborts",
             try_recv_is_not_held_by_endless_aborts,
+        ),
+        (
+            "streaming_reader_refuses_lies",
+            streaming_reader_refuses_lies,
         ),
     ]);
 }

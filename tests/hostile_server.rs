@@ -524,7 +524,7 @@ fn racing_seal() {
                 // the slot to MAX below.
                 let fd = unsafe { BorrowedFd::borrow_raw(raw as i32) };
                 let _ = nix::unistd::ftruncate(fd, 0);
-                let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(ALL));
+                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_ADD_SEALS(ALL));
                 slot2.store(u64::MAX, Ordering::Release);
             }
         });

@@ -113,25 +113,20 @@ impl Link for ShmCopy {
     }
 }
 
-/// shmsock without copies: `reserve` + fill in place + `commit`, then
-/// `recv` + checksum in place. Messages too large for one ring record
-/// cannot be reserved: they are sent with `send` (streamed through the ring
-/// in fragments) and checked in the receiver's reassembled buffer through
-/// `Message::as_sealed`.
+/// shmsock without copies on the sending side: `reserve` + fill in place +
+/// `commit` for a message that fits one ring record; `write_message` for a
+/// larger one, each fragment filled in place in the ring. The receiver
+/// checksums an inline message in place and a fragmented one in its
+/// reassembled buffer (`Message::as_sealed`): one copy in all, out of the
+/// ring.
 pub struct ShmZeroCopy {
     conn: Connection,
-    tx: Vec<u8>,
 }
 
 impl ShmZeroCopy {
-    /// Wraps a connection for messages of up to `max_len` bytes.
-    pub fn new(conn: Connection, max_len: usize) -> Self {
-        let inline = max_len <= conn.max_inline();
-        ShmZeroCopy {
-            conn,
-            // Only fragmented messages need a private source buffer.
-            tx: if inline { Vec::new() } else { buffer(max_len) },
-        }
+    /// Wraps a connection for messages of up to `_max_len` bytes.
+    pub fn new(conn: Connection, _max_len: usize) -> Self {
+        ShmZeroCopy { conn }
     }
 }
 
@@ -142,9 +137,12 @@ impl Link for ShmZeroCopy {
             pattern::fill(&mut grant, seq);
             grant.commit()?;
         } else {
-            let buf = &mut self.tx[..len];
-            pattern::fill(buf, seq);
-            self.conn.send(buf)?;
+            let mut w = self.conn.write_message(len)?;
+            while let Some(mut chunk) = w.next_chunk()? {
+                let at = chunk.range().start;
+                pattern::fill_range(&mut chunk, seq, len, at);
+                chunk.commit()?;
+            }
         }
         Ok(())
     }
@@ -344,6 +342,129 @@ impl<S: Read + Write> Link for SeqPacket<S> {
             return Err("seqpacket: peer hung up".into());
         }
         pattern::verify(&self.rx[..n], seq, len)?;
+        Ok(())
+    }
+}
+
+/// shmsock's async API on a current-thread tokio runtime: each operation
+/// is one `block_on` of `send` / `recv` + `copy_to`, as for the tokio
+/// `UnixStream` baseline ([`TokioFramed`]), so both pay the same runtime
+/// overhead.
+pub struct TokioShm {
+    rt: tokio::runtime::Runtime,
+    conn: shmsock::tokio::Connection,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+/// A current-thread runtime (no thread of its own: the harness forks).
+pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+impl TokioShm {
+    /// Adopts a connection into a new runtime, for messages of up to
+    /// `max_len` bytes.
+    ///
+    /// # Errors
+    /// If the runtime cannot be built or the sockets registered.
+    pub fn new(conn: Connection, max_len: usize) -> Result<Self> {
+        let rt = tokio_runtime()?;
+        let conn = {
+            let _ctx = rt.enter();
+            shmsock::tokio::Connection::from_std(conn)?
+        };
+        Ok(TokioShm {
+            rt,
+            conn,
+            tx: buffer(max_len),
+            rx: buffer(max_len),
+        })
+    }
+}
+
+impl Link for TokioShm {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.tx[..len];
+        pattern::fill(buf, seq);
+        self.rt.block_on(self.conn.send(buf))?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let buf = &mut self.rx[..len];
+        let conn = &mut self.conn;
+        self.rt.block_on(async {
+            let msg = conn.recv().await?;
+            check_len(&msg, seq, len)?;
+            msg.copy_to(buf);
+            Ok::<(), super::child::BoxError>(())
+        })?;
+        pattern::verify(buf, seq, len)?;
+        Ok(())
+    }
+}
+
+/// tokio's `UnixStream` with the framing of [`Framed`] (an 8-byte length,
+/// then the payload, one `write_all`; a buffered `read_exact` of each).
+pub struct TokioFramed {
+    rt: tokio::runtime::Runtime,
+    r: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: tokio::net::unix::OwnedWriteHalf,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl TokioFramed {
+    /// Adopts a std stream into a new runtime.
+    ///
+    /// # Errors
+    /// If the runtime cannot be built or the socket registered.
+    pub fn new(s: std::os::unix::net::UnixStream, max_len: usize) -> Result<Self> {
+        let rt = tokio_runtime()?;
+        s.set_nonblocking(true)?;
+        let (r, w) = {
+            let _ctx = rt.enter();
+            tokio::net::UnixStream::from_std(s)?.into_split()
+        };
+        Ok(TokioFramed {
+            rt,
+            r: tokio::io::BufReader::with_capacity(STREAM_READ_BUF, r),
+            w,
+            tx: buffer(max_len + 8),
+            rx: buffer(max_len),
+        })
+    }
+}
+
+impl Link for TokioFramed {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let frame = &mut self.tx[..8 + len];
+        frame[..8].copy_from_slice(&(len as u64).to_le_bytes());
+        pattern::fill(&mut frame[8..], seq);
+        self.rt.block_on(self.w.write_all(frame))?;
+        Ok(())
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let (r, buf) = (&mut self.r, &mut self.rx[..len]);
+        let got = self.rt.block_on(async {
+            let mut hdr = [0u8; 8];
+            r.read_exact(&mut hdr).await?;
+            r.read_exact(buf).await?;
+            Ok::<u64, std::io::Error>(u64::from_le_bytes(hdr))
+        })?;
+        if got != len as u64 {
+            return Err(format!(
+                "tokio stream framing: message {seq} announced {got} bytes, expected {len}"
+            )
+            .into());
+        }
+        pattern::verify(&self.rx[..len], seq, len)?;
         Ok(())
     }
 }

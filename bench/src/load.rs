@@ -15,7 +15,7 @@ pub const SPIN_COMMAND: &str = "__spin";
 /// die without killing it.
 const SPIN_LIMIT: Duration = Duration::from_secs(15 * 60);
 
-/// Spins until killed (or [`SPIN_LIMIT`] passes), then exits.
+/// Spins until killed (or `SPIN_LIMIT` passes), then exits.
 pub fn spin_forever() -> ! {
     let start = Instant::now();
     let mut x = 0u64;

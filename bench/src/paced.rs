@@ -19,11 +19,13 @@ pub const SIZE: usize = 64;
 pub const ROUNDS: usize = 3;
 
 /// Transports compared, the baseline first.
-pub const TRANSPORTS: [Transport; 4] = [
+pub const TRANSPORTS: [Transport; 6] = [
     Transport::Stream,
     Transport::Shm(Wait::Adaptive, Api::Copy),
     Transport::Shm(Wait::Block, Api::Copy),
     Transport::Shm(Wait::Spin, Api::Copy),
+    Transport::TokioStream,
+    Transport::TokioShm,
 ];
 
 /// One measured (think time, transport).

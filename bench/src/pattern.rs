@@ -37,6 +37,34 @@ pub fn fill(buf: &mut [u8], seq: u64) {
     }
 }
 
+/// Writes bytes `offset..offset + buf.len()` of message `seq` of `len`
+/// bytes into `buf`: a message filled piece by piece (in the ring's chunks)
+/// equals one filled by [`fill`].
+pub fn fill_range(buf: &mut [u8], seq: u64, len: usize, offset: usize) {
+    let b = base(seq, len);
+    let mut pos = 0;
+    // A leading partial word, if `offset` is not word-aligned.
+    let skew = offset % 8;
+    if skew != 0 {
+        let word = b.wrapping_add((offset / 8) as u64).to_le_bytes();
+        let n = (8 - skew).min(buf.len());
+        buf[..n].copy_from_slice(&word[skew..skew + n]);
+        pos = n;
+    }
+    let first = ((offset + pos) / 8) as u64;
+    let mut words = buf[pos..].chunks_exact_mut(8);
+    let mut i = first;
+    for w in &mut words {
+        w.copy_from_slice(&b.wrapping_add(i).to_le_bytes());
+        i += 1;
+    }
+    let tail = words.into_remainder();
+    if !tail.is_empty() {
+        let n = tail.len();
+        tail.copy_from_slice(&b.wrapping_add(i).to_le_bytes()[..n]);
+    }
+}
+
 /// Writes message `seq` into all of `buf`, which may be uninitialised
 /// (a loaned shared-memory sample): the same bytes as [`fill`], so that
 /// afterwards every byte of `buf` is initialised.
@@ -158,6 +186,25 @@ pub fn verify(buf: &[u8], seq: u64, len: usize) -> Result<(), Corrupt> {
 // shmsock-bench --lib`).
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fill_range_pieces_equal_fill() {
+        use super::{fill, fill_range};
+        for len in [0usize, 1, 7, 8, 9, 100, 1013] {
+            let mut whole = vec![0u8; len];
+            fill(&mut whole, 5);
+            for cut in [1usize, 3, 8, 13, 64] {
+                let mut pieces = vec![0u8; len];
+                let mut off = 0;
+                while off < len {
+                    let end = (off + cut).min(len);
+                    fill_range(&mut pieces[off..end], 5, len, off);
+                    off = end;
+                }
+                assert_eq!(pieces, whole, "len {len} cut {cut}");
+            }
+        }
+    }
+
     #[test]
     fn roundtrip_every_tail_length() {
         use super::{fill, verify};

@@ -31,12 +31,15 @@ struct Look {
 /// Colour and weight of each transport's line: shmsock Spin red, Adaptive
 /// blue, Block green (copying `send` dark, zero-copy `reserve` light,
 /// batches lighter still); iceoryx2 busy-poll orange, event-driven purple;
-/// the unix stream thick black; the other sockets grey.
+/// shmsock on tokio teal; the unix stream thick black; the other sockets
+/// (and tokio's) grey.
 fn look(t: Transport) -> Look {
     let (color, width) = match t {
         Transport::Stream => (RGBColor(0, 0, 0), 4),
         Transport::SeqPacket => (RGBColor(120, 120, 120), 2),
         Transport::Pipe => (RGBColor(170, 170, 170), 2),
+        Transport::TokioStream => (RGBColor(70, 70, 70), 2),
+        Transport::TokioShm => (RGBColor(0, 150, 150), 2),
         Transport::Shm(w, a) => {
             let shades = match w {
                 Wait::Spin => [(200, 30, 30), (240, 110, 110), (250, 170, 170)],

@@ -40,16 +40,17 @@ fn gbps(bytes_per_s: f64) -> f64 {
     bytes_per_s / 1e9
 }
 
-/// The unix stream row of the same size.
-fn baseline(res: &Results, size: usize) -> Option<&Row> {
+/// The baseline row of the same size: the unix stream, or tokio's
+/// `UnixStream` for the tokio rows.
+fn baseline(res: &Results, size: usize, of: Transport) -> Option<&Row> {
     res.rows
         .iter()
-        .find(|r| r.size == size && r.transport == Transport::Stream)
+        .find(|r| r.size == size && r.transport == of.baseline())
 }
 
 /// `stream p50 / p50` and `GB/s / stream GB/s`: above 1 is better.
 fn ratios(res: &Results, row: &Row) -> (Option<f64>, Option<f64>) {
-    match baseline(res, row.size) {
+    match baseline(res, row.size, row.transport) {
         Some(b) => (
             Some(b.rtt.p50 as f64 / row.rtt.p50.max(1) as f64),
             Some(row.thr.bytes_per_s / b.thr.bytes_per_s),
@@ -264,7 +265,7 @@ pub fn text(res: &Results) -> String {
         for v in &vs {
             let _ = writeln!(
                 o,
-                "  {:<8} {:<24} vs {:<24} RTT p50 {:>7}  throughput {:>7}",
+                "  {:<8} {:<32} vs {:<20} RTT p50 {:>7}  throughput {:>7}",
                 size_name(v.shm.size),
                 format!(
                     "{} {}",
@@ -328,7 +329,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     };
     let mut out = Vec::new();
 
-    out.push(match (find(res, 64, spin), baseline(res, 64)) {
+    out.push(match (find(res, 64, spin), baseline(res, 64, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let fl = f.cacheline_at(64);
             let floor = r.rtt.p50 as f64 / fl.p50.max(1) as f64;
@@ -346,7 +347,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
         }
         _ => na('a', "needs 64 B"),
     });
-    out.push(match (find(res, 64, adaptive), baseline(res, 64)) {
+    out.push(match (find(res, 64, adaptive), baseline(res, 64, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let fast = speedup_rtt(&b.rtt, &r.rtt);
             Target {
@@ -363,7 +364,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     });
     let mib = 1 << 20;
     out.push(
-        match (find(res, mib, adaptive), find(res, mib, adaptive_zc), baseline(res, mib)) {
+        match (find(res, mib, adaptive), find(res, mib, adaptive_zc), baseline(res, mib, Transport::Stream)) {
             (Some(r), Some(z), Some(b)) => {
                 let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
                 let m = z.thr.bytes_per_s / f.memcpy;
@@ -388,7 +389,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
         },
     );
     let big = 16 << 20;
-    out.push(match (find(res, big, adaptive), baseline(res, big)) {
+    out.push(match (find(res, big, adaptive), baseline(res, big, Transport::Stream)) {
         (Some(r), Some(b)) => {
             let x = r.thr.bytes_per_s / b.thr.bytes_per_s;
             Target {
@@ -406,7 +407,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     let mut worse = Vec::new();
     let mut checked = 0;
     for r in res.rows.iter().filter(|r| r.transport == block) {
-        if let Some(b) = baseline(res, r.size) {
+        if let Some(b) = baseline(res, r.size, r.transport) {
             checked += 1;
             let rtt = speedup_rtt(&b.rtt, &r.rtt);
             let thr = r.thr.bytes_per_s / b.thr.bytes_per_s;
@@ -580,7 +581,7 @@ pub fn paced_text(rows: &[PacedRow]) -> String {
     for r in rows {
         let base = rows
             .iter()
-            .find(|b| b.think == r.think && b.transport == Transport::Stream);
+            .find(|b| b.think == r.think && b.transport == r.transport.baseline());
         let (v50, v99) = base.map_or((None, None), |b| {
             (
                 Some(b.rtt.p50 as f64 / r.rtt.p50.max(1) as f64),

@@ -23,7 +23,7 @@ use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
 use super::iox::{self, IoxApi, IoxLink, IoxWait};
-use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy};
+use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy, TokioFramed, TokioShm};
 use super::watchdog::Watchdog;
 
 /// How a shmsock connection waits.
@@ -76,6 +76,12 @@ pub enum Transport {
     Pipe,
     /// iceoryx2 publish-subscribe, one service each way ([`iox`]).
     Iceoryx2(IoxWait, IoxApi),
+    /// shmsock's async API (`shmsock::tokio`, default wait strategy) on a
+    /// current-thread tokio runtime, `send` / `recv` + `copy_to`.
+    TokioShm,
+    /// tokio's `UnixStream` (a `SOCK_STREAM` socket pair), length-prefixed
+    /// framing: the baseline of [`Transport::TokioShm`].
+    TokioStream,
 }
 
 impl Transport {
@@ -87,6 +93,8 @@ impl Transport {
             v.push(Transport::Shm(w, Api::ZeroCopy));
             v.push(Transport::Shm(w, Api::Batch));
         }
+        v.push(Transport::TokioStream);
+        v.push(Transport::TokioShm);
         v
     }
 
@@ -134,6 +142,23 @@ impl Transport {
             Transport::Pipe => "pipe",
             Transport::Iceoryx2(IoxWait::Poll, _) => "iceoryx2 poll",
             Transport::Iceoryx2(IoxWait::Event, _) => "iceoryx2 event",
+            Transport::TokioShm => "shmsock tokio",
+            Transport::TokioStream => "tokio UnixStream",
+        }
+    }
+
+    /// Whether this runs on tokio (its baseline is then
+    /// [`Transport::TokioStream`]).
+    pub fn is_tokio(self) -> bool {
+        matches!(self, Transport::TokioShm | Transport::TokioStream)
+    }
+
+    /// The baseline this transport's ratios are taken against.
+    pub fn baseline(self) -> Transport {
+        if self.is_tokio() {
+            Transport::TokioStream
+        } else {
+            Transport::Stream
         }
     }
 
@@ -146,7 +171,9 @@ impl Transport {
             Transport::Shm(_, Api::Copy) => "send",
             Transport::Shm(_, Api::ZeroCopy) => "reserve",
             Transport::Shm(_, Api::Batch) => "batch32",
-            Transport::Stream | Transport::Pipe => "framed",
+            Transport::TokioShm if large => "send (frags)",
+            Transport::TokioShm => "send",
+            Transport::Stream | Transport::Pipe | Transport::TokioStream => "framed",
             Transport::SeqPacket => "datagram",
             Transport::Iceoryx2(_, IoxApi::Copy) => "copy",
             Transport::Iceoryx2(_, IoxApi::Loan) => "loan",
@@ -172,6 +199,8 @@ impl Transport {
             Transport::Iceoryx2(IoxWait::Poll, IoxApi::Loan) => "iceoryx2_poll_loan",
             Transport::Iceoryx2(IoxWait::Event, IoxApi::Copy) => "iceoryx2_event_copy",
             Transport::Iceoryx2(IoxWait::Event, IoxApi::Loan) => "iceoryx2_event_loan",
+            Transport::TokioShm => "shmsock_tokio_send",
+            Transport::TokioStream => "tokio_unix_stream",
         }
     }
 
@@ -183,6 +212,11 @@ impl Transport {
     pub fn skip_reason(self, size: usize) -> Result<Option<String>> {
         Ok(match self {
             Transport::Pipe if size != 64 => Some("pipe is measured at 64 B only".into()),
+            Transport::TokioShm | Transport::TokioStream
+                if !matches!(size, 64 | 0x10_0000 | 0x100_0000) =>
+            {
+                Some("tokio is measured at 64 B, 1 MiB and 16 MiB".into())
+            }
             Transport::Shm(_, Api::Batch) if size != 64 => {
                 Some("batches are measured at 64 B only".into())
             }
@@ -288,6 +322,8 @@ enum ParentLink {
     SeqPacket(SeqPacket<UnixStream>),
     Pipe(Framed<File, File>),
     Iox(IoxLink),
+    TokioShm(TokioShm),
+    TokioStream(TokioFramed),
 }
 
 /// Runs `$body` with `$l` bound to the concrete link, so that the loops are
@@ -302,6 +338,8 @@ macro_rules! with_link {
             ParentLink::SeqPacket($l) => $body,
             ParentLink::Pipe($l) => $body,
             ParentLink::Iox($l) => $body,
+            ParentLink::TokioShm($l) => $body,
+            ParentLink::TokioStream($l) => $body,
         }
     };
 }
@@ -372,7 +410,11 @@ impl Session {
     pub fn start(transport: Transport, size: usize, opts: &Options) -> Result<Session> {
         let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let (parent_end, child_end) = match transport {
-            Transport::Shm(wait, _) => {
+            Transport::Shm(_, _) | Transport::TokioShm => {
+                let wait = match transport {
+                    Transport::Shm(w, _) => w,
+                    _ => Wait::Adaptive,
+                };
                 let builder = shm_builder(size, wait);
                 let name = socket_name();
                 let listener = builder
@@ -380,7 +422,7 @@ impl Session {
                     .map_err(|e| format!("bind {name}: {e}"))?;
                 (ParentEnd::Shm(listener), ChildEnd::Shm { name, builder })
             }
-            Transport::Stream => {
+            Transport::Stream | Transport::TokioStream => {
                 let (a, b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
                 (ParentEnd::Socket(a), ChildEnd::Socket(b))
             }
@@ -441,6 +483,13 @@ impl Session {
             (Transport::Stream, ParentEnd::Socket(s)) => {
                 s.set_read_timeout(Some(opts.timeout))?;
                 ParentLink::Stream(Framed::new(s.try_clone()?, s, size))
+            }
+            (Transport::TokioShm, ParentEnd::Shm(listener)) => {
+                let conn = accept_within(&listener, &mut child, opts.timeout)?;
+                ParentLink::TokioShm(TokioShm::new(conn, size)?)
+            }
+            (Transport::TokioStream, ParentEnd::Socket(s)) => {
+                ParentLink::TokioStream(TokioFramed::new(s, size)?)
             }
             (Transport::SeqPacket, ParentEnd::Socket(s)) => {
                 s.set_read_timeout(Some(opts.timeout))?;
@@ -683,6 +732,15 @@ fn child_main(
         }
         (Transport::Stream, ChildEnd::Socket(s)) => {
             serve(Framed::new(s.try_clone()?, s, size), size, ctl)
+        }
+        (Transport::TokioShm, ChildEnd::Shm { name, builder }) => {
+            let conn = builder
+                .connect(&name)
+                .map_err(|e| format!("connect {name}: {e}"))?;
+            serve(TokioShm::new(conn, size)?, size, ctl)
+        }
+        (Transport::TokioStream, ChildEnd::Socket(s)) => {
+            serve(TokioFramed::new(s, size)?, size, ctl)
         }
         (Transport::SeqPacket, ChildEnd::Socket(s)) => serve(SeqPacket::new(s, size), size, ctl),
         (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => serve(Framed::new(rx, tx, size), size, ctl),

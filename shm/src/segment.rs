@@ -18,11 +18,11 @@
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use memmap2::{MmapOptions, MmapRaw};
 use nix::fcntl::{fallocate, fcntl, FallocateFlags, FcntlArg};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::{fstat, SFlag};
 
 use crate::error::{Error, Result};
@@ -88,15 +88,15 @@ fn check_len(len: u64) -> Result<usize> {
 }
 
 fn new_memfd(name: &CStr, huge_pages: bool) -> Result<OwnedFd> {
-    let mut flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+    let mut flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
     if huge_pages {
-        flags |= MemFdCreateFlag::MFD_HUGETLB;
+        flags |= MFdFlags::MFD_HUGETLB;
     }
     memfd_create(name, flags).map_err(|e| Error::io("memfd_create", e))
 }
 
 fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
-    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals.to_nix()))
+    fcntl(fd, FcntlArg::F_ADD_SEALS(seals.to_nix()))
         .map(drop)
         .map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))
 }
@@ -106,7 +106,7 @@ fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
 fn add_seals_retrying(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
     let mut backoff_ms = 1;
     loop {
-        match fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals.to_nix())) {
+        match fcntl(fd, FcntlArg::F_ADD_SEALS(seals.to_nix())) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EBUSY) if backoff_ms <= 64 => {
@@ -122,8 +122,7 @@ fn add_seals_retrying(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
 /// socket, disk file, memfd without `MFD_ALLOW_SEALING` reports only
 /// `F_SEAL_SEAL`) gives [`Error::NotMemfd`].
 pub fn seals_of(fd: BorrowedFd<'_>) -> Result<Seals> {
-    let bits =
-        fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| Error::NotMemfd(e.into()))?;
+    let bits = fcntl(fd, FcntlArg::F_GET_SEALS).map_err(|e| Error::NotMemfd(e.into()))?;
     Ok(Seals::from_bits(bits as u32))
 }
 
@@ -159,7 +158,7 @@ fn check_fd(
         });
     }
     // Second read: type and size, stable now that SHRINK|GROW are set.
-    let st = fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
+    let st = fstat(fd).map_err(|e| Error::io("fstat", e))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
         return Err(Error::NotMemfd(std::io::Error::other(
             "fd is not a regular file (pipe, socket or device)",
@@ -214,13 +213,8 @@ impl Segment {
         nix::unistd::ftruncate(&fd, len as i64).map_err(|e| Error::io("ftruncate", e))?;
         // Allocate every page now: a peer refuses a sparse segment (see
         // `check_fd`), and we pay for our own memory up front.
-        fallocate(
-            fd.as_raw_fd(),
-            FallocateFlags::empty(),
-            0,
-            len as libc::off_t,
-        )
-        .map_err(|e| Error::io("fallocate", e))?;
+        fallocate(&fd, FallocateFlags::empty(), 0, len as libc::off_t)
+            .map_err(|e| Error::io("fallocate", e))?;
         // Map read-write first: F_SEAL_FUTURE_WRITE refuses every writable
         // mapping made after it, but leaves this one writable. The fd has
         // not left this function yet, so nobody else can map it meanwhile.
@@ -260,8 +254,25 @@ impl Segment {
     /// # Errors
     /// As [`Segment::attach`].
     pub fn attach_read_only(fd: OwnedFd, expected: u64, max: u64) -> Result<Self> {
+        Self::attach_read_only_with(fd, expected, max, false)
+    }
+
+    /// [`Segment::attach_read_only`], pre-faulting the mapping's page
+    /// tables (`MAP_POPULATE`) if `populate` is set: the first reads of the
+    /// peer's data then take no page faults. The checks come first, so a
+    /// refused fd is never mapped; the memory is all allocated already
+    /// (checked), so populating it allocates nothing.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`].
+    pub fn attach_read_only_with(
+        fd: OwnedFd,
+        expected: u64,
+        max: u64,
+        populate: bool,
+    ) -> Result<Self> {
         let len = check_fd(fd.as_fd(), REQUIRED_SEALS, WRITE_SEALS, expected, max)?;
-        Self::map(fd, len, false, false)
+        Self::map(fd, len, populate, false)
     }
 
     fn map(fd: OwnedFd, len: usize, populate: bool, writable: bool) -> Result<Self> {
@@ -422,7 +433,7 @@ mod tests {
     }
 
     fn size_of_file(fd: BorrowedFd<'_>) -> i64 {
-        fstat(fd.as_raw_fd()).unwrap().st_size
+        fstat(fd).unwrap().st_size
     }
 
     /// Regression (SIGBUS): `check_fd` read the size before the seals. A
@@ -442,7 +453,7 @@ mod tests {
             add_seals(fd, FROZEN_SEALS).unwrap();
         }
         for frozen in [false, true] {
-            let fd = memfd_create(c"race", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            let fd = memfd_create(c"race", MFdFlags::MFD_ALLOW_SEALING).unwrap();
             nix::unistd::ftruncate(&fd, 8192).unwrap();
             let probe = fd.try_clone().unwrap();
             let hook: Hook = if frozen {
@@ -474,7 +485,7 @@ mod tests {
         let seg = Segment::create(name(), 8192, SegmentOptions::default()).unwrap();
         let seals = seals_of(seg.fd()).unwrap();
         assert!(seals.contains(REQUIRED_SEALS));
-        let fl = fcntl(seg.fd().as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        let fl = fcntl(seg.fd(), FcntlArg::F_GETFD).unwrap();
         assert_ne!(fl & libc::FD_CLOEXEC, 0);
         assert_eq!(seg.len(), 8192);
         // Shrinking is refused by the kernel.
@@ -551,9 +562,9 @@ mod tests {
 
     #[test]
     fn read_only_attach_needs_a_write_seal() {
-        let fd = memfd_create(c"rw", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        let fd = memfd_create(c"rw", MFdFlags::MFD_ALLOW_SEALING).unwrap();
         nix::unistd::ftruncate(&fd, 8192).unwrap();
-        fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 0, 8192).unwrap();
+        fallocate(&fd, FallocateFlags::empty(), 0, 8192).unwrap();
         let dup = fd.try_clone().unwrap();
         add_seals(fd.as_fd(), REQUIRED_SEALS).unwrap();
         // Writable by its sender: not a segment we can trust to hold still.
@@ -593,7 +604,7 @@ mod tests {
 
     #[test]
     fn attach_rejects_unsealed_memfd() {
-        let fd = memfd_create(c"unsealed", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        let fd = memfd_create(c"unsealed", MFdFlags::MFD_ALLOW_SEALING).unwrap();
         nix::unistd::ftruncate(&fd, 8192).unwrap();
         assert!(matches!(
             Segment::attach(fd, 8192, 1 << 20),
@@ -603,7 +614,7 @@ mod tests {
 
     #[test]
     fn attach_rejects_growable_memfd() {
-        let fd = memfd_create(c"grow", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+        let fd = memfd_create(c"grow", MFdFlags::MFD_ALLOW_SEALING).unwrap();
         nix::unistd::ftruncate(&fd, 8192).unwrap();
         add_seals(fd.as_fd(), Seals::SHRINK | Seals::SEAL).unwrap();
         assert!(matches!(
@@ -613,7 +624,7 @@ mod tests {
     }
 
     fn allocated(fd: BorrowedFd<'_>) -> u64 {
-        fstat(fd.as_raw_fd()).unwrap().st_blocks as u64 * 512
+        fstat(fd).unwrap().st_blocks as u64 * 512
     }
 
     #[test]
@@ -635,10 +646,10 @@ mod tests {
             (0, FROZEN_SEALS),
             (8192, FROZEN_SEALS),
         ] {
-            let fd = memfd_create(c"sparse", MemFdCreateFlag::MFD_ALLOW_SEALING).unwrap();
+            let fd = memfd_create(c"sparse", MFdFlags::MFD_ALLOW_SEALING).unwrap();
             nix::unistd::ftruncate(&fd, 3 * 4096).unwrap();
             if backed > 0 {
-                fallocate(fd.as_raw_fd(), FallocateFlags::empty(), 4096, backed).unwrap();
+                fallocate(&fd, FallocateFlags::empty(), 4096, backed).unwrap();
             }
             add_seals(fd.as_fd(), seals).unwrap();
             let r = if seals.contains(Seals::WRITE) {
@@ -677,10 +688,6 @@ mod tests {
                 nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR,
                 nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
             )
-            .map(|fd| {
-                // SAFETY: open returned a fresh fd that nothing else owns.
-                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-            })
             .unwrap(),
         );
         f.write_all(&[0u8; 8192]).unwrap();

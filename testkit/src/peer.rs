@@ -5,7 +5,7 @@
 
 use std::io::{IoSlice, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -99,22 +99,15 @@ pub fn encode(c: Control) -> Vec<u8> {
 pub fn memfd(len: u64, backed: u64, seals: SealFlag) -> OwnedFd {
     let fd = nix::sys::memfd::memfd_create(
         c"hostile",
-        nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING
-            | nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING | nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
     )
     .unwrap();
     nix::unistd::ftruncate(&fd, len as i64).unwrap();
     if backed > 0 {
-        nix::fcntl::fallocate(
-            fd.as_raw_fd(),
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            backed as i64,
-        )
-        .unwrap();
+        nix::fcntl::fallocate(&fd, nix::fcntl::FallocateFlags::empty(), 0, backed as i64).unwrap();
     }
     if !seals.is_empty() {
-        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).unwrap();
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).unwrap();
     }
     fd
 }

@@ -86,6 +86,12 @@ pub enum Error {
     /// The call's timeout expired.
     #[error("timed out")]
     Timeout,
+    /// The sender abandoned the message being read piece by piece
+    /// ([`crate::MessageReader`]) before its end: its `send` timed out, or
+    /// it dropped its [`crate::MessageWriter`]. The pieces already read are
+    /// all there is of it; the connection is fine.
+    #[error("the sender abandoned the message before its end")]
+    Abandoned,
     /// The peer broke the protocol; the connection must be dropped.
     #[error("protocol violation by peer ({}): {violation}", Pid(*peer_pid))]
     Protocol {

@@ -21,6 +21,9 @@
 //! - A reader that finds the ring empty spins, then parks and sleeps on the
 //!   socket; a writer sends a wake-up only to a parked reader, so a busy
 //!   stream costs no syscalls.
+//! - With the `tokio` feature, `tokio` holds the same API as futures
+//!   (`tokio::{Listener, Connection, Sender, Receiver}`), over the same
+//!   non-blocking core: no extra thread, no extra copy.
 //!
 //! # Example
 //! ```no_run
@@ -43,21 +46,29 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
 
-mod connection;
+mod api;
+mod core;
 mod error;
+mod error_map;
 mod fdpass;
-mod frag;
 pub mod handshake;
 mod listener;
 mod options;
 mod shutdown;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wait;
 /// Every byte that crosses the socket. Public for the fuzz targets and the
 /// hostile-peer tests, not part of the supported API.
 #[doc(hidden)]
 pub mod wire;
 
-pub use connection::{Batch, BatchGrant, Connection, Message, Receiver, Sender, WriteGrant};
+pub use api::connection::Connection;
+pub use api::message::Message;
+pub use api::reader::MessageReader;
+pub use api::receiver::Receiver;
+pub use api::sender::{Batch, BatchGrant, Sender, WriteGrant};
+pub use api::writer::{Chunk, MessageWriter};
 pub use error::{Error, ProtocolViolation, Result};
 pub use listener::Listener;
 pub use options::{Builder, Credentials, CredentialsPolicy, WaitStrategy};

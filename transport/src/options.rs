@@ -111,6 +111,7 @@ pub struct Builder {
     pub(crate) timeout: Option<Duration>,
     pub(crate) policy: CredentialsPolicy,
     pub(crate) socket_mode: u32,
+    pub(crate) prefault: bool,
 }
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
@@ -127,6 +128,7 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
+            prefault: true,
         }
     }
 }
@@ -134,7 +136,13 @@ impl Default for Builder {
 impl Builder {
     /// Default options: 1 MiB rings, 64 MiB message and peer-ring limits,
     /// adaptive waiting,
-    /// 5 s handshake timeout, no call timeout, any peer, socket mode 0600.
+    /// 5 s handshake timeout, no call timeout, any peer, socket mode 0600,
+    /// rings pre-faulted at connect.
+    ///
+    /// One builder serves both sides: every option applies to a client and
+    /// to a server alike (each side sizes its own ring, limits what it
+    /// accepts, and checks its peer's credentials), except
+    /// [`Builder::socket_mode`], which only [`Builder::bind`] uses.
     pub fn new() -> Self {
         Self::default()
     }
@@ -207,8 +215,21 @@ impl Builder {
     }
 
     /// Permission bits of the listener's socket file (default `0o600`).
+    /// Used by [`Builder::bind`] only; a client ignores it.
     pub fn socket_mode(mut self, mode: u32) -> Self {
         self.socket_mode = mode;
+        self
+    }
+
+    /// Whether the handshake pre-faults both rings' pages (`MAP_POPULATE`
+    /// on our writable mapping and on the read-only mapping of the peer's
+    /// ring; default on). The page-table work then happens once at connect,
+    /// instead of as page faults (one per 4 KiB page, on each side) in the
+    /// first messages through each part of the ring. It costs connect time
+    /// in proportion to the ring sizes, and no memory: rings are fully
+    /// allocated either way.
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.prefault = on;
         self
     }
 

@@ -25,8 +25,8 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use crate::connection::sock_err;
 use crate::error::{Error, Result};
+use crate::error_map::sock_err;
 use crate::fdpass::{recv_control_with, wait_readable, Recv};
 use crate::options::WaitStrategy;
 

@@ -129,3 +129,287 @@ fn try_send_consumes_its_wakeups() {
     drop(rx);
     t.join().unwrap();
 }
+
+/// `Connection::halves`: a server replies with the request still held in
+/// the ring (the message borrows only the receiving half), and the request
+/// goes back to its sender only after the reply.
+#[test]
+fn halves_reply_while_holding_the_request() {
+    let path = sock_path("halves");
+    let l = Listener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for _ in 0..1000 {
+            let (tx, rx) = c.halves();
+            let msg = rx.recv().unwrap();
+            let mut reply = tx.reserve(msg.len()).unwrap();
+            assert_eq!(msg.copy_to(&mut reply), msg.len());
+            reply.commit().unwrap();
+        }
+    });
+    let mut c = Connection::connect(&path).unwrap();
+    for k in 0..1000u32 {
+        c.send(&k.to_le_bytes()).unwrap();
+        assert_eq!(c.recv().unwrap().to_vec(), k.to_le_bytes());
+    }
+    server.join().unwrap();
+}
+
+/// A sink thread that receives everything and sends back (len, checksum)
+/// of each message; the test checks them.
+fn checking_sink(name: &str, ring: u64) -> (Connection, std::thread::JoinHandle<()>) {
+    let path = sock_path(name);
+    let l = Builder::new().ring_capacity(ring).bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        loop {
+            let (tx, rx) = c.halves();
+            let m = match rx.recv() {
+                Ok(m) => m,
+                Err(Error::Disconnected) => return,
+                Err(e) => panic!("{e}"),
+            };
+            let v = m.to_vec();
+            let sum = v.iter().enumerate().fold(0u64, |a, (i, &b)| {
+                a.wrapping_mul(31).wrapping_add(b as u64 ^ i as u64)
+            });
+            let mut reply = (v.len() as u64).to_le_bytes().to_vec();
+            reply.extend_from_slice(&sum.to_le_bytes());
+            tx.send(&reply).unwrap();
+        }
+    });
+    let c = Builder::new().ring_capacity(ring).connect(&path).unwrap();
+    (c, server)
+}
+
+fn expect_sum(c: &mut Connection, data: &[u8]) {
+    let sum = data.iter().enumerate().fold(0u64, |a, (i, &b)| {
+        a.wrapping_mul(31).wrapping_add(b as u64 ^ i as u64)
+    });
+    let r = c.recv_timeout(Duration::from_secs(20)).unwrap().to_vec();
+    assert_eq!(r[..8], (data.len() as u64).to_le_bytes(), "length");
+    assert_eq!(r[8..16], sum.to_le_bytes(), "checksum, len {}", data.len());
+}
+
+#[test]
+fn write_message_in_place_any_size() {
+    let (mut c, server) = checking_sink("writer", 1 << 16);
+    let inline = c.max_inline();
+    for len in [0, 1, 100, inline, inline + 1, 3 * inline + 5, 5 << 20] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+        let mut w = c.write_message(len).unwrap();
+        let mut chunks = 0;
+        while let Some(mut chunk) = w.next_chunk().unwrap() {
+            let r = chunk.range();
+            assert_eq!(chunk.len(), r.len());
+            chunk.copy_from_slice(&data[r]);
+            chunk.commit().unwrap();
+            chunks += 1;
+        }
+        assert!(w.is_done());
+        assert_eq!(chunks == 1, len <= inline, "len {len}: {chunks} chunks");
+        drop(w);
+        expect_sum(&mut c, &data);
+        // write_all: the same bytes through the same path.
+        c.write_message(len).unwrap().write_all(&data).unwrap();
+        expect_sum(&mut c, &data);
+    }
+    drop(c);
+    server.join().unwrap();
+}
+
+#[test]
+fn abandoned_writer_and_dropped_chunk_publish_nothing() {
+    let (mut c, server) = checking_sink("abandon", 1 << 16);
+    let len = 10 * c.max_inline();
+    let data: Vec<u8> = (0..len).map(|i| (i * 3) as u8).collect();
+    // Two chunks committed, then the writer is dropped: the receiver must
+    // drop the fragments it got and see only the next message.
+    {
+        let mut w = c.write_message(len).unwrap();
+        for _ in 0..2 {
+            let mut chunk = w.next_chunk().unwrap().unwrap();
+            let r = chunk.range();
+            chunk.copy_from_slice(&data[r]);
+            chunk.commit().unwrap();
+        }
+    }
+    // A chunk dropped uncommitted is offered again.
+    let mut w = c.write_message(len).unwrap();
+    let first = w.next_chunk().unwrap().unwrap().range();
+    let again = w.next_chunk().unwrap().unwrap().range();
+    assert_eq!(first, again);
+    while let Some(mut chunk) = w.next_chunk().unwrap() {
+        let r = chunk.range();
+        chunk.copy_from_slice(&data[r]);
+        chunk.commit().unwrap();
+    }
+    drop(w);
+    expect_sum(&mut c, &data);
+    // An abandoned inline message: nothing at all was published.
+    {
+        let mut w = c.write_message(10).unwrap();
+        let chunk = w.next_chunk().unwrap();
+        assert!(chunk.is_some_and(|c| c.len() == 10));
+    }
+    c.send(b"after").unwrap();
+    expect_sum(&mut c, b"after");
+    drop(c);
+    server.join().unwrap();
+}
+
+#[test]
+fn recv_into_reuses_the_callers_buffer() {
+    let path = sock_path("recv_into");
+    let l = Builder::new().ring_capacity(1 << 16).bind(&path).unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for round in 0..3u8 {
+            for len in [0usize, 5, 1000, 200_000, 7] {
+                c.send(&vec![round ^ len as u8; len]).unwrap();
+            }
+        }
+    });
+    let mut c = Builder::new()
+        .ring_capacity(1 << 16)
+        .connect(&path)
+        .unwrap();
+    let mut buf = Vec::new();
+    for round in 0..3u8 {
+        for len in [0usize, 5, 1000, 200_000, 7] {
+            assert_eq!(c.receiver().recv_into(&mut buf).unwrap(), len);
+            assert_eq!(buf, vec![round ^ len as u8; len], "round {round} len {len}");
+        }
+    }
+    // The large message traded buffers: once both have grown, no call
+    // allocates (both capacities stay at least one large message).
+    assert!(buf.capacity() >= 7);
+    sender.join().unwrap();
+}
+
+/// Minor page faults of this process so far (`/proc/self/stat` field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_comm = stat.rsplit_once(") ").unwrap().1;
+    after_comm.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+/// One pass of inline messages through a 16 MiB ring (both sides in this
+/// process); returns the minor faults it took.
+fn faults_of_first_pass(prefault: bool) -> u64 {
+    const RING: u64 = 16 << 20;
+    const MSG: usize = 4096;
+    let path = sock_path(&format!("prefault{prefault}"));
+    let l = Builder::new()
+        .ring_capacity(RING)
+        .prefault(prefault)
+        .bind(&path)
+        .unwrap();
+    let server = std::thread::spawn(move || l.accept().unwrap());
+    let mut c = Builder::new()
+        .ring_capacity(RING)
+        .prefault(prefault)
+        .connect(&path)
+        .unwrap();
+    let mut s = server.join().unwrap();
+    let msg = vec![7u8; MSG];
+    let mut buf = vec![0u8; MSG];
+    let before = minor_faults();
+    // Half a ring at a time, so the ring never fills: 2 x 8 MiB.
+    for _ in 0..2 {
+        for _ in 0..(RING as usize / 2 / (MSG + 8)) {
+            c.send(&msg).unwrap();
+        }
+        while s.try_recv().unwrap().map(|m| m.copy_to(&mut buf)).is_some() {}
+    }
+    minor_faults() - before
+}
+
+#[test]
+fn prefault_moves_ring_page_faults_to_connect() {
+    let cold = faults_of_first_pass(false);
+    let warm = faults_of_first_pass(true);
+    eprintln!(
+        "first pass through a 16 MiB ring: {cold} minor faults without prefault, {warm} with"
+    );
+    // Without: about one fault per 4 KiB page on each side (2 x 4096).
+    assert!(cold >= 4096, "without prefault: {cold} faults");
+    assert!(
+        warm * 8 < cold,
+        "with prefault: {warm} faults, without: {cold}"
+    );
+}
+
+#[test]
+fn read_message_piece_by_piece() {
+    const RING: u64 = 1 << 16;
+    let path = sock_path("reader");
+    let l = Builder::new().ring_capacity(RING).bind(&path).unwrap();
+    let data = |len: usize| -> Vec<u8> { (0..len).map(|i| (i * 31 + len) as u8).collect() };
+    let sizes = [0usize, 100, (RING / 2 - 8) as usize, 5 << 20, 7, 3 << 20, 9];
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        for len in sizes {
+            c.send(&data(len)).unwrap();
+        }
+        // Two chunks of a large message, then the writer is dropped.
+        let mut w = c.write_message(1 << 20).unwrap();
+        for _ in 0..2 {
+            let mut chunk = w.next_chunk().unwrap().unwrap();
+            chunk.fill(1);
+            chunk.commit().unwrap();
+        }
+        drop(w);
+        c.send(b"after the abandoned one").unwrap();
+        c
+    });
+    let mut c = Builder::new().ring_capacity(RING).connect(&path).unwrap();
+    let rx = c.receiver();
+    let mut piece = Vec::new();
+    // Whole messages, piece by piece: three inline ones, then 5 MiB.
+    for len in [0usize, 100, (RING / 2 - 8) as usize, 5 << 20] {
+        let mut r = rx.read_message().unwrap();
+        assert_eq!(r.len(), len);
+        let mut got = Vec::new();
+        let mut pieces = 0;
+        while r.next_chunk(&mut piece).unwrap() {
+            assert!(piece.len() <= (RING / 2) as usize, "a piece is one record");
+            got.extend_from_slice(&piece);
+            pieces += 1;
+        }
+        assert_eq!(r.remaining(), 0);
+        assert_eq!(got, data(len), "len {len}");
+        assert_eq!(
+            pieces > 1,
+            len > (RING / 2 - 8) as usize,
+            "len {len}: {pieces}"
+        );
+    }
+    // Mixed with recv.
+    assert_eq!(rx.recv().unwrap().to_vec(), data(7));
+    // 3 MiB: three pieces, then the reader is dropped; the rest is skipped.
+    {
+        let mut r = rx.read_message().unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            assert!(r.next_chunk(&mut piece).unwrap());
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got[..], data(3 << 20)[..got.len()]);
+    }
+    assert_eq!(rx.recv().unwrap().to_vec(), data(9));
+    // The sender abandons this one after two chunks.
+    let mut r = rx.read_message().unwrap();
+    assert_eq!(r.len(), 1 << 20);
+    let err = loop {
+        match r.next_chunk(&mut piece) {
+            Ok(true) => assert!(piece.iter().all(|&b| b == 1)),
+            Ok(false) => panic!("an abandoned message ended normally"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::Abandoned), "{err:?}");
+    drop(r);
+    assert_eq!(rx.recv().unwrap().to_vec(), b"after the abandoned one");
+    drop(sender.join().unwrap());
+}

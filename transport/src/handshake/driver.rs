@@ -17,7 +17,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use super::machine::{ClientHandshake, Outgoing, Rejection, ServerHandshake};
 use super::{deadline_after, peer_credentials, socket_addr};
-use crate::connection::Connection;
+use crate::api::connection::Connection;
 use crate::error::{Error, Result};
 use crate::fdpass::{recv_control, send_control, wait_readable, Recv};
 use crate::options::Builder;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use shmsock_shm::ring::{Consumer, Producer};
 use shmsock_shm::Segment;
 
-use crate::connection::{Connection, Parts};
+use crate::api::connection::{Connection, Parts};
 use crate::error::{Error, ProtocolViolation};
 use crate::fdpass::Received;
 use crate::options::{Builder, Credentials, WaitStrategy};
@@ -202,6 +202,7 @@ pub(super) struct Local {
     pub(super) max_message: u64,
     pub(super) wait: WaitStrategy,
     pub(super) timeout: Option<Duration>,
+    pub(super) prefault: bool,
 }
 
 impl Local {
@@ -211,6 +212,7 @@ impl Local {
             max_message: opts.max_message,
             wait: opts.wait,
             timeout: opts.timeout,
+            prefault: opts.prefault,
         }
     }
 }

@@ -116,8 +116,9 @@ fn map_peer_segment(
     fd: OwnedFd,
     cap: u64,
     max: u64,
+    prefault: bool,
 ) -> Result<Arc<dyn RingMemory>> {
-    let seg = Segment::attach_read_only(fd, segment_size(cap), segment_size(max))
+    let seg = Segment::attach_read_only_with(fd, segment_size(cap), segment_size(max), prefault)
         .map_err(|e| protocol(peer, ProtocolViolation::BadMemfd(e)))?;
     Ok(Arc::new(seg))
 }
@@ -141,8 +142,12 @@ fn attach_rings(
     Ok((prod, cons))
 }
 
-fn create_own_ring(capacity: u64) -> Result<(Arc<Segment>, Producer)> {
-    ring::create_segment(c"shmsock-ring", capacity, SegmentOptions::default()).map_err(Error::Shm)
+fn create_own_ring(capacity: u64, prefault: bool) -> Result<(Arc<Segment>, Producer)> {
+    let opts = SegmentOptions {
+        populate: prefault,
+        ..SegmentOptions::default()
+    };
+    ring::create_segment(c"shmsock-ring", capacity, opts).map_err(Error::Shm)
 }
 
 /// The client side, waiting for the server's `Welcome`.
@@ -180,7 +185,7 @@ impl ClientHandshake {
                 gid: peer.gid,
             });
         }
-        let (seg, prod) = create_own_ring(opts.ring_capacity)?;
+        let (seg, prod) = create_own_ring(opts.ring_capacity, opts.prefault)?;
         let (back_ours, back_theirs) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -247,7 +252,13 @@ impl ClientHandshake {
                 },
             )
         })?;
-        let theirs = map_peer_segment(&peer, fd, w.ring_capacity, self.local.max_peer_ring)?;
+        let theirs = map_peer_segment(
+            &peer,
+            fd,
+            w.ring_capacity,
+            self.local.max_peer_ring,
+            self.local.prefault,
+        )?;
         let (prod, cons) = attach_rings(&peer, theirs, &self.seg, self.prod)?;
         Ok(Established {
             prod,
@@ -365,10 +376,16 @@ impl ServerHandshake {
             )));
         }
         // The client's segment is checked before we spend memory on ours.
-        let theirs = map_peer_segment(&peer, ring_fd, h.ring_capacity, self.local.max_peer_ring)
-            .map_err(malformed)?;
+        let theirs = map_peer_segment(
+            &peer,
+            ring_fd,
+            h.ring_capacity,
+            self.local.max_peer_ring,
+            self.local.prefault,
+        )
+        .map_err(malformed)?;
         // Our own failure: tell the client it is not its fault.
-        let (seg, prod) = create_own_ring(self.ring_capacity)
+        let (seg, prod) = create_own_ring(self.ring_capacity, self.local.prefault)
             .map_err(|e| Rejection::with(RejectReason::Resources, e))?;
         let (prod, cons) = attach_rings(&peer, theirs, &seg, prod).map_err(malformed)?;
         let welcome = Outgoing::new(

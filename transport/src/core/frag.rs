@@ -14,8 +14,70 @@
 //! No memfd is created or received per message: the peer cannot make us map
 //! or allocate memory beyond the ring, and the reassembly buffer grows only
 //! as bytes actually arrive, up to our own `max_message`.
+//!
+//! The sending side is [`LargeSend`], a cursor over the message that the
+//! non-blocking core ([`crate::core::send::SendCore::large_step`]) advances
+//! record by record, so any waiting policy (the blocking wait loop, an
+//! async task) can wait for space between fragments.
 
-use crate::wire::FRAG_HEADER;
+use std::ops::Range;
+
+use crate::wire::{FRAG_HEADER, TAG_FRAG, TAG_FRAG_START};
+
+/// Where the sending of one fragmented message stands.
+#[derive(Debug, Clone)]
+pub(crate) struct LargeSend {
+    /// Payload bytes of a full fragment record.
+    frag: usize,
+    /// Message length.
+    len: usize,
+    /// Bytes of the message written so far.
+    pos: usize,
+    /// The first fragment (`TAG_FRAG_START`) was published: cutting the
+    /// message short now owes the peer an abort record.
+    pub(crate) started: bool,
+}
+
+impl LargeSend {
+    /// A message of `len` bytes in fragments of `frag` payload bytes (see
+    /// [`fragment_len`]).
+    pub(crate) fn new(len: usize, frag: usize) -> Self {
+        debug_assert!(
+            frag > FRAG_HEADER,
+            "fragment_len keeps room past the header"
+        );
+        LargeSend {
+            frag,
+            len,
+            pos: 0,
+            started: false,
+        }
+    }
+
+    /// The bytes and tag of the next record, `None` when all is written.
+    /// The first record carries the start header, then as much of the
+    /// message as fits beside it; the others carry `frag` bytes each.
+    pub(crate) fn next_record(&self) -> Option<(Range<usize>, u16)> {
+        if !self.started {
+            let first = self.len.min(self.frag - FRAG_HEADER);
+            return Some((0..first, TAG_FRAG_START));
+        }
+        if self.pos >= self.len {
+            return None;
+        }
+        Some((self.pos..self.len.min(self.pos + self.frag), TAG_FRAG))
+    }
+
+    /// Notes that the message is written up to `end`.
+    pub(crate) fn advance(&mut self, end: usize) {
+        self.pos = end;
+    }
+
+    /// Whether every byte was written.
+    pub(crate) fn is_done(&self) -> bool {
+        self.started && self.pos >= self.len
+    }
+}
 
 /// Payload bytes of one fragment record for a ring of `capacity` bytes: a
 /// record is a quarter of the ring, so four are in flight and the receiver
@@ -92,6 +154,11 @@ impl Assembly {
     pub(crate) fn into_vec(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The announced total and the bytes received so far.
+    pub(crate) fn into_parts(self) -> (usize, Vec<u8>) {
+        (self.total, self.buf)
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +172,27 @@ mod tests {
         // Never above the record limit, never below the header + 8.
         assert_eq!(fragment_len(1 << 20, 100), 100);
         assert_eq!(fragment_len(16, 100), FRAG_HEADER + 8);
+    }
+
+    #[test]
+    fn large_send_covers_the_message_once() {
+        for (len, frag) in [(100, 24), (1000, 1016), (5000, 1016), (1016, 1016)] {
+            let mut ls = LargeSend::new(len, frag);
+            let mut next = 0;
+            let mut tags = Vec::new();
+            while let Some((r, tag)) = ls.next_record() {
+                assert_eq!(r.start, next);
+                assert!(r.len() <= frag);
+                next = r.end;
+                tags.push(tag);
+                ls.started = true;
+                ls.advance(r.end);
+            }
+            assert_eq!(next, len);
+            assert!(ls.is_done());
+            assert_eq!(tags[0], TAG_FRAG_START);
+            assert!(tags[1..].iter().all(|&t| t == TAG_FRAG));
+        }
     }
 
     #[test]
