@@ -11,10 +11,12 @@ pub use shmsock_testkit::fork as child;
 pub mod fanin;
 pub mod fanout;
 pub mod floor;
+pub mod iox;
 pub mod link;
 pub mod load;
 pub mod paced;
 pub mod pattern;
+pub mod plot;
 /// CPU affinity, shared with the tests (`shmsock-testkit`).
 pub use shmsock_testkit::pin;
 pub mod report;

@@ -8,18 +8,19 @@ use std::process::ExitCode;
 
 use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
-use shmsock_bench::{fanin, fanout, load, paced, pin, report};
+use shmsock_bench::{fanin, fanout, load, paced, pin, plot, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
-                     [--no-fanout] [--load N] [--filter TEXT]
+                     [--no-fanout] [--no-iceoryx2] [--load N] [--filter TEXT] [--plot FILE.svg]
        shmsock broker [--socket PATH] [--mode OCTAL]
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
         zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
         of 32) against a Unix SOCK_STREAM socket, a
-        SOCK_SEQPACKET socket and a pipe (64 B), between two forked processes
+        SOCK_SEQPACKET socket, a pipe (64 B) and iceoryx2 (publish-subscribe,
+        busy-polling and event-driven, copy and loan), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and
         one-way throughput, plus this machine's floor (cross-process cache-line
         round trip, single-thread memcpy). Every message is written and
@@ -34,7 +35,7 @@ broker  Runs a service broker (shmsock-services): maps service names to live
         decide who may look each name up). See docs/services.md.
 
 options:
-  --quick          shorter measurements (whole run under 20 s)
+  --quick          shorter measurements; iceoryx2 at 64 B and 1 MiB only
   --sizes LIST     message sizes, comma-separated, with optional K/M suffix
                    (binary units); default 64,1K,16K,64K,1M,16M
   --json           one JSON object per line (rows, floors, targets) on stdout
@@ -50,6 +51,10 @@ options:
                    1, 4 and 8 subscriber processes, 64 B and 1 MiB, copying
                    and in-place subscribers, against a Unix stream per
                    subscriber; not pinned; about 25 s, 8 s with --quick)
+  --no-iceoryx2    skip the iceoryx2 rows
+  --plot FILE.svg  also draw round trip and throughput by message size (one
+                   line per transport, the unix stream and the floor marked)
+                   into FILE.svg
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -86,6 +91,7 @@ struct BenchArgs {
     load: usize,
     fanin: bool,
     fanout: bool,
+    plot: Option<std::path::PathBuf>,
 }
 
 /// Parses the `bench` options; `Ok(None)` means help was asked for.
@@ -99,6 +105,8 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut fanout = true;
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut filter = None;
+    let mut iceoryx2 = true;
+    let mut plot = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -117,6 +125,13 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             }
             "--no-fanin" => fanin = false,
             "--no-fanout" => fanout = false,
+            "--no-iceoryx2" => iceoryx2 = false,
+            "--plot" => {
+                let f = it
+                    .next()
+                    .ok_or("--plot needs a file name, e.g. bench.svg")?;
+                plot = Some(std::path::PathBuf::from(f));
+            }
             "--sizes" => {
                 let list = it.next().ok_or("--sizes needs a list, e.g. 64,1K,1M")?;
                 sizes = list
@@ -133,6 +148,17 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         }
     }
     let cores = if pin { pin::two_cores()? } else { None };
+    let iceoryx2_sizes = if !iceoryx2 {
+        Vec::new()
+    } else if quick {
+        sizes
+            .iter()
+            .copied()
+            .filter(|s| run::ICEORYX2_QUICK_SIZES.contains(s))
+            .collect()
+    } else {
+        sizes.clone()
+    };
     Ok(Some(BenchArgs {
         plan: Plan {
             sizes,
@@ -143,6 +169,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             },
             cores,
             filter,
+            iceoryx2_sizes,
         },
         json,
         quick,
@@ -150,6 +177,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         load,
         fanin,
         fanout,
+        plot,
     }))
 }
 
@@ -181,6 +209,10 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         None => eprintln!("bench: not pinned"),
     }
     let res = run::run(&b.plan)?;
+    if let Some(path) = &b.plot {
+        plot::svg(&res, path)?;
+        eprintln!("bench: chart written to {}", path.display());
+    }
     let mut out = if b.json {
         report::json(&res)
     } else {

@@ -11,6 +11,7 @@
 //! same.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// Odd 64-bit constant (2^64 / φ): spreads sequence numbers over the word.
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -61,6 +62,24 @@ pub fn fill_range(buf: &mut [u8], seq: u64, len: usize, offset: usize) {
     if !tail.is_empty() {
         let n = tail.len();
         tail.copy_from_slice(&b.wrapping_add(i).to_le_bytes()[..n]);
+    }
+}
+
+/// Writes message `seq` into all of `buf`, which may be uninitialised
+/// (a loaned shared-memory sample): the same bytes as [`fill`], so that
+/// afterwards every byte of `buf` is initialised.
+pub fn fill_uninit(buf: &mut [MaybeUninit<u8>], seq: u64) {
+    let b = base(seq, buf.len());
+    let mut words = buf.chunks_exact_mut(8);
+    let mut i = 0u64;
+    for w in &mut words {
+        w.copy_from_slice(&b.wrapping_add(i).to_le_bytes().map(MaybeUninit::new));
+        i += 1;
+    }
+    let tail = words.into_remainder();
+    if !tail.is_empty() {
+        let n = tail.len();
+        tail.copy_from_slice(&b.wrapping_add(i).to_le_bytes().map(MaybeUninit::new)[..n]);
     }
 }
 
@@ -200,6 +219,22 @@ mod tests {
                 assert!(verify(&w, 7, len).is_err(), "flipped bit, len {len}");
                 assert!(verify(&vec![0u8; len], 7, len).is_err(), "zeroes");
             }
+        }
+    }
+
+    #[test]
+    fn fill_uninit_writes_what_fill_writes() {
+        use super::{fill, fill_uninit};
+        use std::mem::MaybeUninit;
+        for len in (0..80).chain([(1 << 16) + 5]) {
+            let mut a = vec![0u8; len];
+            fill(&mut a, 11);
+            let mut b = vec![MaybeUninit::new(0xa5u8); len];
+            fill_uninit(&mut b, 11);
+            // SAFETY: every element was initialised by `vec!` (and again by
+            // `fill_uninit`).
+            let b: Vec<u8> = b.iter().map(|v| unsafe { v.assume_init() }).collect();
+            assert_eq!(a, b, "len {len}");
         }
     }
 }

@@ -67,6 +67,42 @@ fn opt_ratio(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
 }
 
+/// One comparison of a shmsock row with the matching iceoryx2 row of the
+/// same size.
+pub struct VsIceoryx2<'a> {
+    /// The shmsock row.
+    pub shm: &'a Row,
+    /// The iceoryx2 row.
+    pub iox: &'a Row,
+    /// iceoryx2 RTT p50 / shmsock RTT p50 (above 1 = shmsock faster).
+    pub rtt: f64,
+    /// shmsock GB/s / iceoryx2 GB/s (above 1 = shmsock faster).
+    pub thr: f64,
+}
+
+/// Every (shmsock, iceoryx2) pair of matching rows measured in this run
+/// ([`Transport::shmsock_matches`]).
+pub fn vs_iceoryx2(res: &Results) -> Vec<VsIceoryx2<'_>> {
+    let mut out = Vec::new();
+    for iox in res
+        .rows
+        .iter()
+        .filter(|r| matches!(r.transport, Transport::Iceoryx2(..)))
+    {
+        for t in iox.transport.shmsock_matches() {
+            if let Some(shm) = find(res, iox.size, t) {
+                out.push(VsIceoryx2 {
+                    shm,
+                    iox,
+                    rtt: iox.rtt.p50 as f64 / shm.rtt.p50.max(1) as f64,
+                    thr: shm.thr.bytes_per_s / iox.thr.bytes_per_s,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The table and the summaries, as text.
 pub fn text(res: &Results) -> String {
     let mut o = String::new();
@@ -216,6 +252,34 @@ pub fn text(res: &Results) -> String {
                     size_name(MEMCPY_HOT_LEN)
                 );
             }
+        }
+    }
+
+    let vs = vs_iceoryx2(res);
+    if !vs.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nshmsock / iceoryx2, matching rows of this run (above 1 = shmsock faster; \
+             iceoryx2 poll vs Spin and Adaptive, event vs Block, copy vs send, loan vs reserve):"
+        );
+        for v in &vs {
+            let _ = writeln!(
+                o,
+                "  {:<8} {:<32} vs {:<20} RTT p50 {:>7}  throughput {:>7}",
+                size_name(v.shm.size),
+                format!(
+                    "{} {}",
+                    v.shm.transport.name(),
+                    v.shm.transport.mode(v.shm.size)
+                ),
+                format!(
+                    "{} {}",
+                    v.iox.transport.name(),
+                    v.iox.transport.mode(v.iox.size)
+                ),
+                format!("{:.2}x", v.rtt),
+                format!("{:.2}x", v.thr),
+            );
         }
     }
 
@@ -466,6 +530,22 @@ pub fn json(res: &Results) -> String {
         "{{\"kind\":\"floor\",\"name\":\"memcpy_hot\",\"bytes\":{MEMCPY_HOT_LEN},\"gbps\":{}}}",
         json_num(Some(gbps(f.memcpy_hot)))
     );
+    for v in vs_iceoryx2(res) {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"vs_iceoryx2\",\"size\":{},\"id\":",
+            v.shm.size
+        );
+        json_str(&mut o, v.shm.transport.id());
+        o.push_str(",\"iceoryx2_id\":");
+        json_str(&mut o, v.iox.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"rtt_ratio\":{},\"thr_ratio\":{}}}",
+            json_num(Some(v.rtt)),
+            json_num(Some(v.thr))
+        );
+    }
     for t in targets(res) {
         let _ = write!(o, "{{\"kind\":\"target\",\"id\":\"{}\",\"met\":", t.id);
         o.push_str(match t.met {

@@ -56,7 +56,14 @@ pub struct Plan {
     pub cores: Option<(usize, usize)>,
     /// Only transports whose display name contains this (case-insensitive).
     pub filter: Option<String>,
+    /// The sizes (among `sizes`) at which iceoryx2 is measured too; empty:
+    /// not measured.
+    pub iceoryx2_sizes: Vec<usize>,
 }
+
+/// The iceoryx2 sizes of `--quick` (each iceoryx2 row costs about as much
+/// as a shmsock row; four rows per size).
+pub const ICEORYX2_QUICK_SIZES: [usize; 2] = [64, 1 << 20];
 
 /// Round-trip latency statistics, in nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -324,7 +331,7 @@ fn measure_size(
     opts: &Options,
     floors: &mut FloorSamples,
     progress: &mut Progress,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<Skipped>)> {
     let b = &plan.budget;
     let name = size_name(size);
     progress.step(&format!(
@@ -336,9 +343,24 @@ fn measure_size(
         n.div_ceil(ROUNDS).max(b.min_iters.div_ceil(ROUNDS)).max(1)
     };
     let mut live = Vec::with_capacity(transports.len());
+    let mut skipped = Vec::new();
     for &t in transports {
         let ctx = |e: BoxError| -> BoxError { format!("{name} {t}: {e}").into() };
-        let mut session = Session::start(t, size, opts).map_err(ctx)?;
+        let mut session = match Session::start(t, size, opts) {
+            Ok(s) => s,
+            // iceoryx2 needs /dev/shm and /tmp/iceoryx2: where it cannot
+            // run, say why in the report and measure the rest.
+            Err(e) if matches!(t, Transport::Iceoryx2(..)) => {
+                eprintln!("bench: {name} {t}: not measured: {e}");
+                skipped.push(Skipped {
+                    size,
+                    transport: t,
+                    reason: format!("{t} could not be set up: {e}"),
+                });
+                continue;
+            }
+            Err(e) => return Err(ctx(e)),
+        };
         let rtt = calibrate(b.warm, |n| session.round_trips(n, None)).map_err(ctx)?;
         let thr = calibrate(b.warm, |n| session.stream(n)).map_err(ctx)?;
         live.push(Live {
@@ -405,7 +427,7 @@ fn measure_size(
     floors.tight.append(&mut own_floor.tight);
     floors.pause.append(&mut own_floor.pause);
     floors.by_size.push((size, tight, pause));
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
 /// Runs the plan.
@@ -423,12 +445,17 @@ pub fn run(plan: &Plan) -> Result<Results> {
     let mut todo = Vec::new();
     let mut skipped = Vec::new();
     for &size in &plan.sizes {
-        for t in Transport::all() {
+        let mut ts = Transport::all();
+        ts.extend(Transport::iceoryx2());
+        for t in ts {
             if filter
                 .as_ref()
                 .is_some_and(|f| !t.to_string().to_lowercase().contains(f.as_str()))
                 && t != Transport::Stream
             {
+                continue;
+            }
+            if matches!(t, Transport::Iceoryx2(..)) && !plan.iceoryx2_sizes.contains(&size) {
                 continue;
             }
             match t.skip_reason(size)? {
@@ -460,15 +487,9 @@ pub fn run(plan: &Plan) -> Result<Results> {
             .filter(|(s, _)| *s == size)
             .map(|&(_, t)| t)
             .collect();
-        rows.extend(measure_size(
-            size,
-            &ts,
-            plan,
-            fplan,
-            &opts,
-            &mut floors,
-            &mut progress,
-        )?);
+        let (r, s) = measure_size(size, &ts, plan, fplan, &opts, &mut floors, &mut progress)?;
+        rows.extend(r);
+        skipped.extend(s);
     }
     let cacheline = RttStats::from_samples(&mut floors.tight).ok_or("no floor samples")?;
     let cacheline_pause = RttStats::from_samples(&mut floors.pause).ok_or("no floor samples")?;

@@ -22,6 +22,7 @@ use nix::sys::socket::{socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
+use super::iox::{self, IoxApi, IoxLink, IoxWait};
 use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy, TokioFramed, TokioShm};
 use super::watchdog::Watchdog;
 
@@ -73,6 +74,8 @@ pub enum Transport {
     SeqPacket,
     /// Two pipes, length-prefixed framing.
     Pipe,
+    /// iceoryx2 publish-subscribe, one service each way ([`iox`]).
+    Iceoryx2(IoxWait, IoxApi),
     /// shmsock's async API (`shmsock::tokio`, default wait strategy) on a
     /// current-thread tokio runtime, `send` / `recv` + `copy_to`.
     TokioShm,
@@ -95,6 +98,39 @@ impl Transport {
         v
     }
 
+    /// The iceoryx2 rows (not in [`Transport::all`], which the criterion
+    /// benches measure).
+    pub fn iceoryx2() -> Vec<Transport> {
+        let mut v = Vec::new();
+        for w in [IoxWait::Poll, IoxWait::Event] {
+            for a in [IoxApi::Copy, IoxApi::Loan] {
+                v.push(Transport::Iceoryx2(w, a));
+            }
+        }
+        v
+    }
+
+    /// The shmsock rows an iceoryx2 row is compared with: busy-polling
+    /// against `Spin` and `Adaptive` (the default), event-driven against
+    /// `Block`; the copy against `send`, the loan against `reserve`
+    /// (zero-copy).
+    pub fn shmsock_matches(self) -> Vec<Transport> {
+        let Transport::Iceoryx2(w, a) = self else {
+            return Vec::new();
+        };
+        let api = match a {
+            IoxApi::Copy => Api::Copy,
+            IoxApi::Loan => Api::ZeroCopy,
+        };
+        match w {
+            IoxWait::Poll => vec![
+                Transport::Shm(Wait::Spin, api),
+                Transport::Shm(Wait::Adaptive, api),
+            ],
+            IoxWait::Event => vec![Transport::Shm(Wait::Block, api)],
+        }
+    }
+
     /// Name of the transport column.
     pub fn name(self) -> &'static str {
         match self {
@@ -104,6 +140,8 @@ impl Transport {
             Transport::Stream => "unix stream",
             Transport::SeqPacket => "unix seqpacket",
             Transport::Pipe => "pipe",
+            Transport::Iceoryx2(IoxWait::Poll, _) => "iceoryx2 poll",
+            Transport::Iceoryx2(IoxWait::Event, _) => "iceoryx2 event",
             Transport::TokioShm => "shmsock tokio",
             Transport::TokioStream => "tokio UnixStream",
         }
@@ -137,6 +175,8 @@ impl Transport {
             Transport::TokioShm => "send",
             Transport::Stream | Transport::Pipe | Transport::TokioStream => "framed",
             Transport::SeqPacket => "datagram",
+            Transport::Iceoryx2(_, IoxApi::Copy) => "copy",
+            Transport::Iceoryx2(_, IoxApi::Loan) => "loan",
         }
     }
 
@@ -155,6 +195,10 @@ impl Transport {
             Transport::Stream => "unix_stream",
             Transport::SeqPacket => "unix_seqpacket",
             Transport::Pipe => "pipe",
+            Transport::Iceoryx2(IoxWait::Poll, IoxApi::Copy) => "iceoryx2_poll_copy",
+            Transport::Iceoryx2(IoxWait::Poll, IoxApi::Loan) => "iceoryx2_poll_loan",
+            Transport::Iceoryx2(IoxWait::Event, IoxApi::Copy) => "iceoryx2_event_copy",
+            Transport::Iceoryx2(IoxWait::Event, IoxApi::Loan) => "iceoryx2_event_loan",
             Transport::TokioShm => "shmsock_tokio_send",
             Transport::TokioStream => "tokio_unix_stream",
         }
@@ -195,6 +239,8 @@ impl fmt::Display for Transport {
             Transport::Shm(_, Api::Copy) => write!(f, "{} send", self.name()),
             Transport::Shm(_, Api::ZeroCopy) => write!(f, "{} zero-copy", self.name()),
             Transport::Shm(_, Api::Batch) => write!(f, "{} batch", self.name()),
+            Transport::Iceoryx2(_, IoxApi::Copy) => write!(f, "{} copy", self.name()),
+            Transport::Iceoryx2(_, IoxApi::Loan) => write!(f, "{} loan", self.name()),
             _ => f.write_str(self.name()),
         }
     }
@@ -275,6 +321,7 @@ enum ParentLink {
     Stream(Framed<UnixStream, UnixStream>),
     SeqPacket(SeqPacket<UnixStream>),
     Pipe(Framed<File, File>),
+    Iox(IoxLink),
     TokioShm(TokioShm),
     TokioStream(TokioFramed),
 }
@@ -290,6 +337,7 @@ macro_rules! with_link {
             ParentLink::Stream($l) => $body,
             ParentLink::SeqPacket($l) => $body,
             ParentLink::Pipe($l) => $body,
+            ParentLink::Iox($l) => $body,
             ParentLink::TokioShm($l) => $body,
             ParentLink::TokioStream($l) => $body,
         }
@@ -301,6 +349,7 @@ enum ChildEnd {
     Shm { name: String, builder: Builder },
     Socket(UnixStream),
     Pipe { rx: File, tx: File },
+    Iox(iox::Names),
 }
 
 /// What the parent keeps before it builds its end.
@@ -308,6 +357,7 @@ enum ParentEnd {
     Shm(Listener),
     Socket(UnixStream),
     Pipe { rx: File, tx: File },
+    Iox(iox::Names),
 }
 
 /// Commands on the control channel (parent → child): 24 bytes, `op`, `n`,
@@ -407,12 +457,17 @@ impl Session {
                     },
                 )
             }
+            Transport::Iceoryx2(..) => {
+                let names = iox::Names::fresh();
+                (ParentEnd::Iox(names.clone()), ChildEnd::Iox(names))
+            }
         };
+        let timeout = opts.timeout;
         let (mut child, (parent_end, ctl)) = fork_with(
             (parent_end, ctl),
             (child_end, child_ctl),
             opts.cores.map(|(_, c)| c),
-            move |(end, ctl)| child_main(transport, size, end, ctl),
+            move |(end, ctl)| child_main(transport, size, end, ctl, timeout),
         )?;
         ctl.set_read_timeout(Some(opts.timeout))?;
         ctl.set_write_timeout(Some(opts.timeout))?;
@@ -443,6 +498,9 @@ impl Session {
             (Transport::Pipe, ParentEnd::Pipe { rx, tx }) => {
                 ParentLink::Pipe(Framed::new(rx, tx, size))
             }
+            (Transport::Iceoryx2(wait, api), ParentEnd::Iox(names)) => ParentLink::Iox(
+                IoxLink::connect(&names, iox::Side::Parent, size, wait, api, opts.timeout)?,
+            ),
             _ => return Err("internal error: transport and endpoint disagree".into()),
         };
         Ok(Session {
@@ -654,7 +712,13 @@ fn accept_within(
 }
 
 /// The child: builds its end of the link, then serves commands.
-fn child_main(transport: Transport, size: usize, end: ChildEnd, ctl: UnixStream) -> Result<()> {
+fn child_main(
+    transport: Transport,
+    size: usize,
+    end: ChildEnd,
+    ctl: UnixStream,
+    timeout: Duration,
+) -> Result<()> {
     match (transport, end) {
         (Transport::Shm(_, api), ChildEnd::Shm { name, builder }) => {
             let conn = builder
@@ -680,6 +744,11 @@ fn child_main(transport: Transport, size: usize, end: ChildEnd, ctl: UnixStream)
         }
         (Transport::SeqPacket, ChildEnd::Socket(s)) => serve(SeqPacket::new(s, size), size, ctl),
         (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => serve(Framed::new(rx, tx, size), size, ctl),
+        (Transport::Iceoryx2(wait, api), ChildEnd::Iox(names)) => serve(
+            IoxLink::connect(&names, iox::Side::Child, size, wait, api, timeout)?,
+            size,
+            ctl,
+        ),
         _ => Err("internal error: transport and endpoint disagree".into()),
     }
 }
