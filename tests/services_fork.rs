@@ -682,6 +682,60 @@ fn rpc_by_name() {
     broker.kill();
 }
 
+/// Publish/subscribe by name: the publisher registers a name with the
+/// broker, three subscriber processes find it by name, and every message
+/// reaches each of them byte for byte, directly (the broker only made the
+/// introductions).
+fn pubsub_by_name() {
+    use shmsock_services::pubsub::{
+        Policy, Publisher, PublisherOptions, Subscriber, SubscriberOptions,
+    };
+    const N: u64 = 20_000;
+    const SUBS: usize = 3;
+    let b = path();
+    let broker = broker_process(&b);
+    wait_broker(&b);
+    let target = Target::name_at(&b, "prices.test").unwrap();
+    let mut publisher = Publisher::serve(
+        &target,
+        LookupPolicy::SameUid,
+        PublisherOptions::new()
+            .policy(Policy::Block)
+            .capacity(1 << 16),
+    )
+    .unwrap();
+    let subs: Vec<common::Child> = (0..SUBS)
+        .map(|_| {
+            let target = target.clone();
+            common::spawn(move || {
+                let mut s = Subscriber::subscribe_to(&target, SubscriberOptions::new()).unwrap();
+                let mut buf = Vec::new();
+                for i in 0..N {
+                    s.recv_timeout(&mut buf, WAIT).unwrap();
+                    let want: Vec<u8> = (0..(i % 200) as usize)
+                        .map(|k| (k as u64 ^ i) as u8)
+                        .collect();
+                    assert_eq!(buf, want, "message {i}");
+                }
+            })
+        })
+        .collect();
+    publisher.wait_for_subscribers(SUBS, WAIT).unwrap();
+    for i in 0..N {
+        let msg: Vec<u8> = (0..(i % 200) as usize)
+            .map(|k| (k as u64 ^ i) as u8)
+            .collect();
+        publisher.send_timeout(&msg, WAIT).unwrap();
+    }
+    for s in subs {
+        s.wait(WAIT);
+    }
+    // Not registered twice: the name is the live publisher's.
+    assert!(Publisher::serve(&target, LookupPolicy::SameUid, PublisherOptions::new()).is_err());
+    drop(publisher);
+    broker.kill();
+}
+
 fn main() {
     common::run(&[
         ("lookup_and_direct_traffic", lookup_and_direct_traffic),
@@ -708,5 +762,6 @@ fn main() {
         ),
         ("rpc_by_path", rpc_by_path),
         ("rpc_by_name", rpc_by_name),
+        ("pubsub_by_name", pubsub_by_name),
     ]);
 }

@@ -320,6 +320,12 @@ impl Provider {
         }
     }
 
+    /// The socket to the broker, while connected: readable when a consumer
+    /// arrives (then call [`Provider::try_accept`]), for an event loop.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.conn.as_ref().map(|c| c.sock.as_fd())
+    }
+
     /// Whether the provider is connected to a broker with all its names
     /// registered.
     pub fn is_registered(&self) -> bool {

@@ -42,6 +42,10 @@ pub enum Error {
     /// The call's deadline passed.
     #[error("timed out")]
     Timeout,
+    /// The broker refused or failed a registration or a lookup (a
+    /// publisher or subscriber reached by name).
+    #[error("broker: {0}")]
+    Broker(#[source] Box<crate::error::Error>),
     /// The peer process is gone (its socket closed without an orderly
     /// close): for a subscriber, the publisher died; everything it
     /// published before was delivered.

@@ -13,6 +13,10 @@ use shmsock_shm::SegmentOptions;
 use super::error::{Error, Result};
 use super::sock::{self, Inbox, Progress};
 use super::wire::{Handshake, RefuseReason, CTL_BYE, CTL_EVICTED, CTL_WAKE};
+use crate::broker::Provider;
+use crate::name::Target;
+use crate::service::ToTarget;
+use crate::wire::LookupPolicy;
 
 /// Housekeeping (accepting, handshakes, noticing dead subscribers) runs at
 /// least once every this many publishes, and in every wait.
@@ -174,6 +178,8 @@ pub struct Publisher {
     ring: FanoutWriter,
     opts: PublisherOptions,
     listener: Option<Bound>,
+    /// Registered with a broker: subscribers arrive as introductions.
+    provider: Option<Provider>,
     subs: Vec<Sub>,
     pending: Vec<Pending>,
     /// Block: a lower bound of every subscriber's cursor (and pending start).
@@ -202,6 +208,7 @@ impl Publisher {
             ring,
             opts,
             listener: None,
+            provider: None,
             subs: Vec::new(),
             pending: Vec::new(),
             floor: 0,
@@ -225,6 +232,63 @@ impl Publisher {
             .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
         p.listener = Some(Bound { listener, path });
         Ok(p)
+    }
+
+    /// A publisher registered as `name` with the broker listening on
+    /// `broker`: subscribers find it by name ([`Subscriber::subscribe_to`]),
+    /// and the broker introduces each with a socket of its own (no payload
+    /// passes through the broker). `policy` says who may look it up. If the
+    /// broker restarts, the registration is renewed in later calls.
+    ///
+    /// [`Subscriber::subscribe_to`]: super::Subscriber::subscribe_to
+    ///
+    /// # Errors
+    /// As [`Publisher::new`]; [`Error::Broker`] if the broker cannot be
+    /// reached or refuses the name.
+    pub fn create_named(
+        broker: impl AsRef<Path>,
+        name: &str,
+        policy: LookupPolicy,
+        opts: PublisherOptions,
+    ) -> Result<Self> {
+        let mut p = Self::new(opts)?;
+        let provider =
+            Provider::register(broker, name, policy).map_err(|e| Error::Broker(Box::new(e)))?;
+        p.provider = Some(provider);
+        Ok(p)
+    }
+
+    /// A publisher at `target`: a socket path ([`Publisher::create`]) or a
+    /// service name at a broker ([`Publisher::create_named`]; `policy`
+    /// applies to names only).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use shmsock_services::pubsub::{Publisher, PublisherOptions};
+    /// use shmsock_services::LookupPolicy;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // "prices.eurusd" goes through the default broker; "/run/prices.sock"
+    /// // would listen on that path instead.
+    /// let mut publisher =
+    ///     Publisher::serve("prices.eurusd", LookupPolicy::SameUid, PublisherOptions::new())?;
+    /// publisher.send(b"1.0842")?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Publisher::create`] and [`Publisher::create_named`];
+    /// [`Error::Broker`] for text that is neither a path nor a valid name.
+    pub fn serve(
+        target: impl ToTarget,
+        policy: LookupPolicy,
+        opts: PublisherOptions,
+    ) -> Result<Self> {
+        match target.to_target().map_err(|e| Error::Broker(Box::new(e)))? {
+            Target::Path(path) => Self::create(path, opts),
+            Target::Name { broker, name } => {
+                Self::create_named(broker, name.as_str(), policy, opts)
+            }
+        }
     }
 
     /// Takes a connected stream to a subscriber (from a listener of your
@@ -354,10 +418,30 @@ impl Publisher {
         if let Some(b) = &self.listener {
             fds.push(b.listener.as_fd());
         }
+        if let Some(fd) = self.provider.as_ref().and_then(Provider::fd) {
+            fds.push(fd);
+        }
         fds
     }
 
     fn accept_new(&mut self) {
+        // Introductions from the broker: never waits (a broker that died
+        // is reconnected to when its retry is due).
+        let mut intros = Vec::new();
+        if let Some(provider) = self.provider.as_mut() {
+            for _ in 0..ACCEPT_PER_ROUND {
+                match provider.try_accept() {
+                    Ok(Some(intro)) => intros.push(intro.into_socket()),
+                    // A broker fault ends the round; the provider
+                    // reconnects on a later call.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        for sock in intros {
+            // A socket we cannot make non-blocking is dropped.
+            let _ = self.add_subscriber_stream(UnixStream::from(sock));
+        }
         for _ in 0..ACCEPT_PER_ROUND {
             let Some(b) = &self.listener else { return };
             match b.listener.accept() {

@@ -11,6 +11,8 @@ use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, FanoutSample, Pol
 use super::error::{Error, Result};
 use super::sock::{self, Inbox, Progress};
 use super::wire::{Handshake, CTL_BYE, CTL_EVICTED, CTL_WAKE};
+use crate::name::Target;
+use crate::service::ToTarget;
 
 /// Checks of the ring before a subscriber parks and sleeps.
 const SPINS: u32 = 64;
@@ -113,6 +115,39 @@ impl Subscriber {
     pub fn subscribe(path: impl AsRef<Path>, opts: SubscriberOptions) -> Result<Self> {
         let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", e))?;
         Self::from_stream(stream, opts)
+    }
+
+    /// Subscribes to the publisher at `target`: a socket path, or a service
+    /// name that a broker resolves ([`Publisher::serve`]). The broker hands
+    /// over a socket to the publisher itself and takes no further part.
+    ///
+    /// [`Publisher::serve`]: super::Publisher::serve
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use shmsock_services::pubsub::{Subscriber, SubscriberOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut prices = Subscriber::subscribe_to("prices.eurusd", SubscriberOptions::new())?;
+    /// let mut buf = Vec::new();
+    /// let got = prices.recv(&mut buf)?;
+    /// # let _ = got;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Broker`] if the name cannot be resolved (no broker, no such
+    /// name, not allowed); as [`Subscriber::subscribe`] and
+    /// [`Subscriber::from_stream`].
+    pub fn subscribe_to(target: impl ToTarget, opts: SubscriberOptions) -> Result<Self> {
+        match target.to_target().map_err(|e| Error::Broker(Box::new(e)))? {
+            Target::Path(path) => Self::subscribe(path, opts),
+            Target::Name { broker, name } => {
+                let (sock, _peer) =
+                    crate::broker::lookup(&broker, name.as_str(), opts.handshake_timeout)
+                        .map_err(|e| Error::Broker(Box::new(e)))?;
+                Self::from_stream(UnixStream::from(sock), opts)
+            }
+        }
     }
 
     /// Subscribes over a stream already connected to a publisher (from a
