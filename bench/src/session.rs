@@ -389,6 +389,8 @@ pub struct Session {
     size: usize,
     seq: u64,
     timeout: Duration,
+    /// The transport and size, for the watchdog's message.
+    what: String,
 }
 
 /// The shmsock options of a session: the default ones (no call timeout:
@@ -510,6 +512,7 @@ impl Session {
             size,
             seq: 0,
             timeout: opts.timeout,
+            what: format!("{transport} at {size} B"),
         })
     }
 
@@ -560,7 +563,7 @@ impl Session {
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn round_trips(&mut self, n: u64, samples: Option<&mut Vec<u64>>) -> Result<Duration> {
-        let _watchdog = Watchdog::arm(self.timeout)?;
+        let _watchdog = Watchdog::arm_for(self.timeout, &format!("{}, round trips", self.what))?;
         let seq0 = self.seq;
         self.seq += 2 * n;
         self.command(OP_ECHO, n, seq0)?;
@@ -581,7 +584,7 @@ impl Session {
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn stream(&mut self, n: u64) -> Result<Duration> {
-        let _watchdog = Watchdog::arm(self.timeout)?;
+        let _watchdog = Watchdog::arm_for(self.timeout, &format!("{}, stream", self.what))?;
         let seq0 = self.seq;
         self.seq += n;
         self.command(OP_SINK, n, seq0)?;
@@ -611,7 +614,10 @@ impl Session {
         think: Duration,
         samples: &mut Vec<u64>,
     ) -> Result<Duration> {
-        let _watchdog = Watchdog::arm(self.timeout + think * n as u32)?;
+        let _watchdog = Watchdog::arm_for(
+            self.timeout + think * n as u32,
+            &format!("{}, paced", self.what),
+        )?;
         let seq0 = self.seq;
         self.seq += 2 * n;
         self.command(OP_ECHO, n, seq0)?;

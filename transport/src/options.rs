@@ -131,7 +131,7 @@ impl Default for Builder {
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
             futex_wakeups: true,
-            asymmetric_fences: true,
+            asymmetric_fences: false,
             prefault: true,
         }
     }
@@ -232,7 +232,11 @@ impl Builder {
     }
 
     /// Whether the rings run with asymmetric fences where the kernel
-    /// allows (default `true`): publishing and releasing carry no SeqCst
+    /// allows (default `false`, by measurement: in the paced
+    /// request/response scenario the default `Adaptive` round trip was
+    /// 1–3 µs slower with them, a `membarrier` per park on this 2-vCPU VM,
+    /// while the fences they save cost tens of nanoseconds per message;
+    /// streams that rarely park may gain). With it, publishing and releasing carry no SeqCst
     /// fence, and the side that parks pays with
     /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`. Used only if both
     /// processes ask for it and registered for it (the handshake records
