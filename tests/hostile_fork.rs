@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use shmsock_testkit::harness as common;
-use shmsock_testkit::peer::{self, raw_connect, raw_send, seqpacket_pair as back_channel};
+use shmsock_testkit::peer::{
+    self, raw_connect, raw_handshake, raw_send, seqpacket_pair as back_channel, RawClient,
+};
 
 use std::io::{IoSlice, Write};
 use std::mem::MaybeUninit;
@@ -376,80 +378,6 @@ fn garbage_and_silence() {
     }
 }
 
-/// A client that completes the handshake by hand and keeps raw access to
-/// both segments, to attack the server through shared memory. It can write
-/// only its own segment (`ours`: its ring to the server and its consumer
-/// words of the server's ring); the server's segment it maps read-only, as
-/// the kernel leaves it no other choice.
-struct RawClient {
-    sock: OwnedFd,
-    _back: OwnedFd,
-    ours: Arc<Segment>,
-    prod: Producer,
-    _theirs: Consumer,
-    theirs_seg: Option<Arc<Segment>>,
-}
-
-fn raw_handshake(p: &str, cap: u64) -> RawClient {
-    let sock = raw_connect(p);
-    let (ours, prod) = good_ring_and_producer(cap);
-    let (back, bc) = back_channel();
-    raw_send(sock.as_fd(), &hello_bytes(cap), &[ours.fd(), bc.as_fd()]);
-    drop(bc);
-    // Receive the welcome and the server's ring.
-    let mut buf = [0u8; 64];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
-    let r = rustix::net::recvmsg(
-        &sock,
-        &mut [std::io::IoSliceMut::new(&mut buf)],
-        &mut cmsg,
-        rustix::net::RecvFlags::CMSG_CLOEXEC,
-    )
-    .unwrap();
-    let Control::Welcome(w) = Control::decode(&buf[..r.bytes]).unwrap() else {
-        panic!("no welcome")
-    };
-    let mut fds = Vec::new();
-    for m in cmsg.drain() {
-        if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
-            fds.extend(it);
-        }
-    }
-    let theirs = Arc::new(
-        Segment::attach_read_only(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30)
-            .unwrap(),
-    );
-    RawClient {
-        sock,
-        _back: back,
-        prod: prod.with_consumer_words(theirs.clone()).unwrap(),
-        _theirs: Consumer::attach(theirs.clone(), ours.clone()).unwrap(),
-        ours,
-        theirs_seg: Some(theirs),
-    }
-}
-
-impl RawClient {
-    /// Writes a word of our own segment (the only one we can write).
-    fn poke(&self, off: usize, val: u64) {
-        assert!(off + 8 <= self.ours.len());
-        // SAFETY: in bounds and 8-aligned; the word is shared memory, so it
-        // is written atomically.
-        unsafe { AtomicU64::from_ptr(self.ours.as_ptr().add(off).cast()) }
-            .store(val, Ordering::SeqCst);
-    }
-    fn wake(&self) {
-        let mut b = [0u8; MAX_CONTROL_LEN];
-        let n = Control::WakeData.encode(&mut b);
-        let _ = rustix::net::send(
-            &self.sock,
-            &b[..n],
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        );
-    }
-}
-
 const TAIL: usize = 128;
 const HEAD: usize = 256;
 
@@ -676,7 +604,7 @@ fn random_scribbler() {
 
 /// Reads a word of a raw client's read-only view of the server's segment.
 fn their_word(c: &RawClient, off: usize) -> u64 {
-    let seg = c.theirs_seg.as_ref().unwrap();
+    let seg = &c.theirs_seg;
     // SAFETY: in bounds of the mapped header, 8-aligned; a Relaxed atomic
     // load, which works on a read-only mapping.
     unsafe { AtomicU64::from_ptr(seg.as_ptr().add(off).cast()) }.load(Ordering::Relaxed)
@@ -1563,14 +1491,14 @@ fn peer_cannot_make_us_hold_large_message_memory() {
         let mut hoard = Vec::new();
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {
-            while let Ok(Some(g)) = c._theirs.try_read() {
+            while let Ok(Some(g)) = c.theirs.try_read() {
                 drop(g);
             }
             let mut buf = [0u8; 64];
             let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
             let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
             if let Ok(r) = rustix::net::recvmsg(
-                &c._back,
+                &c.back,
                 &mut [std::io::IoSliceMut::new(&mut buf)],
                 &mut cmsg,
                 rustix::net::RecvFlags::DONTWAIT,
@@ -1587,7 +1515,7 @@ fn peer_cannot_make_us_hold_large_message_memory() {
             // Wake the victim's producer now and then, in case it parked.
             let mut b = [0u8; MAX_CONTROL_LEN];
             let n = Control::WakeSpace.encode(&mut b);
-            let _ = rustix::net::send(&c._back, &b[..n], SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
+            let _ = rustix::net::send(&c.back, &b[..n], SendFlags::NOSIGNAL | SendFlags::DONTWAIT);
         }
         sleep_forever();
     });

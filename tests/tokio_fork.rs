@@ -13,16 +13,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use shmsock_testkit::harness as common;
-use shmsock_testkit::peer::{self, raw_connect, raw_send, seqpacket_pair as back_channel};
+use shmsock_testkit::peer::{
+    self, raw_connect, raw_handshake, raw_send, seqpacket_pair as back_channel, RawClient,
+};
 
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketType};
-use shmsock::shm::ring::{self, segment_size, Consumer, Producer, HEADER_SIZE};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+use shmsock::shm::ring::{self, Producer, HEADER_SIZE};
 use shmsock::shm::{Segment, SegmentOptions};
 use shmsock::tokio as st;
 use shmsock::wire::{Control, Hello, MAX_CONTROL_LEN};
@@ -317,73 +317,6 @@ fn hostile_server_against_async_client() {
             _ => panic!("{what}: {r:?}"),
         }
         server.kill();
-    }
-}
-
-/// A client that completes the handshake by hand, keeping write access to
-/// its own segment (its ring to us, its cursor words of ours).
-struct RawClient {
-    sock: OwnedFd,
-    _back: OwnedFd,
-    ours: Arc<Segment>,
-    prod: Producer,
-    _theirs: Consumer,
-}
-
-fn raw_handshake(p: &str, cap: u64) -> RawClient {
-    let sock = raw_connect(p);
-    let (ours, prod) = good_ring_and_producer(cap);
-    let (back, bc) = back_channel();
-    raw_send(sock.as_fd(), &hello_bytes(cap), &[ours.fd(), bc.as_fd()]);
-    drop(bc);
-    let mut buf = [0u8; 64];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
-    let r = rustix::net::recvmsg(
-        &sock,
-        &mut [std::io::IoSliceMut::new(&mut buf)],
-        &mut cmsg,
-        rustix::net::RecvFlags::CMSG_CLOEXEC,
-    )
-    .unwrap();
-    let Control::Welcome(w) = Control::decode(&buf[..r.bytes]).unwrap() else {
-        panic!("no welcome")
-    };
-    let mut fds = Vec::new();
-    for m in cmsg.drain() {
-        if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
-            fds.extend(it);
-        }
-    }
-    let theirs = Arc::new(
-        Segment::attach_read_only(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30)
-            .unwrap(),
-    );
-    RawClient {
-        sock,
-        _back: back,
-        prod: prod.with_consumer_words(theirs.clone()).unwrap(),
-        _theirs: Consumer::attach(theirs.clone(), ours.clone()).unwrap(),
-        ours,
-    }
-}
-
-impl RawClient {
-    fn poke(&self, off: usize, val: u64) {
-        assert!(off + 8 <= self.ours.len());
-        // SAFETY: in bounds and 8-aligned; the word is shared memory, so it
-        // is written atomically.
-        unsafe { AtomicU64::from_ptr(self.ours.as_ptr().add(off).cast()) }
-            .store(val, Ordering::SeqCst);
-    }
-    fn wake(&self) {
-        let mut b = [0u8; MAX_CONTROL_LEN];
-        let n = Control::WakeData.encode(&mut b);
-        let _ = rustix::net::send(
-            &self.sock,
-            &b[..n],
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        );
     }
 }
 

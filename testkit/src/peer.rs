@@ -128,3 +128,97 @@ pub fn wait_signal(s: &mut UnixStream, timeout: Duration) {
 pub fn send_signal(s: &mut UnixStream) {
     s.write_all(b"!").unwrap();
 }
+
+/// A client that completes the handshake by hand and keeps raw access to
+/// both segments, to attack the server through shared memory. It can write
+/// only its own segment (`ours`: its ring to the server and its consumer
+/// words of the server's ring); the server's segment it maps read-only, as
+/// the kernel leaves it no other choice.
+#[derive(Debug)]
+pub struct RawClient {
+    /// The connection's socket (data wake-ups go out here).
+    pub sock: OwnedFd,
+    /// Our end of the back channel (space wake-ups go out here).
+    pub back: OwnedFd,
+    /// Our segment: our ring and our consumer words of theirs.
+    pub ours: std::sync::Arc<shmsock::shm::Segment>,
+    /// Our ring's producer.
+    pub prod: shmsock::shm::ring::Producer,
+    /// The server's ring, read as a consumer.
+    pub theirs: shmsock::shm::ring::Consumer,
+    /// The server's segment, mapped read-only.
+    pub theirs_seg: std::sync::Arc<shmsock::shm::Segment>,
+}
+
+/// Connects to `p` and completes the client handshake by hand with a ring
+/// of `cap` bytes.
+pub fn raw_handshake(p: &str, cap: u64) -> RawClient {
+    use shmsock::shm::ring::{self, segment_size, Consumer};
+    use shmsock::shm::{Segment, SegmentOptions};
+    use shmsock::wire::Hello;
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+
+    let sock = raw_connect(p);
+    let (ours, prod) = ring::create_segment(c"hostile", cap, SegmentOptions::default()).unwrap();
+    let (back, bc) = seqpacket_pair();
+    let hello = encode(Control::Hello(Hello {
+        ring_capacity: cap,
+        max_message: 1 << 30,
+        flags: 0,
+    }));
+    raw_send(sock.as_fd(), &hello, &[ours.fd(), bc.as_fd()]);
+    drop(bc);
+    // Receive the welcome and the server's ring.
+    let mut buf = [0u8; 64];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut cmsg = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let r = rustix::net::recvmsg(
+        &sock,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut cmsg,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let Control::Welcome(w) = Control::decode(&buf[..r.bytes]).unwrap() else {
+        panic!("no welcome")
+    };
+    let mut fds = Vec::new();
+    for m in cmsg.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
+            fds.extend(it);
+        }
+    }
+    let theirs_seg = Arc::new(
+        Segment::attach_read_only(fds.pop().unwrap(), segment_size(w.ring_capacity), 1 << 30)
+            .unwrap(),
+    );
+    RawClient {
+        sock,
+        back,
+        prod: prod.with_consumer_words(theirs_seg.clone()).unwrap(),
+        theirs: Consumer::attach(theirs_seg.clone(), ours.clone()).unwrap(),
+        ours,
+        theirs_seg,
+    }
+}
+
+impl RawClient {
+    /// Writes a word of our own segment (the only one we can write).
+    pub fn poke(&self, off: usize, val: u64) {
+        assert!(off + 8 <= self.ours.len() && off.is_multiple_of(8));
+        // SAFETY: in bounds and 8-aligned (checked); the word is shared
+        // memory, so it is written atomically.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.ours.as_ptr().add(off).cast()) }
+            .store(val, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sends the server a data wake-up datagram (never blocks).
+    pub fn wake(&self) {
+        let _ = rustix::net::send(
+            &self.sock,
+            &encode(Control::WakeData),
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        );
+    }
+}
