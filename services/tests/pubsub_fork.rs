@@ -577,9 +577,12 @@ fn join_and_leave_while_messages_flow() {
     let children: Vec<Forked> = (0..6u64)
         .map(|i| {
             let path = path.clone();
-            spawn(move |_| {
+            spawn(move |out| {
                 std::thread::sleep(Duration::from_millis(20 * i));
                 let mut sub = subscribe(&path, SubscriberOptions::new().history(i as u32 * 10));
+                // Tell the publisher we are in: it publishes until all are.
+                writeln!(out, "joined").unwrap();
+                out.flush().unwrap();
                 let mut buf = Vec::new();
                 let mut scratch = Vec::new();
                 let first = sub.recv_timeout(&mut buf, Duration::from_secs(30)).unwrap();
@@ -609,7 +612,36 @@ fn join_and_leave_while_messages_flow() {
             .max_lag(Duration::from_secs(10)),
     )
     .unwrap();
-    publish_all(&mut p, N);
+    // At least N messages, and on until every subscriber has joined and
+    // could read its share (at most 30,000) after joining: on a fast
+    // machine N messages go out before the late joiners arrive (they then
+    // found the topic closed: the test raced).
+    let joined = |c: &Forked| {
+        let mut fds = [rustix::event::PollFd::new(
+            &c.out,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).unwrap() > 0
+    };
+    let mut buf = Vec::new();
+    let mut until = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seq = 0u64;
+    while seq < N || until.is_none_or(|u| seq < u) {
+        if until.is_none() && children.iter().all(joined) {
+            until = Some(seq + 30_001);
+        }
+        assert!(Instant::now() < deadline, "subscribers never joined");
+        payload(seq, &mut buf);
+        let mut loan = p.loan_timeout(buf.len(), Duration::from_secs(30)).unwrap();
+        loan.copy_from_slice(&buf);
+        assert_eq!(loan.publish(), seq);
+        seq += 1;
+    }
     p.close();
     for c in children {
         c.wait(Duration::from_secs(60));
