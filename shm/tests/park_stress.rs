@@ -125,6 +125,7 @@ fn million_parks_symmetric_fences() {
 }
 
 #[test]
+#[ignore = "known bug: a lost wake-up in asymmetric-fence mode (failed 1 of 2 CI runs of 10^6 parks on 2026-11-27); the mode is off by default and documented as experimental (issue 10). Run with --ignored to reproduce."]
 fn million_parks_asymmetric_fences() {
     if !shmsock_shm::membarrier::register() {
         eprintln!("membarrier GLOBAL_EXPEDITED not available: asymmetric mode not testable here");
