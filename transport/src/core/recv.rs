@@ -64,9 +64,11 @@ pub(crate) struct RecvCore {
     asm: Option<Assembly>,
     /// The last reassembled message (lent by the [`crate::Message`] that
     /// returns it), whose buffer the next one reuses: no allocation and no
-    /// page faults per large message once it has grown. At most
-    /// `max_message`. Batches also copy each inline message here before
-    /// lending it (never a view of the ring, which the peer can write).
+    /// page faults per large message once it has grown. The peer can make
+    /// it grow to `max_message` at most; a larger capacity can only come
+    /// from the caller's own buffer, traded in by [`crate::Message::move_into`].
+    /// Batches also copy each inline message here before lending it (never
+    /// a view of the ring, which the peer can write).
     pub(crate) assembled: Vec<u8>,
     /// The message a [`crate::MessageReader`] is reading.
     pub(crate) stream: Option<Stream>,
