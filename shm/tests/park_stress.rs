@@ -120,6 +120,7 @@ fn run(fences: Fences) {
 }
 
 #[test]
+#[ignore = "known bug: a lost futex wake-up (failed in CI on 2026-11-27, the reader slept its whole 5 s with data in the ring); futex wake-ups are off by default and experimental (issue 10). Run with --ignored to reproduce."]
 fn million_parks_symmetric_fences() {
     run(Fences::Symmetric);
 }

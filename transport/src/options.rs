@@ -130,7 +130,7 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
-            futex_wakeups: true,
+            futex_wakeups: false,
             asymmetric_fences: false,
             prefault: true,
         }
@@ -219,7 +219,10 @@ impl Builder {
     }
 
     /// Whether a blocked call sleeps on a futex in shared memory (default
-    /// `true`): the peer wakes it with one `FUTEX_WAKE` syscall and no
+    /// `false`: **experimental, known bug** — the ring stress test,
+    /// `shm/tests/park_stress.rs`, lost a futex wake-up in both fence modes
+    /// on 2026-11-27; in a connection that costs one 200 ms sleep slice,
+    /// not a hang, but it is a latency bug until fixed): the peer wakes it with one `FUTEX_WAKE` syscall and no
     /// socket message. With `false` it sleeps on the socket and is woken by
     /// a wake-up datagram, as an event loop polling [`AsFd`] always is.
     /// Either way the peer's death is noticed within a fraction of a second
