@@ -1541,8 +1541,10 @@ fn peer_cannot_make_us_hold_large_message_memory() {
         let mut c = raw_handshake(&p2, 1 << 16);
         use nix::fcntl::SealFlag as S;
         for seq in 0..8u64 {
-            let fd = memfd(
+            // Sparse, as the case says: ftruncate'd, no page allocated.
+            let fd = peer::memfd(
                 32 << 20,
+                0,
                 S::F_SEAL_SHRINK | S::F_SEAL_GROW | S::F_SEAL_WRITE | S::F_SEAL_SEAL,
             );
             let mut b = [0u8; MAX_CONTROL_LEN];

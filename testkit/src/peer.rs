@@ -107,9 +107,29 @@ pub fn memfd(len: u64, backed: u64, seals: SealFlag) -> OwnedFd {
         nix::fcntl::fallocate(&fd, nix::fcntl::FallocateFlags::empty(), 0, backed as i64).unwrap();
     }
     if !seals.is_empty() {
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_ADD_SEALS(seals)).unwrap();
+        add_seals(&fd, seals);
     }
     fd
+}
+
+/// Adds `seals`, retrying `EBUSY`: `F_SEAL_WRITE` fails with it while the
+/// kernel still holds a transient reference to a page (a per-CPU LRU batch
+/// after `fallocate`, for one), which a busy machine makes last longer. A
+/// hostile peer that panics here is a peer that disconnects, and the case
+/// under test would be refused for the wrong reason (seen in CI, 2026-11-27).
+pub fn add_seals(fd: &OwnedFd, seals: SealFlag) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_ADD_SEALS(seals)) {
+            Ok(_) => return,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EBUSY) if backoff < Duration::from_secs(2) => {
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            Err(e) => panic!("F_ADD_SEALS({seals:?}): {e}"),
+        }
+    }
 }
 
 /// A pair for one-byte "ready" signals between a child and its parent.
