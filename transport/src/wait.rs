@@ -45,9 +45,9 @@ pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(200);
 
 /// Spins between two looks at the clock and at the socket.
 const SPIN_CHECK_EVERY: u32 = 256;
-/// Shortest spin window of `Adaptive`: a hot peer's answer still costs no
-/// wake-up even when recent waits were long.
-pub(crate) const MIN_SPIN: Duration = Duration::from_micros(2);
+/// A spin-arm wait at most this long is a hot peer: parking cannot beat
+/// it (a wake-up alone costs more), so the park arm is not probed then.
+const HOT: u64 = 5_000;
 
 /// What a waiting loop does next.
 pub(crate) enum Step {
@@ -59,34 +59,38 @@ pub(crate) enum Step {
     Park,
 }
 
-/// What one half's recent waits have cost, to choose the spin window of
-/// `Adaptive` for the next one: the whole window (arm [`Arm::Spin`]) or
-/// only [`MIN_SPIN`] before parking (arm [`Arm::Short`]).
+/// What one half's recent waits have cost, to choose how `Adaptive` waits
+/// next: spin the whole window, then park (arm [`Arm::Spin`]), or park at
+/// once (arm [`Arm::Park`]).
 ///
 /// Why the wait's cost and not whether the spin caught the event: a spin
 /// that catches the reply can still make it later. Measured with `shmsock
 /// bench` (paced scenario, not pinned, 64 B, 200 µs between requests): a
 /// client spinning for the reply caught it every time, yet took 28 µs
-/// against 21 µs for a Unix stream, whose client sleeps. The request's
-/// wake-up is a sync wake-up (the socket's), so Linux puts the server on
-/// the client's core, where it waits for the spin to end. So each arm
-/// keeps an exponential average of what its waits took, from the start of
-/// the wait to the event (capped: a wait much longer than the window says
-/// only that the peer was not about to answer), and the cheaper arm is
-/// chosen; spinning must be clearly cheaper ([`SPIN_MUST_SAVE`]), since it
-/// also costs a core. The other arm is probed now and then so that its
-/// average follows the peer: every [`PROBE_CLOSE`] waits while the two are
-/// within 2x of each other, every [`PROBE_FAR`] waits otherwise (a probe
-/// of the losing arm costs a wake-up or a wasted window).
+/// against 21 µs for a Unix stream, whose client sleeps. Even a 2 µs spin
+/// before parking cost 10 µs per round trip there (`docs/performance.md`):
+/// the request's wake-up is a sync wake-up (the socket's), so Linux queues
+/// the server on the client's core, and a client that does not give the
+/// core up at once sends the server to wake the idle one. So each arm keeps
+/// an exponential average of what its waits took, from the start of the
+/// wait to the event (capped: a wait much longer than the window says only
+/// that the peer was not about to answer), and the cheaper arm is chosen;
+/// spinning must be clearly cheaper ([`SPIN_MUST_SAVE`]), since it also
+/// costs a core. The other arm is probed now and then so that its average
+/// follows the peer: every [`PROBE_CLOSE`] waits while the two are within
+/// 2x of each other, every [`PROBE_FAR`] waits otherwise (a probe of the
+/// losing arm costs a wake-up or a wasted window, so probes stay below 1 %
+/// of the waits, out of the p99). A hot peer, whose
+/// answer the spin catches within [`HOT`], is never probed with a park: a
+/// wake-up alone costs more.
 ///
-/// A new half spins (optimistic) and probes the short arm early: an arm
-/// without a sample yet is probed every [`PROBE_CLOSE`] waits.
+/// A new half spins its first wait (optimistic) and parks in its second,
+/// so that both arms have a cost from then on.
 ///
-/// A hot peer costs nothing either way: its answer comes within
-/// [`MIN_SPIN`], which both arms spin. (The previous learner, a success
-/// rate, already fixed the pair that both park after a hiccup and never
-/// spin again: that cannot happen here either, since the short arm still
-/// spins for a hot answer.)
+/// Neither arm can get stuck: a pair that both park after a hiccup (the
+/// old failure of an average of wait times, which never fell below the
+/// window once both sides parked) probes the spin arm within
+/// [`PROBE_FAR`] waits, and one caught reply makes spinning cheaper again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpinLearner {
     /// Recent wait times of each arm in ns, capped; indexed by `Arm`;
@@ -98,29 +102,27 @@ pub(crate) struct SpinLearner {
     arm: Arm,
 }
 
-/// The two spin windows `Adaptive` chooses from.
+/// The two ways `Adaptive` can wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Arm {
-    /// Spin the whole window.
+    /// Spin the whole window, then park.
     Spin = 0,
-    /// Spin [`MIN_SPIN`], then park.
-    Short = 1,
+    /// Park at once.
+    Park = 1,
 }
 
 /// Probe interval while the two arms cost within 2x of each other.
-const PROBE_CLOSE: u32 = 32;
+const PROBE_CLOSE: u32 = 128;
 /// Probe interval while one arm costs more than twice the other.
-const PROBE_FAR: u32 = 256;
-/// The spin arm is chosen only if its average wait is below the short
-/// arm's by 1/8 of it plus this much.
+const PROBE_FAR: u32 = 512;
+/// The spin arm is chosen only if its average wait is below the park
+/// arm's by 1/8 of it plus this much (ns).
 const SPIN_MUST_SAVE: u64 = 500;
 /// An arm's cost before its first wait.
 const UNKNOWN: u64 = u64::MAX;
 
 impl Default for SpinLearner {
     fn default() -> Self {
-        // Optimistic: a new connection spins until the short arm, probed,
-        // proves cheaper.
         SpinLearner {
             cost: [UNKNOWN; 2],
             waits: 0,
@@ -130,45 +132,42 @@ impl Default for SpinLearner {
 }
 
 impl SpinLearner {
-    /// The arm that costs less, all told.
+    /// The arm that costs less, all told (spinning first while unknown).
     fn best(&self) -> Arm {
-        let (spin, short) = (self.cost[0], self.cost[1]);
-        if spin == UNKNOWN || short == UNKNOWN {
-            return Arm::Spin;
-        }
-        if spin
-            .saturating_add(short / 8)
-            .saturating_add(SPIN_MUST_SAVE)
-            < short
+        let (spin, park) = (self.cost[0], self.cost[1]);
+        if spin == UNKNOWN
+            || park == UNKNOWN
+            || spin.saturating_add(park / 8).saturating_add(SPIN_MUST_SAVE) < park
         {
             Arm::Spin
         } else {
-            Arm::Short
+            Arm::Park
         }
     }
 
     /// The spin window for the next wait, whose strategy allows at most
-    /// `max`: the whole of it or [`MIN_SPIN`], by the arms' recent costs
-    /// (and now and then the other, to probe it).
+    /// `max`: all of it or none, by the arms' recent costs (and now and
+    /// then the other, to probe it).
     pub(crate) fn window(&mut self, max: Duration) -> Duration {
         self.waits = self.waits.wrapping_add(1);
-        let best = self.best();
-        let (lo, hi) = {
-            let (a, b) = (self.cost[0], self.cost[1]);
-            (a.min(b), a.max(b))
-        };
-        let every = if hi != UNKNOWN && hi > lo.saturating_mul(2) {
-            PROBE_FAR
+        let (spin, park) = (self.cost[0], self.cost[1]);
+        self.arm = if spin != UNKNOWN && park == UNKNOWN {
+            // Not parked yet: try it now, so that a new half that should
+            // not spin learns it in its second wait.
+            Arm::Park
         } else {
-            PROBE_CLOSE
-        };
-        self.arm = match (best, self.waits.is_multiple_of(every)) {
-            (Arm::Spin, false) | (Arm::Short, true) => Arm::Spin,
-            (Arm::Short, false) | (Arm::Spin, true) => Arm::Short,
+            let best = self.best();
+            let far = spin != UNKNOWN && park != UNKNOWN && spin.max(park) > spin.min(park) * 2;
+            let every = if far { PROBE_FAR } else { PROBE_CLOSE };
+            let probe = self.waits.is_multiple_of(every) && !(best == Arm::Spin && spin <= HOT);
+            match (best, probe) {
+                (Arm::Spin, false) | (Arm::Park, true) => Arm::Spin,
+                (Arm::Park, false) | (Arm::Spin, true) => Arm::Park,
+            }
         };
         match self.arm {
             Arm::Spin => max,
-            Arm::Short => MIN_SPIN.min(max),
+            Arm::Park => Duration::ZERO,
         }
     }
 
@@ -431,7 +430,7 @@ mod tests {
                 whole += 1;
                 spin
             } else {
-                assert_eq!(w, MIN_SPIN);
+                assert_eq!(w, Duration::ZERO);
                 short
             };
             l.record(took, MAX);
@@ -455,44 +454,44 @@ mod tests {
 
     #[test]
     fn spins_when_the_answer_comes_within_the_window() {
-        // A peer that answers in 5 µs: parking costs a wake-up (30 µs).
+        // A peer that answers in 8 µs: parking costs a wake-up (40 µs).
         let mut l = SpinLearner::default();
-        drive(&mut l, 5 * US, 30 * US, 600);
-        let whole = drive(&mut l, 5 * US, 30 * US, PROBE_FAR * 4);
+        drive(&mut l, 8 * US, 40 * US, 600);
+        let whole = drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 4);
         assert_eq!(
             whole,
             PROBE_FAR * 4 - 4,
-            "the short arm probed every PROBE_FAR"
+            "the park arm probed every PROBE_FAR"
         );
     }
 
     #[test]
-    fn a_hot_peer_costs_no_spin_window() {
-        // Both arms catch a hot peer at once: the short window is enough,
-        // and spinning is not chosen without a clear saving.
+    fn a_hot_peer_is_never_probed_with_a_park() {
+        // Answers within HOT: the spin arm wins and a park is never tried
+        // after the first (each would cost a wake-up, 100 times the wait).
         let mut l = SpinLearner::default();
-        drive(&mut l, 400 * US / 1000, 400 * US / 1000, 200);
-        let whole = drive(&mut l, 400 * US / 1000, 400 * US / 1000, PROBE_CLOSE * 4);
-        assert_eq!(whole, 4);
+        drive(&mut l, 400 * US / 1000, 30 * US, 2);
+        let whole = drive(&mut l, 400 * US / 1000, 30 * US, PROBE_FAR * 4);
+        assert_eq!(whole, PROBE_FAR * 4);
     }
 
     #[test]
     fn follows_the_peer_when_it_changes() {
         let mut l = SpinLearner::default();
         // Spinning pays...
-        drive(&mut l, 5 * US, 30 * US, 600);
+        drive(&mut l, 8 * US, 40 * US, 600);
         assert_eq!(l.window(MAX), MAX);
-        l.record(5 * US, MAX);
+        l.record(8 * US, MAX);
         // ...then the peer starts sleeping: a spin now costs the window
-        // and a wake-up, parking only the wake-up. Within a few dozen
-        // waits the learner parks.
+        // and a wake-up, parking only the wake-up. Within a few waits the
+        // learner parks.
         drive(&mut l, 80 * US, 30 * US, 40);
         let whole = drive(&mut l, 80 * US, 30 * US, PROBE_CLOSE * 2);
         assert!(whole <= 2, "{whole}");
         // And back: the probes find spinning cheap again.
-        drive(&mut l, 5 * US, 30 * US, PROBE_FAR * 8);
-        let whole = drive(&mut l, 5 * US, 30 * US, 100);
-        assert!(whole >= 98, "{whole}");
+        drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 8);
+        let whole = drive(&mut l, 8 * US, 40 * US, 100);
+        assert!(whole >= 99, "{whole}");
     }
 
     #[test]
