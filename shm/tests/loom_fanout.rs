@@ -177,6 +177,15 @@ fn read_all_block(r: FanoutReader, writer: &Thread, first: u64) -> u64 {
     next - first
 }
 
+/// Runs the publisher `f` on a thread of its own and returns what it
+/// returns (the subscribers' join handles): the main thread only joins.
+/// The publisher must not join its subscribers itself, because their
+/// wake-ups (`unpark`) may reach it while it waits in `join`, where loom
+/// 0.7 asserts (`Notify::wait`: "state.notified").
+fn writer<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    thread::spawn(f).join().unwrap()
+}
+
 /// Spawns a subscriber thread running `f` and returns it with the
 /// publisher's record of it.
 fn spawn_sub<T: Send + 'static>(
@@ -199,21 +208,24 @@ fn spawn_sub<T: Send + 'static>(
 #[test]
 fn block_every_reader_sees_every_message() {
     model(|readers| {
-        let mut w = loom_fanout(CAP, Policy::Block, 0);
-        let me = thread::current();
-        let mut subs = Vec::new();
-        let mut joins = Vec::new();
-        for _ in 0..readers {
-            let (r, v) = w.loom_subscribe(0);
-            let me = me.clone();
-            let (sub, t) = spawn_sub(v, move || read_all_block(r, &me, 0));
-            subs.push(sub);
-            joins.push(t);
-        }
-        for seq in 0..3 {
-            publish_block(&mut w, &mut subs, seq, |_| {});
-        }
-        close(w, &subs);
+        let joins = writer(move || {
+            let mut w = loom_fanout(CAP, Policy::Block, 0);
+            let me = thread::current();
+            let mut subs = Vec::new();
+            let mut joins = Vec::new();
+            for _ in 0..readers {
+                let (r, v) = w.loom_subscribe(0);
+                let me = me.clone();
+                let (sub, t) = spawn_sub(v, move || read_all_block(r, &me, 0));
+                subs.push(sub);
+                joins.push(t);
+            }
+            for seq in 0..3 {
+                publish_block(&mut w, &mut subs, seq, |_| {});
+            }
+            close(w, &subs);
+            joins
+        });
         for t in joins {
             assert_eq!(t.join().unwrap(), 3);
         }
@@ -246,24 +258,27 @@ fn read_all_drop(r: FanoutReader, writer: &Thread, first: u64, published: u64) {
 #[test]
 fn drop_oldest_never_delivers_a_torn_message() {
     model(|readers| {
-        let mut w = loom_fanout(CAP, Policy::DropOldest, 0);
-        let me = thread::current();
-        let mut subs = Vec::new();
-        let mut joins = Vec::new();
-        for _ in 0..readers {
-            let (r, v) = w.loom_subscribe(0);
-            let me = me.clone();
-            let (sub, t) = spawn_sub(v, move || read_all_drop(r, &me, 0, 3));
-            subs.push(sub);
-            joins.push(t);
-        }
-        for seq in 0..3 {
-            let mut g = w.try_reserve(LEN, None).unwrap().expect("never waits");
-            g.fill_from(&payload(seq));
-            assert_eq!(g.publish(), seq);
-            wake_owed(&mut subs);
-        }
-        close(w, &subs);
+        let joins = writer(move || {
+            let mut w = loom_fanout(CAP, Policy::DropOldest, 0);
+            let me = thread::current();
+            let mut subs = Vec::new();
+            let mut joins = Vec::new();
+            for _ in 0..readers {
+                let (r, v) = w.loom_subscribe(0);
+                let me = me.clone();
+                let (sub, t) = spawn_sub(v, move || read_all_drop(r, &me, 0, 3));
+                subs.push(sub);
+                joins.push(t);
+            }
+            for seq in 0..3 {
+                let mut g = w.try_reserve(LEN, None).unwrap().expect("never waits");
+                g.fill_from(&payload(seq));
+                assert_eq!(g.publish(), seq);
+                wake_owed(&mut subs);
+            }
+            close(w, &subs);
+            joins
+        });
         for t in joins {
             t.join().unwrap();
         }
@@ -362,40 +377,43 @@ fn parked_writer_is_always_woken() {
 /// order: the writer's floor includes B from the moment it joined.
 #[test]
 fn join_and_leave_while_publishing() {
-    model_at(Some(1), || {
-        let mut w = loom_fanout(CAP, Policy::Block, 1);
-        let me = thread::current();
-        let bye = Arc::new(AtomicBool::new(false));
-        let (ra, va) = w.loom_subscribe(0);
-        let (bye_a, me_a) = (bye.clone(), me.clone());
-        let (sub_a, ta) = spawn_sub(va, move || {
-            subscriber(ra, &me_a, |d, buf| {
-                assert_eq!((d.seq, buf), (0, &payload(0)[..]));
-                false
+    model_at(Some(2), || {
+        let (ta, tb) = writer(|| {
+            let mut w = loom_fanout(CAP, Policy::Block, 1);
+            let me = thread::current();
+            let bye = Arc::new(AtomicBool::new(false));
+            let (ra, va) = w.loom_subscribe(0);
+            let (bye_a, me_a) = (bye.clone(), me.clone());
+            let (sub_a, ta) = spawn_sub(va, move || {
+                subscriber(ra, &me_a, |d, buf| {
+                    assert_eq!((d.seq, buf), (0, &payload(0)[..]));
+                    false
+                });
+                // Release: across processes the BYE byte's send and receive
+                // order it.
+                bye_a.store(true, Ordering::Release);
+                me_a.unpark();
             });
-            // Release: across processes the BYE byte's send and receive
-            // order it.
-            bye_a.store(true, Ordering::Release);
-            me_a.unpark();
-        });
-        let mut subs = vec![sub_a];
-        let mut a_in = true;
-        let mut leave = |subs: &mut Vec<Sub>| {
-            if a_in && bye.load(Ordering::Acquire) {
-                subs.remove(0);
-                a_in = false;
+            let mut subs = vec![sub_a];
+            let mut a_in = true;
+            let mut leave = |subs: &mut Vec<Sub>| {
+                if a_in && bye.load(Ordering::Acquire) {
+                    subs.remove(0);
+                    a_in = false;
+                }
+            };
+            publish_block(&mut w, &mut subs, 0, &mut leave);
+            let (rb, vb) = w.loom_subscribe(1);
+            assert_eq!(rb.expected_seq(), 0, "a history of one starts at message 0");
+            let me_b = me.clone();
+            let (sub_b, tb) = spawn_sub(vb, move || read_all_block(rb, &me_b, 0));
+            subs.push(sub_b);
+            for seq in 1..3 {
+                publish_block(&mut w, &mut subs, seq, &mut leave);
             }
-        };
-        publish_block(&mut w, &mut subs, 0, &mut leave);
-        let (rb, vb) = w.loom_subscribe(1);
-        assert_eq!(rb.expected_seq(), 0, "a history of one starts at message 0");
-        let me_b = me.clone();
-        let (sub_b, tb) = spawn_sub(vb, move || read_all_block(rb, &me_b, 0));
-        subs.push(sub_b);
-        for seq in 1..3 {
-            publish_block(&mut w, &mut subs, seq, &mut leave);
-        }
-        close(w, &subs);
+            close(w, &subs);
+            (ta, tb)
+        });
         ta.join().unwrap();
         assert_eq!(tb.join().unwrap(), 3);
     });
