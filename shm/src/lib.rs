@@ -45,7 +45,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
-#[cfg(not(loom))]
 pub mod fanout;
 #[cfg(not(loom))]
 pub mod membarrier;

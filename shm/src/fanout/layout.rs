@@ -90,6 +90,7 @@ pub(crate) struct CursorHeader {
     _pad2: Pad<15>,
 }
 
+#[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<FanoutHeader>() == FANOUT_HEADER_SIZE);
@@ -109,6 +110,56 @@ const _: () = {
     assert!(offset_of!(CursorHeader, reader_park) == 256);
     assert!(size_of::<CursorHeader>() as u64 <= CURSOR_SEGMENT_SIZE);
 };
+
+#[cfg(loom)]
+fn pad<const N: usize>() -> Pad<N> {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+#[cfg(loom)]
+impl FanoutHeader {
+    /// A heap header for loom models (loom atomics cannot be laid over raw
+    /// bytes), as [`FanoutWriter::create`](super::FanoutWriter::create)
+    /// writes it.
+    pub(crate) fn new_loom(capacity: u64, policy: u32) -> Self {
+        FanoutHeader {
+            magic: AtomicU64::new(FANOUT_MAGIC),
+            version: AtomicU32::new(FANOUT_VERSION),
+            header_size: AtomicU32::new(FANOUT_HEADER_SIZE as u32),
+            capacity: AtomicU64::new(capacity),
+            policy: AtomicU32::new(policy),
+            _pad0a: AtomicU32::new(0),
+            _pad0: pad(),
+            tail: AtomicU64::new(0),
+            intent: AtomicU64::new(0),
+            oldest: AtomicU64::new(0),
+            closed: AtomicU32::new(0),
+            _pad1a: AtomicU32::new(0),
+            _pad1: pad(),
+            writer_park: AtomicU64::new(0),
+            _pad2: pad(),
+            _reserved: pad(),
+        }
+    }
+}
+
+#[cfg(loom)]
+impl CursorHeader {
+    /// A heap cursor header for loom models, as
+    /// [`create_cursor_segment`](super::create_cursor_segment) writes it.
+    pub(crate) fn new_loom(start: u64) -> Self {
+        CursorHeader {
+            magic: AtomicU64::new(CURSOR_MAGIC),
+            version: AtomicU32::new(FANOUT_VERSION),
+            _pad0a: AtomicU32::new(0),
+            _pad0: pad(),
+            cursor: AtomicU64::new(start),
+            _pad1: pad(),
+            reader_park: AtomicU64::new(0),
+            _pad2: pad(),
+        }
+    }
+}
 
 /// Size of a data record carrying `len` payload bytes: the 16-byte header
 /// plus the payload rounded up to 8.

@@ -66,8 +66,18 @@ pub use layout::{
     fanout_max_record_len, fanout_segment_size, CURSOR_MAGIC, CURSOR_SEGMENT_SIZE,
     FANOUT_HEADER_SIZE, FANOUT_MAGIC, FANOUT_RECORD_HEADER, FANOUT_VERSION,
 };
-pub use reader::{create_cursor_segment, Delivery, FanoutReader, FanoutSample};
+#[cfg(not(loom))]
+pub use reader::create_cursor_segment;
+pub use reader::{Delivery, FanoutReader, FanoutSample};
 pub use writer::{CursorView, FanoutGrant, FanoutWriter};
+
+/// A fan-out writer over heap memory made of loom atomics, for loom
+/// models (`shm/tests/loom_fanout.rs`): no segments, no fds. Subscribers
+/// join with [`FanoutWriter::loom_subscribe`].
+#[cfg(loom)]
+pub fn loom_fanout(capacity: u64, policy: Policy, history_max: usize) -> FanoutWriter {
+    FanoutWriter::new_loom(capacity, policy, history_max)
+}
 
 /// What the publisher does when a subscriber falls a ring behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +100,7 @@ impl Policy {
         }
     }
 
+    #[cfg_attr(loom, allow(dead_code))] // attach is not modelled under loom
     pub(crate) fn from_code(code: u32) -> Option<Policy> {
         match code {
             layout::POLICY_BLOCK => Some(Policy::Block),

@@ -2,21 +2,31 @@
 //! the subscriber's own cursor segment.
 
 use std::cell::Cell;
+#[cfg(not(loom))]
 use std::ffi::CStr;
 use std::marker::PhantomData;
+#[cfg(not(loom))]
 use std::os::fd::OwnedFd;
+#[cfg(not(loom))]
 use std::ptr::NonNull;
+#[cfg(loom)]
+use std::sync::Arc;
 
+use super::layout::{fanout_max_record_len, record_size, CursorHeader, FanoutHeader};
+#[cfg(not(loom))]
 use super::layout::{
-    fanout_max_record_len, fanout_segment_size, record_size, CursorHeader, FanoutHeader,
-    CURSOR_MAGIC, CURSOR_SEGMENT_SIZE, FANOUT_HEADER_SIZE, FANOUT_MAGIC, FANOUT_RECORD_HEADER,
-    FANOUT_VERSION, FLAG_PAD, PAD_HEADER,
+    fanout_segment_size, CURSOR_MAGIC, CURSOR_SEGMENT_SIZE, FANOUT_HEADER_SIZE, FANOUT_MAGIC,
+    FANOUT_VERSION,
 };
+use super::layout::{FANOUT_RECORD_HEADER, FLAG_PAD, PAD_HEADER};
 use super::Policy;
 use crate::error::{Error, Result, Violation};
 use crate::ring::data::Data;
-use crate::ring::{check_capacity, ParkSeq, MAX_CAPACITY};
+use crate::ring::ParkSeq;
+#[cfg(not(loom))]
+use crate::ring::{check_capacity, MAX_CAPACITY};
 use crate::sync::{fence, Ordering};
+#[cfg(not(loom))]
 use crate::{Segment, SegmentOptions};
 
 /// How many times one [`FanoutReader::try_recv`] re-synchronises after
@@ -31,6 +41,7 @@ const MAX_RESYNC: u32 = 16;
 ///
 /// # Errors
 /// [`Error::Io`] if the memfd cannot be made.
+#[cfg(not(loom))]
 pub fn create_cursor_segment(name: &CStr, start: u64) -> Result<Segment> {
     let seg = Segment::create(name, CURSOR_SEGMENT_SIZE, SegmentOptions::default())?;
     // SAFETY: the segment is page-aligned, CURSOR_SEGMENT_SIZE bytes (more
@@ -64,10 +75,20 @@ pub struct Delivery {
 
 /// The reading half of a fan-out ring. `Send` but not `Sync`.
 pub struct FanoutReader {
+    #[cfg(not(loom))]
     _data_seg: Segment,
+    #[cfg(not(loom))]
     hdr: NonNull<FanoutHeader>,
+    /// Under loom the publisher's header is a heap value it shares.
+    #[cfg(loom)]
+    hdr: Arc<FanoutHeader>,
     data: Data,
+    #[cfg(not(loom))]
     cur_seg: Segment,
+    /// Under loom our cursor header is a heap value shared with the
+    /// publisher's [`CursorView`](super::CursorView).
+    #[cfg(loom)]
+    cur: Arc<CursorHeader>,
     cap: u64,
     mask: u64,
     policy: Policy,
@@ -114,6 +135,7 @@ impl FanoutReader {
     /// [`Error::MissingSeals`], [`Error::WrongSize`], ...);
     /// [`Error::BadCapacity`]; [`Error::ReadOnly`] if `cursor` is not
     /// ours; [`Error::Protocol`] if the header disagrees.
+    #[cfg(not(loom))]
     pub fn attach(
         data: OwnedFd,
         capacity: u64,
@@ -195,19 +217,60 @@ impl FanoutReader {
         Ok(r)
     }
 
+    /// A reader over the loom-modelled memory of a writer (see
+    /// [`FanoutWriter::loom_subscribe`](super::FanoutWriter::loom_subscribe)),
+    /// in the state `attach` leaves it in.
+    #[cfg(loom)]
+    #[allow(clippy::too_many_arguments)] // mirrors `attach`, plus the shared words
+    pub(crate) fn new_loom(
+        hdr: Arc<FanoutHeader>,
+        data: Data,
+        cur: Arc<CursorHeader>,
+        cap: u64,
+        policy: Policy,
+        start: u64,
+        start_seq: u64,
+    ) -> Self {
+        let r = FanoutReader {
+            hdr,
+            data,
+            cur,
+            cap,
+            mask: cap - 1,
+            policy,
+            pos: start,
+            expected_seq: start_seq,
+            cached_tail: start,
+            resynced: false,
+            poisoned: false,
+            park_seq: ParkSeq::default(),
+            writer_woken: 0,
+            _not_sync: PhantomData,
+        };
+        r.store_cursor();
+        r
+    }
+
     fn hdr(&self) -> &FanoutHeader {
+        #[cfg(not(loom))]
         // SAFETY: see `attach`; the mapping lives as long as `self`.
-        unsafe { self.hdr.as_ref() }
+        return unsafe { self.hdr.as_ref() };
+        #[cfg(loom)]
+        return &self.hdr;
     }
 
     pub(crate) fn cur(&self) -> &CursorHeader {
+        #[cfg(not(loom))]
         // SAFETY: our own cursor segment: page-aligned, CURSOR_SEGMENT_SIZE
         // bytes (checked in attach), writable, alive while `self` is;
         // atomics only.
-        unsafe { &*self.cur_seg.as_ptr().cast::<CursorHeader>() }
+        return unsafe { &*self.cur_seg.as_ptr().cast::<CursorHeader>() };
+        #[cfg(loom)]
+        return &self.cur;
     }
 
     /// The cursor segment's fd, to pass to the publisher.
+    #[cfg(not(loom))]
     pub fn cursor_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.cur_seg.fd()
     }
@@ -536,6 +599,7 @@ impl FanoutReader {
     /// Copies `len` payload bytes at data offset `off` into `out`
     /// (replacing its contents). `off + len` must lie in the data area (as
     /// `locate` checked).
+    #[cfg(not(loom))]
     fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
         out.clear();
         out.reserve(len);
@@ -550,6 +614,17 @@ impl FanoutReader {
         unsafe { src.copy_to_nonoverlapping(out.as_mut_ptr(), len) };
         // SAFETY: the `len` bytes were initialised just above.
         unsafe { out.set_len(len) };
+    }
+
+    /// Under loom: the same copy, word by word through the data area's
+    /// loom atomics (`Relaxed`), so that a stale or torn copy shows up.
+    #[cfg(loom)]
+    fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(len, 0);
+        // SAFETY: `off + len <= cap` (checked in `locate`), `off` is 8-aligned
+        // (a record's payload offset); under loom the copy is safe code.
+        unsafe { self.data.copy_out(off, out) };
     }
 
     /// After a cursor store: whether the publisher is parked in an episode
@@ -668,6 +743,7 @@ impl FanoutSample<'_> {
 
     /// Raw pointer to the payload (read-only mapping), valid for `len()`
     /// bytes while the sample lives.
+    #[cfg(not(loom))]
     pub fn as_ptr(&self) -> *const u8 {
         self.r.data.ptr(self.found.off)
     }
@@ -687,11 +763,20 @@ impl FanoutSample<'_> {
     /// overwrote the record while we copied (it evicted us, or lies).
     pub fn copy_to(&self, dst: &mut [u8]) -> Result<usize> {
         let n = dst.len().min(self.found.len);
+        #[cfg(not(loom))]
         // SAFETY: the payload lies in the data area (checked by `locate`)
         // and `n <= len`; `dst` is private memory. A publisher that
         // overwrites meanwhile makes us copy garbage, never out of bounds;
         // the check below reports it.
-        unsafe { self.as_ptr().copy_to_nonoverlapping(dst.as_mut_ptr(), n) };
+        unsafe {
+            self.as_ptr().copy_to_nonoverlapping(dst.as_mut_ptr(), n)
+        };
+        #[cfg(loom)]
+        // SAFETY: as above (in bounds, 8-aligned payload offset); under
+        // loom the copy is word by word through loom atomics.
+        unsafe {
+            self.r.data.copy_out(self.found.off, &mut dst[..n])
+        };
         if !self.is_intact() {
             return Err(Violation::TailBeyondCapacity {
                 tail: self.r.hdr().intent.load(Ordering::Relaxed),
@@ -711,6 +796,7 @@ impl FanoutSample<'_> {
     /// subscriber. A malicious publisher could change them under the
     /// borrow, which Rust's aliasing rules forbid. Check
     /// [`FanoutSample::is_intact`] after use to learn of an eviction.
+    #[cfg(not(loom))]
     pub unsafe fn as_slice_unchecked(&self) -> &[u8] {
         // SAFETY: in bounds (checked by `locate`); immutability is the
         // caller's contract.

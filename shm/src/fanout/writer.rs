@@ -3,28 +3,43 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+#[cfg(not(loom))]
 use std::ffi::CStr;
 use std::marker::PhantomData;
+#[cfg(not(loom))]
 use std::os::fd::{BorrowedFd, OwnedFd};
+#[cfg(not(loom))]
 use std::ptr::NonNull;
+#[cfg(loom)]
+use std::sync::Arc;
 
+use super::layout::{fanout_max_record_len, record_size, CursorHeader, FanoutHeader};
+#[cfg(not(loom))]
 use super::layout::{
-    fanout_max_record_len, fanout_segment_size, record_size, CursorHeader, FanoutHeader,
-    CURSOR_MAGIC, CURSOR_SEGMENT_SIZE, FANOUT_HEADER_SIZE, FANOUT_MAGIC, FANOUT_RECORD_HEADER,
-    FANOUT_VERSION, FLAG_PAD, PAD_HEADER,
+    fanout_segment_size, CURSOR_MAGIC, CURSOR_SEGMENT_SIZE, FANOUT_HEADER_SIZE, FANOUT_MAGIC,
+    FANOUT_VERSION,
 };
+use super::layout::{FANOUT_RECORD_HEADER, FLAG_PAD, PAD_HEADER};
 use super::Policy;
 use crate::error::{Error, Result, Violation};
+#[cfg(not(loom))]
+use crate::ring::check_capacity;
 use crate::ring::data::Data;
-use crate::ring::{check_capacity, ParkSeq};
+use crate::ring::ParkSeq;
 use crate::sync::{fence, Ordering};
+#[cfg(not(loom))]
 use crate::{Segment, SegmentOptions};
 
 /// The writing half of a fan-out ring: owns the data segment (read-write
 /// here, read-only for every subscriber). `Send` but not `Sync`.
 pub struct FanoutWriter {
+    #[cfg(not(loom))]
     seg: Segment,
+    #[cfg(not(loom))]
     hdr: NonNull<FanoutHeader>,
+    /// Under loom the header is a heap value shared with the readers.
+    #[cfg(loom)]
+    hdr: Arc<FanoutHeader>,
     pub(crate) data: Data,
     cap: u64,
     mask: u64,
@@ -67,6 +82,7 @@ impl FanoutWriter {
     ///
     /// # Errors
     /// [`Error::BadCapacity`]; [`Error::Io`] if the memfd cannot be made.
+    #[cfg(not(loom))]
     pub fn create(
         name: &CStr,
         capacity: u64,
@@ -115,14 +131,63 @@ impl FanoutWriter {
         })
     }
 
+    /// A writer over heap memory made of loom atomics (see
+    /// [`loom_fanout`](super::loom_fanout)).
+    #[cfg(loom)]
+    pub(crate) fn new_loom(capacity: u64, policy: Policy, history_max: usize) -> Self {
+        FanoutWriter {
+            hdr: Arc::new(FanoutHeader::new_loom(capacity, policy.code())),
+            data: Data::new_loom(capacity as usize),
+            cap: capacity,
+            mask: capacity - 1,
+            policy,
+            write_pos: 0,
+            next_seq: 0,
+            oldest: 0,
+            history: VecDeque::with_capacity(history_max),
+            history_max,
+            park_seq: ParkSeq::default(),
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// A new subscriber under loom: what the handshake does across
+    /// processes (start at [`FanoutWriter::start_point`], a fresh cursor
+    /// header holding that start, the publisher's view of it), in one
+    /// step. Returns the subscriber's reader and the publisher's view.
+    #[cfg(loom)]
+    pub fn loom_subscribe(&self, history: usize) -> (super::FanoutReader, CursorView) {
+        let (start, start_seq) = self.start_point(history);
+        let cur = Arc::new(CursorHeader::new_loom(start));
+        let reader = super::FanoutReader::new_loom(
+            self.hdr.clone(),
+            self.data.share_loom(),
+            cur.clone(),
+            self.cap,
+            self.policy,
+            start,
+            start_seq,
+        );
+        let view = CursorView {
+            hdr: cur,
+            last: start,
+            woken: 0,
+        };
+        (reader, view)
+    }
+
     pub(crate) fn hdr(&self) -> &FanoutHeader {
+        #[cfg(not(loom))]
         // SAFETY: `hdr` points at the start of `seg` (aligned, at least
         // FANOUT_HEADER_SIZE bytes), alive while `self` is; all fields are
         // atomics.
-        unsafe { self.hdr.as_ref() }
+        return unsafe { self.hdr.as_ref() };
+        #[cfg(loom)]
+        return &self.hdr;
     }
 
     /// The data segment's fd, to pass to subscribers.
+    #[cfg(not(loom))]
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.seg.fd()
     }
@@ -377,6 +442,7 @@ impl FanoutGrant<'_> {
     }
 }
 
+#[cfg(not(loom))]
 impl std::ops::Deref for FanoutGrant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -389,6 +455,7 @@ impl std::ops::Deref for FanoutGrant<'_> {
     }
 }
 
+#[cfg(not(loom))]
 impl std::ops::DerefMut for FanoutGrant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive.
@@ -402,8 +469,13 @@ impl std::ops::DerefMut for FanoutGrant<'_> {
 /// validation (dropped at once).
 pub struct CursorView {
     /// Keeps the mapping alive (read through `hdr`).
+    #[cfg(not(loom))]
     _seg: Segment,
+    #[cfg(not(loom))]
     hdr: NonNull<CursorHeader>,
+    /// Under loom the cursor header is a heap value shared with its reader.
+    #[cfg(loom)]
+    hdr: Arc<CursorHeader>,
     /// Last validated cursor (the start position before the first load).
     last: u64,
     /// Last odd `reader_park` value a wake-up was owed for.
@@ -432,6 +504,7 @@ impl CursorView {
     /// # Errors
     /// The segment checks of [`Segment::attach_read_only`];
     /// [`Error::Protocol`] for a wrong magic or version.
+    #[cfg(not(loom))]
     pub fn attach(fd: OwnedFd, start: u64) -> Result<Self> {
         let seg = Segment::attach_read_only(fd, CURSOR_SEGMENT_SIZE, CURSOR_SEGMENT_SIZE)?;
         let hdr =
@@ -467,11 +540,14 @@ impl CursorView {
     }
 
     fn hdr(&self) -> &CursorHeader {
+        #[cfg(not(loom))]
         // SAFETY: `hdr` points at the start of `seg` (page-aligned,
         // CURSOR_SEGMENT_SIZE bytes, checked), alive while `self` is; all
         // fields are atomics and are only loaded (the mapping is
         // read-only).
-        unsafe { self.hdr.as_ref() }
+        return unsafe { self.hdr.as_ref() };
+        #[cfg(loom)]
+        return &self.hdr;
     }
 
     /// The last validated cursor.

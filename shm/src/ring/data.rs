@@ -14,8 +14,10 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) struct Data {
     #[cfg(not(loom))]
     base: *mut u8,
+    /// Shared (not boxed) so that the fan-out ring's readers can see the
+    /// writer's area ([`Data::share_loom`]).
     #[cfg(loom)]
-    words: Box<[AtomicU64]>,
+    words: std::sync::Arc<[AtomicU64]>,
 }
 
 impl Data {
@@ -31,6 +33,15 @@ impl Data {
     pub(crate) fn new_loom(cap: usize) -> Self {
         Data {
             words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Another handle on the same loom data area (what mapping the segment
+    /// again is in production).
+    #[cfg(loom)]
+    pub(crate) fn share_loom(&self) -> Self {
+        Data {
+            words: self.words.clone(),
         }
     }
 
