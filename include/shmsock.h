@@ -253,6 +253,32 @@ typedef struct shmsock_sender shmsock_sender;
 typedef struct shmsock_writer shmsock_writer;
 
 /**
+ * One message of a batch to send: `len` bytes at `data` (NULL allowed
+ * when `len` is 0).
+ */
+typedef struct shmsock_buf {
+  /**
+   * First byte of the message.
+   */
+  const void *data;
+  /**
+   * Its length.
+   */
+  size_t len;
+} shmsock_buf;
+
+/**
+ * Called by `shmsock_recv_batch` on each message, in order: `len` bytes
+ * at `data`, a copy in this process's memory valid only during the call.
+ * `ctx` is the caller's pointer, passed through. The callback must return
+ * normally (no `longjmp`, no C++ exception) and must not call shmsock on
+ * the same connection or receiver (that gives `SHMSOCK_BUSY`).
+ */
+typedef void (*shmsock_batch_fn)(void *ctx,
+                                 const uint8_t *data,
+                                 size_t len);
+
+/**
  * Ring space lent by `shmsock_reserve`: write up to `len` bytes at `data`,
  * then `shmsock_commit` (send) or `shmsock_abort` (send nothing). The
  * space belongs to the sender that lent it; while it is out, that sender
@@ -370,6 +396,158 @@ extern "C" {
  * from the header to detect a header/library mismatch). Thread-safe.
  */
 uint32_t shmsock_version(void);
+
+/**
+ * Sends the `count` messages of `msgs` in order, publishing them to the
+ * peer together (one cursor store, at most one wake-up): for a stream of
+ * small messages this costs a fraction of one `shmsock_send` each. When
+ * the ring fills, what is written so far is published and the call waits
+ * for space (per the default timeout, which bounds all its waiting);
+ * messages larger than `shmsock_conn_max_inline` are streamed as
+ * `shmsock_send` does. Stores in `*sent` how many were sent, from the
+ * first: `count`, or fewer if an error (a timeout, the peer's departure)
+ * came after at least one was sent (then the call returns `SHMSOCK_OK`,
+ * as `write(2)` returns a short count; the next call reports a lasting
+ * error). Send the rest with `msgs + *sent`.
+ *
+ * Errors (nothing was sent): as `shmsock_send`; `SHMSOCK_TOO_LARGE` if
+ * any message is above the peer's limit; `SHMSOCK_INVALID_ARGUMENT` for
+ * NULL `sent`, or NULL `msgs` with `count > 0`.
+ *
+ * # Safety
+ * `msgs` is valid for reading `count` `shmsock_buf`s (or `count` is 0),
+ * each valid for reading its `len` bytes; `sent` is NULL or valid for
+ * writing a `size_t`.
+ */
+shmsock_status shmsock_send_batch(struct shmsock_conn *conn,
+                                  const struct shmsock_buf *msgs,
+                                  size_t count,
+                                  size_t *sent);
+
+/**
+ * As `shmsock_send_batch` with its own timeout in nanoseconds for all the
+ * call's waiting (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_send_batch_timeout(struct shmsock_conn *conn,
+                                          const struct shmsock_buf *msgs,
+                                          size_t count,
+                                          uint64_t timeout_ns,
+                                          size_t *sent);
+
+/**
+ * As `shmsock_send_batch`, on a sender.
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_sender_send_batch(struct shmsock_sender *tx,
+                                         const struct shmsock_buf *msgs,
+                                         size_t count,
+                                         size_t *sent);
+
+/**
+ * As `shmsock_send_batch_timeout`, on a sender.
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_sender_send_batch_timeout(struct shmsock_sender *tx,
+                                                 const struct shmsock_buf *msgs,
+                                                 size_t count,
+                                                 uint64_t timeout_ns,
+                                                 size_t *sent);
+
+/**
+ * Receives up to `max` messages (at least 1) with one release of their
+ * ring space (one cursor store, at most one wake-up for the sender),
+ * calling `f(ctx, data, len)` on each in order. Waits per the wait
+ * strategy and the default timeout until one message is ready, then takes
+ * those that are ready without waiting again. Stores in `*received` how
+ * many `f` was given. Keep `max` modest (tens to hundreds): the sender
+ * gets the space back only when the call returns. A message larger than
+ * one ring record ends the batch; the next call returns it, alone.
+ *
+ * Errors: as `shmsock_recv` (when no message was given to `f`; an error
+ * after the first ends the batch, and the next call returns it if it
+ * lasts); `SHMSOCK_INVALID_ARGUMENT` for NULL `f` or `received`, or `max`
+ * 0; `SHMSOCK_BUSY` if a message or reader is outstanding.
+ *
+ * # Safety
+ * `f` is NULL or a function that returns normally (see
+ * `shmsock_batch_fn`); `received` is NULL or valid for writing a `size_t`.
+ */
+shmsock_status shmsock_recv_batch(struct shmsock_conn *conn,
+                                  size_t max,
+                                  shmsock_batch_fn f,
+                                  void *ctx,
+                                  size_t *received);
+
+/**
+ * As `shmsock_recv_batch` with its own timeout in nanoseconds for the
+ * first message (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_recv_batch_timeout(struct shmsock_conn *conn,
+                                          size_t max,
+                                          uint64_t timeout_ns,
+                                          shmsock_batch_fn f,
+                                          void *ctx,
+                                          size_t *received);
+
+/**
+ * As `shmsock_recv_batch` without waiting: `SHMSOCK_WOULD_BLOCK` if no
+ * message is ready (then poll `shmsock_conn_recv_fd` and call again).
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_try_recv_batch(struct shmsock_conn *conn,
+                                      size_t max,
+                                      shmsock_batch_fn f,
+                                      void *ctx,
+                                      size_t *received);
+
+/**
+ * As `shmsock_recv_batch`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_recv_batch(struct shmsock_receiver *rx,
+                                           size_t max,
+                                           shmsock_batch_fn f,
+                                           void *ctx,
+                                           size_t *received);
+
+/**
+ * As `shmsock_recv_batch_timeout`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_recv_batch_timeout(struct shmsock_receiver *rx,
+                                                   size_t max,
+                                                   uint64_t timeout_ns,
+                                                   shmsock_batch_fn f,
+                                                   void *ctx,
+                                                   size_t *received);
+
+/**
+ * As `shmsock_try_recv_batch`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_try_recv_batch(struct shmsock_receiver *rx,
+                                               size_t max,
+                                               shmsock_batch_fn f,
+                                               void *ctx,
+                                               size_t *received);
 
 /**
  * Connects to the listener at `path` (`@name`: abstract socket) with

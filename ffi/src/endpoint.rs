@@ -282,6 +282,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Sends `msgs` with one publication; returns how many were sent.
+    pub(crate) fn send_batch(&mut self, msgs: &[&[u8]], wait: Wait) -> Result<usize, Fail> {
+        let s = self.sender()?;
+        Ok(match wait {
+            Wait::Default => s.send_batch(msgs)?,
+            Wait::For(t) => s.send_batch_timeout(msgs, t)?,
+            Wait::Now => s.send_batch_timeout(msgs, Duration::ZERO)?,
+        })
+    }
+
     pub(crate) fn reserve(&mut self, len: usize, wait: Wait) -> Result<shmsock_grant, Fail> {
         self.sender()?;
         // SAFETY: as in `sender` (no grant is out, checked just above); the
@@ -526,6 +536,25 @@ impl Rx {
         // `self.msg`/`self.reading`, which `Drop` ends before freeing the
         // receiver, and while one is stored no other reference is made.
         Ok(unsafe { self.receiver.as_mut() })
+    }
+
+    /// Receives up to `max` messages with one release, calling `f` on each.
+    pub(crate) fn recv_batch(
+        &mut self,
+        max: usize,
+        wait: Wait,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, Fail> {
+        let r = self.receiver()?;
+        let n = match wait {
+            Wait::Default => r.recv_batch(max, f)?,
+            Wait::For(t) => r.recv_batch_timeout(max, t, f)?,
+            Wait::Now => r.try_recv_batch(max, f)?,
+        };
+        if n == 0 && max > 0 {
+            return Err(Fail::would_block());
+        }
+        Ok(n)
     }
 
     /// Starts reading the next message piece by piece; returns the loan's

@@ -46,6 +46,7 @@
 // The public items are the C ABI: named as C names them.
 #![allow(non_camel_case_types)]
 
+mod batch;
 mod conn;
 mod endpoint;
 mod halves;
@@ -56,6 +57,7 @@ mod shutdown;
 mod status;
 mod stream;
 
+pub use batch::*;
 pub use conn::*;
 pub use endpoint::{shmsock_chunk, shmsock_credentials, shmsock_grant, shmsock_message};
 pub use halves::*;
