@@ -173,8 +173,10 @@ typedef int32_t shmsock_status;
  *
  * Thread-safety: one thread at a time. A call while another thread is
  * inside a call on the same handle returns `SHMSOCK_BUSY` (never a data
- * race). To send on one thread and receive on another, split it with
- * `shmsock_conn_split`. The handle may move between threads.
+ * race), except `shmsock_conn_shutdown`, which any thread may call at any
+ * time to end the connection and wake a blocked call. To send on one
+ * thread and receive on another, split it with `shmsock_conn_split`. The
+ * handle may move between threads.
  */
 typedef struct shmsock_conn shmsock_conn;
 
@@ -220,7 +222,8 @@ typedef struct shmsock_reader shmsock_reader;
 /**
  * The receiving half of a split connection (`shmsock_conn_split`).
  *
- * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+ * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+ * `shmsock_receiver_shutdown`, callable from any thread at any time); it may
  * be used concurrently with its `shmsock_sender` on another thread, and
  * may move between threads.
  */
@@ -229,7 +232,8 @@ typedef struct shmsock_receiver shmsock_receiver;
 /**
  * The sending half of a split connection (`shmsock_conn_split`).
  *
- * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+ * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+ * `shmsock_sender_shutdown`, callable from any thread at any time); it may
  * be used concurrently with its `shmsock_receiver` on another thread, and
  * may move between threads.
  */
