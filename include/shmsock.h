@@ -144,6 +144,20 @@ enum shmsock_status
    * handle involved may be in an unspecified (but memory-safe) state.
    */
   SHMSOCK_PANIC = 12,
+  /**
+   * The sender gave up the message being read piece by piece
+   * (`shmsock_reader_next_chunk`) before its end: its send timed out, or
+   * it freed its `shmsock_writer` unfinished. The pieces already read are
+   * all there is of it; the connection is fine (free the reader and read
+   * the next message).
+   */
+  SHMSOCK_ABANDONED = 13,
+  /**
+   * A message stream has no more chunks: the writer's message is fully
+   * committed (sent), or the reader's message fully read. Not an error
+   * (the `EOF` of a stream); sets no message.
+   */
+  SHMSOCK_END = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -159,8 +173,10 @@ typedef int32_t shmsock_status;
  *
  * Thread-safety: one thread at a time. A call while another thread is
  * inside a call on the same handle returns `SHMSOCK_BUSY` (never a data
- * race). To send on one thread and receive on another, split it with
- * `shmsock_conn_split`. The handle may move between threads.
+ * race), except `shmsock_conn_shutdown`, which any thread may call at any
+ * time to end the connection and wake a blocked call. To send on one
+ * thread and receive on another, split it with `shmsock_conn_split`. The
+ * handle may move between threads.
  */
 typedef struct shmsock_conn shmsock_conn;
 
@@ -189,9 +205,25 @@ typedef struct shmsock_listener shmsock_listener;
 typedef struct shmsock_options shmsock_options;
 
 /**
+ * A message being read piece by piece (`shmsock_read_message`): each
+ * piece is one ring record, copied out and released at once, so memory
+ * stays bounded by the ring whatever the message's size, and processing
+ * starts before the message's end has arrived.
+ *
+ * Ownership: it borrows the connection or receiver that made it, which
+ * refuses other receives (`SHMSOCK_BUSY`) until `shmsock_reader_free`;
+ * sending is unaffected. Freeing the connection or receiver first ends it
+ * (the reader handle then gives `SHMSOCK_BAD_HANDLE`; free it anyway).
+ *
+ * Thread-safety: as `shmsock_writer`.
+ */
+typedef struct shmsock_reader shmsock_reader;
+
+/**
  * The receiving half of a split connection (`shmsock_conn_split`).
  *
- * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+ * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+ * `shmsock_receiver_shutdown`, callable from any thread at any time); it may
  * be used concurrently with its `shmsock_sender` on another thread, and
  * may move between threads.
  */
@@ -200,11 +232,55 @@ typedef struct shmsock_receiver shmsock_receiver;
 /**
  * The sending half of a split connection (`shmsock_conn_split`).
  *
- * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+ * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+ * `shmsock_sender_shutdown`, callable from any thread at any time); it may
  * be used concurrently with its `shmsock_receiver` on another thread, and
  * may move between threads.
  */
 typedef struct shmsock_sender shmsock_sender;
+
+/**
+ * A message of any size being written in place, chunk by chunk
+ * (`shmsock_write_message`): each chunk is ring space that the receiver
+ * consumes while you fill the next, so a message far larger than the ring
+ * goes through with no staging buffer and no copy on the sending side.
+ *
+ * Ownership: it borrows the connection or sender that made it, which
+ * refuses other sends (`SHMSOCK_BUSY`) until `shmsock_writer_free`;
+ * receiving is unaffected. Freeing the connection or sender first ends it
+ * (the writer handle then gives `SHMSOCK_BAD_HANDLE`; free it anyway).
+ *
+ * Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise), and its
+ * calls also hold its connection or sender for their duration. It may move
+ * between threads.
+ */
+typedef struct shmsock_writer shmsock_writer;
+
+/**
+ * One message of a batch to send: `len` bytes at `data` (NULL allowed
+ * when `len` is 0).
+ */
+typedef struct shmsock_buf {
+  /**
+   * First byte of the message.
+   */
+  const void *data;
+  /**
+   * Its length.
+   */
+  size_t len;
+} shmsock_buf;
+
+/**
+ * Called by `shmsock_recv_batch` on each message, in order: `len` bytes
+ * at `data`, a copy in this process's memory valid only during the call.
+ * `ctx` is the caller's pointer, passed through. The callback must return
+ * normally (no `longjmp`, no C++ exception) and must not call shmsock on
+ * the same connection or receiver (that gives `SHMSOCK_BUSY`).
+ */
+typedef void (*shmsock_batch_fn)(void *ctx,
+                                 const uint8_t *data,
+                                 size_t len);
 
 /**
  * Ring space lent by `shmsock_reserve`: write up to `len` bytes at `data`,
@@ -286,6 +362,35 @@ typedef struct shmsock_credentials {
 typedef bool (*shmsock_credentials_check)(const struct shmsock_credentials *creds,
                                           void *user);
 
+/**
+ * One chunk of a message streamed with a `shmsock_writer` or a
+ * `shmsock_reader`.
+ *
+ * From `shmsock_writer_next_chunk`: ring space to fill with the message's
+ * bytes `[offset, offset + len)`, then `shmsock_writer_commit`. `data` is
+ * valid until that commit, the next `shmsock_writer_next_chunk` or
+ * `shmsock_writer_free`.
+ *
+ * From `shmsock_reader_next_chunk`: the message's bytes `[offset, offset +
+ * len)`, already copied into this process's memory (the peer cannot change
+ * them; you may modify them). `data` is valid until the next call on the
+ * reader or `shmsock_reader_free`.
+ */
+typedef struct shmsock_chunk {
+  /**
+   * First byte of the chunk (not NULL, even for an empty chunk).
+   */
+  uint8_t *data;
+  /**
+   * Bytes in the chunk.
+   */
+  size_t len;
+  /**
+   * Where the chunk starts in the message.
+   */
+  size_t offset;
+} shmsock_chunk;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -295,6 +400,158 @@ extern "C" {
  * from the header to detect a header/library mismatch). Thread-safe.
  */
 uint32_t shmsock_version(void);
+
+/**
+ * Sends the `count` messages of `msgs` in order, publishing them to the
+ * peer together (one cursor store, at most one wake-up): for a stream of
+ * small messages this costs a fraction of one `shmsock_send` each. When
+ * the ring fills, what is written so far is published and the call waits
+ * for space (per the default timeout, which bounds all its waiting);
+ * messages larger than `shmsock_conn_max_inline` are streamed as
+ * `shmsock_send` does. Stores in `*sent` how many were sent, from the
+ * first: `count`, or fewer if an error (a timeout, the peer's departure)
+ * came after at least one was sent (then the call returns `SHMSOCK_OK`,
+ * as `write(2)` returns a short count; the next call reports a lasting
+ * error). Send the rest with `msgs + *sent`.
+ *
+ * Errors (nothing was sent): as `shmsock_send`; `SHMSOCK_TOO_LARGE` if
+ * any message is above the peer's limit; `SHMSOCK_INVALID_ARGUMENT` for
+ * NULL `sent`, or NULL `msgs` with `count > 0`.
+ *
+ * # Safety
+ * `msgs` is valid for reading `count` `shmsock_buf`s (or `count` is 0),
+ * each valid for reading its `len` bytes; `sent` is NULL or valid for
+ * writing a `size_t`.
+ */
+shmsock_status shmsock_send_batch(struct shmsock_conn *conn,
+                                  const struct shmsock_buf *msgs,
+                                  size_t count,
+                                  size_t *sent);
+
+/**
+ * As `shmsock_send_batch` with its own timeout in nanoseconds for all the
+ * call's waiting (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_send_batch_timeout(struct shmsock_conn *conn,
+                                          const struct shmsock_buf *msgs,
+                                          size_t count,
+                                          uint64_t timeout_ns,
+                                          size_t *sent);
+
+/**
+ * As `shmsock_send_batch`, on a sender.
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_sender_send_batch(struct shmsock_sender *tx,
+                                         const struct shmsock_buf *msgs,
+                                         size_t count,
+                                         size_t *sent);
+
+/**
+ * As `shmsock_send_batch_timeout`, on a sender.
+ *
+ * # Safety
+ * As `shmsock_send_batch`.
+ */
+shmsock_status shmsock_sender_send_batch_timeout(struct shmsock_sender *tx,
+                                                 const struct shmsock_buf *msgs,
+                                                 size_t count,
+                                                 uint64_t timeout_ns,
+                                                 size_t *sent);
+
+/**
+ * Receives up to `max` messages (at least 1) with one release of their
+ * ring space (one cursor store, at most one wake-up for the sender),
+ * calling `f(ctx, data, len)` on each in order. Waits per the wait
+ * strategy and the default timeout until one message is ready, then takes
+ * those that are ready without waiting again. Stores in `*received` how
+ * many `f` was given. Keep `max` modest (tens to hundreds): the sender
+ * gets the space back only when the call returns. A message larger than
+ * one ring record ends the batch; the next call returns it, alone.
+ *
+ * Errors: as `shmsock_recv` (when no message was given to `f`; an error
+ * after the first ends the batch, and the next call returns it if it
+ * lasts); `SHMSOCK_INVALID_ARGUMENT` for NULL `f` or `received`, or `max`
+ * 0; `SHMSOCK_BUSY` if a message or reader is outstanding.
+ *
+ * # Safety
+ * `f` is NULL or a function that returns normally (see
+ * `shmsock_batch_fn`); `received` is NULL or valid for writing a `size_t`.
+ */
+shmsock_status shmsock_recv_batch(struct shmsock_conn *conn,
+                                  size_t max,
+                                  shmsock_batch_fn f,
+                                  void *ctx,
+                                  size_t *received);
+
+/**
+ * As `shmsock_recv_batch` with its own timeout in nanoseconds for the
+ * first message (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_recv_batch_timeout(struct shmsock_conn *conn,
+                                          size_t max,
+                                          uint64_t timeout_ns,
+                                          shmsock_batch_fn f,
+                                          void *ctx,
+                                          size_t *received);
+
+/**
+ * As `shmsock_recv_batch` without waiting: `SHMSOCK_WOULD_BLOCK` if no
+ * message is ready (then poll `shmsock_conn_recv_fd` and call again).
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_try_recv_batch(struct shmsock_conn *conn,
+                                      size_t max,
+                                      shmsock_batch_fn f,
+                                      void *ctx,
+                                      size_t *received);
+
+/**
+ * As `shmsock_recv_batch`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_recv_batch(struct shmsock_receiver *rx,
+                                           size_t max,
+                                           shmsock_batch_fn f,
+                                           void *ctx,
+                                           size_t *received);
+
+/**
+ * As `shmsock_recv_batch_timeout`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_recv_batch_timeout(struct shmsock_receiver *rx,
+                                                   size_t max,
+                                                   uint64_t timeout_ns,
+                                                   shmsock_batch_fn f,
+                                                   void *ctx,
+                                                   size_t *received);
+
+/**
+ * As `shmsock_try_recv_batch`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_recv_batch`.
+ */
+shmsock_status shmsock_receiver_try_recv_batch(struct shmsock_receiver *rx,
+                                               size_t max,
+                                               shmsock_batch_fn f,
+                                               void *ctx,
+                                               size_t *received);
 
 /**
  * Connects to the listener at `path` (`@name`: abstract socket) with
@@ -933,9 +1190,43 @@ shmsock_status shmsock_options_set_socket_mode(struct shmsock_options *opts,
                                                uint32_t mode);
 
 /**
+ * Ends the connection from any thread, as `shutdown(fd, SHUT_RDWR)` does
+ * for a socket: every call on it (and on its halves), waiting or not,
+ * returns `SHMSOCK_DISCONNECTED` (a receive first delivers what the peer
+ * had already sent), and the peer sees the connection end as if this
+ * process had closed it. The handle stays valid: free it as usual.
+ * Calling it again, or after the peer left, does nothing more.
+ *
+ * Thread-safety: thread-safe, and the one call that may run while another
+ * thread is inside a call on the same handle (a blocked `shmsock_recv`,
+ * `shmsock_send`, `shmsock_reader_next_chunk`, ...): that call wakes and
+ * returns `SHMSOCK_DISCONNECTED`. Racing `shmsock_conn_free` is safe too
+ * (the shutdown then either happens first or gives `SHMSOCK_BAD_HANDLE`).
+ *
+ * Errors: `SHMSOCK_INVALID_ARGUMENT` (NULL), `SHMSOCK_BAD_HANDLE` (freed
+ * handle), `SHMSOCK_IO` (`shutdown(2)` failed, or the connection could not
+ * duplicate its sockets for this when it was made: `EMFILE`).
+ */
+shmsock_status shmsock_conn_shutdown(struct shmsock_conn *conn);
+
+/**
+ * As `shmsock_conn_shutdown`, through a sender: ends the whole connection
+ * (both halves). Thread-safe, also while another thread is blocked on
+ * this sender or its receiver.
+ */
+shmsock_status shmsock_sender_shutdown(struct shmsock_sender *tx);
+
+/**
+ * As `shmsock_conn_shutdown`, through a receiver: ends the whole
+ * connection (both halves). Thread-safe, also while another thread is
+ * blocked on this receiver or its sender.
+ */
+shmsock_status shmsock_receiver_shutdown(struct shmsock_receiver *rx);
+
+/**
  * Message of the most recent failed shmsock call on the calling thread
  * (`"function: what happened"`), or NULL if none failed yet. Successful
- * calls and `SHMSOCK_WOULD_BLOCK` leave it unchanged. The string is owned by
+ * calls, `SHMSOCK_WOULD_BLOCK` and `SHMSOCK_END` leave it unchanged. The string is owned by
  * shmsock and stays valid until the next failing shmsock call on this
  * thread. Thread-safe.
  */
@@ -955,6 +1246,227 @@ int32_t shmsock_last_errno(void);
  * Thread-safe.
  */
 const char *shmsock_status_str(int32_t status);
+
+/**
+ * Starts a message of `len` bytes (any size up to the peer's limit) to be
+ * written in place: get each chunk with `shmsock_writer_next_chunk`, fill
+ * it, `shmsock_writer_commit` it; after the last commit the message is
+ * sent. A message that fits one ring record is one chunk; a larger one
+ * streams through the ring in fragments. Free the writer with
+ * `shmsock_writer_free` (before the last commit, that abandons the
+ * message: the receiver never sees it, or its reader gets
+ * `SHMSOCK_ABANDONED`).
+ *
+ * Errors: `SHMSOCK_TOO_LARGE` (above the peer's limit),
+ * `SHMSOCK_DISCONNECTED`, `SHMSOCK_BUSY` (a grant or writer is
+ * outstanding, or another thread is in a call), `SHMSOCK_INVALID_ARGUMENT`
+ * (NULL `out`), `SHMSOCK_BAD_HANDLE`.
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a pointer.
+ */
+shmsock_status shmsock_write_message(struct shmsock_conn *conn,
+                                     size_t len,
+                                     struct shmsock_writer **out);
+
+/**
+ * As `shmsock_write_message`, on a sender.
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a pointer.
+ */
+shmsock_status shmsock_sender_write_message(struct shmsock_sender *tx,
+                                            size_t len,
+                                            struct shmsock_writer **out);
+
+/**
+ * Stores in `*out` the next chunk to fill, waiting for ring space per the
+ * wait strategy and the default timeout: write `out->len` bytes (the
+ * message's bytes from `out->offset`) at `out->data`, then
+ * `shmsock_writer_commit`. Returns `SHMSOCK_END` (not an error) once every
+ * chunk is committed: the message is sent. Called again before the commit,
+ * it returns the same chunk. `out->data` is valid until the commit, or
+ * `shmsock_writer_free`. An empty message has one empty chunk.
+ *
+ * Errors: `SHMSOCK_TIMEOUT` (call again), `SHMSOCK_DISCONNECTED`,
+ * `SHMSOCK_PROTOCOL`, `SHMSOCK_IO` (after these, free the writer: the
+ * message is abandoned), `SHMSOCK_BAD_HANDLE` (freed writer, or its
+ * connection was freed), `SHMSOCK_BUSY`, `SHMSOCK_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a `shmsock_chunk`.
+ */
+shmsock_status shmsock_writer_next_chunk(struct shmsock_writer *w,
+                                         struct shmsock_chunk *out);
+
+/**
+ * As `shmsock_writer_next_chunk` with its own timeout in nanoseconds for
+ * this call's wait (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a `shmsock_chunk`.
+ */
+shmsock_status shmsock_writer_next_chunk_timeout(struct shmsock_writer *w,
+                                                 uint64_t timeout_ns,
+                                                 struct shmsock_chunk *out);
+
+/**
+ * Publishes the chunk from the last `shmsock_writer_next_chunk` (all of
+ * it: fill the whole chunk first); the message is sent with its last
+ * chunk. The chunk's `data` is invalid afterwards.
+ *
+ * Errors: `SHMSOCK_INVALID_ARGUMENT` (no chunk outstanding),
+ * `SHMSOCK_DISCONNECTED` (the wake-up for the peer could not be sent: it
+ * is gone), `SHMSOCK_BAD_HANDLE`, `SHMSOCK_BUSY`.
+ */
+shmsock_status shmsock_writer_commit(struct shmsock_writer *w);
+
+/**
+ * Copies the whole message (`len` must be the writer's length) through
+ * the writer's chunks: the same as filling each chunk from `data` in turn.
+ * Any chunk outstanding is given up first. Waits per the default timeout
+ * for each chunk.
+ *
+ * Errors: `SHMSOCK_INVALID_ARGUMENT` (`len` is not the message's length,
+ * or the message is already complete), and as
+ * `shmsock_writer_next_chunk`.
+ *
+ * # Safety
+ * `data` is valid for reading `len` bytes (or `len` is 0).
+ */
+shmsock_status shmsock_writer_write_all(struct shmsock_writer *w,
+                                        const void *data,
+                                        size_t len);
+
+/**
+ * Stores in `*len` the length of the writer's message and in `*done`
+ * (if not NULL) whether every chunk is committed.
+ *
+ * # Safety
+ * `len` is NULL or valid for writing a `size_t`; `done` is NULL or valid
+ * for writing a `bool`.
+ */
+shmsock_status shmsock_writer_len(struct shmsock_writer *w,
+                                  size_t *len,
+                                  bool *done);
+
+/**
+ * Frees the writer. If its message is not complete it is abandoned: the
+ * receiver never sees it (a receiver reading it piece by piece gets
+ * `SHMSOCK_ABANDONED`), and the connection stays usable. The connection or
+ * sender accepts other sends again. NULL is a no-op returning
+ * `SHMSOCK_OK`; a freed handle gives `SHMSOCK_BAD_HANDLE`; `SHMSOCK_BUSY`
+ * if another thread is inside a call on the writer or its connection (the
+ * writer then stays valid).
+ */
+shmsock_status shmsock_writer_free(struct shmsock_writer *w);
+
+/**
+ * Waits (per the wait strategy and the default timeout) for the start of
+ * the next message and starts reading it piece by piece: stores a reader
+ * in `*out` and, if `len` is not NULL, the message's length (as its
+ * sender announced it, at most this side's `max_message`) in `*len`. Read
+ * the pieces with `shmsock_reader_next_chunk`; free the reader with
+ * `shmsock_reader_free` (before the end, that skips the rest).
+ *
+ * Errors: as `shmsock_recv` (`SHMSOCK_DISCONNECTED`, `SHMSOCK_TIMEOUT`,
+ * `SHMSOCK_PROTOCOL`, `SHMSOCK_BUSY` if a message or reader is
+ * outstanding, ...).
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a pointer; `len` is NULL or valid for
+ * writing a `size_t`.
+ */
+shmsock_status shmsock_read_message(struct shmsock_conn *conn,
+                                    struct shmsock_reader **out,
+                                    size_t *len);
+
+/**
+ * As `shmsock_read_message` with its own timeout in nanoseconds for the
+ * wait for the message's start (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * As `shmsock_read_message`.
+ */
+shmsock_status shmsock_read_message_timeout(struct shmsock_conn *conn,
+                                            uint64_t timeout_ns,
+                                            struct shmsock_reader **out,
+                                            size_t *len);
+
+/**
+ * As `shmsock_read_message`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_read_message`.
+ */
+shmsock_status shmsock_receiver_read_message(struct shmsock_receiver *rx,
+                                             struct shmsock_reader **out,
+                                             size_t *len);
+
+/**
+ * As `shmsock_read_message_timeout`, on a receiver.
+ *
+ * # Safety
+ * As `shmsock_read_message`.
+ */
+shmsock_status shmsock_receiver_read_message_timeout(struct shmsock_receiver *rx,
+                                                     uint64_t timeout_ns,
+                                                     struct shmsock_reader **out,
+                                                     size_t *len);
+
+/**
+ * Stores in `*out` the next piece of the message (the message's bytes
+ * from `out->offset`, `out->len` of them at `out->data`, valid until the
+ * next call on the reader or its `_free`), waiting for it per the wait
+ * strategy and the default timeout. Returns `SHMSOCK_END` (not an error)
+ * once the whole message has been returned.
+ *
+ * Errors: `SHMSOCK_ABANDONED` (the sender gave the message up midway: the
+ * pieces already read are all there is; the connection is fine, free the
+ * reader and read on), `SHMSOCK_TIMEOUT` (call again to continue),
+ * `SHMSOCK_DISCONNECTED`, `SHMSOCK_PROTOCOL`, `SHMSOCK_BAD_HANDLE` (freed
+ * reader, or its connection was freed), `SHMSOCK_BUSY`,
+ * `SHMSOCK_INVALID_ARGUMENT`. After any of these but a timeout, further
+ * calls return the same status.
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a `shmsock_chunk`.
+ */
+shmsock_status shmsock_reader_next_chunk(struct shmsock_reader *r,
+                                         struct shmsock_chunk *out);
+
+/**
+ * As `shmsock_reader_next_chunk` with its own timeout in nanoseconds
+ * (`SHMSOCK_FOREVER`: none).
+ *
+ * # Safety
+ * `out` is NULL or valid for writing a `shmsock_chunk`.
+ */
+shmsock_status shmsock_reader_next_chunk_timeout(struct shmsock_reader *r,
+                                                 uint64_t timeout_ns,
+                                                 struct shmsock_chunk *out);
+
+/**
+ * Stores in `*len` the message's length and in `*remaining` (if not NULL)
+ * the bytes not yet returned by `shmsock_reader_next_chunk`.
+ *
+ * # Safety
+ * `len` is NULL or valid for writing a `size_t`; `remaining` is NULL or
+ * valid for writing a `size_t`.
+ */
+shmsock_status shmsock_reader_len(struct shmsock_reader *r,
+                                  size_t *len,
+                                  size_t *remaining);
+
+/**
+ * Frees the reader; the rest of an unfinished message is skipped (the
+ * next receive returns the next message). The connection or receiver
+ * accepts other receives again. NULL is a no-op returning `SHMSOCK_OK`; a
+ * freed handle gives `SHMSOCK_BAD_HANDLE`; `SHMSOCK_BUSY` if another
+ * thread is inside a call on the reader or its connection (the reader then
+ * stays valid).
+ */
+shmsock_status shmsock_reader_free(struct shmsock_reader *r);
 
 #ifdef __cplusplus
 }  // extern "C"

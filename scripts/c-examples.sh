@@ -3,7 +3,8 @@
 # include/shmsock.h, lib/libshmsock.{a,so} and lib/pkgconfig/shmsock.pc,
 # compiles the C (and, if a C++ compiler is present, C++) examples against
 # it with the flags pkg-config gives, and runs them: the fork test, the
-# poll echo server with several typed clients at once, the C++ example,
+# streaming and shutdown test (16 MiB chunk by chunk, a thread woken by a
+# shutdown from another), the poll echo server with several typed clients at once, the C++ example,
 # and a client linked against the shared library. Then all of it again
 # under AddressSanitizer (the examples are instrumented; the Rust library
 # is not). Exits non-zero on the first failure.
@@ -79,7 +80,7 @@ build_and_run() {
     run "[$label] header as $std" "$bin/hdr_$std"
   done
   step "[$label] compile the examples (static library)"
-  for ex in echo_server typed_client fork_test; do
+  for ex in echo_server typed_client fork_test stream_test; do
     cc -std=c11 -O2 -g $warn $extra $cflags examples/c/$ex.c -o "$bin/$ex" $static_libs
   done
   cc -std=c11 -O2 -g $warn $extra $cflags examples/c/typed_client.c \
@@ -90,6 +91,7 @@ build_and_run() {
 
   step "[$label] run"
   run "[$label] fork_test" "$bin/fork_test"
+  run "[$label] stream_test" "$bin/stream_test"
   local sock=$work/echo-$label.sock
   local clients=4
   # One server, several typed clients at once (+1: the shared-lib client).

@@ -16,8 +16,10 @@ use crate::{bytes_arg, handle, path_arg, put};
 ///
 /// Thread-safety: one thread at a time. A call while another thread is
 /// inside a call on the same handle returns `SHMSOCK_BUSY` (never a data
-/// race). To send on one thread and receive on another, split it with
-/// `shmsock_conn_split`. The handle may move between threads.
+/// race), except `shmsock_conn_shutdown`, which any thread may call at any
+/// time to end the connection and wake a blocked call. To send on one
+/// thread and receive on another, split it with `shmsock_conn_split`. The
+/// handle may move between threads.
 #[derive(Debug)]
 pub struct shmsock_conn {
     _opaque: [u8; 0],

@@ -11,7 +11,8 @@ use crate::status::{call, shmsock_status, Fail};
 
 /// The sending half of a split connection (`shmsock_conn_split`).
 ///
-/// Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+/// Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+/// `shmsock_sender_shutdown`, callable from any thread at any time); it may
 /// be used concurrently with its `shmsock_receiver` on another thread, and
 /// may move between threads.
 #[derive(Debug)]
@@ -21,7 +22,8 @@ pub struct shmsock_sender {
 
 /// The receiving half of a split connection (`shmsock_conn_split`).
 ///
-/// Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise); it may
+/// Thread-safety: one thread at a time (`SHMSOCK_BUSY` otherwise, except
+/// `shmsock_receiver_shutdown`, callable from any thread at any time); it may
 /// be used concurrently with its `shmsock_sender` on another thread, and
 /// may move between threads.
 #[derive(Debug)]

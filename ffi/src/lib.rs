@@ -17,9 +17,12 @@
 //!   shmsock follows (`registry.rs`): NULL, freed, forged and wrong-type
 //!   handles give an error, and a handle used by two threads at once gives
 //!   `SHMSOCK_BUSY` instead of a data race;
-//! - what a connection lends (a write grant, a received message) is tied
-//!   to it with an id, and the connection refuses other work while a loan
-//!   is out (`endpoint.rs`).
+//! - what a connection lends (a write grant, a received message, a message
+//!   being written or read chunk by chunk) is tied to it with an id, and
+//!   the connection refuses other work while a loan is out (`endpoint.rs`,
+//!   `stream.rs`);
+//! - a shutdown from another thread goes through a side table of shutdown
+//!   handles, not through the (possibly busy) handle (`shutdown.rs`).
 //!
 //! What remains the caller's contract (and is undefined behaviour if
 //! broken, as in any C library): pointers to data and out-parameters must
@@ -43,20 +46,26 @@
 // The public items are the C ABI: named as C names them.
 #![allow(non_camel_case_types)]
 
+mod batch;
 mod conn;
 mod endpoint;
 mod halves;
 mod listener;
 mod options;
 mod registry;
+mod shutdown;
 mod status;
+mod stream;
 
+pub use batch::*;
 pub use conn::*;
-pub use endpoint::{shmsock_credentials, shmsock_grant, shmsock_message};
+pub use endpoint::{shmsock_chunk, shmsock_credentials, shmsock_grant, shmsock_message};
 pub use halves::*;
 pub use listener::*;
 pub use options::*;
+pub use shutdown::{shmsock_conn_shutdown, shmsock_receiver_shutdown, shmsock_sender_shutdown};
 pub use status::{shmsock_last_errno, shmsock_last_error, shmsock_status, shmsock_status_str};
+pub use stream::*;
 
 use std::ffi::{c_char, c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;

@@ -29,7 +29,7 @@ pub struct shmsock_listener {
 }
 
 fn listener_of(l: *mut shmsock_listener) -> Result<Arc<Listener>, Fail> {
-    registry::with(l.addr(), Kind::Listener, |o| match o {
+    registry::with_shared(l.addr(), Kind::Listener, |o| match o {
         Obj::Listener(l) => Ok(l.clone()),
         _ => Err(Fail::invalid("not a listener")),
     })

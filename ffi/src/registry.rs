@@ -37,16 +37,20 @@ pub(crate) enum Kind {
     Conn,
     Sender,
     Receiver,
+    Writer,
+    Reader,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Options => "shmsock_options",
             Kind::Listener => "shmsock_listener",
             Kind::Conn => "shmsock_conn",
             Kind::Sender => "shmsock_sender",
             Kind::Receiver => "shmsock_receiver",
+            Kind::Writer => "shmsock_writer",
+            Kind::Reader => "shmsock_reader",
         }
     }
 }
@@ -62,6 +66,12 @@ pub(crate) enum Obj {
     Conn(Box<crate::endpoint::Conn>),
     Sender(Box<crate::endpoint::Tx>),
     Receiver(Box<crate::endpoint::Rx>),
+    /// A message being written: a ticket for the loan its connection or
+    /// sender holds (`stream.rs`).
+    Writer(crate::stream::Ticket),
+    /// A message being read: a ticket for the loan its connection or
+    /// receiver holds (`stream.rs`).
+    Reader(crate::stream::Ticket),
 }
 
 impl Obj {
@@ -72,6 +82,18 @@ impl Obj {
             Obj::Conn(_) => Kind::Conn,
             Obj::Sender(_) => Kind::Sender,
             Obj::Receiver(_) => Kind::Receiver,
+            Obj::Writer(_) => Kind::Writer,
+            Obj::Reader(_) => Kind::Reader,
+        }
+    }
+
+    /// The connection's shutdown handle, for objects that have one.
+    fn shutdown(&self) -> Option<crate::shutdown::Shared> {
+        match self {
+            Obj::Conn(c) => Some(c.tx.shutdown()),
+            Obj::Sender(t) => Some(t.shutdown()),
+            Obj::Receiver(r) => Some(r.shutdown()),
+            _ => None,
         }
     }
 }
@@ -191,6 +213,7 @@ fn decode(h: usize) -> Option<(u32, u32)> {
 /// Stores `obj` and returns its handle value (never 0).
 pub(crate) fn insert(obj: Obj) -> Result<usize, Fail> {
     let kind = obj.kind();
+    let shutdown = obj.shutdown();
     let index = new_slot(&mut lock_alloc())?;
     let slot =
         slot(index).ok_or_else(|| Fail::new(shmsock_status::SHMSOCK_PANIC, "slot vanished"))?;
@@ -205,7 +228,12 @@ pub(crate) fn insert(obj: Obj) -> Result<usize, Fail> {
     // word; pairs with the Acquire compare-exchange in `lock`.
     slot.word
         .store(word(generation, Some(kind)), Ordering::Release);
-    Ok(((generation as usize) << 32) | (index as usize + 1))
+    let h = ((generation as usize) << 32) | (index as usize + 1);
+    if let Some(sd) = shutdown {
+        // Before C sees `h`: `shmsock_*_shutdown(h)` finds it at once.
+        crate::shutdown::register(h, kind, sd);
+    }
+    Ok(h)
 }
 
 fn bad(kind: Kind) -> Fail {
@@ -265,8 +293,38 @@ pub(crate) fn remove(h: usize, kind: Kind) -> Result<Obj, Fail> {
     // Every copy of `h` stops matching when the guard stores this.
     held.unlocked = word(generation.wrapping_add(1), None);
     drop(held);
+    if obj.shutdown().is_some() {
+        crate::shutdown::forget(h);
+    }
     lock_alloc().free.push_back(index);
     Ok(obj)
+}
+
+/// As [`with`], for objects that several threads share (listeners): the
+/// busy bit is held only to clone what `f` returns, so instead of failing
+/// at once with `SHMSOCK_BUSY` this retries a while (yielding) when
+/// another thread holds it.
+pub(crate) fn with_shared<R>(
+    h: usize,
+    kind: Kind,
+    mut f: impl FnMut(&mut Obj) -> Result<R, Fail>,
+) -> Result<R, Fail> {
+    let mut tries = 0u32;
+    loop {
+        match lock(h, kind) {
+            Ok(mut held) => {
+                let obj = held.obj().as_mut().ok_or_else(|| bad(kind))?;
+                return f(obj);
+            }
+            // Holders keep the bit for a clone (or a `_free`): nanoseconds
+            // unless preempted; 10 000 yields bound the wait anyway.
+            Err(e) if e.status == shmsock_status::SHMSOCK_BUSY && tries < 10_000 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

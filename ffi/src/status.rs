@@ -54,6 +54,16 @@ pub enum shmsock_status {
     /// A bug in shmsock: a Rust panic was caught at the boundary. The
     /// handle involved may be in an unspecified (but memory-safe) state.
     SHMSOCK_PANIC = 12,
+    /// The sender gave up the message being read piece by piece
+    /// (`shmsock_reader_next_chunk`) before its end: its send timed out, or
+    /// it freed its `shmsock_writer` unfinished. The pieces already read are
+    /// all there is of it; the connection is fine (free the reader and read
+    /// the next message).
+    SHMSOCK_ABANDONED = 13,
+    /// A message stream has no more chunks: the writer's message is fully
+    /// committed (sent), or the reader's message fully read. Not an error
+    /// (the `EOF` of a stream); sets no message.
+    SHMSOCK_END = 14,
 }
 
 use shmsock_status::*;
@@ -87,6 +97,10 @@ impl Fail {
         Fail::new(SHMSOCK_WOULD_BLOCK, "")
     }
 
+    pub(crate) fn end() -> Self {
+        Fail::new(SHMSOCK_END, "")
+    }
+
     pub(crate) fn null(what: &'static str) -> Self {
         Fail::invalid(format!("{what} is NULL"))
     }
@@ -109,6 +123,7 @@ impl From<Error> for Fail {
         let status = match &e {
             Error::Disconnected => SHMSOCK_DISCONNECTED,
             Error::Timeout => SHMSOCK_TIMEOUT,
+            Error::Abandoned => SHMSOCK_ABANDONED,
             Error::Protocol { .. } => SHMSOCK_PROTOCOL,
             Error::VersionMismatch { .. } | Error::Rejected(_) => SHMSOCK_HANDSHAKE,
             Error::CredentialsRefused { .. } => SHMSOCK_CREDENTIALS,
@@ -169,8 +184,8 @@ struct Last {
 /// Records `fail` as this thread's last error (prefixed with the function
 /// name), sets `errno` if the failure has one, and returns its status.
 fn report(func: &'static str, fail: Fail) -> shmsock_status {
-    if fail.status == SHMSOCK_WOULD_BLOCK {
-        return SHMSOCK_WOULD_BLOCK;
+    if matches!(fail.status, SHMSOCK_WOULD_BLOCK | SHMSOCK_END) {
+        return fail.status;
     }
     let text = format!("{func}: {}", fail.msg).replace('\0', "\\0");
     let msg = CString::new(text).ok();
@@ -220,7 +235,7 @@ pub(crate) fn call(func: &'static str, f: impl FnOnce() -> Result<(), Fail>) -> 
 
 /// Message of the most recent failed shmsock call on the calling thread
 /// (`"function: what happened"`), or NULL if none failed yet. Successful
-/// calls and `SHMSOCK_WOULD_BLOCK` leave it unchanged. The string is owned by
+/// calls, `SHMSOCK_WOULD_BLOCK` and `SHMSOCK_END` leave it unchanged. The string is owned by
 /// shmsock and stays valid until the next failing shmsock call on this
 /// thread. Thread-safe.
 #[no_mangle]
@@ -267,6 +282,8 @@ pub extern "C" fn shmsock_status_str(status: i32) -> *const c_char {
         10 => b"SHMSOCK_CREDENTIALS\0",
         11 => b"SHMSOCK_IO\0",
         12 => b"SHMSOCK_PANIC\0",
+        13 => b"SHMSOCK_ABANDONED\0",
+        14 => b"SHMSOCK_END\0",
         _ => b"SHMSOCK_UNKNOWN\0",
     };
     s.as_ptr().cast()
@@ -315,7 +332,8 @@ mod tests {
             call("second", || Err(Fail::would_block())),
             SHMSOCK_WOULD_BLOCK
         );
-        assert_eq!(call("third", || Ok(())), SHMSOCK_OK);
+        assert_eq!(call("third", || Err(Fail::end())), SHMSOCK_END);
+        assert_eq!(call("fourth", || Ok(())), SHMSOCK_OK);
         assert_eq!(last(), "first: bad");
     }
 
@@ -347,7 +365,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_name() {
-        for s in 0..=12 {
+        for s in 0..=14 {
             // SAFETY: shmsock_status_str returns static C strings.
             let name = unsafe { CStr::from_ptr(shmsock_status_str(s)) };
             assert_ne!(name.to_bytes(), b"SHMSOCK_UNKNOWN", "status {s}");
