@@ -62,11 +62,15 @@ fn buffer(len: usize) -> Vec<u8> {
 }
 
 fn check_len(msg: &Message<'_>, seq: u64, len: usize) -> Result<()> {
-    if msg.len() != len {
+    check_n(msg.len(), seq, len)
+}
+
+fn check_n(got_len: usize, seq: u64, len: usize) -> Result<()> {
+    if got_len != len {
         return Err(pattern::Corrupt {
             seq,
             len,
-            got_len: msg.len(),
+            got_len,
             got_sum: 0,
             want_sum: pattern::expected(seq, len),
         }
@@ -75,8 +79,11 @@ fn check_len(msg: &Message<'_>, seq: u64, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// shmsock with the copying API: `send(&buf)`, then `recv` +
-/// `Message::copy_to` into a private buffer.
+/// shmsock with the copying API: `send(&buf)`, then `recv_into` a private,
+/// reused buffer (what a Unix stream's `read` into a buffer does): an
+/// inline message is copied into it, a fragmented one was copied fragment
+/// by fragment into the receiver's reassembly buffer, which is swapped
+/// with it (no second copy).
 pub struct ShmCopy {
     conn: Connection,
     tx: Vec<u8>,
@@ -103,12 +110,9 @@ impl Link for ShmCopy {
     }
 
     fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
-        let msg = self.conn.recv()?;
-        check_len(&msg, seq, len)?;
-        let buf = &mut self.rx[..len];
-        msg.copy_to(buf);
-        drop(msg);
-        pattern::verify(buf, seq, len)?;
+        let n = self.conn.recv_into(&mut self.rx)?;
+        check_n(n, seq, len)?;
+        pattern::verify(&self.rx[..len], seq, len)?;
         Ok(())
     }
 }

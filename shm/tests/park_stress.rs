@@ -19,6 +19,66 @@ use shmsock_shm::ring::{heap_ring, Fences, Slept, WakeKind};
 const PARKS: u64 = 1_000_000;
 const SLEEP: Duration = Duration::from_secs(5);
 
+/// What the writer did lately, for the report of a failed wait: for each
+/// of its last `LOG` commits, the record's sequence number, when the commit
+/// returned (ns since the start) and whether it owed the reader a wake-up.
+/// A timed-out sleep with data in the ring is either a lost wake-up (the
+/// commit that published the data returned early in the sleep and owed
+/// nothing, or owed one whose `FUTEX_WAKE` never arrived) or a stalled
+/// writer (the commit returned only at the end of the sleep: the VM or the
+/// scheduler held the writer between its publish and its wake-up). The
+/// log tells which.
+const LOG: usize = 256;
+struct Trace {
+    started: Instant,
+    seq: Vec<AtomicU64>,
+    at: Vec<AtomicU64>,
+    owed: Vec<AtomicU64>,
+    n: AtomicU64,
+}
+
+impl Trace {
+    fn new(started: Instant) -> Self {
+        let v = || (0..LOG).map(|_| AtomicU64::new(0)).collect();
+        Trace {
+            started,
+            seq: v(),
+            at: v(),
+            owed: v(),
+            n: AtomicU64::new(0),
+        }
+    }
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+    /// Logs a commit (writer thread only). Relaxed stores then a Release
+    /// count: the reader reads the count with Acquire, then the entries.
+    fn commit(&self, seq: u64, owed: bool) {
+        let n = self.n.load(Ordering::Relaxed);
+        let i = (n % LOG as u64) as usize;
+        self.seq[i].store(seq, Ordering::Relaxed);
+        self.at[i].store(self.now(), Ordering::Relaxed);
+        self.owed[i].store(u64::from(owed), Ordering::Relaxed);
+        self.n.store(n + 1, Ordering::Release);
+    }
+    /// The commits logged since `since_ns`, oldest first (at most `LOG`).
+    fn since(&self, since_ns: u64) -> Vec<(u64, u64, bool)> {
+        let n = self.n.load(Ordering::Acquire);
+        let first = n.saturating_sub(LOG as u64 - 8);
+        (first..n)
+            .map(|k| {
+                let i = (k % LOG as u64) as usize;
+                (
+                    self.seq[i].load(Ordering::Relaxed),
+                    self.at[i].load(Ordering::Relaxed),
+                    self.owed[i].load(Ordering::Relaxed) != 0,
+                )
+            })
+            .filter(|e| e.1 >= since_ns)
+            .collect()
+    }
+}
+
 fn pay(w: shmsock_shm::ring::Wake) {
     assert!(
         w.kind() != Some(WakeKind::Socket),
@@ -45,7 +105,8 @@ fn run(fences: Fences) {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    let (pp, ps) = (parks.clone(), sleeps.clone());
+    let trace = Arc::new(Trace::new(started));
+    let (pp, ps, tr) = (parks.clone(), sleeps.clone(), trace.clone());
     let producer = std::thread::spawn(move || {
         let word = p.wake_word();
         let mut seq = 0u64;
@@ -54,7 +115,9 @@ fn run(fences: Fences) {
             let body = seq.to_le_bytes();
             if let Some(mut g) = p.try_reserve(8).unwrap() {
                 g.fill_from(&body);
-                pay(g.commit());
+                let w = g.commit();
+                tr.commit(seq, w.is_owed());
+                pay(w);
                 seq += 1;
                 continue;
             }
@@ -101,11 +164,34 @@ fn run(fences: Fences) {
             continue;
         }
         sleeps.fetch_add(1, Ordering::Relaxed);
+        let slept_at = trace.now();
         let slept = word.sleep(snap, SLEEP).unwrap();
-        c.unpark();
-        if slept == Slept::TimedOut {
-            assert!(!c.has_data().unwrap(), "lost wake-up (reader side)");
+        if slept == Slept::TimedOut && c.has_data().unwrap() {
+            let woke_at = trace.now();
+            let now_word = word.snapshot();
+            let log = trace.since(slept_at.saturating_sub(1_000_000));
+            let mut report = format!(
+                "reader slept at {slept_at} ns expecting record {expect}, wake word {snap}; \
+                 timed out at {woke_at} ns with data in the ring, wake word now {now_word}; \
+                 the writer's commits since (seq, ns, owed):\n"
+            );
+            for (sq, at, owed) in &log {
+                report += &format!("  {sq} {at} {owed}\n");
+            }
+            // A commit of the awaited record that returned more than a
+            // second before the timeout, owing nothing or owing a wake-up
+            // that did not come: a lost wake-up. Otherwise the writer was
+            // held between publish and commit's return for most of the
+            // sleep: report it, and count it as a stall.
+            let published = log.iter().find(|e| e.0 == expect);
+            match published {
+                Some(&(_, at, _)) if woke_at.saturating_sub(at) > 1_000_000_000 => {
+                    panic!("lost wake-up (reader side): {report}")
+                }
+                _ => eprintln!("writer stall, not a lost wake-up: {report}"),
+            }
         }
+        c.unpark();
     }
     let (sent, writer_parks) = producer.join().unwrap();
     done.store(true, Ordering::Relaxed);

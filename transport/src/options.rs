@@ -18,12 +18,15 @@ pub enum WaitStrategy {
     /// Park at once: mark the ring, sleep on the socket until the peer sends
     /// a wake-up. Costs a syscall on each side per wake-up; no spinning.
     Block,
-    /// Spin, then park: spins up to `spin` while recent spins have paid off
-    /// (the peer answered before the window ended), and only 2 µs when they
-    /// have not (a peer that sleeps between messages, or one waiting for our
-    /// own core), with a full-window probe every 64th wait. It never yields
-    /// the CPU while spinning (see `docs/design.md`). The default, with
-    /// 50 µs.
+    /// Spin, then park, where spinning pays: each wait either spins up to
+    /// `spin` and then parks, or parks at once, whichever the recent waits
+    /// of this half show to be cheaper (the time from the start of a wait
+    /// to the event; spinning must be clearly cheaper, as it also costs a
+    /// core). So a hot peer is caught spinning, and a peer that sleeps
+    /// between messages, or waits for our own core, gets the core at once.
+    /// The other way is tried every 128th wait (512th when one costs twice
+    /// the other). It never yields the CPU while spinning (see
+    /// `docs/design.md`, "Waiting"). The default, with 50 µs.
     Adaptive {
         /// The longest spin before parking.
         spin: Duration,

@@ -45,9 +45,9 @@ pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(200);
 
 /// Spins between two looks at the clock and at the socket.
 const SPIN_CHECK_EVERY: u32 = 256;
-/// Shortest spin window of `Adaptive`: a hot peer's answer still costs no
-/// wake-up even when recent waits were long.
-pub(crate) const MIN_SPIN: Duration = Duration::from_micros(2);
+/// A spin-arm wait at most this long is a hot peer: parking cannot beat
+/// it (a wake-up alone costs more), so the park arm is not probed then.
+const HOT: u64 = 5_000;
 
 /// What a waiting loop does next.
 pub(crate) enum Step {
@@ -59,62 +59,135 @@ pub(crate) enum Step {
     Park,
 }
 
-/// How often the recent spins of one half have paid off (the wait ended
-/// while spinning), to size the spin window of `Adaptive`.
+/// What one half's recent waits have cost, to choose how `Adaptive` waits
+/// next: spin the whole window, then park (arm [`Arm::Spin`]), or park at
+/// once (arm [`Arm::Park`]).
 ///
-/// Why a success rate and not the average wait: a wait that had to park
-/// includes a wake-up (20-60 µs here), so once both sides of a ping-pong
-/// park, an average of wait times stays above any spin window and the pair
-/// never spins again, even when it could (measured: a pinned 64 B
-/// ping-pong stuck at Block speed, 39 µs instead of 0.7 µs, after one
-/// hiccup under load). A success rate recovers: every [`PROBE_EVERY`]th
-/// wait spins the whole window, and one caught reply puts both sides back
-/// in step.
+/// Why the wait's cost and not whether the spin caught the event: a spin
+/// that catches the reply can still make it later. Measured with `shmsock
+/// bench` (paced scenario, not pinned, 64 B, 200 µs between requests): a
+/// client spinning for the reply caught it every time, yet took 28 µs
+/// against 21 µs for a Unix stream, whose client sleeps. Even a 2 µs spin
+/// before parking cost 10 µs per round trip there (`docs/performance.md`):
+/// the request's wake-up is a sync wake-up (the socket's), so Linux queues
+/// the server on the client's core, and a client that does not give the
+/// core up at once sends the server to wake the idle one. So each arm keeps
+/// an exponential average of what its waits took, from the start of the
+/// wait to the event (capped: a wait much longer than the window says only
+/// that the peer was not about to answer), and the cheaper arm is chosen;
+/// spinning must be clearly cheaper ([`SPIN_MUST_SAVE`]), since it also
+/// costs a core. The other arm is probed now and then so that its average
+/// follows the peer: every [`PROBE_CLOSE`] waits while the two are within
+/// 2x of each other, every [`PROBE_FAR`] waits otherwise (a probe of the
+/// losing arm costs a wake-up or a wasted window, so probes stay below 1 %
+/// of the waits, out of the p99). A hot peer, whose
+/// answer the spin catches within [`HOT`], is never probed with a park: a
+/// wake-up alone costs more.
+///
+/// A new half spins its first wait (optimistic) and parks in its second,
+/// so that both arms have a cost from then on.
+///
+/// Neither arm can get stuck: a pair that both park after a hiccup (the
+/// old failure of an average of wait times, which never fell below the
+/// window once both sides parked) probes the spin arm within
+/// [`PROBE_FAR`] waits, and one caught reply makes spinning cheaper again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpinLearner {
-    /// Recent success rate, in 1/65536 (an exponential average, weight 1/8).
-    rate: u32,
+    /// Recent wait times of each arm in ns, capped; indexed by `Arm`;
+    /// [`UNKNOWN`] before its first wait.
+    cost: [u64; 2],
     /// Waits since the last probe.
     waits: u32,
+    /// The arm of the wait in progress.
+    arm: Arm,
 }
 
-/// Every this many waits, spin the whole window even if spins have been
-/// failing (a probe).
-const PROBE_EVERY: u32 = 64;
-/// Success rate (in 1/65536) from which the whole window is spun.
-const SPIN_WHEN_RATE: u32 = 1 << 15;
+/// The two ways `Adaptive` can wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arm {
+    /// Spin the whole window, then park.
+    Spin = 0,
+    /// Park at once.
+    Park = 1,
+}
+
+/// Probe interval while the two arms cost within 2x of each other.
+const PROBE_CLOSE: u32 = 128;
+/// Probe interval while one arm costs more than twice the other.
+const PROBE_FAR: u32 = 512;
+/// The spin arm is chosen only if its average wait is below the park
+/// arm's by 1/8 of it plus this much (ns).
+const SPIN_MUST_SAVE: u64 = 500;
+/// An arm's cost before its first wait.
+const UNKNOWN: u64 = u64::MAX;
 
 impl Default for SpinLearner {
     fn default() -> Self {
-        // Optimistic: a new connection spins until it learns otherwise.
         SpinLearner {
-            rate: 1 << 16,
+            cost: [UNKNOWN; 2],
             waits: 0,
+            arm: Arm::Spin,
         }
     }
 }
 
 impl SpinLearner {
-    /// The spin window for the next wait, whose strategy allows at most
-    /// `max`: all of it while spins pay off (or to probe), else
-    /// [`MIN_SPIN`] (a hot peer's answer still costs no wake-up).
-    pub(crate) fn window(&mut self, max: Duration) -> Duration {
-        self.waits = self.waits.wrapping_add(1);
-        if self.rate >= SPIN_WHEN_RATE || self.waits.is_multiple_of(PROBE_EVERY) {
-            max
+    /// The arm that costs less, all told (spinning first while unknown).
+    fn best(&self) -> Arm {
+        let (spin, park) = (self.cost[0], self.cost[1]);
+        if spin == UNKNOWN
+            || park == UNKNOWN
+            || spin.saturating_add(park / 8).saturating_add(SPIN_MUST_SAVE) < park
+        {
+            Arm::Spin
         } else {
-            MIN_SPIN.min(max)
+            Arm::Park
         }
     }
 
-    /// Records whether a wait ended while spinning (`true`) or had to park.
-    pub(crate) fn record(&mut self, spun: bool) {
-        let target: u32 = if spun { 1 << 16 } else { 0 };
-        if target >= self.rate {
-            self.rate += (target - self.rate) / 8;
+    /// The spin window for the next wait, whose strategy allows at most
+    /// `max`: all of it or none, by the arms' recent costs (and now and
+    /// then the other, to probe it).
+    pub(crate) fn window(&mut self, max: Duration) -> Duration {
+        self.waits = self.waits.wrapping_add(1);
+        let (spin, park) = (self.cost[0], self.cost[1]);
+        self.arm = if spin != UNKNOWN && park == UNKNOWN {
+            // Not parked yet: try it now, so that a new half that should
+            // not spin learns it in its second wait.
+            Arm::Park
         } else {
-            self.rate -= (self.rate - target) / 8;
+            let best = self.best();
+            let far = spin != UNKNOWN
+                && park != UNKNOWN
+                && spin.max(park) > spin.min(park).saturating_mul(2);
+            let every = if far { PROBE_FAR } else { PROBE_CLOSE };
+            let probe = self.waits.is_multiple_of(every) && !(best == Arm::Spin && spin <= HOT);
+            match (best, probe) {
+                (Arm::Spin, false) | (Arm::Park, true) => Arm::Spin,
+                (Arm::Park, false) | (Arm::Spin, true) => Arm::Park,
+            }
+        };
+        match self.arm {
+            Arm::Spin => max,
+            Arm::Park => Duration::ZERO,
         }
+    }
+
+    /// Records what the wait just ended took, from its start to the event
+    /// (`max` is the strategy's window, which sets the cap).
+    pub(crate) fn record(&mut self, waited: Duration, max: Duration) {
+        let cap = max.saturating_mul(4).max(Duration::from_micros(100));
+        // Below UNKNOWN whatever the window (`Adaptive { spin }` takes any
+        // Duration).
+        let v =
+            u64::try_from(waited.min(cap).as_nanos()).map_or(UNKNOWN - 1, |v| v.min(UNKNOWN - 1));
+        let c = &mut self.cost[self.arm as usize];
+        // Weight 1/8 for the new wait; an arm's first wait sets it.
+        *c = if *c == UNKNOWN {
+            v
+        } else {
+            *c - *c / 8 + v / 8
+        };
     }
 }
 
@@ -124,6 +197,12 @@ impl SpinLearner {
 pub(crate) struct Spinner {
     /// `None`: spin forever (`Spin`); otherwise park once this has passed.
     park_after: Option<Instant>,
+    /// When the wait began, for the learner (`Adaptive` only).
+    start: Option<Instant>,
+    /// The last clock reading taken while spinning.
+    last: Option<Instant>,
+    /// The strategy's whole spin window.
+    max: Duration,
     /// [`Step::Park`] was returned.
     parked: bool,
     spins: u32,
@@ -132,30 +211,57 @@ pub(crate) struct Spinner {
 impl Spinner {
     /// Starts a wait of `wait`, sized by what `learner` has seen.
     pub(crate) fn new(wait: WaitStrategy, learner: &mut SpinLearner) -> Self {
-        let park_after = match wait {
-            WaitStrategy::Spin => None,
-            WaitStrategy::Block => Some(Instant::now()),
-            WaitStrategy::Adaptive { spin } => Instant::now().checked_add(learner.window(spin)),
+        let (park_after, start, max) = match wait {
+            WaitStrategy::Spin => (None, None, Duration::MAX),
+            WaitStrategy::Block => (Some(Instant::now()), None, Duration::ZERO),
+            WaitStrategy::Adaptive { spin } => {
+                let now = Instant::now();
+                (now.checked_add(learner.window(spin)), Some(now), spin)
+            }
         };
         Spinner {
             park_after,
+            start,
+            last: None,
+            max,
             parked: false,
             spins: 0,
         }
     }
 
     /// Whether this wait has told the caller to park.
+    #[cfg(test)]
     pub(crate) fn parked(&self) -> bool {
         self.parked
+    }
+
+    /// The wait ended with the event: tells `learner` what it took. A wait
+    /// that never parked is timed by the last clock reading of the spin
+    /// (every 16 spins; none: it ended at once), which saves a clock read
+    /// on the hot path.
+    pub(crate) fn finish(&self, learner: &mut SpinLearner) {
+        if let Some(start) = self.start {
+            let end = if self.parked {
+                Instant::now()
+            } else {
+                self.last.unwrap_or(start)
+            };
+            learner.record(end.saturating_duration_since(start), self.max);
+        }
     }
 
     /// The next step.
     pub(crate) fn step(&mut self) -> Step {
         self.spins = self.spins.wrapping_add(1);
         // The clock is read every 16 spins only (a vDSO call, but not free).
-        let park = self
-            .park_after
-            .is_some_and(|t| self.spins % 16 == 1 && Instant::now() >= t);
+        let mut park = false;
+        if let Some(t) = self.park_after {
+            if self.spins % 16 == 1 {
+                let now = Instant::now();
+                self.last = Some(now);
+                park = now >= t;
+            }
+        }
         if park {
             self.parked = true;
             Step::Park
@@ -213,7 +319,7 @@ pub(crate) fn wait_until<W: Waiter>(
     let mut spinner = Spinner::new(strategy, w.learner());
     loop {
         if ready(w)? {
-            w.learner().record(!spinner.parked());
+            spinner.finish(w.learner());
             return Ok(());
         }
         if w.gone() {
@@ -246,7 +352,9 @@ pub(crate) fn wait_until<W: Waiter>(
             Ok(false) => {}
             r => {
                 w.unpark();
-                w.learner().record(!spinner.parked());
+                if matches!(r, Ok(true)) {
+                    spinner.finish(w.learner());
+                }
                 return r.map(drop);
             }
         }
@@ -317,30 +425,101 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(50);
 
+    /// Runs `n` waits where a wait with the whole window takes `spin` and
+    /// a short one takes `short`; returns how many used the whole window.
+    fn drive(l: &mut SpinLearner, spin: Duration, short: Duration, n: u32) -> u32 {
+        let mut whole = 0;
+        for _ in 0..n {
+            let w = l.window(MAX);
+            let took = if w == MAX {
+                whole += 1;
+                spin
+            } else {
+                assert_eq!(w, Duration::ZERO);
+                short
+            };
+            l.record(took, MAX);
+        }
+        whole
+    }
+
+    const US: Duration = Duration::from_micros(1);
+
     #[test]
-    fn spins_while_spinning_pays_then_probes() {
+    fn parks_when_spinning_does_not_pay_even_if_it_catches_the_reply() {
+        // The paced client: spinning catches the reply in 28 µs, parking
+        // gets it in 21 µs. After learning, only probes spin.
         let mut l = SpinLearner::default();
-        assert_eq!(l.window(MAX), MAX);
-        // Spins that keep failing (a peer that sleeps between messages):
-        // the floor, except for a probe every PROBE_EVERY waits.
-        for _ in 0..64 {
-            l.record(false);
-        }
-        let windows: Vec<_> = (0..PROBE_EVERY).map(|_| l.window(MAX)).collect();
-        assert_eq!(windows.iter().filter(|&&w| w == MAX).count(), 1);
+        assert_eq!(l.window(MAX), MAX, "a new half spins");
+        l.record(28 * US, MAX);
+        drive(&mut l, 28 * US, 21 * US, 200);
+        let whole = drive(&mut l, 28 * US, 21 * US, PROBE_CLOSE * 10);
+        assert_eq!(whole, 10, "one probe every PROBE_CLOSE waits");
+    }
+
+    #[test]
+    fn spins_when_the_answer_comes_within_the_window() {
+        // A peer that answers in 8 µs: parking costs a wake-up (40 µs).
+        let mut l = SpinLearner::default();
+        drive(&mut l, 8 * US, 40 * US, 600);
+        let whole = drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 4);
         assert_eq!(
-            windows.iter().filter(|&&w| w == MIN_SPIN).count(),
-            PROBE_EVERY as usize - 1
+            whole,
+            PROBE_FAR * 4 - 4,
+            "the park arm probed every PROBE_FAR"
         );
-        // A few caught waits (a probe caught the peer hot) bring the whole
-        // window back.
-        for _ in 0..8 {
-            l.record(true);
+    }
+
+    #[test]
+    fn a_hot_peer_is_never_probed_with_a_park() {
+        // Answers within HOT: the spin arm wins and a park is never tried
+        // after the first (each would cost a wake-up, 100 times the wait).
+        let mut l = SpinLearner::default();
+        drive(&mut l, 400 * US / 1000, 30 * US, 2);
+        let whole = drive(&mut l, 400 * US / 1000, 30 * US, PROBE_FAR * 4);
+        assert_eq!(whole, PROBE_FAR * 4);
+    }
+
+    #[test]
+    fn follows_the_peer_when_it_changes() {
+        let mut l = SpinLearner::default();
+        // Spinning pays...
+        drive(&mut l, 8 * US, 40 * US, 600);
+        assert_eq!(l.window(MAX), MAX);
+        l.record(8 * US, MAX);
+        // ...then the peer starts sleeping: a spin now costs the window
+        // and a wake-up, parking only the wake-up. Within a few waits the
+        // learner parks.
+        drive(&mut l, 80 * US, 30 * US, 40);
+        let whole = drive(&mut l, 80 * US, 30 * US, PROBE_CLOSE * 2);
+        assert!(whole <= 2, "{whole}");
+        // And back: the probes find spinning cheap again.
+        drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 8);
+        let whole = drive(&mut l, 8 * US, 40 * US, 100);
+        assert!(whole >= 99, "{whole}");
+    }
+
+    #[test]
+    fn any_window_works() {
+        // A window of Duration::MAX (spin forever, as `Spin`) and waits of
+        // any length neither overflow nor look like an unknown arm.
+        let mut l = SpinLearner::default();
+        for took in [Duration::ZERO, Duration::MAX, US, Duration::MAX] {
+            let _ = l.window(Duration::MAX);
+            l.record(took, Duration::MAX);
         }
-        assert_eq!(l.window(MAX), MAX);
-        // A lone miss does not stop spinning.
-        l.record(false);
-        assert_eq!(l.window(MAX), MAX);
+        assert!(l.cost.iter().all(|&c| c != UNKNOWN));
+        let _ = l.window(Duration::MAX);
+    }
+
+    #[test]
+    fn long_waits_are_capped_and_a_zero_window_stays_zero() {
+        // A server waiting for requests milliseconds apart: both arms wait
+        // the cap, so it does not spin.
+        let mut l = SpinLearner::default();
+        drive(&mut l, 2000 * US, 2000 * US, 100);
+        let whole = drive(&mut l, 2000 * US, 2000 * US, PROBE_CLOSE * 3);
+        assert_eq!(whole, 3);
         // A window of 0 stays 0 (Block-like), never the floor.
         assert_eq!(l.window(Duration::ZERO), Duration::ZERO);
     }

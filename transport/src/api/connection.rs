@@ -8,6 +8,7 @@ use std::time::Duration;
 use shmsock_shm::ring::{Consumer, Producer};
 
 use crate::api::message::Message;
+use crate::api::reader::MessageReader;
 use crate::api::receiver::Receiver;
 use crate::api::sender::{Batch, Sender, WriteGrant};
 use crate::api::writer::MessageWriter;
@@ -172,6 +173,44 @@ impl Connection {
     /// As [`Receiver::try_recv`].
     pub fn try_recv(&mut self) -> Result<Option<Message<'_>>> {
         self.rx.try_recv()
+    }
+
+    /// Receives the next message into `buf`, reusing its allocation (see
+    /// [`Receiver::recv_into`]). Returns its length.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn demo(conn: &mut shmsock_transport::Connection) -> shmsock_transport::Result<()> {
+    /// let mut buf = Vec::new();
+    /// loop {
+    ///     let n = conn.recv_into(&mut buf)?;
+    ///     println!("{n} bytes");
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.rx.recv_into(buf)
+    }
+
+    /// Starts reading the next message piece by piece, without holding it
+    /// whole (see [`Receiver::read_message`]).
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn read_message(&mut self) -> Result<MessageReader<'_>> {
+        self.rx.read_message()
+    }
+
+    /// [`Connection::read_message`] with an explicit timeout for the wait
+    /// for the message's start.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn read_message_timeout(&mut self, timeout: Duration) -> Result<MessageReader<'_>> {
+        self.rx.read_message_timeout(timeout)
     }
 
     /// Sends many messages with one publication (see

@@ -1,6 +1,6 @@
 //! The async receiving half.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmsock_shm::ring::RecordHead;
 
@@ -101,15 +101,27 @@ impl Receiver {
             Head::Whole => return Ok(None),
             Head::Empty => {}
         }
+        let start = Instant::now();
         let window = self.learner.window(self.spin);
         let core = &mut self.core;
-        let spun = spin_until(window, || core.has_data())?;
-        self.learner.record(spun);
+        // Caught spinning or not, `try_head` takes what is there (and
+        // parks only while the ring is empty).
+        spin_until(window, || core.has_data())?;
+        let r = self.park_for_head(&mut deadline).await;
+        if r.is_ok() {
+            self.learner.record(start.elapsed(), self.spin);
+        }
+        r
+    }
+
+    /// Takes the next head, parking and awaiting the socket while the ring
+    /// is empty.
+    async fn park_for_head(&mut self, deadline: &mut Deadline) -> Result<Option<RecordHead>> {
         loop {
             // Drains the socket, notes a hang-up (`Disconnected` once the
             // ring is empty), parks (SYNC POINT `park-dekker`, reader side)
             // and re-checks; stays parked only if still empty.
-            match self.core.try_head(&mut deadline)? {
+            match self.core.try_head(deadline)? {
                 Head::Inline(h) => return Ok(Some(h)),
                 Head::Whole => return Ok(None),
                 Head::Empty => {}

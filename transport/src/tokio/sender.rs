@@ -1,6 +1,6 @@
 //! The async sending half.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::api::sender::WriteGrant;
 use crate::core::send::SendCore;
@@ -151,13 +151,24 @@ impl Sender {
     /// Waits until a record of `len` bytes fits: a short spin, then park
     /// (mark, fence, re-check) and await the socket.
     async fn wait_space(&mut self, len: usize) -> Result<()> {
+        let start = Instant::now();
         let window = self.learner.window(self.spin);
         let core = &mut self.core;
-        if spin_until(window, || core.can_reserve(len))? {
-            self.learner.record(true);
-            return Ok(());
+        let spun = spin_until(window, || core.can_reserve(len))?;
+        let r = if spun {
+            Ok(())
+        } else {
+            self.park_for_space(len).await
+        };
+        if r.is_ok() {
+            self.learner.record(start.elapsed(), self.spin);
         }
-        self.learner.record(false);
+        r
+    }
+
+    /// Parks (mark, fence, re-check) and awaits the socket until a record
+    /// of `len` bytes fits.
+    async fn park_for_space(&mut self, len: usize) -> Result<()> {
         loop {
             if self.core.peer_gone {
                 return Err(Error::Disconnected);
