@@ -21,7 +21,7 @@
 //!   after each `send`, a subscriber blocks in `Listener::timed_wait`
 //!   whenever its queue is empty: the sleeping mode, as the shmsock rows.
 //!
-//! The end of the stream is a message of phase [`PHASE_END`]; the
+//! The end of the stream is a message of phase 2 (end); the
 //! subscribers then report their latency samples on their control socket,
 //! as the shmsock subscribers do.
 
