@@ -2,7 +2,8 @@
 //! 64 B and 1 MiB messages, shmsock publish/subscribe (`Block`; subscribers
 //! copying each message out, or reading it in place) against a Unix stream
 //! baseline (the publisher writes each message to every subscriber's
-//! socket). Nothing is pinned.
+//! socket) and iceoryx2 publish-subscribe (busy-polling and event-driven
+//! subscribers, [`super::fanout_iox`]). Nothing is pinned.
 //!
 //! Each row has two phases:
 //! - **latency** (first, so that no subscriber has a backlog): the
@@ -16,9 +17,17 @@
 //!   the whole payload written) for a fixed time; reported as messages and
 //!   bytes per second published (every subscriber receives all of them).
 //!
-//! Message layout: `[stamp: u64][phase: u64][payload…]`; phase 0 =
-//! throughput, 1 = latency. Subscribers check each message's length and
-//! phase.
+//! Message layout: `[stamp: u64][phase: u64][body…]`; phase 0 =
+//! throughput, 1 = latency, 2 = end (iceoryx2 rows only; the others end
+//! with the publisher's close). The body is message `seq` of
+//! [`pattern`] (`seq` counts from 0 over both phases): the publisher writes
+//! every byte, every subscriber checks every byte and the order (a lost,
+//! repeated or torn message fails the row). Copying subscribers check
+//! their copy; in-place subscribers check the bytes in the ring.
+//!
+//! Every row has the same phase lengths (300 ms each, 100 ms with
+//! `--quick`), so that the 30 rows take about as long as the 18 of the
+//! previous version.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -30,6 +39,9 @@ use shmsock_services::pubsub::{
 };
 
 use super::child::{fork_with, Child, Result};
+use super::fanout_iox::{self, IoxFanPub, IoxFanWait};
+use super::iox::Names;
+use super::pattern;
 use super::run::{Progress, RttStats};
 use super::session::read_u64;
 use super::watchdog::Watchdog;
@@ -39,15 +51,23 @@ pub const SUBSCRIBERS: [usize; 3] = [1, 4, 8];
 /// Message sizes measured.
 pub const SIZES: [usize; 2] = [64, 1 << 20];
 /// Transports compared, the baseline first.
-pub const TRANSPORTS: [FanTransport; 3] = [
+pub const TRANSPORTS: [FanTransport; 5] = [
     FanTransport::Stream,
     FanTransport::PubSub,
     FanTransport::PubSubInPlace,
+    FanTransport::IoxPoll,
+    FanTransport::IoxEvent,
 ];
 /// Longest the setup or one phase of a row may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Header of every message: stamp and phase.
-const HEAD: usize = 16;
+pub(crate) const HEAD: usize = 16;
+/// Phase of the throughput phase's messages.
+const PHASE_THROUGHPUT: u64 = 0;
+/// Phase of the latency phase's messages (stamped).
+const PHASE_LATENCY: u64 = 1;
+/// Phase of the last message of an iceoryx2 row.
+pub(crate) const PHASE_END: u64 = 2;
 
 /// The two transports of the scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +79,14 @@ pub enum FanTransport {
     /// each message out (`recv`).
     PubSub,
     /// The same, subscribers reading in place (`read_timeout`): each
-    /// checks its message's length and copies out its 16-byte head only.
+    /// checks its message in the ring.
     PubSubInPlace,
+    /// iceoryx2 publish-subscribe, subscribers busy-polling (hot),
+    /// checking each sample in place.
+    IoxPoll,
+    /// iceoryx2 publish-subscribe, subscribers sleeping on an event
+    /// listener the publisher notifies after each send.
+    IoxEvent,
 }
 
 impl FanTransport {
@@ -70,6 +96,8 @@ impl FanTransport {
             FanTransport::Stream => "unix stream",
             FanTransport::PubSub => "shmsock pubsub",
             FanTransport::PubSubInPlace => "pubsub in place",
+            FanTransport::IoxPoll => "iceoryx2 poll",
+            FanTransport::IoxEvent => "iceoryx2 event",
         }
     }
     /// Id in the JSON rows.
@@ -78,7 +106,52 @@ impl FanTransport {
             FanTransport::Stream => "stream",
             FanTransport::PubSub => "pubsub-block",
             FanTransport::PubSubInPlace => "pubsub-block-in-place",
+            FanTransport::IoxPoll => "iceoryx2-poll",
+            FanTransport::IoxEvent => "iceoryx2-event",
         }
+    }
+    /// Whether this is an iceoryx2 row.
+    pub fn is_iceoryx2(self) -> bool {
+        matches!(self, FanTransport::IoxPoll | FanTransport::IoxEvent)
+    }
+}
+
+/// Which rows [`run`] measures.
+#[derive(Debug, Clone, Default)]
+pub struct FanoutPlan {
+    /// Shorter phases.
+    pub quick: bool,
+    /// Skip the iceoryx2 rows.
+    pub no_iceoryx2: bool,
+    /// Only transports whose name contains this (case-insensitive); the
+    /// unix stream, the baseline, is always kept.
+    pub filter: Option<String>,
+    /// Only these of [`SIZES`] (`None`: all).
+    pub sizes: Option<Vec<usize>>,
+}
+
+impl FanoutPlan {
+    /// The sizes this plan measures.
+    pub fn sizes(&self) -> Vec<usize> {
+        SIZES
+            .into_iter()
+            .filter(|s| self.sizes.as_ref().is_none_or(|l| l.contains(s)))
+            .collect()
+    }
+
+    /// The transports this plan measures, the baseline first.
+    pub fn transports(&self) -> Vec<FanTransport> {
+        let filter = self.filter.as_ref().map(|f| f.to_lowercase());
+        TRANSPORTS
+            .into_iter()
+            .filter(|t| !(self.no_iceoryx2 && t.is_iceoryx2()))
+            .filter(|t| {
+                *t == FanTransport::Stream
+                    || filter
+                        .as_ref()
+                        .is_none_or(|f| t.name().to_lowercase().contains(f.as_str()))
+            })
+            .collect()
     }
 }
 
@@ -100,6 +173,16 @@ pub struct FanoutRow {
     pub lat: RttStats,
     /// The worst subscriber's p99.
     pub worst_p99: u64,
+    /// The publisher's CPU time per message published (throughput phase).
+    pub pub_cpu_ns: f64,
+    /// The publisher's sleeps (voluntary context switches) per 1000
+    /// messages published.
+    pub pub_sleeps_per_k: f64,
+    /// A subscriber's CPU time per message received (throughput phase),
+    /// averaged over the subscribers.
+    pub sub_cpu_ns: f64,
+    /// A subscriber's sleeps per 1000 messages, averaged.
+    pub sub_sleeps_per_k: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,13 +195,13 @@ impl Timing {
     fn new(quick: bool) -> Timing {
         if quick {
             Timing {
-                throughput: Duration::from_millis(150),
-                latency: Duration::from_millis(150),
+                throughput: Duration::from_millis(100),
+                latency: Duration::from_millis(100),
             }
         } else {
             Timing {
-                throughput: Duration::from_millis(500),
-                latency: Duration::from_millis(500),
+                throughput: Duration::from_millis(300),
+                latency: Duration::from_millis(300),
             }
         }
     }
@@ -132,8 +215,19 @@ fn interval(size: usize) -> Duration {
     }
 }
 
+/// The stamp of a message of `phase`: the clock for latency messages,
+/// 0 otherwise (the throughput phase reads no clock per message: on this
+/// kind of VM `clock_gettime` costs as much as a small message).
+pub(crate) fn stamp(phase: u64) -> u64 {
+    if phase == PHASE_LATENCY {
+        mono_ns()
+    } else {
+        0
+    }
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process.
-fn mono_ns() -> u64 {
+pub(crate) fn mono_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
         t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
     })
@@ -145,23 +239,93 @@ fn word(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// What a subscriber records for one message; `Err` if it is malformed.
-fn on_message(msg: &[u8], size: usize, samples: &mut Vec<u64>) -> Result<()> {
-    if msg.len() != size {
-        return Err(format!("message of {} bytes, expected {size}", msg.len()).into());
+/// Checks message `seq` (length, phase, every byte of the body) and
+/// records its one-way latency if it is a latency message; returns its
+/// phase. The clock is read (latency messages only) before the body is
+/// checked.
+///
+/// # Errors
+/// A wrong length, phase or body.
+pub(crate) fn check_message(
+    msg: &[u8],
+    size: usize,
+    seq: u64,
+    samples: &mut Vec<u64>,
+) -> Result<u64> {
+    if msg.len() != size || size < HEAD {
+        return Err(format!("message {seq}: {} bytes, expected {size}", msg.len()).into());
     }
-    let now = mono_ns();
-    match word(msg, 8) {
-        0 => {}
-        1 => samples.push(now.saturating_sub(word(msg, 0))),
-        p => return Err(format!("bad phase {p}").into()),
+    let phase = word(msg, 8);
+    match phase {
+        PHASE_THROUGHPUT | PHASE_END => {}
+        PHASE_LATENCY => samples.push(mono_ns().saturating_sub(word(msg, 0))),
+        p => return Err(format!("message {seq}: bad phase {p}").into()),
     }
-    Ok(())
+    pattern::verify(&msg[HEAD..], seq, size - HEAD)?;
+    Ok(phase)
 }
 
-fn send_samples(ctl: &mut UnixStream, samples: &[u64]) -> Result<()> {
-    let mut out = Vec::with_capacity(8 * (samples.len() + 1));
-    out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
+/// This process's CPU time (user + system) and voluntary context switches
+/// (sleeps) so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cpu {
+    ns: u64,
+    sleeps: u64,
+}
+
+impl Cpu {
+    /// Now (zero if `getrusage` fails, which it does not for `RUSAGE_SELF`).
+    pub(crate) fn now() -> Cpu {
+        use nix::sys::resource::{getrusage, UsageWho};
+        use nix::sys::time::TimeValLike;
+        match getrusage(UsageWho::RUSAGE_SELF) {
+            Ok(u) => Cpu {
+                ns: (u.user_time().num_nanoseconds() + u.system_time().num_nanoseconds()).max(0)
+                    as u64,
+                sleeps: u.voluntary_context_switches().max(0) as u64,
+            },
+            Err(_) => Cpu::default(),
+        }
+    }
+}
+
+/// A subscriber's cost over the throughput phase: CPU time and sleeps from
+/// its first throughput message to its end, and the messages in between.
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    start: Option<Cpu>,
+    msgs: u64,
+}
+
+impl Meter {
+    /// Counts a message of `phase` (starting the meter at the first
+    /// throughput message).
+    pub(crate) fn on(&mut self, phase: u64) {
+        if phase == PHASE_LATENCY {
+            return;
+        }
+        if self.start.is_none() {
+            self.start = Some(Cpu::now());
+        } else {
+            self.msgs += 1;
+        }
+    }
+}
+
+/// Sends a subscriber's report to the publisher: its CPU time, sleeps and
+/// messages over the throughput phase, then its latency samples.
+pub(crate) fn send_report(ctl: &mut UnixStream, meter: &Meter, samples: &[u64]) -> Result<()> {
+    let end = Cpu::now();
+    let start = meter.start.unwrap_or(end);
+    let mut out = Vec::with_capacity(8 * (samples.len() + 4));
+    for w in [
+        end.ns.saturating_sub(start.ns),
+        end.sleeps.saturating_sub(start.sleeps),
+        meter.msgs,
+        samples.len() as u64,
+    ] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
     for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
     }
@@ -190,40 +354,44 @@ fn pubsub_subscriber(
     };
     let mut buf = Vec::with_capacity(size);
     let mut samples = Vec::with_capacity(1 << 16);
+    let mut meter = Meter::default();
+    let mut seq = 0u64;
     loop {
         if in_place {
             match sub.read_timeout(TIMEOUT) {
                 Ok(sample) => {
-                    if sample.len() != size {
-                        return Err(format!("message of {} bytes", sample.len()).into());
-                    }
-                    let mut head = [0u8; HEAD];
-                    sample.copy_to(&mut head)?;
-                    let now = mono_ns();
-                    match word(&head, 8) {
-                        0 => {}
-                        1 => samples.push(now.saturating_sub(word(&head, 0))),
-                        p => return Err(format!("bad phase {p}").into()),
+                    // SAFETY: the bench's publisher is honest and this
+                    // subscriber is never evicted (`max_lag` = the row's
+                    // timeout, Block): nobody writes the record while the
+                    // sample holds it. `is_intact` is checked after the
+                    // read all the same.
+                    let bytes = unsafe { sample.as_slice_unchecked() };
+                    meter.on(check_message(bytes, size, seq, &mut samples)?);
+                    if !sample.is_intact() {
+                        return Err(format!("message {seq} overwritten while read").into());
                     }
                 }
                 Err(PsError::Closed) => break,
                 Err(e) => return Err(format!("read: {e}").into()),
             }
-            continue;
+        } else {
+            match sub.recv_timeout(&mut buf, TIMEOUT) {
+                Ok(_) => meter.on(check_message(&buf, size, seq, &mut samples)?),
+                Err(PsError::Closed) => break,
+                Err(e) => return Err(format!("recv: {e}").into()),
+            }
         }
-        match sub.recv_timeout(&mut buf, TIMEOUT) {
-            Ok(_) => on_message(&buf, size, &mut samples)?,
-            Err(PsError::Closed) => break,
-            Err(e) => return Err(format!("recv: {e}").into()),
-        }
+        seq += 1;
     }
-    send_samples(&mut ctl, &samples)
+    send_report(&mut ctl, &meter, &samples)
 }
 
 /// A stream subscriber: reads framed messages until end of stream.
 fn stream_subscriber(mut s: UnixStream, size: usize, mut ctl: UnixStream) -> Result<()> {
     let mut buf = vec![0u8; size];
     let mut samples = Vec::with_capacity(1 << 16);
+    let mut meter = Meter::default();
+    let mut seq = 0u64;
     loop {
         let mut len = [0u8; 8];
         match s.read_exact(&mut len) {
@@ -235,38 +403,41 @@ fn stream_subscriber(mut s: UnixStream, size: usize, mut ctl: UnixStream) -> Res
             return Err("stream framing: bad length".into());
         }
         s.read_exact(&mut buf)?;
-        on_message(&buf, size, &mut samples)?;
+        meter.on(check_message(&buf, size, seq, &mut samples)?);
+        seq += 1;
     }
-    send_samples(&mut ctl, &samples)
+    send_report(&mut ctl, &meter, &samples)
 }
 
 /// The publisher's end of the row.
-enum Pub {
+enum Source {
     PubSub(Box<Publisher>),
     Stream(Vec<UnixStream>),
+    Iox(IoxFanPub),
 }
 
-impl Pub {
-    /// Publishes one message of `size` bytes: head, then the payload
-    /// written in full.
-    fn publish(&mut self, size: usize, phase: u64, fill: u8, scratch: &mut [u8]) -> Result<()> {
+impl Source {
+    /// Publishes message `seq` of `size` bytes: the body written in full,
+    /// then the head (the stamp last).
+    fn publish(&mut self, size: usize, phase: u64, seq: u64, scratch: &mut [u8]) -> Result<()> {
         match self {
-            Pub::PubSub(p) => {
+            Source::PubSub(p) => {
                 let mut loan = p.loan_timeout(size, TIMEOUT)?;
-                loan[HEAD..].fill(fill);
+                pattern::fill(&mut loan[HEAD..], seq);
                 loan[8..HEAD].copy_from_slice(&phase.to_le_bytes());
-                loan[..8].copy_from_slice(&mono_ns().to_le_bytes());
+                loan[..8].copy_from_slice(&stamp(phase).to_le_bytes());
                 loan.publish();
             }
-            Pub::Stream(socks) => {
-                scratch[8 + HEAD..].fill(fill);
+            Source::Stream(socks) => {
+                pattern::fill(&mut scratch[8 + HEAD..], seq);
                 scratch[..8].copy_from_slice(&(size as u64).to_le_bytes());
                 scratch[16..24].copy_from_slice(&phase.to_le_bytes());
-                scratch[8..16].copy_from_slice(&mono_ns().to_le_bytes());
+                scratch[8..16].copy_from_slice(&stamp(phase).to_le_bytes());
                 for s in socks {
                     s.write_all(scratch)?;
                 }
             }
+            Source::Iox(p) => p.publish(size, phase, seq)?,
         }
         Ok(())
     }
@@ -286,9 +457,19 @@ fn capacity(size: usize) -> u64 {
     ((size as u64 + 16) * 4).next_power_of_two().max(1 << 20)
 }
 
+fn iox_wait(t: FanTransport) -> IoxFanWait {
+    if t == FanTransport::IoxEvent {
+        IoxFanWait::Event
+    } else {
+        IoxFanWait::Poll
+    }
+}
+
 fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Result<FanoutRow> {
+    let mut pending_iox: Option<IoxFanPub> = None;
     let _watchdog = Watchdog::arm(TIMEOUT * 3)?;
     let path = temp_path();
+    let names = Names::fresh();
     let mut children: Vec<Child> = Vec::with_capacity(n);
     let mut parent: (Vec<UnixStream>, Vec<UnixStream>) = (Vec::new(), Vec::new());
     for _ in 0..n {
@@ -311,6 +492,13 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
                     stream_subscriber(b, size, ctl)
                 })?
             }
+            FanTransport::IoxPoll | FanTransport::IoxEvent => {
+                let names = names.clone();
+                let wait = iox_wait(transport);
+                fork_with(parent, child_ctl, None, move |ctl| {
+                    fanout_iox::subscriber(names, size, n, wait, TIMEOUT, ctl)
+                })?
+            }
         };
         p.0.push(ctl);
         parent = p;
@@ -329,11 +517,19 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
                     .max_lag(TIMEOUT),
             )?;
             p.wait_for_subscribers(n, TIMEOUT)?;
-            Pub::PubSub(Box::new(p))
+            Source::PubSub(Box::new(p))
         }
-        FanTransport::Stream => Pub::Stream(socks),
+        FanTransport::Stream => Source::Stream(socks),
+        FanTransport::IoxPoll | FanTransport::IoxEvent => Source::Iox(IoxFanPub::create(
+            &names,
+            size,
+            n,
+            iox_wait(transport),
+            TIMEOUT,
+        )?),
     };
     let mut scratch = vec![0u8; 8 + size];
+    let mut seq = 0u64;
     // Latency first, while nobody has a backlog: one message per interval.
     let every = interval(size);
     let end = Instant::now() + timing.latency;
@@ -342,30 +538,51 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         while Instant::now() < next {
             std::hint::spin_loop();
         }
-        publ.publish(size, 1, 2, &mut scratch)?;
+        publ.publish(size, PHASE_LATENCY, seq, &mut scratch)?;
+        seq += 1;
         next += every;
     }
     // Throughput: back to back; a short warm-up, then the window.
     let warm = Instant::now() + timing.throughput / 5;
     while Instant::now() < warm {
-        publ.publish(size, 0, 1, &mut scratch)?;
+        publ.publish(size, PHASE_THROUGHPUT, seq, &mut scratch)?;
+        seq += 1;
     }
+    let cpu0 = Cpu::now();
+    // The clock is read once per `check` messages (about 5 µs of work).
+    let check = (4096 / size).max(1) as u64;
     let start = Instant::now();
     let mut sent = 0u64;
-    while start.elapsed() < timing.throughput {
-        publ.publish(size, 0, sent as u8, &mut scratch)?;
+    while !sent.is_multiple_of(check) || start.elapsed() < timing.throughput {
+        publ.publish(size, PHASE_THROUGHPUT, seq, &mut scratch)?;
+        seq += 1;
         sent += 1;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu1 = Cpu::now();
     match publ {
-        Pub::PubSub(p) => p.close(),
-        Pub::Stream(socks) => drop(socks),
+        Source::PubSub(p) => p.close(),
+        Source::Stream(socks) => drop(socks),
+        Source::Iox(mut p) => {
+            p.publish(size, PHASE_END, seq)?;
+            // Dropped after the samples are collected: the subscribers
+            // still read the end message from its segment.
+            pending_iox = Some(p);
+        }
     }
     let _ = std::fs::remove_file(&path);
     let mut all = Vec::new();
     let mut worst_p99 = 0;
+    let (mut sub_ns, mut sub_sleeps, mut sub_msgs) = (0u64, 0u64, 0u64);
     for c in &mut ctls {
-        let k = read_u64(c).map_err(|e| format!("control channel: {e}"))?;
+        let mut head = [0u64; 4];
+        for w in &mut head {
+            *w = read_u64(c).map_err(|e| format!("control channel: {e}"))?;
+        }
+        let [ns, sleeps, msgs, k] = head;
+        sub_ns += ns;
+        sub_sleeps += sleeps;
+        sub_msgs += msgs;
         let mut b = vec![0u8; 8 * k as usize];
         c.read_exact(&mut b)?;
         let mut mine: Vec<u64> = b.chunks_exact(8).map(|w| word(w, 0)).collect();
@@ -377,6 +594,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
     for c in children {
         c.wait(TIMEOUT)?;
     }
+    drop(pending_iox);
     let lat = RttStats::from_samples(&mut all).ok_or("no latency samples")?;
     Ok(FanoutRow {
         size,
@@ -386,19 +604,24 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         bytes_per_s: sent as f64 * size as f64 / secs,
         lat,
         worst_p99,
+        pub_cpu_ns: cpu1.ns.saturating_sub(cpu0.ns) as f64 / sent.max(1) as f64,
+        pub_sleeps_per_k: cpu1.sleeps.saturating_sub(cpu0.sleeps) as f64 * 1e3 / sent.max(1) as f64,
+        sub_cpu_ns: sub_ns as f64 / sub_msgs.max(1) as f64,
+        sub_sleeps_per_k: sub_sleeps as f64 * 1e3 / sub_msgs.max(1) as f64,
     })
 }
 
-/// Runs the scenario: every size, subscriber count and transport.
+/// Runs the scenario: every size, subscriber count and transport of
+/// `plan`.
 ///
 /// # Errors
 /// The first failure (setup, a malformed message, a subscriber's exit).
-pub fn run(quick: bool, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
-    let timing = Timing::new(quick);
+pub fn run(plan: &FanoutPlan, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
+    let timing = Timing::new(plan.quick);
     let mut rows = Vec::new();
-    for &size in &SIZES {
+    for size in plan.sizes() {
         for &n in &SUBSCRIBERS {
-            for t in TRANSPORTS {
+            for t in plan.transports() {
                 progress.step(&format!("fan-out {size} B: {n} subscribers, {}", t.name()));
                 rows.push(run_row(t, size, n, timing).map_err(|e| {
                     format!("fan-out {size} B, {n} subscribers, {}: {e}", t.name())
@@ -410,6 +633,6 @@ pub fn run(quick: bool, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
 }
 
 /// Steps [`run`] reports to the progress display.
-pub fn steps() -> usize {
-    SIZES.len() * SUBSCRIBERS.len() * TRANSPORTS.len()
+pub fn steps(plan: &FanoutPlan) -> usize {
+    plan.sizes().len() * SUBSCRIBERS.len() * plan.transports().len()
 }

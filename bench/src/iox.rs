@@ -86,7 +86,8 @@ impl Names {
         }
     }
 
-    fn service(&self, what: &str) -> Result<ServiceName> {
+    /// The service `what` of this link (or fan-out row).
+    pub(crate) fn service(&self, what: &str) -> Result<ServiceName> {
         let name = format!("{}/{what}", self.prefix);
         ServiceName::new(&name).map_err(|e| format!("iceoryx2 service name {name:?}: {e:?}").into())
     }

@@ -10,6 +10,7 @@
 pub use shmsock_testkit::fork as child;
 pub mod fanin;
 pub mod fanout;
+pub mod fanout_iox;
 pub mod floor;
 pub mod iox;
 pub mod link;

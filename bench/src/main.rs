@@ -12,7 +12,8 @@ use shmsock_bench::{fanin, fanout, load, paced, pin, plot, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
-                     [--no-fanout] [--no-iceoryx2] [--load N] [--filter TEXT] [--plot FILE.svg]
+                     [--no-fanout] [--fanout-only] [--no-iceoryx2] [--load N] [--filter TEXT]
+                     [--plot FILE.svg]
        shmsock broker [--socket PATH] [--mode OCTAL]
        shmsock help
 
@@ -50,7 +51,10 @@ options:
   --no-fanout      skip the fan-out scenario (publish/subscribe: one publisher,
                    1, 4 and 8 subscriber processes, 64 B and 1 MiB, copying
                    and in-place subscribers, against a Unix stream per
-                   subscriber; not pinned; about 25 s, 8 s with --quick)
+                   subscriber and iceoryx2 publish-subscribe, busy-polling
+                   and event-driven; not pinned; about 25 s, 9 s with --quick)
+  --fanout-only    run the fan-out scenario only (--filter, --no-iceoryx2 and
+                   --sizes 64 or 1M choose its rows)
   --no-iceoryx2    skip the iceoryx2 rows
   --plot FILE.svg  also draw round trip and throughput by message size (one
                    line per transport, the unix stream and the floor marked)
@@ -91,6 +95,8 @@ struct BenchArgs {
     load: usize,
     fanin: bool,
     fanout: bool,
+    fanout_only: bool,
+    fanout_plan: fanout::FanoutPlan,
     plot: Option<std::path::PathBuf>,
 }
 
@@ -103,7 +109,9 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut load = 0;
     let mut fanin = true;
     let mut fanout = true;
+    let mut fanout_only = false;
     let mut sizes = DEFAULT_SIZES.to_vec();
+    let mut sizes_given = false;
     let mut filter = None;
     let mut iceoryx2 = true;
     let mut plot = None;
@@ -125,6 +133,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             }
             "--no-fanin" => fanin = false,
             "--no-fanout" => fanout = false,
+            "--fanout-only" => fanout_only = true,
             "--no-iceoryx2" => iceoryx2 = false,
             "--plot" => {
                 let f = it
@@ -142,12 +151,26 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                 if sizes.is_empty() {
                     return Err("--sizes: empty list".into());
                 }
+                sizes_given = true;
             }
             "--filter" => filter = Some(it.next().ok_or("--filter needs a text")?.clone()),
             other => return Err(format!("unknown option {other:?}").into()),
         }
     }
-    let cores = if pin { pin::two_cores()? } else { None };
+    if fanout_only && !fanout {
+        return Err("--fanout-only and --no-fanout exclude each other".into());
+    }
+    let fanout_plan = fanout::FanoutPlan {
+        quick,
+        no_iceoryx2: !iceoryx2,
+        filter: filter.clone(),
+        sizes: sizes_given.then(|| sizes.clone()),
+    };
+    let cores = if pin && !fanout_only {
+        pin::two_cores()?
+    } else {
+        None
+    };
     let iceoryx2_sizes = if !iceoryx2 {
         Vec::new()
     } else if quick {
@@ -177,6 +200,8 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         load,
         fanin,
         fanout,
+        fanout_only,
+        fanout_plan,
         plot,
     }))
 }
@@ -208,17 +233,20 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         }
         None => eprintln!("bench: not pinned"),
     }
-    let res = run::run(&b.plan)?;
-    if let Some(path) = &b.plot {
-        plot::svg(&res, path)?;
-        eprintln!("bench: chart written to {}", path.display());
+    let mut out = String::new();
+    if !b.fanout_only {
+        let res = run::run(&b.plan)?;
+        if let Some(path) = &b.plot {
+            plot::svg(&res, path)?;
+            eprintln!("bench: chart written to {}", path.display());
+        }
+        out = if b.json {
+            report::json(&res)
+        } else {
+            report::text(&res)
+        };
     }
-    let mut out = if b.json {
-        report::json(&res)
-    } else {
-        report::text(&res)
-    };
-    if b.paced {
+    if b.paced && !b.fanout_only {
         pin::restore(&all_cores)?;
         let mut progress = run::Progress::new(paced::steps(b.quick));
         let rows = paced::run(b.quick, &mut progress)?;
@@ -229,7 +257,7 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             report::paced_text(&rows)
         });
     }
-    if b.fanin {
+    if b.fanin && !b.fanout_only {
         // Not pinned either.
         pin::restore(&all_cores)?;
         let mut progress = run::Progress::new(fanin::steps());
@@ -244,8 +272,8 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     if b.fanout {
         // Not pinned either.
         pin::restore(&all_cores)?;
-        let mut progress = run::Progress::new(fanout::steps());
-        let rows = fanout::run(b.quick, &mut progress)?;
+        let mut progress = run::Progress::new(fanout::steps(&b.fanout_plan));
+        let rows = fanout::run(&b.fanout_plan, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
             report::fanout_json(&rows)

@@ -706,16 +706,18 @@ pub fn fanin_json(rows: &[FaninRow]) -> String {
 /// The fan-out scenario's table, as text.
 pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
     use super::fanout::FanTransport;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "\nFan-out, NOT pinned: one publisher, N subscriber processes. Throughput: published \
-         back to back (every subscriber gets every message). Latency: one message per interval \
-         (100 µs at 64 B, 2 ms at 1 MiB), one-way, subscribers sleeping between messages."
+        "\nFan-out, NOT pinned: one publisher, N subscriber processes, every byte written and \
+         checked by every subscriber. Throughput: published back to back (every subscriber gets \
+         every message). Latency: one message per interval (100 µs at 64 B, 2 ms at 1 MiB), \
+         one-way; subscribers sleeping between messages, except iceoryx2 poll (busy-polling)."
     );
     let _ = writeln!(
         o,
-        "{:<8} {:<5} {:<15} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>9}",
+        "{:<8} {:<5} {:<15} {:>10} {:>8} {:>9} {:>9} {:>10} {:>7} {:>7} {:>9} {:>9} {:>8} {:>9}",
         "size",
         "subs",
         "transport",
@@ -725,7 +727,11 @@ pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
         "p99",
         "worst p99",
         "thr vs",
-        "vs 1 sub"
+        "vs 1",
+        "pub cpu",
+        "sub cpu",
+        "sleeps",
+        "cpu cap"
     );
     for r in rows {
         let base = rows.iter().find(|b| {
@@ -736,9 +742,10 @@ pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
         let one = rows
             .iter()
             .find(|b| b.size == r.size && b.subscribers == 1 && b.transport == r.transport);
+        let cap = cores as f64 * 1e9 / (r.pub_cpu_ns + r.subscribers as f64 * r.sub_cpu_ns);
         let _ = writeln!(
             o,
-            "{:<8} {:<5} {:<15} {:>10} {:>10.3} {:>10} {:>10} {:>11} {:>9} {:>9}",
+            "{:<8} {:<5} {:<15} {:>10} {:>8.3} {:>9} {:>9} {:>10} {:>7} {:>7} {:>9} {:>9} {:>8.1} {:>9}",
             size_name(r.size),
             r.subscribers,
             r.transport.name(),
@@ -749,13 +756,64 @@ pub fn fanout_text(rows: &[super::fanout::FanoutRow]) -> String {
             ns(r.worst_p99),
             opt_ratio(base.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
             opt_ratio(one.map(|b| r.msgs_per_s / b.msgs_per_s.max(1e-9))),
+            ns(r.pub_cpu_ns as u64),
+            ns(r.sub_cpu_ns as u64),
+            r.sub_sleeps_per_k,
+            count(cap),
         );
     }
     let _ = writeln!(
         o,
         "thr vs: publisher throughput / the unix stream's with as many subscribers (above 1 = better). \
-         vs 1 sub: / the same transport's with one subscriber (issue 12's target: >= 0.7x at 4)."
+         vs 1: / the same transport's with one subscriber (issue 12's target: >= 0.7x at 4). \
+         pub cpu / sub cpu: CPU time (user + system) per message of the publisher and of one \
+         subscriber (mean) in the throughput phase; sleeps: a subscriber's voluntary context \
+         switches per 1000 messages; cpu cap: the rate these CPU costs allow on this machine's \
+         {cores} cores, cores / (pub cpu + subs x sub cpu) (busy-polling subscribers burn their \
+         core whatever the rate: their cap means nothing)."
     );
+    // shmsock against iceoryx2, same subscribers, same mode.
+    let pairs = [
+        (
+            FanTransport::PubSubInPlace,
+            FanTransport::IoxEvent,
+            "sleeping",
+        ),
+        (FanTransport::PubSub, FanTransport::IoxEvent, "sleeping"),
+        (FanTransport::PubSubInPlace, FanTransport::IoxPoll, "vs hot"),
+    ];
+    let mut lines = String::new();
+    for r in rows.iter().filter(|r| r.transport == FanTransport::Stream) {
+        for (shm, iox, mode) in pairs {
+            let find = |t| {
+                rows.iter().find(|b| {
+                    b.size == r.size && b.subscribers == r.subscribers && b.transport == t
+                })
+            };
+            if let (Some(a), Some(b)) = (find(shm), find(iox)) {
+                let _ = writeln!(
+                    lines,
+                    "{:<8} {:<5} {:<15} / {:<15} {:<8} throughput {:>6}  lat p50 {:>6}  p99 {:>6}",
+                    size_name(r.size),
+                    r.subscribers,
+                    shm.name(),
+                    iox.name(),
+                    mode,
+                    opt_ratio(Some(a.msgs_per_s / b.msgs_per_s.max(1e-9))),
+                    opt_ratio(Some(b.lat.p50 as f64 / a.lat.p50.max(1) as f64)),
+                    opt_ratio(Some(b.lat.p99 as f64 / a.lat.p99.max(1) as f64)),
+                );
+            }
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nshmsock / iceoryx2 fan-out, same subscribers, this run (above 1 = shmsock faster; \
+             latency: iceoryx2's time / shmsock's):"
+        );
+        o.push_str(&lines);
+    }
     o
 }
 
@@ -771,7 +829,7 @@ pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
         json_str(&mut o, r.transport.id());
         let _ = writeln!(
             o,
-            ",\"msgs_per_s\":{},\"bytes_per_s\":{},\"lat_p50_ns\":{},\"lat_p99_ns\":{},\"lat_p999_ns\":{},\"worst_p99_ns\":{},\"lat_samples\":{}}}",
+            ",\"msgs_per_s\":{},\"bytes_per_s\":{},\"lat_p50_ns\":{},\"lat_p99_ns\":{},\"lat_p999_ns\":{},\"worst_p99_ns\":{},\"lat_samples\":{},\"pub_cpu_ns\":{},\"pub_sleeps_per_k\":{},\"sub_cpu_ns\":{},\"sub_sleeps_per_k\":{}}}",
             json_num(Some(r.msgs_per_s)),
             json_num(Some(r.bytes_per_s)),
             r.lat.p50,
@@ -779,6 +837,10 @@ pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
             r.lat.p999,
             r.worst_p99,
             r.lat.samples,
+            json_num(Some(r.pub_cpu_ns)),
+            json_num(Some(r.pub_sleeps_per_k)),
+            json_num(Some(r.sub_cpu_ns)),
+            json_num(Some(r.sub_sleeps_per_k)),
         );
     }
     o

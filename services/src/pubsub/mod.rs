@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+mod deadline;
 mod error;
 mod publisher;
 mod sock;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use shmsock_shm::fanout::{CursorView, FanoutGrant, FanoutWriter, Policy};
 use shmsock_shm::SegmentOptions;
 
+use super::deadline::Deadline;
 use super::error::{Error, Result};
 use super::sock::{self, Inbox, Progress};
 use super::wire::{Handshake, RefuseReason, CTL_BYE, CTL_EVICTED, CTL_WAKE};
@@ -610,7 +611,7 @@ impl Publisher {
     /// overwriting any subscriber's unread data, evicting subscribers that
     /// hold us back without progress for `max_lag`. `Ok(false)` when
     /// `deadline` passes first.
-    fn wait_space(&mut self, need: u64, deadline: Option<Instant>) -> Result<bool> {
+    fn wait_space(&mut self, need: u64, deadline: &mut Deadline) -> Result<bool> {
         if self.floor >= need {
             return Ok(true);
         }
@@ -619,6 +620,8 @@ impl Publisher {
             if self.floor >= need {
                 return Ok(true);
             }
+            // Resolved before `now`: a zero timeout has passed at once.
+            let until = deadline.get();
             let now = Instant::now();
             let max_lag = self.opts.max_lag;
             let mut expiry: Option<Instant> = None;
@@ -666,7 +669,7 @@ impl Publisher {
                     }
                 }
             }
-            if deadline.is_some_and(|d| now >= d) {
+            if until.is_some_and(|d| now >= d) {
                 return Ok(false);
             }
             // SYNC POINT `fanout-park`: park, re-check, then sleep; a
@@ -678,7 +681,7 @@ impl Publisher {
                 self.ring.unpark();
                 return Ok(true);
             }
-            let wake_at = match (deadline, expiry) {
+            let wake_at = match (until, expiry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -694,7 +697,7 @@ impl Publisher {
 
     /// Lends `len` bytes of the ring for the next message, waiting (Block)
     /// until `deadline`; `Ok(None)` if it passed.
-    fn loan_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<Option<Loan<'_>>> {
+    fn loan_until(&mut self, len: usize, mut deadline: Deadline) -> Result<Option<Loan<'_>>> {
         self.ticks += 1;
         if self.ticks >= HOUSEKEEPING_EVERY {
             self.poll()?;
@@ -706,7 +709,7 @@ impl Publisher {
             .map_err(|_| Error::TooLarge { len, max })?;
         let floor = match self.ring.policy() {
             Policy::Block => {
-                if !self.wait_space(need, deadline)? {
+                if !self.wait_space(need, &mut deadline)? {
                     return Ok(None);
                 }
                 Some(self.floor)
@@ -728,16 +731,19 @@ impl Publisher {
     /// # Errors
     /// [`Error::TooLarge`]; [`Error::Io`] if waiting fails.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.loan_until(len, None)?.ok_or(Error::Timeout)
+        self.loan_until(len, Deadline::never())?
+            .ok_or(Error::Timeout)
     }
 
-    /// As [`Publisher::loan`], giving up after `timeout`.
+    /// As [`Publisher::loan`], giving up after `timeout` (counted from when
+    /// the call first has to wait: space that is already free costs no
+    /// clock read).
     ///
     /// # Errors
     /// As [`Publisher::loan`]; [`Error::Timeout`].
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.loan_until(len, deadline)?.ok_or(Error::Timeout)
+        self.loan_until(len, Deadline::after(timeout))?
+            .ok_or(Error::Timeout)
     }
 
     /// As [`Publisher::loan`] without waiting: `Ok(None)` if the slowest
@@ -746,7 +752,7 @@ impl Publisher {
     /// # Errors
     /// As [`Publisher::loan`].
     pub fn try_loan(&mut self, len: usize) -> Result<Option<Loan<'_>>> {
-        self.loan_until(len, Some(Instant::now()))
+        self.loan_until(len, Deadline::after(Duration::ZERO))
     }
 
     /// Publishes a copy of `msg`; returns its sequence number.

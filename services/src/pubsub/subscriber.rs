@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmsock_shm::fanout::{create_cursor_segment, FanoutReader, FanoutSample, Policy};
 
+use super::deadline::Deadline;
 use super::error::{Error, Result};
 use super::sock::{self, Inbox, Progress};
 use super::wire::{Handshake, CTL_BYE, CTL_EVICTED, CTL_WAKE};
@@ -273,18 +274,20 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::try_recv`].
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<Received> {
-        self.recv_until(buf, None)
+        self.recv_until(buf, Deadline::never())
     }
 
-    /// As [`Subscriber::recv`], giving up after `timeout`.
+    /// As [`Subscriber::recv`], giving up after `timeout` (counted from
+    /// when the call first has to wait: a message that is already there
+    /// costs no clock read).
     ///
     /// # Errors
     /// As [`Subscriber::try_recv`]; [`Error::Timeout`].
     pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<Received> {
-        self.recv_until(buf, Instant::now().checked_add(timeout))
+        self.recv_until(buf, Deadline::after(timeout))
     }
 
-    fn recv_until(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Received> {
+    fn recv_until(&mut self, buf: &mut Vec<u8>, mut deadline: Deadline) -> Result<Received> {
         loop {
             for _ in 0..SPINS {
                 if let Some(r) = self.take(buf)? {
@@ -303,7 +306,7 @@ impl Subscriber {
                     return Ok(r);
                 }
             }
-            let r = sock::wait_any(&[self.sock.as_fd()], deadline);
+            let r = sock::wait_any(&[self.sock.as_fd()], deadline.get());
             self.reader.unpark();
             if r.map_err(|e| Error::io("poll", e))?.is_empty() {
                 if let Some(r) = self.take(buf)? {
@@ -380,7 +383,7 @@ impl Subscriber {
 
     /// Waits until a message is ready, `deadline` passes
     /// ([`Error::Timeout`]) or the topic ends.
-    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+    fn wait_data(&mut self, mut deadline: Deadline) -> Result<()> {
         loop {
             for _ in 0..SPINS {
                 if self.ready()? {
@@ -396,7 +399,7 @@ impl Subscriber {
                 r?;
                 return Ok(());
             }
-            let w = sock::wait_any(&[self.sock.as_fd()], deadline);
+            let w = sock::wait_any(&[self.sock.as_fd()], deadline.get());
             self.reader.unpark();
             if w.map_err(|e| Error::io("poll", e))?.is_empty() {
                 return if self.ready()? {
@@ -472,13 +475,14 @@ impl Subscriber {
         self.sample()
     }
 
-    /// As [`Subscriber::try_read`], waiting up to `timeout` for a message.
+    /// As [`Subscriber::try_read`], waiting up to `timeout` for a message
+    /// (counted from when the call first has to wait).
     ///
     /// # Errors
     /// As [`Subscriber::try_read`]; [`Error::Timeout`].
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>> {
         self.check_block()?;
-        self.wait_data(Instant::now().checked_add(timeout))?;
+        self.wait_data(Deadline::after(timeout))?;
         self.sample()?.ok_or(Error::Protocol(
             "the publisher's tail moved but no record followed",
         ))
