@@ -123,10 +123,7 @@ impl Map {
             )
         }
         .unwrap();
-        Map {
-            ptr: p.cast(),
-            len,
-        }
+        Map { ptr: p.cast(), len }
     }
 
     fn u64_at(&self, off: usize) -> &AtomicU64 {
@@ -333,7 +330,10 @@ fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
 /// fds, as §4 describes); `None` on EOF. Panics if nothing comes within
 /// `timeout`.
 fn recv_dgram(sock: &OwnedFd, timeout: Duration) -> Option<(Vec<u8>, Vec<OwnedFd>)> {
-    assert!(readable(sock.as_fd(), timeout), "no datagram within {timeout:?}");
+    assert!(
+        readable(sock.as_fd(), timeout),
+        "no datagram within {timeout:?}"
+    );
     let mut buf = [0u8; 256];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
     let mut cmsg = RecvAncillaryBuffer::new(&mut space);
@@ -456,8 +456,14 @@ impl Peer {
             }
             // Park: a new odd value, park fence, re-check, sleep.
             let s = self.writer_park_seq + 1;
-            let word = s | if self.park == Park::Futex { PARK_FUTEX } else { 0 };
-            self.mine.u64_at(OFF_WRITER_PARK).store(word, Ordering::Relaxed);
+            let word = s | if self.park == Park::Futex {
+                PARK_FUTEX
+            } else {
+                0
+            };
+            self.mine
+                .u64_at(OFF_WRITER_PARK)
+                .store(word, Ordering::Relaxed);
             fence(Ordering::SeqCst);
             // The wake word after the park fence, before the re-check.
             let w = self.theirs.u32_at(OFF_SPACE_WAKE).load(Ordering::Relaxed);
@@ -577,7 +583,9 @@ impl Peer {
             .store(len | (u64::from(tag) << 32), Ordering::Relaxed);
         self.tail = at + rs;
         // Publish: Release orders the record before `tail`.
-        self.mine.u64_at(OFF_TAIL).store(self.tail, Ordering::Release);
+        self.mine
+            .u64_at(OFF_TAIL)
+            .store(self.tail, Ordering::Release);
         self.wake_reader();
     }
 
@@ -675,7 +683,9 @@ impl Peer {
             self.theirs.read(DATA + off as usize + 8, &mut payload);
             self.head += rs;
             // Release: our reads of the record before the producer reuses it.
-            self.mine.u64_at(OFF_HEAD).store(self.head, Ordering::Release);
+            self.mine
+                .u64_at(OFF_HEAD)
+                .store(self.head, Ordering::Release);
             self.wake_writer();
             return Some((tag, payload));
         }
@@ -685,7 +695,9 @@ impl Peer {
         fence(Ordering::SeqCst);
         let p = self.theirs.u64_at(OFF_WRITER_PARK).load(Ordering::Relaxed);
         // Hysteresis: only once at most half the ring is in use.
-        if p & 1 == 1 && p != self.writer_woken && self.cached_tail - self.head <= self.their_cap / 2
+        if p & 1 == 1
+            && p != self.writer_woken
+            && self.cached_tail - self.head <= self.their_cap / 2
         {
             self.writer_woken = p;
             if p & PARK_FUTEX != 0 {
@@ -703,7 +715,10 @@ impl Peer {
     }
 
     fn producer_closed(&self) -> bool {
-        let c = self.theirs.u32_at(OFF_PRODUCER_CLOSED).load(Ordering::Relaxed);
+        let c = self
+            .theirs
+            .u32_at(OFF_PRODUCER_CLOSED)
+            .load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         c != 0
     }
@@ -713,7 +728,11 @@ impl Peer {
     /// with the wake word read before the re-check.
     fn park_reader(&mut self) -> (u64, u32, bool) {
         let s = self.reader_park_seq + 1;
-        let word = s | if self.park == Park::Futex { PARK_FUTEX } else { 0 };
+        let word = s | if self.park == Park::Futex {
+            PARK_FUTEX
+        } else {
+            0
+        };
         self.mine
             .u64_at(OFF_READER_PARK)
             .store(word, Ordering::Relaxed);
@@ -987,7 +1006,9 @@ fn honest_client_echo() {
 /// waker, bumps its wake words and calls `FUTEX_WAKE`.
 fn honest_client_echo_futex_server() {
     echo_with(
-        Builder::new().futex_wakeups(true).wait(shmsock::WaitStrategy::Block),
+        Builder::new()
+            .futex_wakeups(true)
+            .wait(shmsock::WaitStrategy::Block),
         Park::Socket,
     );
 }
@@ -1222,7 +1243,8 @@ fn documented_refusals() {
             good(),
             {
                 let (fd, m) = create_segment(CAP, SealFlag::empty());
-                m.u32_at(OFF_VERSION).store(RING_VERSION - 1, Ordering::Relaxed);
+                m.u32_at(OFF_VERSION)
+                    .store(RING_VERSION - 1, Ordering::Relaxed);
                 add_seals(&fd, ring_seals());
                 fd
             },
@@ -1276,7 +1298,10 @@ fn real_client_sees_documented_reject() {
 fn main() {
     common::run(&[
         ("honest_client_echo", honest_client_echo),
-        ("honest_client_echo_futex_server", honest_client_echo_futex_server),
+        (
+            "honest_client_echo_futex_server",
+            honest_client_echo_futex_server,
+        ),
         ("honest_client_futex_parks", honest_client_futex_parks),
         ("real_client_docs_server", real_client_docs_server),
         ("parked_reader_is_woken", parked_reader_is_woken),
