@@ -157,7 +157,9 @@ impl SpinLearner {
             Arm::Park
         } else {
             let best = self.best();
-            let far = spin != UNKNOWN && park != UNKNOWN && spin.max(park) > spin.min(park) * 2;
+            let far = spin != UNKNOWN
+                && park != UNKNOWN
+                && spin.max(park) > spin.min(park).saturating_mul(2);
             let every = if far { PROBE_FAR } else { PROBE_CLOSE };
             let probe = self.waits.is_multiple_of(every) && !(best == Arm::Spin && spin <= HOT);
             match (best, probe) {
@@ -175,7 +177,10 @@ impl SpinLearner {
     /// (`max` is the strategy's window, which sets the cap).
     pub(crate) fn record(&mut self, waited: Duration, max: Duration) {
         let cap = max.saturating_mul(4).max(Duration::from_micros(100));
-        let v = u64::try_from(waited.min(cap).as_nanos()).unwrap_or(u64::MAX);
+        // Below UNKNOWN whatever the window (`Adaptive { spin }` takes any
+        // Duration).
+        let v =
+            u64::try_from(waited.min(cap).as_nanos()).map_or(UNKNOWN - 1, |v| v.min(UNKNOWN - 1));
         let c = &mut self.cost[self.arm as usize];
         // Weight 1/8 for the new wait; an arm's first wait sets it.
         *c = if *c == UNKNOWN {
@@ -492,6 +497,19 @@ mod tests {
         drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 8);
         let whole = drive(&mut l, 8 * US, 40 * US, 100);
         assert!(whole >= 99, "{whole}");
+    }
+
+    #[test]
+    fn any_window_works() {
+        // A window of Duration::MAX (spin forever, as `Spin`) and waits of
+        // any length neither overflow nor look like an unknown arm.
+        let mut l = SpinLearner::default();
+        for took in [Duration::ZERO, Duration::MAX, US, Duration::MAX] {
+            let _ = l.window(Duration::MAX);
+            l.record(took, Duration::MAX);
+        }
+        assert!(l.cost.iter().all(|&c| c != UNKNOWN));
+        let _ = l.window(Duration::MAX);
     }
 
     #[test]
