@@ -1295,6 +1295,152 @@ fn real_client_sees_documented_reject() {
     child.wait(WAIT);
 }
 
+// ---- (c) lies in the ring: the documented violation, then `Poisoned` ----
+
+impl Peer {
+    /// Writes `word` as a record header at stream position `pos` and
+    /// `payload` after it, without any check.
+    fn put_record(&mut self, pos: u64, word: u64, payload: &[u8]) {
+        let off = DATA + (pos & (self.my_cap - 1)) as usize;
+        self.mine.write(off + 8, payload);
+        self.mine.u64_at(off).store(word, Ordering::Relaxed);
+    }
+
+    /// Publishes `tail` as given and wakes the reader if it is parked.
+    fn publish_raw(&mut self, tail: u64) {
+        self.tail = tail;
+        self.mine.u64_at(OFF_TAIL).store(tail, Ordering::Release);
+        self.wake_reader();
+    }
+}
+
+fn word(len: u64, tag: u64) -> u64 {
+    len | tag << 32
+}
+
+type Lie = fn(&mut Peer);
+type Expect = fn(&shmsock::ProtocolViolation) -> bool;
+
+const LIE_CAP: u64 = 4096;
+const LIE_MAX_MESSAGE: u64 = 1000;
+
+fn ring_lie(what: &str, lie: Lie, expect: Expect) {
+    use shmsock_testkit::peer::{send_signal, signal_pair, wait_signal};
+    let path = unique_path("docs-lie");
+    let l = Builder::new()
+        .max_message(LIE_MAX_MESSAGE)
+        .bind(&path)
+        .unwrap();
+    let (mut ours, mut theirs) = signal_pair();
+    let child = common::spawn(move || {
+        let mut p = docs_connect(&path, LIE_CAP, Park::Socket);
+        // One honest message first: the lie comes after a good record.
+        p.send(b"honest");
+        // Lie only once it was read: a lying `tail` refuses what is before it.
+        wait_signal(&mut theirs, WAIT);
+        lie(&mut p);
+        wait_signal(&mut theirs, WAIT);
+    });
+    let mut c = l.accept().unwrap();
+    assert_eq!(c.recv_timeout(WAIT).unwrap().to_vec(), b"honest", "{what}");
+    send_signal(&mut ours);
+    match c.recv_timeout(WAIT) {
+        Err(Error::Protocol { violation, .. }) if expect(&violation) => {}
+        other => panic!("{what}: {other:?}"),
+    }
+    match c.recv_timeout(Duration::from_millis(100)) {
+        Err(Error::Protocol {
+            violation: shmsock::ProtocolViolation::Poisoned,
+            ..
+        }) => {}
+        other => panic!("{what}, the call after: {other:?}"),
+    }
+    send_signal(&mut ours);
+    child.wait(WAIT);
+}
+
+/// (c) What shm-layout.md "Checks the consumer makes" and protocol.md §7, §9
+/// promise for a lying producer: the documented violation, then every call
+/// `Poisoned`.
+fn documented_ring_violations() {
+    use shmsock::shm::Violation as V;
+    use shmsock::ProtocolViolation as P;
+    let cases: Vec<(&str, Lie, Expect)> = vec![
+        (
+            "tail not a multiple of 8",
+            |p| p.publish_raw(p.tail + 4),
+            |v| matches!(v, P::Ring(V::Misaligned { .. })),
+        ),
+        (
+            "tail more than a ring ahead",
+            |p| p.publish_raw(p.tail + LIE_CAP + 8),
+            |v| matches!(v, P::Ring(V::TailBeyondCapacity { .. })),
+        ),
+        (
+            "reserved header bit 48",
+            |p| {
+                p.put_record(p.tail, word(8, 0) | 1 << 48, &[0; 8]);
+                p.publish_raw(p.tail + 16);
+            },
+            |v| matches!(v, P::Ring(V::BadRecord { .. })),
+        ),
+        (
+            "record past the published tail",
+            |p| {
+                p.put_record(p.tail, word(64, 0), &[0; 64]);
+                p.publish_raw(p.tail + 16);
+            },
+            |v| matches!(v, P::Ring(V::BadRecord { .. })),
+        ),
+        (
+            "padding with nothing after it",
+            |p| {
+                let to_end = LIE_CAP - (p.tail & (LIE_CAP - 1));
+                p.put_record(p.tail, (to_end - 8) | FLAG_PAD, &[]);
+                p.publish_raw(p.tail + to_end);
+            },
+            |v| matches!(v, P::Ring(V::BadRecord { .. })),
+        ),
+        (
+            "retired tag 1",
+            |p| {
+                p.put_record(p.tail, word(0, 1), &[]);
+                p.publish_raw(p.tail + 8);
+            },
+            |v| matches!(v, P::Fragment(_)),
+        ),
+        (
+            "undefined tag 5",
+            |p| {
+                p.put_record(p.tail, word(0, 5), &[]);
+                p.publish_raw(p.tail + 8);
+            },
+            |v| matches!(v, P::Fragment(_)),
+        ),
+        (
+            "a fragment with no message started",
+            |p| p.write_record(TAG_FRAG, &[b"x"]),
+            |v| matches!(v, P::Fragment(_)),
+        ),
+        (
+            "inline longer than the receiver's max_message",
+            |p| p.write_record(TAG_INLINE, &[&[7u8; LIE_MAX_MESSAGE as usize + 1]]),
+            |v| matches!(v, P::BadLimit { .. }),
+        ),
+        (
+            "a fragmented total over the receiver's max_message",
+            |p| {
+                let total = (LIE_MAX_MESSAGE + 1).to_le_bytes();
+                p.write_record(TAG_FRAG_START, &[&total, b"abc"]);
+            },
+            |v| matches!(v, P::Fragment(_)),
+        ),
+    ];
+    for (what, lie, expect) in cases {
+        ring_lie(what, lie, expect);
+    }
+}
+
 fn main() {
     common::run(&[
         ("honest_client_echo", honest_client_echo),
@@ -1306,6 +1452,7 @@ fn main() {
         ("real_client_docs_server", real_client_docs_server),
         ("parked_reader_is_woken", parked_reader_is_woken),
         ("documented_refusals", documented_refusals),
+        ("documented_ring_violations", documented_ring_violations),
         (
             "real_client_sees_documented_reject",
             real_client_sees_documented_reject,
