@@ -16,7 +16,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use shmsock_testkit::harness as common;
-use shmsock_testkit::peer::{add_seals, raw_connect, raw_send, seqpacket_pair, unique_path};
+use shmsock_testkit::peer::{
+    add_seals, raw_connect, raw_send, send_signal, seqpacket_pair, signal_pair, unique_path,
+    wait_signal,
+};
 
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
@@ -985,6 +988,20 @@ fn docs_client_echo(path: &str, park: Park) {
         let m = p.recv().expect("server closed early");
         check_pattern(&format!("docs peer, burst echo {i}"), &m, burst_size(i));
     }
+    if park == Park::Futex {
+        // §8: a futex park episode gets a FUTEX_WAKE, not a datagram; and
+        // a wake-up lost would have cost a 200 ms slice (a few allowed on a
+        // busy machine, hundreds of waits would time out if none came).
+        assert!(
+            !readable(p.in_sock.as_fd(), Duration::ZERO),
+            "a WakeData datagram for a futex park"
+        );
+        assert!(
+            p.futex_slices_timed_out <= 10,
+            "{} futex slices timed out: wake-ups missing",
+            p.futex_slices_timed_out
+        );
+    }
     p.close();
 }
 
@@ -1064,6 +1081,7 @@ fn parked_reader_is_woken() {
         .ring_capacity(SERVER_CAP)
         .bind(&path)
         .unwrap();
+    let (mut ours, mut theirs) = signal_pair();
     let child = common::spawn(move || {
         let mut p = docs_connect(&path, CLIENT_CAP, Park::Socket);
         for round in 0..ROUNDS {
@@ -1088,7 +1106,11 @@ fn parked_reader_is_woken() {
         assert!(p.wake_space_got > before, "the writer never had to park?");
         let m = p.recv().unwrap();
         check_pattern("big reply", &m, big.len());
+        // §10: producer_closed alone (sockets still open) ends the server's
+        // receive with Disconnected once the ring is empty.
+        p.send(b"last");
         p.close();
+        wait_signal(&mut theirs, WAIT);
     });
     let mut c = l.accept().unwrap();
     for round in 0..ROUNDS {
@@ -1102,7 +1124,10 @@ fn parked_reader_is_woken() {
     std::thread::sleep(Duration::from_millis(300));
     let m = c.recv_timeout(WAIT).unwrap().to_vec();
     c.send_timeout(&m, WAIT).unwrap();
-    assert!(matches!(c.recv_timeout(WAIT), Err(Error::Disconnected)));
+    assert_eq!(c.recv_timeout(WAIT).unwrap().to_vec(), b"last");
+    let r = c.recv_timeout(WAIT);
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    send_signal(&mut ours);
     child.wait(WAIT);
 }
 
@@ -1120,7 +1145,7 @@ fn refused(
         .bind(&path)
         .unwrap();
     let what2 = what.to_string();
-    let (mut ours, mut theirs) = shmsock_testkit::peer::signal_pair();
+    let (mut ours, mut theirs) = signal_pair();
     let child = common::spawn(move || {
         let s = raw_connect(&path);
         let back = back.unwrap_or_else(|| seqpacket_pair().1);
@@ -1325,7 +1350,6 @@ const LIE_CAP: u64 = 4096;
 const LIE_MAX_MESSAGE: u64 = 1000;
 
 fn ring_lie(what: &str, lie: Lie, expect: Expect) {
-    use shmsock_testkit::peer::{send_signal, signal_pair, wait_signal};
     let path = unique_path("docs-lie");
     let l = Builder::new()
         .max_message(LIE_MAX_MESSAGE)
