@@ -1040,6 +1040,20 @@ fn honest_client_futex_parks() {
 
 /// (a) The real client against the docs peer as the server.
 fn real_client_docs_server() {
+    real_client_against_docs_server(Builder::new());
+}
+
+/// (a) The same with a real client that parks on futexes: the docs server,
+/// as waker, bumps its wake words and calls `FUTEX_WAKE`.
+fn real_futex_client_docs_server() {
+    real_client_against_docs_server(
+        Builder::new()
+            .futex_wakeups(true)
+            .wait(shmsock::WaitStrategy::Block),
+    );
+}
+
+fn real_client_against_docs_server(client: Builder) {
     let path = unique_path("docs-server");
     let lsock = shmsock_testkit::peer::raw_listen(&path);
     let child = common::spawn(move || {
@@ -1049,10 +1063,7 @@ fn real_client_docs_server() {
         }
         p.close();
     });
-    let mut c = Builder::new()
-        .ring_capacity(CLIENT_CAP)
-        .connect(&path)
-        .unwrap();
+    let mut c = client.ring_capacity(CLIENT_CAP).connect(&path).unwrap();
     for (i, len) in echo_sizes().into_iter().enumerate() {
         c.send_timeout(&pattern(len), WAIT).unwrap();
         let m = c.recv_timeout(WAIT).unwrap().to_vec();
@@ -1474,6 +1485,10 @@ fn main() {
         ),
         ("honest_client_futex_parks", honest_client_futex_parks),
         ("real_client_docs_server", real_client_docs_server),
+        (
+            "real_futex_client_docs_server",
+            real_futex_client_docs_server,
+        ),
         ("parked_reader_is_woken", parked_reader_is_woken),
         ("documented_refusals", documented_refusals),
         ("documented_ring_violations", documented_ring_violations),
