@@ -68,10 +68,11 @@ pub(crate) enum Step {
 /// bench` (paced scenario, not pinned, 64 B, 200 µs between requests): a
 /// client spinning for the reply caught it every time, yet took 28 µs
 /// against 21 µs for a Unix stream, whose client sleeps. Even a 2 µs spin
-/// before parking cost 10 µs per round trip there (`docs/performance.md`):
-/// the request's wake-up is a sync wake-up (the socket's), so Linux queues
-/// the server on the client's core, and a client that does not give the
-/// core up at once sends the server to wake the idle one. So each arm keeps
+/// before parking cost about 10 µs per round trip in an ad-hoc two-process
+/// probe on a busy machine (`docs/performance.md`; indicative). The likely
+/// reason: the request's wake-up is a sync wake-up (the socket's), so Linux
+/// queues the server on the client's core, and a client that does not give
+/// the core up at once delays it or sends it to wake the idle one. So each arm keeps
 /// an exponential average of what its waits took, from the start of the
 /// wait to the event (capped: a wait much longer than the window says only
 /// that the peer was not about to answer), and the cheaper arm is chosen;
