@@ -47,6 +47,14 @@ impl Deadline {
     }
 }
 
+/// `t + d`, or about 34 years after `t` if that overflows `Instant` (a
+/// `Duration::MAX` option means "never"): never panics.
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Deadline;

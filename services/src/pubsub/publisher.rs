@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use shmsock_shm::fanout::{CursorView, FanoutGrant, FanoutWriter, Policy};
 use shmsock_shm::SegmentOptions;
 
-use super::deadline::Deadline;
+use super::deadline::{later, Deadline};
 use super::error::{Error, Result};
 use super::sock::{self, Inbox, Progress};
 use super::wire::{Handshake, RefuseReason, CTL_BYE, CTL_EVICTED, CTL_WAKE};
@@ -313,7 +313,7 @@ impl Publisher {
             sock: stream,
             inbox: Inbox::default(),
             stage: Stage::Hello,
-            deadline: Instant::now() + self.opts.handshake_timeout,
+            deadline: later(Instant::now(), self.opts.handshake_timeout),
         });
         // Answer at once if the Hello is already there.
         self.advance_pending();
@@ -638,12 +638,12 @@ impl Publisher {
                         if now.saturating_duration_since(since) >= max_lag {
                             stalled.push(i);
                         } else {
-                            earliest(since + max_lag);
+                            earliest(later(since, max_lag));
                         }
                     }
                     _ => {
                         s.stall = Some((c, now));
-                        earliest(now + max_lag);
+                        earliest(later(now, max_lag));
                     }
                 }
             }
@@ -665,7 +665,7 @@ impl Publisher {
             for p in &self.pending {
                 if let Stage::Ready { start, welcomed } = p.stage {
                     if start < need {
-                        earliest(welcomed + max_lag);
+                        earliest(later(welcomed, max_lag));
                     }
                 }
             }

@@ -121,6 +121,33 @@ fn block_evicts_a_stuck_subscriber_after_max_lag() {
 }
 
 #[test]
+fn duration_max_options_mean_never_not_a_panic() {
+    // `max_lag(Duration::MAX)` and `handshake_timeout(Duration::MAX)` said
+    // "never" and panicked the publisher (`Instant + Duration` overflow)
+    // once a subscriber connected or stalled.
+    let (mut p, mut s) = pair_with(
+        PublisherOptions::new()
+            .capacity(1024)
+            .max_lag(Duration::MAX)
+            .handshake_timeout(Duration::MAX),
+        SubscriberOptions::new(),
+    );
+    // Fill the ring: the stalled subscriber is never evicted, the publisher
+    // times out instead.
+    let mut sent = 0u64;
+    while p
+        .send_timeout(&sent.to_le_bytes(), Duration::from_millis(50))
+        .is_ok()
+    {
+        sent += 1;
+    }
+    assert_eq!((p.subscriber_count(), p.evicted_count()), (1, 0));
+    let mut buf = Vec::new();
+    s.recv_timeout(&mut buf, T).unwrap();
+    assert_eq!(buf, 0u64.to_le_bytes());
+}
+
+#[test]
 fn subscriber_refuses_a_ring_above_its_limit() {
     let mut p = Publisher::new(PublisherOptions::new().capacity(1 << 20)).unwrap();
     let (a, b) = UnixStream::pair().unwrap();
