@@ -117,7 +117,7 @@ impl Client {
     /// Requests outstanding (including abandoned ones whose reply has not
     /// arrived).
     pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
+        self.outstanding.len() + self.abandoned.len()
     }
 
     /// Sends a request of `kind` and waits up to `timeout` for its reply.
@@ -135,14 +135,24 @@ impl Client {
     /// [`Error::Limit`] with too many requests outstanding; the transport's
     /// send errors.
     pub fn send_request(&mut self, kind: u32, body: &[u8]) -> Result<RequestId> {
-        if self.outstanding.len() + self.done.len() >= self.max_outstanding {
-            return Err(Error::Limit("too many requests outstanding"));
-        }
+        self.check_room()?;
         let id = self.next_id;
         self.next_id += 1;
         self.send(id, kind, 0, body)?;
         self.outstanding.insert(id);
         Ok(RequestId(id))
+    }
+
+    /// Refuses a new request while `max_outstanding` requests wait for
+    /// their reply: outstanding ones, replies not yet collected, and
+    /// abandoned ones (timed out) whose late reply has not come. The last
+    /// ones count too, so a server that never answers cannot make us
+    /// remember ids without bound.
+    fn check_room(&self) -> Result<()> {
+        if self.outstanding.len() + self.done.len() + self.abandoned.len() >= self.max_outstanding {
+            return Err(Error::Limit("too many requests outstanding"));
+        }
+        Ok(())
     }
 
     /// Sends a request that wants no reply.
@@ -176,9 +186,7 @@ impl Client {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<RequestId> {
-        if self.outstanding.len() + self.done.len() >= self.max_outstanding {
-            return Err(Error::Limit("too many requests outstanding"));
-        }
+        self.check_room()?;
         let id = self.next_id;
         self.next_id += 1;
         let total = RPC_HEADER
@@ -437,5 +445,42 @@ where
             Err(shmsock_transport::Error::Disconnected) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_requests_count_against_the_limit() {
+        // A server that never answers: every timed-out request used to be
+        // remembered (so that its late reply could be dropped) without
+        // bound, since the limit counted only outstanding and done ones.
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let (a, b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let server = std::thread::spawn(move || Builder::new().accept_socket(a).unwrap());
+        let conn = Builder::new().connect_socket(b).unwrap();
+        let _silent = server.join().unwrap();
+        let mut c = Client::from_connection(conn).max_outstanding(4);
+        for _ in 0..4 {
+            let id = c.send_request(1, b"hello").unwrap();
+            assert!(matches!(
+                c.wait(id, Duration::from_millis(1)),
+                Err(Error::Timeout)
+            ));
+        }
+        assert!(matches!(c.send_request(1, b"hello"), Err(Error::Limit(_))));
+        assert_eq!(c.outstanding(), 4);
+        assert!(matches!(
+            c.send_request_with(1, 8, |b| b.fill(0)),
+            Err(Error::Limit(_))
+        ));
     }
 }
