@@ -106,6 +106,11 @@ impl BrokerConn {
                     if stash.len() < MAX_STASH {
                         stash.push_back(i);
                     }
+                    // A broker that keeps sending introductions must not
+                    // hold the call past its deadline.
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::Timeout);
+                    }
                 }
                 Some(Incoming::Reply(m)) => {
                     let t = match &m {
@@ -155,6 +160,10 @@ impl BrokerConn {
                     // The broker checked this; a lying broker gets its fd
                     // closed and the message skipped.
                     if !sock::is_seqpacket(&fd) {
+                        // Bounded by the deadline like the wait above.
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Ok(None);
+                        }
                         continue;
                     }
                     Incoming::Intro(Introduction {
@@ -455,5 +464,51 @@ pub(crate) fn lookup_name(
         BrokerMsg::Introduced { provider, .. } => Ok((ours, provider)),
         BrokerMsg::Refused { code, .. } => Err(Error::Refused(code)),
         m => Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_introductions_do_not_outlive_the_deadline() {
+        // A lying broker that keeps sending introductions whose fd is not a
+        // seqpacket socket: each is skipped. The loop used to look at the
+        // deadline only once the socket was empty, so a broker that kept it
+        // fed held the call past its deadline. With the deadline passed and
+        // ten such messages queued, `next` now gives up after the first.
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let (ours, broker) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let (not_a_socket, _w) = rustix::pipe::pipe().unwrap();
+        let msg = BrokerMsg::Incoming {
+            consumer: Peer {
+                pid: 1,
+                uid: 0,
+                gid: 0,
+            },
+            name: Name::new("svc.flood").unwrap(),
+        }
+        .encode();
+        for _ in 0..10 {
+            assert!(sock::send(broker.as_fd(), &msg, Some(not_a_socket.as_fd())).unwrap());
+        }
+        let mut conn = BrokerConn {
+            sock: ours,
+            next_tag: 1,
+        };
+        let past = Some(Instant::now());
+        assert!(conn.next(past).unwrap().is_none());
+        let mut left = 0;
+        while let Recv::Msg(_) = sock::recv(conn.sock.as_fd()).unwrap() {
+            left += 1;
+        }
+        assert_eq!(left, 9, "messages read past the deadline");
     }
 }
