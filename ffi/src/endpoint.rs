@@ -520,7 +520,15 @@ impl Rx {
     }
 
     /// The receiver, if no loan is out.
-    fn receiver(&mut self) -> Result<&'static mut Receiver, Fail> {
+    ///
+    /// # Safety
+    /// The lifetime is not tied to `self`: while the returned reference
+    /// (or what borrows from it) lives, the caller makes no other
+    /// reference to the receiver (no second call of this), and it either
+    /// drops it before returning or stores what borrows from it in
+    /// `self.msg`/`self.reading`, which `Drop` ends before freeing the
+    /// receiver.
+    unsafe fn receiver(&mut self) -> Result<&'static mut Receiver, Fail> {
         if self.msg.is_some() {
             return Err(Fail::busy(
                 "a received message is outstanding: release it first",
@@ -545,7 +553,9 @@ impl Rx {
         wait: Wait,
         f: impl FnMut(&[u8]),
     ) -> Result<usize, Fail> {
-        let r = self.receiver()?;
+        // SAFETY: `r` is the only reference to the receiver and is dropped
+        // before this returns.
+        let r = unsafe { self.receiver() }?;
         let n = match wait {
             Wait::Default => r.recv_batch(max, f)?,
             Wait::For(t) => r.recv_batch_timeout(max, t, f)?,
@@ -560,7 +570,10 @@ impl Rx {
     /// Starts reading the next message piece by piece; returns the loan's
     /// id and the message's length.
     pub(crate) fn read_message(&mut self, wait: Wait) -> Result<(u64, usize), Fail> {
-        let r = self.receiver()?;
+        // SAFETY: `r` is the only reference to the receiver; the reader
+        // borrowing it is stored in `self.reading` below (or dropped on
+        // error).
+        let r = unsafe { self.receiver() }?;
         let reader = match wait {
             Wait::Default => r.read_message()?,
             Wait::For(t) => r.read_message_timeout(t)?,
@@ -652,7 +665,10 @@ impl Rx {
     }
 
     pub(crate) fn recv(&mut self, wait: Wait) -> Result<shmsock_message, Fail> {
-        let r = self.receiver()?;
+        // SAFETY: `r` is the only reference to the receiver; the message
+        // borrowing it is stored in `self.msg` below (or dropped on
+        // error).
+        let r = unsafe { self.receiver() }?;
         let m = match wait {
             Wait::Default => r.recv()?,
             Wait::For(t) => r.recv_timeout(t)?,

@@ -180,7 +180,7 @@ pub extern "C" fn shmsock_listener_free(l: *mut shmsock_listener) -> shmsock_sta
         if l.is_null() {
             return Ok(());
         }
-        drop(registry::remove(l.addr(), Kind::Listener)?);
+        drop(registry::remove_shared(l.addr(), Kind::Listener)?);
         Ok(())
     })
 }

@@ -115,6 +115,13 @@ struct Slot {
 // can take the busy bit): one thread at a time. `Obj` is `Send`.
 unsafe impl Sync for Slot {}
 
+// The claim above that `Obj` is `Send`, checked by the compiler: a
+// variant holding a non-`Send` value must not compile.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Obj>();
+};
+
 const BUSY: u64 = 1;
 
 fn word(generation: u32, kind: Option<Kind>) -> u64 {
@@ -287,7 +294,18 @@ pub(crate) fn with<R>(
 /// Removes the object named by `h` and retires the handle value. Fails with
 /// `SHMSOCK_BUSY` if another thread is inside a call on it.
 pub(crate) fn remove(h: usize, kind: Kind) -> Result<Obj, Fail> {
-    let mut held = lock(h, kind)?;
+    retire(lock(h, kind)?, h, kind)
+}
+
+/// As [`remove`], for objects that several threads share (listeners): a
+/// thread inside [`with_shared`] holds the busy bit only for a clone, so
+/// this waits for it (as `with_shared` does) instead of failing with
+/// `SHMSOCK_BUSY`, which the listener's documentation does not allow.
+pub(crate) fn remove_shared(h: usize, kind: Kind) -> Result<Obj, Fail> {
+    retire(lock_shared(h, kind)?, h, kind)
+}
+
+fn retire(mut held: Held, h: usize, kind: Kind) -> Result<Obj, Fail> {
     let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
     let obj = held.obj().take().ok_or_else(|| bad(kind))?;
     // Every copy of `h` stops matching when the guard stores this.
@@ -309,13 +327,18 @@ pub(crate) fn with_shared<R>(
     kind: Kind,
     mut f: impl FnMut(&mut Obj) -> Result<R, Fail>,
 ) -> Result<R, Fail> {
+    let mut held = lock_shared(h, kind)?;
+    let obj = held.obj().as_mut().ok_or_else(|| bad(kind))?;
+    f(obj)
+}
+
+/// [`lock`], retrying a while (yielding) while another thread holds the
+/// busy bit of a shared object.
+fn lock_shared(h: usize, kind: Kind) -> Result<Held, Fail> {
     let mut tries = 0u32;
     loop {
         match lock(h, kind) {
-            Ok(mut held) => {
-                let obj = held.obj().as_mut().ok_or_else(|| bad(kind))?;
-                return f(obj);
-            }
+            Ok(held) => return Ok(held),
             // Holders keep the bit for a clone (or a `_free`): nanoseconds
             // unless preempted; 10 000 yields bound the wait anyway.
             Err(e) if e.status == shmsock_status::SHMSOCK_BUSY && tries < 10_000 => {
@@ -381,6 +404,28 @@ mod tests {
         for h in live.into_iter().chain([reused]) {
             drop(remove(h, Kind::Options).unwrap());
         }
+    }
+
+    #[test]
+    fn freeing_a_shared_object_waits_for_a_clone_in_progress() {
+        // `shmsock_listener_free` while another thread is inside
+        // `with_shared` (accept cloning the listener) returned
+        // SHMSOCK_BUSY, which the listener's docs do not allow; the caller
+        // then leaked the listening socket.
+        let h = insert(opts()).unwrap();
+        let (inside, go) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            with_shared(h, Kind::Options, |_| {
+                inside.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Ok(())
+            })
+            .unwrap();
+        });
+        go.recv().unwrap();
+        drop(remove_shared(h, Kind::Options).unwrap());
+        holder.join().unwrap();
+        assert!(with(h, Kind::Options, |_| Ok(())).is_err());
     }
 
     #[test]
