@@ -642,8 +642,14 @@ impl WriteGrant<'_> {
     /// # Errors
     /// [`Error::Disconnected`] if the wake-up for a parked peer cannot be
     /// sent because it is gone.
+    #[inline]
     pub fn commit(self) -> Result<()> {
-        if let Err(e) = notify::wake_data(self.grant.commit(), self.sock) {
+        let wake = self.grant.commit();
+        // Nothing owed (a busy stream): no redeeming call per message.
+        if !wake.is_owed() {
+            return Ok(());
+        }
+        if let Err(e) = notify::wake_data(wake, self.sock) {
             *self.peer_gone = true;
             return Err(sock_err("sendmsg(wake)", e));
         }
