@@ -184,6 +184,22 @@ impl SendCore {
         self.prod.can_reserve(len).map_err(|e| self.ring_err(e))
     }
 
+    /// Reserves a record of `len` bytes tagged `tag` if it fits now
+    /// (`None`: the ring is full). One space check, where
+    /// [`SendCore::can_reserve`] + [`SendCore::take_fitting`] make two: the
+    /// per-record send path.
+    #[inline]
+    pub(crate) fn try_take(
+        &mut self,
+        len: usize,
+        tag: u16,
+    ) -> Result<Option<ring::WriteGrant<'_>>> {
+        let pid = self.peer.pid;
+        self.prod
+            .try_reserve_tagged(len, tag)
+            .map_err(|e| send_ring_err(pid, e))
+    }
+
     /// Reserves a record of `len` bytes tagged `tag`, which
     /// [`SendCore::can_reserve`] said fits.
     #[inline]
