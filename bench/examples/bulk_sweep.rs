@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p shmsock-bench --example bulk_sweep -- \
 //!     [--sizes 1M,16M] [--rings 256K,1M,4M] [--frags 0,64K,256K] [--modes send,zc,raw]
-//!     [--rounds 3] [--secs 0.5]
+//!     [--rounds 3] [--secs 0.5] [--wait adaptive|spin|block]
 //! ```
 //!
 //! `--frags 0` is the default fragment size (a quarter of the ring); other
@@ -15,7 +15,8 @@
 //! byte, `send`; the receiver `recv_into` a reused buffer and checksums every
 //! byte, as `bench`'s copying rows do), `zc` (`write_message`, filled in the
 //! ring; the receiver checksums the reassembled message, as `bench`'s zero
-//! copy rows do), `raw` (`send` of a pre-filled buffer, `recv_into`, no fill
+//! copy rows do), `zs` (`write_message`; the receiver reads piece by piece
+//! with `read_message`, as `bench`'s streamed rows do), `raw` (`send` of a pre-filled buffer, `recv_into`, no fill
 //! and no checksum: the transport alone), `stream` (a Unix stream with the
 //! bench's framing, fill and checksum), `streamraw` (the stream without fill
 //! or checksum). The memcpy rows copy `size` bytes from one private buffer
@@ -27,9 +28,9 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shmsock::{Builder, Connection};
+use shmsock::{Builder, Connection, WaitStrategy};
 use shmsock_bench::child::Result;
-use shmsock_bench::link::{Framed, Link, ShmCopy, ShmZeroCopy};
+use shmsock_bench::link::{Framed, Link, ShmCopy, ShmStreamed, ShmZeroCopy};
 use shmsock_bench::{pattern, pin};
 
 fn parse_size(s: &str) -> Result<usize> {
@@ -101,6 +102,7 @@ impl Link for StreamRaw {
 enum Mode {
     Send,
     Zc,
+    Zs,
     Raw,
     Stream,
     StreamRaw,
@@ -110,6 +112,7 @@ fn mode(s: &str) -> Result<Mode> {
     Ok(match s {
         "send" => Mode::Send,
         "zc" => Mode::Zc,
+        "zs" => Mode::Zs,
         "raw" => Mode::Raw,
         "stream" => Mode::Stream,
         "streamraw" => Mode::StreamRaw,
@@ -125,7 +128,7 @@ fn filled(len: usize) -> Vec<u8> {
 
 type Pair = (Box<dyn Link + Send>, Box<dyn Link + Send>);
 
-fn make(mode: Mode, size: usize, ring: usize, frag: usize) -> Result<Pair> {
+fn make(mode: Mode, size: usize, ring: usize, frag: usize, wait: WaitStrategy) -> Result<Pair> {
     let (a, b) = UnixStream::pair()?;
     match mode {
         Mode::Stream => {
@@ -160,7 +163,7 @@ fn make(mode: Mode, size: usize, ring: usize, frag: usize) -> Result<Pair> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let mut builder = Builder::new().ring_capacity(ring as u64);
+    let mut builder = Builder::new().ring_capacity(ring as u64).wait(wait);
     if frag != 0 {
         builder = builder.fragment_size(frag);
     }
@@ -176,6 +179,10 @@ fn make(mode: Mode, size: usize, ring: usize, frag: usize) -> Result<Pair> {
         Mode::Zc => (
             Box::new(ShmZeroCopy::new(ca, size)),
             Box::new(ShmZeroCopy::new(cb, size)),
+        ),
+        Mode::Zs => (
+            Box::new(ShmStreamed::new(ca, size)),
+            Box::new(ShmStreamed::new(cb, size)),
         ),
         _ => (
             Box::new(Raw {
@@ -263,6 +270,7 @@ fn main() -> Result<()> {
     let mut modes = vec![Mode::Send, Mode::Stream];
     let mut rounds = 3;
     let mut secs = 0.5f64;
+    let mut wait = WaitStrategy::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args.next().ok_or("missing value")?;
@@ -273,6 +281,13 @@ fn main() -> Result<()> {
             "--modes" => modes = v.split(',').map(mode).collect::<Result<_>>()?,
             "--rounds" => rounds = v.parse()?,
             "--secs" => secs = v.parse()?,
+            "--wait" => {
+                wait = match v.as_str() {
+                    "spin" => WaitStrategy::Spin,
+                    "block" => WaitStrategy::Block,
+                    _ => WaitStrategy::default(),
+                }
+            }
             _ => return Err(format!("unknown option {a}").into()),
         }
     }
@@ -302,7 +317,7 @@ fn main() -> Result<()> {
         let n = ((secs * 4e9) / size as f64).ceil().max(4.0) as u64;
         for _ in 0..rounds {
             for (i, (_, m, r, f)) in cfgs.iter().enumerate() {
-                let pair = make(*m, size, *r, *f)?;
+                let pair = make(*m, size, *r, *f, wait)?;
                 res[i].push(one_way(pair, size, n, cores)?);
                 pin::restore(&restore)?;
             }

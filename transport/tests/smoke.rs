@@ -538,14 +538,16 @@ fn fragment_size_sets_the_pieces_of_a_large_message() {
     let sender = std::thread::spawn(move || {
         let mut c = l.accept().unwrap();
         c.send(&sent).unwrap();
-        let mut w = c.write_message(sent.len()).unwrap();
         let mut chunks = 0;
-        while let Some(mut chunk) = w.next_chunk().unwrap() {
-            let at = chunk.range().start;
-            let n = chunk.len();
-            chunk.copy_from_slice(&sent[at..at + n]);
-            chunk.commit().unwrap();
-            chunks += 1;
+        {
+            let mut w = c.write_message(sent.len()).unwrap();
+            while let Some(mut chunk) = w.next_chunk().unwrap() {
+                let at = chunk.range().start;
+                let n = chunk.len();
+                chunk.copy_from_slice(&sent[at..at + n]);
+                chunk.commit().unwrap();
+                chunks += 1;
+            }
         }
         (c, chunks)
     });
