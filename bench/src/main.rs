@@ -18,8 +18,9 @@ usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
-        zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
-        of 32) against a Unix SOCK_STREAM socket, a
+        zero-copy reserve/commit, at 64 B send_batch/recv_batch in batches
+        of 32, and for fragmented messages write_message/read_message read
+        piece by piece, 'frags, streamed') against a Unix SOCK_STREAM socket, a
         SOCK_SEQPACKET socket, a pipe (64 B) and iceoryx2 (publish-subscribe,
         busy-polling and event-driven, copy and loan), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and

@@ -117,6 +117,7 @@ pub struct Builder {
     pub(crate) futex_wakeups: bool,
     pub(crate) asymmetric_fences: bool,
     pub(crate) prefault: bool,
+    pub(crate) fragment_size: usize,
 }
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
@@ -136,6 +137,7 @@ impl Default for Builder {
             futex_wakeups: true,
             asymmetric_fences: false,
             prefault: true,
+            fragment_size: 0,
         }
     }
 }
@@ -178,6 +180,27 @@ impl Builder {
     /// larger ones stream through it in fragments of a quarter ring.
     pub fn ring_capacity(mut self, bytes: u64) -> Self {
         self.ring_capacity = bytes;
+        self
+    }
+
+    /// Payload bytes of each fragment this side writes for a message larger
+    /// than the inline limit (rounded down to a multiple of 8, clamped to
+    /// the ring's record limit; default 0: a quarter of the ring). Smaller
+    /// fragments let the receiver start copying sooner and keep more in
+    /// flight, larger ones cost fewer records; `docs/performance.md`
+    /// ("Bulk payloads") has the measurements behind the default. Only the
+    /// sending side uses it: a receiver takes fragments of any size its
+    /// ring allows.
+    ///
+    /// # Examples
+    /// ```
+    /// let opts = shmsock_transport::Builder::new()
+    ///     .ring_capacity(4 << 20)
+    ///     .fragment_size(256 << 10);
+    /// # let _ = opts;
+    /// ```
+    pub fn fragment_size(mut self, bytes: usize) -> Self {
+        self.fragment_size = bytes;
         self
     }
 
