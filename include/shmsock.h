@@ -617,8 +617,11 @@ shmsock_status shmsock_conn_free(struct shmsock_conn *conn);
  * Splits a connection into a sender and a receiver that can be used from
  * two threads at once. On success `conn` is consumed (its handle is no
  * longer valid) and the halves are stored in `*tx` and `*rx`; each must be
- * freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant or
- * message is outstanding on `conn` (which then stays valid).
+ * freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant,
+ * message, writer or reader is outstanding on `conn`, or another thread is
+ * inside a call on it (`conn` then stays valid). The check and the
+ * consumption are one step: no other thread can take a loan out between
+ * them.
  *
  * # Safety
  * `tx` and `rx` are NULL or valid for writing a pointer.

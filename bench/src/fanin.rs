@@ -8,7 +8,12 @@
 //! checksummed (the server checks requests, the clients replies).
 //!
 //! Reported: aggregate round trips per second (all clients, inside the
-//! measured window) and the round-trip percentiles over all clients.
+//! measured window), the round-trip percentiles over all clients, and what
+//! a round trip costs the machine: CPU time (user + system, `getrusage`) of
+//! the server thread and of all clients, and context switches, per round
+//! trip over the whole run (warm-up included). With more runnable processes
+//! than cores the rate is bounded by `cores / CPU per round trip`: the `cap`
+//! column, which says whether a transport is CPU-bound and by what.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -55,6 +60,54 @@ pub struct FaninRow {
     pub per_s: f64,
     /// Round trip of each request, all clients.
     pub rtt: RttStats,
+    /// What the run cost, per round trip (warm-up included).
+    pub cost: Cost,
+}
+
+/// CPU time and context switches per round trip, over a whole row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    /// Server thread CPU time (user + system) per round trip, ns.
+    pub server_cpu_ns: f64,
+    /// All clients' CPU time per round trip, ns.
+    pub clients_cpu_ns: f64,
+    /// Context switches (voluntary + involuntary) of the server thread and
+    /// every client, per round trip.
+    pub switches: f64,
+}
+
+impl Cost {
+    /// Round trips per second the machine's cores could sustain at this
+    /// CPU cost (all processes runnable, none idle).
+    pub fn cap_per_s(&self, cores: usize) -> f64 {
+        cores as f64 * 1e9 / (self.server_cpu_ns + self.clients_cpu_ns).max(1e-9)
+    }
+}
+
+/// CPU time (ns) and context switches of this thread or process so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    cpu_ns: u64,
+    switches: u64,
+}
+
+impl Usage {
+    fn now(who: nix::sys::resource::UsageWho) -> Result<Usage> {
+        use nix::sys::time::TimeValLike;
+        let u = nix::sys::resource::getrusage(who).map_err(|e| format!("getrusage: {e}"))?;
+        let cpu = u.user_time().num_nanoseconds() + u.system_time().num_nanoseconds();
+        let sw = u.voluntary_context_switches() + u.involuntary_context_switches();
+        Ok(Usage {
+            cpu_ns: cpu.max(0) as u64,
+            switches: sw.max(0) as u64,
+        })
+    }
+    fn since(self, earlier: Usage) -> Usage {
+        Usage {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            switches: self.switches.saturating_sub(earlier.switches),
+        }
+    }
 }
 
 /// How long each row runs: warm-up, then the measured window.
@@ -203,9 +256,10 @@ fn serve_all<C: AsFd>(
 }
 
 /// A client: connects, waits for the start time, does round trips until
-/// the end time, hangs up, then sends its samples on `ctl`.
+/// the end time, hangs up, then sends on `ctl` its samples, then the round
+/// trips it did in all and its CPU time and context switches over them.
 fn client_main(end: ClientEnd, mut ctl: UnixStream) -> Result<()> {
-    let samples = match end {
+    let (samples, total, usage) = match end {
         ClientEnd::Shm { name, builder } => {
             let conn = builder
                 .connect(&name)
@@ -214,18 +268,22 @@ fn client_main(end: ClientEnd, mut ctl: UnixStream) -> Result<()> {
         }
         ClientEnd::Stream(s) => round_trips(Framed::new(s.try_clone()?, s, SIZE), &mut ctl)?,
     };
-    let mut out = Vec::with_capacity(8 * (samples.len() + 1));
+    let mut out = Vec::with_capacity(8 * (samples.len() + 4));
     out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
     for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
+    }
+    for v in [total, usage.cpu_ns, usage.switches] {
+        out.extend_from_slice(&v.to_le_bytes());
     }
     ctl.write_all(&out)?;
     Ok(())
 }
 
-/// The client's measured loop; the link is dropped (the client hangs up)
-/// before it returns.
-fn round_trips<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<Vec<u64>> {
+/// The client's measured loop: the samples inside the window, the round
+/// trips done in all, and the CPU and context switches they cost. The link
+/// is dropped (the client hangs up) before it returns.
+fn round_trips<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<(Vec<u64>, u64, Usage)> {
     let start = read_u64(ctl)?;
     let warm_end = read_u64(ctl)?;
     let end = read_u64(ctl)?;
@@ -235,6 +293,7 @@ fn round_trips<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<Vec<u64>> {
     }
     let mut samples = Vec::with_capacity(1 << 16);
     let mut seq = 0u64;
+    let usage0 = Usage::now(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
     loop {
         let t0 = mono_ns()?;
         link.send(seq, SIZE)?;
@@ -245,7 +304,8 @@ fn round_trips<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<Vec<u64>> {
             samples.push(t1 - t0);
         }
         if t1 >= end {
-            return Ok(samples);
+            let usage = Usage::now(nix::sys::resource::UsageWho::RUSAGE_SELF)?.since(usage0);
+            return Ok((samples, seq / 2, usage));
         }
     }
 }
@@ -331,6 +391,7 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
         c.write_all(&b)
             .map_err(|e| format!("control channel (write): {e}"))?;
     }
+    let server0 = Usage::now(nix::sys::resource::UsageWho::RUSAGE_THREAD)?;
     match shm_peers {
         Some(peers) => serve_all(peers, serve_shm)?,
         None => {
@@ -344,8 +405,10 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
             serve_all(peers, serve_stream)?;
         }
     }
+    let server = Usage::now(nix::sys::resource::UsageWho::RUSAGE_THREAD)?.since(server0);
     drop(listener);
     let mut samples = Vec::new();
+    let (mut total, mut clients_usage) = (0u64, Usage::default());
     for c in &mut ctls {
         let n = read_u64(c).map_err(|e| format!("control channel (read): {e}"))?;
         let mut b = vec![0u8; 8 * n as usize];
@@ -355,18 +418,27 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
             a.copy_from_slice(w);
             u64::from_le_bytes(a)
         }));
+        total += read_u64(c)?;
+        clients_usage.cpu_ns += read_u64(c)?;
+        clients_usage.switches += read_u64(c)?;
     }
     for c in children {
         c.wait(TIMEOUT)?;
     }
     let round_trips = samples.len() as u64;
     let rtt = RttStats::from_samples(&mut samples).ok_or("no round trips measured")?;
+    let per_rt = |v: u64| v as f64 / total.max(1) as f64;
     Ok(FaninRow {
         clients,
         transport,
         round_trips,
         per_s: round_trips as f64 / timing.measure.as_secs_f64(),
         rtt,
+        cost: Cost {
+            server_cpu_ns: per_rt(server.cpu_ns),
+            clients_cpu_ns: per_rt(clients_usage.cpu_ns),
+            switches: per_rt(server.switches + clients_usage.switches),
+        },
     })
 }
 

@@ -8,11 +8,19 @@
 //! Each row has two phases:
 //! - **latency** (first, so that no subscriber has a backlog): the
 //!   publisher publishes one message per interval (100 µs at 64 B, 2 ms at
-//!   1 MiB), stamping `CLOCK_MONOTONIC` just before publishing; each
-//!   subscriber records `now - stamp` when its receive returns
-//!   (subscribers sleep between messages: the "sleeping" mode). Reported:
-//!   p50 and p99 over all subscribers' samples, and the worst subscriber's
-//!   p99.
+//!   1 MiB), stamping each with the `CLOCK_MONOTONIC` instant it was due
+//!   (its place in the schedule); each subscriber records `now - stamp`
+//!   when its receive returns (subscribers sleep between messages: the
+//!   "sleeping" mode). Reported: p50 and p99 over all subscribers' samples,
+//!   and the worst subscriber's p99. The due instant, not the instant the
+//!   publisher got to send, so that a transport whose publisher blocks
+//!   (the unix stream: a 1 MiB message does not fit the socket buffer)
+//!   does not hide a slow subscriber's backlog by stamping its next
+//!   messages late, while the ring's publisher, which keeps to the
+//!   schedule, is charged for it (coordinated omission). On an idle
+//!   machine the two stamps differ by the spin loop's precision; under
+//!   `--load` the difference was the whole gap between the stream and
+//!   pubsub rows at 1 MiB (`docs/performance.md`).
 //! - **throughput**: the publisher publishes back to back (zero-copy loan,
 //!   the whole payload written) for a fixed time; reported as messages and
 //!   bytes per second published (every subscriber receives all of them).
@@ -215,14 +223,27 @@ fn interval(size: usize) -> Duration {
     }
 }
 
-/// The stamp of a message of `phase`: the clock for latency messages,
-/// 0 otherwise (the throughput phase reads no clock per message: on this
-/// kind of VM `clock_gettime` costs as much as a small message).
-pub(crate) fn stamp(phase: u64) -> u64 {
-    if phase == PHASE_LATENCY {
-        mono_ns()
-    } else {
-        0
+/// Latency messages' due instants as `CLOCK_MONOTONIC` nanoseconds (the
+/// clock the subscribers read), from the publisher's `Instant` schedule.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    mono0: u64,
+    inst0: Instant,
+}
+
+impl Schedule {
+    fn now() -> Schedule {
+        Schedule {
+            mono0: mono_ns(),
+            inst0: Instant::now(),
+        }
+    }
+
+    /// The stamp of a message due at `due`.
+    fn stamp(&self, due: Instant) -> u64 {
+        let since = due.saturating_duration_since(self.inst0).as_nanos();
+        self.mono0
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 }
 
@@ -418,26 +439,34 @@ enum Source {
 
 impl Source {
     /// Publishes message `seq` of `size` bytes: the body written in full,
-    /// then the head (the stamp last).
-    fn publish(&mut self, size: usize, phase: u64, seq: u64, scratch: &mut [u8]) -> Result<()> {
+    /// then the head (the stamp last; 0 outside the latency phase: the
+    /// throughput phase reads no clock per message).
+    fn publish(
+        &mut self,
+        size: usize,
+        phase: u64,
+        seq: u64,
+        stamp: u64,
+        scratch: &mut [u8],
+    ) -> Result<()> {
         match self {
             Source::PubSub(p) => {
                 let mut loan = p.loan_timeout(size, TIMEOUT)?;
                 pattern::fill(&mut loan[HEAD..], seq);
                 loan[8..HEAD].copy_from_slice(&phase.to_le_bytes());
-                loan[..8].copy_from_slice(&stamp(phase).to_le_bytes());
+                loan[..8].copy_from_slice(&stamp.to_le_bytes());
                 loan.publish();
             }
             Source::Stream(socks) => {
                 pattern::fill(&mut scratch[8 + HEAD..], seq);
                 scratch[..8].copy_from_slice(&(size as u64).to_le_bytes());
                 scratch[16..24].copy_from_slice(&phase.to_le_bytes());
-                scratch[8..16].copy_from_slice(&stamp(phase).to_le_bytes());
+                scratch[8..16].copy_from_slice(&stamp.to_le_bytes());
                 for s in socks {
                     s.write_all(scratch)?;
                 }
             }
-            Source::Iox(p) => p.publish(size, phase, seq)?,
+            Source::Iox(p) => p.publish(size, phase, seq, stamp)?,
         }
         Ok(())
     }
@@ -533,19 +562,20 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
     // Latency first, while nobody has a backlog: one message per interval.
     let every = interval(size);
     let end = Instant::now() + timing.latency;
+    let schedule = Schedule::now();
     let mut next = Instant::now();
     while next < end {
         while Instant::now() < next {
             std::hint::spin_loop();
         }
-        publ.publish(size, PHASE_LATENCY, seq, &mut scratch)?;
+        publ.publish(size, PHASE_LATENCY, seq, schedule.stamp(next), &mut scratch)?;
         seq += 1;
         next += every;
     }
     // Throughput: back to back; a short warm-up, then the window.
     let warm = Instant::now() + timing.throughput / 5;
     while Instant::now() < warm {
-        publ.publish(size, PHASE_THROUGHPUT, seq, &mut scratch)?;
+        publ.publish(size, PHASE_THROUGHPUT, seq, 0, &mut scratch)?;
         seq += 1;
     }
     let cpu0 = Cpu::now();
@@ -554,7 +584,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
     let start = Instant::now();
     let mut sent = 0u64;
     while !sent.is_multiple_of(check) || start.elapsed() < timing.throughput {
-        publ.publish(size, PHASE_THROUGHPUT, seq, &mut scratch)?;
+        publ.publish(size, PHASE_THROUGHPUT, seq, 0, &mut scratch)?;
         seq += 1;
         sent += 1;
     }
@@ -564,7 +594,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         Source::PubSub(p) => p.close(),
         Source::Stream(socks) => drop(socks),
         Source::Iox(mut p) => {
-            p.publish(size, PHASE_END, seq)?;
+            p.publish(size, PHASE_END, seq, 0)?;
             // Dropped after the samples are collected: the subscribers
             // still read the end message from its segment.
             pending_iox = Some(p);

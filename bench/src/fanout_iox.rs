@@ -194,13 +194,14 @@ impl IoxFanPub {
         })))
     }
 
-    /// Publishes message `seq` of `size` bytes: the payload written in
-    /// place with [`pattern`], then the head (stamp last, just before
-    /// sending), then a notification (`Event`).
+    /// Publishes message `seq` of `size` bytes with `stamp` (the latency
+    /// phase's due instant, 0 otherwise): the payload written in place with
+    /// [`pattern`], then the head (stamp last, just before sending), then a
+    /// notification (`Event`).
     ///
     /// # Errors
     /// iceoryx2's loan, send or notify errors.
-    pub fn publish(&mut self, size: usize, phase: u64, seq: u64) -> Result<()> {
+    pub fn publish(&mut self, size: usize, phase: u64, seq: u64, stamp: u64) -> Result<()> {
         let p = &mut *self.0;
         let mut sample =
             p.tx.loan_slice_uninit(size)
@@ -217,7 +218,7 @@ impl IoxFanPub {
             }
         };
         put(&mut head[8..HEAD], phase);
-        put(&mut head[..8], super::fanout::stamp(phase));
+        put(&mut head[..8], stamp);
         // SAFETY: the head (16 bytes) and the body were written above,
         // which is every byte of the payload.
         let sample = unsafe { sample.assume_init() };

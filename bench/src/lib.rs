@@ -12,6 +12,7 @@ pub mod fanin;
 pub mod fanout;
 pub mod fanout_iox;
 pub mod floor;
+pub mod idle;
 pub mod iox;
 pub mod link;
 pub mod load;

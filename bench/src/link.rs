@@ -169,6 +169,46 @@ impl Link for ShmZeroCopy {
     }
 }
 
+/// shmsock's large-message path end to end, streamed: the sender fills
+/// each fragment in the ring (`write_message`, as [`ShmZeroCopy`]); the
+/// receiver reads the message piece by piece (`read_message`), each piece
+/// (one ring record) copied into a reused private buffer of a fragment's
+/// size and checksummed there, so the whole message is never held: what a
+/// receiver that hashes, decodes or stores a large payload as it arrives
+/// does. One copy in all, out of the ring into a cache-resident buffer.
+/// A message that fits one record is sent with `reserve` and read as one
+/// piece.
+pub struct ShmStreamed {
+    tx: ShmZeroCopy,
+    piece: Vec<u8>,
+}
+
+impl ShmStreamed {
+    /// Wraps a connection for messages of up to `max_len` bytes.
+    pub fn new(conn: Connection, max_len: usize) -> Self {
+        ShmStreamed {
+            tx: ShmZeroCopy::new(conn, max_len),
+            piece: Vec::new(),
+        }
+    }
+}
+
+impl Link for ShmStreamed {
+    fn send(&mut self, seq: u64, len: usize) -> Result<()> {
+        self.tx.send(seq, len)
+    }
+
+    fn recv(&mut self, seq: u64, len: usize) -> Result<()> {
+        let mut r = self.tx.conn.read_message()?;
+        let mut sum = pattern::Summer::default();
+        while r.next_chunk(&mut self.piece)? {
+            sum.add(&self.piece);
+        }
+        sum.verify(seq, len)?;
+        Ok(())
+    }
+}
+
 /// Messages per batch of [`ShmBatch`].
 pub const BATCH: usize = 32;
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
-use shmsock_bench::{fanin, fanout, load, paced, pin, plot, report};
+use shmsock_bench::{fanin, fanout, idle, load, paced, pin, plot, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
@@ -18,8 +18,9 @@ usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [
        shmsock help
 
 bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
-        zero-copy reserve/commit, and at 64 B send_batch/recv_batch in batches
-        of 32) against a Unix SOCK_STREAM socket, a
+        zero-copy reserve/commit, at 64 B send_batch/recv_batch in batches
+        of 32, and for fragmented messages write_message/read_message read
+        piece by piece, 'frags, streamed') against a Unix SOCK_STREAM socket, a
         SOCK_SEQPACKET socket, a pipe (64 B) and iceoryx2 (publish-subscribe,
         busy-polling and event-driven, copy and loan), between two forked processes
         pinned to different cores: round-trip latency (p50/p99/p99.9) and
@@ -42,7 +43,8 @@ options:
   --json           one JSON object per line (rows, floors, targets) on stdout
   --no-pin         do not pin the two processes to different cores
   --no-paced       skip the paced request/response scenario (64 B, not pinned,
-                   200 us and 2 ms of think time before each request)
+                   200 us and 2 ms of think time before each request) and the
+                   idle-wait rows (CPU of a receive blocked for 1 s)
   --load N         run N busy processes (not pinned) during the whole run, to
                    measure on a busy machine
   --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
@@ -255,6 +257,15 @@ fn bench(args: &[String]) -> Result<ExitCode> {
             report::paced_json(&rows)
         } else {
             report::paced_text(&rows)
+        });
+        // What a parked receive costs while nothing arrives (not pinned).
+        let mut progress = run::Progress::new(idle::steps());
+        let rows = idle::run(b.quick, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::idle_json(&rows)
+        } else {
+            report::idle_text(&rows)
         });
     }
     if b.fanin && !b.fanout_only {

@@ -102,6 +102,61 @@ pub fn checksum(buf: &[u8]) -> u64 {
     sum.wrapping_add(u64::from_le_bytes(w))
 }
 
+/// [`checksum`] of a message that arrives piece by piece: feed the pieces
+/// in order with [`Summer::add`]; pieces of any length (a partial word is
+/// carried over to the next piece).
+#[derive(Debug, Default, Clone)]
+pub struct Summer {
+    sum: u64,
+    /// Bytes of a word cut by a piece boundary.
+    carry: [u8; 8],
+    carried: usize,
+    /// Bytes fed so far.
+    len: usize,
+}
+
+impl Summer {
+    /// Adds the next `piece` of the message.
+    pub fn add(&mut self, mut piece: &[u8]) {
+        self.len += piece.len();
+        if self.carried > 0 {
+            let n = (8 - self.carried).min(piece.len());
+            self.carry[self.carried..self.carried + n].copy_from_slice(&piece[..n]);
+            self.carried += n;
+            piece = &piece[n..];
+            if self.carried < 8 {
+                return;
+            }
+            self.sum = self.sum.wrapping_add(u64::from_le_bytes(self.carry));
+            self.carried = 0;
+        }
+        let whole = piece.len() & !7;
+        self.sum = self.sum.wrapping_add(checksum(&piece[..whole]));
+        let rest = &piece[whole..];
+        self.carry = [0; 8];
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.carried = rest.len();
+    }
+
+    /// Checks that the pieces fed were message `seq` of `len` bytes.
+    pub fn verify(&self, seq: u64, len: usize) -> Result<(), Corrupt> {
+        let mut last = [0u8; 8];
+        last[..self.carried].copy_from_slice(&self.carry[..self.carried]);
+        let got_sum = self.sum.wrapping_add(u64::from_le_bytes(last));
+        let want_sum = expected(seq, len);
+        if self.len != len || got_sum != want_sum {
+            return Err(Corrupt {
+                seq,
+                len,
+                got_len: self.len,
+                got_sum,
+                want_sum,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The checksum message `seq` of `len` bytes must have.
 pub fn expected(seq: u64, len: usize) -> u64 {
     let b = base(seq, len);
@@ -218,6 +273,22 @@ mod tests {
                 w[len / 2] ^= 1;
                 assert!(verify(&w, 7, len).is_err(), "flipped bit, len {len}");
                 assert!(verify(&vec![0u8; len], 7, len).is_err(), "zeroes");
+            }
+        }
+    }
+
+    #[test]
+    fn summer_of_pieces_equals_verify() {
+        use super::{fill, Summer};
+        for len in [0usize, 1, 7, 8, 9, 100, 1013] {
+            let mut v = vec![0u8; len];
+            fill(&mut v, 3);
+            for cut in [1usize, 3, 8, 13, 64] {
+                let mut s = Summer::default();
+                v.chunks(cut).for_each(|p| s.add(p));
+                assert_eq!(s.verify(3, len), Ok(()), "len {len} cut {cut}");
+                assert!(s.verify(4, len).is_err() || len < 8, "len {len}");
+                assert!(s.verify(3, len + 1).is_err());
             }
         }
     }

@@ -49,7 +49,9 @@ fn look(t: Transport) -> Look {
             let (r, g, b) = shades[match a {
                 Api::Copy => 0,
                 Api::ZeroCopy => 1,
-                Api::Batch => 2,
+                // Batches are 64 B only and streaming large sizes only: one
+                // shade serves both.
+                Api::Batch | Api::Streamed => 2,
             }];
             (RGBColor(r, g, b), 2)
         }
@@ -100,6 +102,7 @@ fn label(t: Transport) -> String {
         Transport::Shm(_, Api::Copy) => format!("{} send", t.name()),
         Transport::Shm(_, Api::ZeroCopy) => format!("{} reserve / in place", t.name()),
         Transport::Shm(_, Api::Batch) => format!("{} batch32", t.name()),
+        Transport::Shm(_, Api::Streamed) => format!("{} streamed", t.name()),
         Transport::Iceoryx2(..) => format!("{} {}", t.name(), t.mode(0)),
         _ => t.name().to_string(),
     }

@@ -638,15 +638,27 @@ pub fn fanin_text(rows: &[FaninRow], measured: std::time::Duration) -> String {
         "\nFan-in, 64 B round trips, NOT pinned: one server thread serves N client processes \
          with poll(2) over their fds; each client does round trips back to back ({:.2} s measured per row)."
     , measured.as_secs_f64());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = writeln!(
         o,
-        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "clients", "transport", "round trips", "RTT p50", "p99", "p99.9", "rt/s vs", "p99 vs"
+        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8} {:>10}",
+        "clients",
+        "transport",
+        "round trips",
+        "RTT p50",
+        "p99",
+        "p99.9",
+        "rt/s vs",
+        "p99 vs",
+        "CPU/rt",
+        "server",
+        "csw/rt",
+        "CPU cap"
     );
     let _ = writeln!(
         o,
-        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "", "", "per s, all", "", "", "", "stream", "stream"
+        "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8} {:>10}",
+        "", "", "per s, all", "", "", "", "stream", "stream", "all", "CPU/rt", "", "rt/s"
     );
     for r in rows {
         let base = rows
@@ -658,9 +670,10 @@ pub fn fanin_text(rows: &[FaninRow], measured: std::time::Duration) -> String {
                 Some(b.rtt.p99 as f64 / r.rtt.p99.max(1) as f64),
             )
         });
+        let c = &r.cost;
         let _ = writeln!(
             o,
-            "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:<8} {:<17} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8.2} {:>10}",
             r.clients,
             r.transport.name(),
             count(r.per_s),
@@ -669,13 +682,20 @@ pub fn fanin_text(rows: &[FaninRow], measured: std::time::Duration) -> String {
             ns(r.rtt.p999),
             opt_ratio(vt),
             opt_ratio(v99),
+            ns((c.server_cpu_ns + c.clients_cpu_ns) as u64),
+            ns(c.server_cpu_ns as u64),
+            c.switches,
+            count(c.cap_per_s(cores)),
         );
     }
     let _ = writeln!(
         o,
         "shmsock: try_recv until empty (arms the wake-up), then poll; clients wait with the \
          transport's strategy. unix stream: non-blocking reads until EAGAIN, then poll. \
-         vs stream: above 1 = better. Requests and replies checksummed."
+         vs stream: above 1 = better. Requests and replies checksummed. CPU/rt: user + system \
+         time of the server thread and all clients per round trip (getrusage, whole row); \
+         csw/rt: their context switches per round trip; CPU cap: {cores} cores / CPU per round \
+         trip, the most this cost allows."
     );
     o
 }
@@ -692,12 +712,62 @@ pub fn fanin_json(rows: &[FaninRow]) -> String {
         json_str(&mut o, r.transport.id());
         let _ = writeln!(
             o,
-            ",\"round_trips\":{},\"round_trips_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{}}}",
+            ",\"round_trips\":{},\"round_trips_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\
+             \"server_cpu_per_rt_ns\":{},\"clients_cpu_per_rt_ns\":{},\"switches_per_rt\":{}}}",
             r.round_trips,
             json_num(Some(r.per_s)),
             r.rtt.p50,
             r.rtt.p99,
             r.rtt.p999,
+            json_num(Some(r.cost.server_cpu_ns)),
+            json_num(Some(r.cost.clients_cpu_ns)),
+            json_num(Some(r.cost.switches)),
+        );
+    }
+    o
+}
+
+/// The idle-wait scenario's table, as text.
+pub fn idle_text(rows: &[super::idle::IdleRow]) -> String {
+    let mut o = String::new();
+    let idle = rows.first().map_or(0.0, |r| r.idle.as_secs_f64());
+    let _ = writeln!(
+        o,
+        "\nIdle wait, NOT pinned: a client blocks in a receive for {idle:.2} s with nothing to \
+         read, then one 64 B message arrives; the client's CPU time and context switches across \
+         the wait."
+    );
+    let _ = writeln!(
+        o,
+        "{:<17} {:>10} {:>10} {:>10}",
+        "transport", "CPU", "% of core", "switches"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{:<17} {:>10} {:>10.3} {:>10}",
+            r.transport.name(),
+            ns(r.cpu.as_nanos() as u64),
+            r.cpu_percent(),
+            r.switches,
+        );
+    }
+    o
+}
+
+/// The idle-wait scenario's rows, one JSON object per line.
+pub fn idle_json(rows: &[super::idle::IdleRow]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        let _ = write!(o, "{{\"kind\":\"idle\",\"size\":64,\"id\":");
+        json_str(&mut o, r.transport.id());
+        let _ = writeln!(
+            o,
+            ",\"idle_ns\":{},\"cpu_ns\":{},\"cpu_percent\":{},\"switches\":{}}}",
+            r.idle.as_nanos(),
+            r.cpu.as_nanos(),
+            json_num(Some(r.cpu_percent())),
+            r.switches,
         );
     }
     o

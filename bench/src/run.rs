@@ -460,9 +460,13 @@ pub fn run(plan: &Plan) -> Result<Results> {
             }
             match t.skip_reason(size)? {
                 None => todo.push((size, t)),
-                // The pipe and the batches are 64 B rows only: not worth a
-                // line per size.
-                Some(_) if matches!(t, Transport::Pipe | Transport::Shm(_, Api::Batch)) => {}
+                // The pipe, the batches (64 B only) and streamed reading
+                // (fragmented messages only): not worth a line per size.
+                Some(_)
+                    if matches!(
+                        t,
+                        Transport::Pipe | Transport::Shm(_, Api::Batch | Api::Streamed)
+                    ) => {}
                 Some(reason) => skipped.push(Skipped {
                     size,
                     transport: t,

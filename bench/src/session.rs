@@ -23,7 +23,9 @@ use shmsock::{Builder, Listener, WaitStrategy};
 
 use super::child::{fork_with, BoxError, Child, Result};
 use super::iox::{self, IoxApi, IoxLink, IoxWait};
-use super::link::{Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmZeroCopy, TokioFramed, TokioShm};
+use super::link::{
+    Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmStreamed, ShmZeroCopy, TokioFramed, TokioShm,
+};
 use super::watchdog::Watchdog;
 
 /// How a shmsock connection waits.
@@ -61,6 +63,11 @@ pub enum Api {
     /// `send_batch` / `recv_batch` + checksum of the copy, 32 messages per
     /// batch (measured at 64 B only).
     Batch,
+    /// `write_message` (filled in the ring) / `read_message`, each piece
+    /// copied into a reused fragment-sized buffer and checksummed
+    /// ([`super::link::ShmStreamed`]); measured for fragmented messages
+    /// only, with `Adaptive` and `Block`.
+    Streamed,
 }
 
 /// A transport compared.
@@ -92,6 +99,9 @@ impl Transport {
             v.push(Transport::Shm(w, Api::Copy));
             v.push(Transport::Shm(w, Api::ZeroCopy));
             v.push(Transport::Shm(w, Api::Batch));
+            if w != Wait::Spin {
+                v.push(Transport::Shm(w, Api::Streamed));
+            }
         }
         v.push(Transport::TokioStream);
         v.push(Transport::TokioShm);
@@ -122,13 +132,26 @@ impl Transport {
             IoxApi::Copy => Api::Copy,
             IoxApi::Loan => Api::ZeroCopy,
         };
-        match w {
+        let mut v = match w {
             IoxWait::Poll => vec![
                 Transport::Shm(Wait::Spin, api),
                 Transport::Shm(Wait::Adaptive, api),
             ],
             IoxWait::Event => vec![Transport::Shm(Wait::Block, api)],
+        };
+        // The loan's receiver reads in place; shmsock's streamed reader is
+        // the large-message path that never copies the whole message.
+        if a == IoxApi::Loan {
+            v.push(Transport::Shm(
+                if w == IoxWait::Poll {
+                    Wait::Adaptive
+                } else {
+                    Wait::Block
+                },
+                Api::Streamed,
+            ));
         }
+        v
     }
 
     /// Name of the transport column.
@@ -171,6 +194,7 @@ impl Transport {
             Transport::Shm(_, Api::Copy) => "send",
             Transport::Shm(_, Api::ZeroCopy) => "reserve",
             Transport::Shm(_, Api::Batch) => "batch32",
+            Transport::Shm(_, Api::Streamed) => "frags, streamed",
             Transport::TokioShm if large => "send (frags)",
             Transport::TokioShm => "send",
             Transport::Stream | Transport::Pipe | Transport::TokioStream => "framed",
@@ -192,6 +216,9 @@ impl Transport {
             Transport::Shm(Wait::Adaptive, Api::ZeroCopy) => "shmsock_adaptive_zerocopy",
             Transport::Shm(Wait::Block, Api::Copy) => "shmsock_block_send",
             Transport::Shm(Wait::Block, Api::ZeroCopy) => "shmsock_block_zerocopy",
+            Transport::Shm(Wait::Spin, Api::Streamed) => "shmsock_spin_streamed",
+            Transport::Shm(Wait::Adaptive, Api::Streamed) => "shmsock_adaptive_streamed",
+            Transport::Shm(Wait::Block, Api::Streamed) => "shmsock_block_streamed",
             Transport::Stream => "unix_stream",
             Transport::SeqPacket => "unix_seqpacket",
             Transport::Pipe => "pipe",
@@ -219,6 +246,9 @@ impl Transport {
             }
             Transport::Shm(_, Api::Batch) if size != 64 => {
                 Some("batches are measured at 64 B only".into())
+            }
+            Transport::Shm(_, Api::Streamed) if size <= inline_limit(size) => {
+                Some("streamed reading is measured for fragmented messages only".into())
             }
             Transport::SeqPacket => {
                 let max = seqpacket_max()?;
@@ -318,6 +348,7 @@ enum ParentLink {
     ShmCopy(ShmCopy),
     ShmZeroCopy(ShmZeroCopy),
     ShmBatch(ShmBatch),
+    ShmStreamed(ShmStreamed),
     Stream(Framed<UnixStream, UnixStream>),
     SeqPacket(SeqPacket<UnixStream>),
     Pipe(Framed<File, File>),
@@ -334,6 +365,7 @@ macro_rules! with_link {
             ParentLink::ShmCopy($l) => $body,
             ParentLink::ShmZeroCopy($l) => $body,
             ParentLink::ShmBatch($l) => $body,
+            ParentLink::ShmStreamed($l) => $body,
             ParentLink::Stream($l) => $body,
             ParentLink::SeqPacket($l) => $body,
             ParentLink::Pipe($l) => $body,
@@ -480,6 +512,7 @@ impl Session {
                     Api::Copy => ParentLink::ShmCopy(ShmCopy::new(conn, size)),
                     Api::ZeroCopy => ParentLink::ShmZeroCopy(ShmZeroCopy::new(conn, size)),
                     Api::Batch => ParentLink::ShmBatch(ShmBatch::new(conn, size)),
+                    Api::Streamed => ParentLink::ShmStreamed(ShmStreamed::new(conn, size)),
                 }
             }
             (Transport::Stream, ParentEnd::Socket(s)) => {
@@ -734,6 +767,7 @@ fn child_main(
                 Api::Copy => serve(ShmCopy::new(conn, size), size, ctl),
                 Api::ZeroCopy => serve(ShmZeroCopy::new(conn, size), size, ctl),
                 Api::Batch => serve(ShmBatch::new(conn, size), size, ctl),
+                Api::Streamed => serve(ShmStreamed::new(conn, size), size, ctl),
             }
         }
         (Transport::Stream, ChildEnd::Socket(s)) => {

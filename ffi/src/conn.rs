@@ -323,8 +323,11 @@ pub extern "C" fn shmsock_conn_free(conn: *mut shmsock_conn) -> shmsock_status {
 /// Splits a connection into a sender and a receiver that can be used from
 /// two threads at once. On success `conn` is consumed (its handle is no
 /// longer valid) and the halves are stored in `*tx` and `*rx`; each must be
-/// freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant or
-/// message is outstanding on `conn` (which then stays valid).
+/// freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant,
+/// message, writer or reader is outstanding on `conn`, or another thread is
+/// inside a call on it (`conn` then stays valid). The check and the
+/// consumption are one step: no other thread can take a loan out between
+/// them.
 ///
 /// # Safety
 /// `tx` and `rx` are NULL or valid for writing a pointer.
@@ -338,14 +341,16 @@ pub unsafe extern "C" fn shmsock_conn_split(
         if tx.is_null() || rx.is_null() {
             return Err(Fail::null("tx or rx"));
         }
-        // Refuse while a loan is out, before consuming the handle.
-        registry::with(conn.addr(), Kind::Conn, |o| match o {
+        // Refuse while a loan is out, in the same hold that consumes the
+        // handle (a grant taken between a check and the removal would move
+        // into the sender with no handle left to end it).
+        let c = registry::remove_with(conn.addr(), Kind::Conn, |o| match o {
             Obj::Conn(c) if c.tx.has_loan() || c.rx.has_loan() => Err(Fail::busy(
-                "a grant or message is outstanding: commit, abort or release it first",
+                "a grant, message, writer or reader is outstanding: end it first",
             )),
             _ => Ok(()),
         })?;
-        let Obj::Conn(c) = registry::remove(conn.addr(), Kind::Conn)? else {
+        let Obj::Conn(c) = c else {
             return Err(Fail::invalid("not a connection"));
         };
         let Conn { tx: t, rx: r } = *c;

@@ -52,6 +52,8 @@ mod endpoint;
 mod halves;
 mod listener;
 mod options;
+#[cfg(test)]
+mod race_tests;
 mod registry;
 mod shutdown;
 mod status;

@@ -148,6 +148,53 @@ impl Drop for Held {
         // SYNC POINT `slot-released`: Release publishes our writes to the
         // object; pairs with the Acquire compare-exchange in `lock`.
         self.slot.word.store(self.unlocked, Ordering::Release);
+        #[cfg(test)]
+        hook::released(self.slot);
+    }
+}
+
+/// Tests: run code in the window right after a thread releases a slot, so
+/// that an interleaving of two threads that is rare on a real machine
+/// (another thread taking the slot between two holds of this one) happens
+/// every time.
+#[cfg(test)]
+pub(crate) mod hook {
+    use std::cell::RefCell;
+
+    type Hook = (usize, Box<dyn FnOnce()>);
+
+    thread_local! {
+        static AFTER_RELEASE: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` (once) right after this thread next releases the slot of
+    /// handle `h`: as if another thread had been waiting for it.
+    pub(crate) fn after_release(h: usize, f: impl FnOnce() + 'static) {
+        AFTER_RELEASE.with(|a| *a.borrow_mut() = Some((h, Box::new(f))));
+    }
+
+    /// Whether a hook is still set on this thread (it did not fire).
+    pub(crate) fn pending() -> bool {
+        AFTER_RELEASE.with(|a| a.borrow().is_some())
+    }
+
+    pub(super) fn released(slot: &'static super::Slot) {
+        let due = AFTER_RELEASE.with(|a| {
+            let mut a = a.borrow_mut();
+            let fire = a.as_ref().is_some_and(|(h, _)| {
+                super::decode(*h)
+                    .and_then(|(i, _)| super::slot(i))
+                    .is_some_and(|s| std::ptr::eq(s, slot))
+            });
+            if fire {
+                a.take()
+            } else {
+                None
+            }
+        });
+        if let Some((_, f)) = due {
+            f();
+        }
     }
 }
 
@@ -294,7 +341,27 @@ pub(crate) fn with<R>(
 /// Removes the object named by `h` and retires the handle value. Fails with
 /// `SHMSOCK_BUSY` if another thread is inside a call on it.
 pub(crate) fn remove(h: usize, kind: Kind) -> Result<Obj, Fail> {
-    retire(lock(h, kind)?, h, kind)
+    remove_with(h, kind, |_| Ok(()))
+}
+
+/// As [`remove`] if `check` passes on the object, in one hold of its slot:
+/// no other thread can change the object between the check and the
+/// removal. If `check` fails, its error is returned and the object stays.
+///
+/// Every removal that depends on the object's state goes through here: a
+/// check in one [`with`] and a [`remove`] in another leave a window in
+/// which another thread (holding the busy bit between the two) can make
+/// the checked condition false (a grant taken out on a connection being
+/// split), or make the removal fail after the check's side effects (a
+/// writer's loan ended, then `SHMSOCK_BUSY`).
+pub(crate) fn remove_with(
+    h: usize,
+    kind: Kind,
+    check: impl FnOnce(&mut Obj) -> Result<(), Fail>,
+) -> Result<Obj, Fail> {
+    let mut held = lock(h, kind)?;
+    check(held.obj().as_mut().ok_or_else(|| bad(kind))?)?;
+    retire(held, h, kind)
 }
 
 /// As [`remove`], for objects that several threads share (listeners): a
@@ -305,6 +372,9 @@ pub(crate) fn remove_shared(h: usize, kind: Kind) -> Result<Obj, Fail> {
     retire(lock_shared(h, kind)?, h, kind)
 }
 
+/// Takes the object out of the held slot and retires `h`. Cannot fail for
+/// a slot that `lock` gave for `h` and that holds an object (what
+/// [`remove_with`] has checked before its `check` ran).
 fn retire(mut held: Held, h: usize, kind: Kind) -> Result<Obj, Fail> {
     let (index, generation) = decode(h).ok_or_else(|| bad(kind))?;
     let obj = held.obj().take().ok_or_else(|| bad(kind))?;

@@ -105,7 +105,9 @@ fn on_rx<R>(h: usize, f: impl FnOnce(&mut Rx, u64) -> Result<R, Fail>) -> Result
 }
 
 /// Frees writer or reader `h`, ending its loan on the owner first (an owner
-/// already freed is fine).
+/// already freed is fine), in one hold of `h`: if the owner is busy, the
+/// ticket and its loan both stay; once the loan is ended, nothing can keep
+/// the ticket from being removed.
 fn free_ticket(
     h: usize,
     kind: Kind,
@@ -114,11 +116,13 @@ fn free_ticket(
     if h == 0 {
         return Ok(());
     }
-    on_ticket(h, kind, |t| match end(t) {
-        Err(e) if e.status == shmsock_status::SHMSOCK_BAD_HANDLE => Ok(()),
-        r => r,
-    })?;
-    drop(registry::remove(h, kind)?);
+    drop(registry::remove_with(h, kind, |o| match o {
+        Obj::Writer(t) | Obj::Reader(t) => match end(*t) {
+            Err(e) if e.status == shmsock_status::SHMSOCK_BAD_HANDLE => Ok(()),
+            r => r,
+        },
+        _ => Err(Fail::invalid("not a writer or reader")),
+    })?);
     Ok(())
 }
 

@@ -188,6 +188,41 @@ fn futex_sleeper_is_never_stranded() {
 }
 
 #[test]
+fn concurrent_futex_bumps_never_strand_a_sleeper() {
+    // A futex token is Send: one owed for an older park episode may be
+    // dropped (and so paid: a bump of the wake word) on another thread
+    // while the producer pays the token of the current episode. The two
+    // bumps must both change the word: if they were a load and a store,
+    // both could write the same value, the sleeper's snapshot could see
+    // the first while its re-check misses the record of the second, and
+    // FUTEX_WAIT would sleep on a word that no longer changes. (That needs
+    // a stale read loom did not produce: this model passes with a load and
+    // a store too. It guards the path: a missing bump fails it.)
+    loom::model(|| {
+        let (mut p, mut c) = loom_ring(64);
+        c.park(WakeKind::Futex);
+        let mut g = p.try_reserve(1).unwrap().unwrap();
+        g.fill_from(&[1]);
+        let older = g.commit();
+        assert!(older.is_owed(), "the first park episode is owed a wake-up");
+        let r = c.try_read().unwrap().unwrap();
+        assert!(!paid(r.release()), "nobody waits for space");
+        c.unpark();
+        let x = thread::spawn(move || drop(older));
+        let t = thread::spawn(move || {
+            commit_one(&mut p, 2);
+            p
+        });
+        c.park(WakeKind::Futex);
+        let snap = c.wake_snapshot();
+        let saw = c.has_data().unwrap();
+        x.join().unwrap();
+        let _p = t.join().unwrap();
+        assert!(saw || c.wake_snapshot() != snap, "futex sleeper stranded");
+    });
+}
+
+#[test]
 fn dropped_socket_wakeup_is_owed_again() {
     // A socket wake-up token dropped unredeemed is handed back: the next
     // check owes it again (the transport's ReadGuard-like drop paths).

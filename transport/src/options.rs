@@ -117,6 +117,7 @@ pub struct Builder {
     pub(crate) futex_wakeups: bool,
     pub(crate) asymmetric_fences: bool,
     pub(crate) prefault: bool,
+    pub(crate) fragment_size: usize,
 }
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
@@ -133,9 +134,10 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
-            futex_wakeups: false,
+            futex_wakeups: true,
             asymmetric_fences: false,
             prefault: true,
+            fragment_size: 0,
         }
     }
 }
@@ -181,6 +183,27 @@ impl Builder {
         self
     }
 
+    /// Payload bytes of each fragment this side writes for a message larger
+    /// than the inline limit (rounded down to a multiple of 8, clamped to
+    /// the ring's record limit; default 0: a quarter of the ring). Smaller
+    /// fragments let the receiver start copying sooner and keep more in
+    /// flight, larger ones cost fewer records; `docs/performance.md`
+    /// ("Bulk payloads") has the measurements behind the default. Only the
+    /// sending side uses it: a receiver takes fragments of any size its
+    /// ring allows.
+    ///
+    /// # Examples
+    /// ```
+    /// let opts = shmsock_transport::Builder::new()
+    ///     .ring_capacity(4 << 20)
+    ///     .fragment_size(256 << 10);
+    /// # let _ = opts;
+    /// ```
+    pub fn fragment_size(mut self, bytes: usize) -> Self {
+        self.fragment_size = bytes;
+        self
+    }
+
     /// Largest ring the peer may ask us to map (default 64 MiB). It bounds
     /// the peer memory a connection maps; see `docs/security.md`.
     pub fn max_peer_ring(mut self, bytes: u64) -> Self {
@@ -222,14 +245,21 @@ impl Builder {
     }
 
     /// Whether a blocked call sleeps on a futex in shared memory (default
-    /// `false`: **experimental, known bug** — the ring stress test,
-    /// `shm/tests/park_stress.rs`, lost a futex wake-up in both fence modes
-    /// on 2026-11-27; in a connection that costs one 200 ms sleep slice,
-    /// not a hang, but it is a latency bug until fixed): the peer wakes it with one `FUTEX_WAKE` syscall and no
+    /// `true`): the peer wakes it with one `FUTEX_WAKE` syscall and no
     /// socket message. With `false` it sleeps on the socket and is woken by
-    /// a wake-up datagram, as an event loop polling [`AsFd`] always is.
-    /// Either way the peer's death is noticed within a fraction of a second
-    /// (`docs/design.md`, "Waiting").
+    /// a wake-up datagram, as an event loop polling [`AsFd`] always is (and
+    /// as the `try_*` calls and the tokio integration always park). The
+    /// kind is chosen per park, so the two sides may differ. Either way the
+    /// peer's death is noticed within a fraction of a second: a futex sleep
+    /// lasts one 200 ms slice at most, then the socket is read for a
+    /// hang-up (`docs/design.md`, "Futex wake-ups").
+    ///
+    /// Why on: measured in `bench`'s paced scenario (a sleeping server, not
+    /// pinned) a futex wake-up is a few microseconds cheaper than the
+    /// socket's, which puts `Block` and the default `Adaptive` ahead of a
+    /// Unix stream where socket wake-ups were at par (`docs/performance.md`,
+    /// "Latest: session 5"). A futex wake-up is not a "sync" wake-up, so
+    /// the scheduler need not queue the woken peer behind the waker.
     ///
     /// [`AsFd`]: std::os::fd::AsFd
     pub fn futex_wakeups(mut self, on: bool) -> Self {
@@ -251,11 +281,15 @@ impl Builder {
     /// parks on every wait, and a membarrier per park costs more than the
     /// fences it saves (measured in `docs/performance.md`).
     ///
-    /// **Experimental, known bug:** the ring-level stress test
-    /// (`shm/tests/park_stress.rs`, 10^6 parks) saw one lost wake-up in
-    /// asymmetric mode in two runs. In a connection a lost wake-up costs at
-    /// most one futex sleep slice (200 ms), not a hang, but do not turn this
-    /// on for latency until it is fixed.
+    /// **Experimental.** The ring-level stress test
+    /// (`shm/tests/park_stress.rs`, 10^6 parks) failed twice on
+    /// 2026-11-27 in a version that could not tell a lost wake-up from a
+    /// writer held between its publish and its wake-up (a stalled thread or
+    /// VM); the version that tells them apart has passed every run since
+    /// (126 runs of both modes at load 13–20, 2.5 × 10^8 parks, and every CI
+    /// run: the symmetric mode is in the test suite). The mode is off by default
+    /// for its cost, above. In a connection a lost wake-up would cost at
+    /// most one futex sleep slice (200 ms), not a hang.
     pub fn asymmetric_fences(mut self, on: bool) -> Self {
         self.asymmetric_fences = on;
         self

@@ -520,3 +520,60 @@ fn read_message_piece_by_piece() {
     assert_eq!(rx.recv().unwrap().to_vec(), b"after the abandoned one");
     drop(sender.join().unwrap());
 }
+
+#[test]
+fn fragment_size_sets_the_pieces_of_a_large_message() {
+    const RING: u64 = 1 << 20;
+    let path = sock_path("fragsize");
+    // The listener (the sender here) cuts 1 MiB + 5 into 20,000-byte
+    // fragments (rounded down to 8: 20,000), the first one 8 bytes short
+    // (the start header); the default would be a quarter ring.
+    let l = Builder::new()
+        .ring_capacity(RING)
+        .fragment_size(20_001)
+        .bind(&path)
+        .unwrap();
+    let data: Vec<u8> = (0..(1 << 20) + 5).map(|i| (i * 7 + 3) as u8).collect();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.send(&sent).unwrap();
+        let mut chunks = 0;
+        {
+            let mut w = c.write_message(sent.len()).unwrap();
+            while let Some(mut chunk) = w.next_chunk().unwrap() {
+                let at = chunk.range().start;
+                let n = chunk.len();
+                chunk.copy_from_slice(&sent[at..at + n]);
+                chunk.commit().unwrap();
+                chunks += 1;
+            }
+        }
+        (c, chunks)
+    });
+    let mut c = Builder::new().ring_capacity(RING).connect(&path).unwrap();
+    let mut piece = Vec::new();
+    let mut lens = Vec::new();
+    let mut got = Vec::new();
+    {
+        let mut r = c.receiver().read_message().unwrap();
+        while r.next_chunk(&mut piece).unwrap() {
+            lens.push(piece.len());
+            got.extend_from_slice(&piece);
+        }
+    }
+    assert_eq!(got, data);
+    assert_eq!(lens[0], 20_000 - 8);
+    assert!(
+        lens[1..lens.len() - 1].iter().all(|&n| n == 20_000),
+        "{lens:?}"
+    );
+    // The start header plus the message, 20,000 bytes a record.
+    assert_eq!(lens.len(), (data.len() + 8).div_ceil(20_000));
+    // write_message cuts the same fragments.
+    let mut buf = Vec::new();
+    assert_eq!(c.recv_into(&mut buf).unwrap(), data.len());
+    assert_eq!(buf, data);
+    let (_c, chunks) = sender.join().unwrap();
+    assert_eq!(chunks, lens.len());
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::event::PollFlags;
+use rustix::io::Errno;
 use shmsock_transport::{Builder, Connection};
 
 use super::sock::{self, Recv};
@@ -113,13 +114,7 @@ impl BrokerConn {
                     }
                 }
                 Some(Incoming::Reply(m)) => {
-                    let t = match &m {
-                        BrokerMsg::Done { tag }
-                        | BrokerMsg::Introduced { tag, .. }
-                        | BrokerMsg::Refused { tag, .. } => *tag,
-                        _ => 0,
-                    };
-                    if t != tag {
+                    if reply_tag(&m) != tag {
                         return Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte())));
                     }
                     return Ok(m);
@@ -201,6 +196,14 @@ fn refused(m: BrokerMsg) -> Result<()> {
 /// its variants. Connections already made stay up: they are direct
 /// between the two processes.
 ///
+/// Re-registering never blocks a call past its own bound: the connection
+/// is made without waiting (a full backlog counts as a failed attempt)
+/// and the registration requests are sent and their replies read a step
+/// at a time, in whichever calls come next. A [`try_accept`](Provider::try_accept)
+/// returns at once even while a broker that accepted the connection has
+/// not answered yet; a broker that does not answer within 5 s counts as a
+/// failed attempt (then backoff).
+///
 /// # Examples
 /// ```no_run
 /// use shmsock_services::broker::Provider;
@@ -223,11 +226,42 @@ fn refused(m: BrokerMsg) -> Result<()> {
 pub struct Provider {
     broker: PathBuf,
     names: Vec<(Name, LookupPolicy)>,
-    conn: Option<BrokerConn>,
+    link: Link,
     stash: VecDeque<Introduction>,
     backoff: Duration,
-    retry_at: Instant,
     last_error: Option<Error>,
+}
+
+/// The provider's connection to its broker.
+#[derive(Debug)]
+enum Link {
+    /// Connected, every name registered.
+    Up(BrokerConn),
+    /// Not connected; the next attempt is due at the instant.
+    Down(Instant),
+    /// Connected again; re-registering the names one request at a time,
+    /// without ever waiting for the broker (see [`Provider::step_rejoin`]).
+    Rejoining(Rejoin),
+}
+
+/// A re-registration in progress.
+#[derive(Debug)]
+struct Rejoin {
+    conn: BrokerConn,
+    /// Names registered so far (`names[..done]`).
+    done: usize,
+    /// The tag of the `Register` sent for `names[done]`, if sent.
+    sent: Option<u32>,
+    /// The whole attempt fails if not finished by then.
+    deadline: Instant,
+}
+
+/// Where a step of re-registration stands.
+enum Rejoined {
+    /// Every name is registered again.
+    Up,
+    /// Waiting for the broker (its reply, or the next attempt).
+    Waiting,
 }
 
 impl Provider {
@@ -257,22 +291,25 @@ impl Provider {
         Ok(Provider {
             broker,
             names: Vec::new(),
-            conn: Some(conn),
+            link: Link::Up(conn),
             stash: VecDeque::new(),
             backoff: BACKOFF_MIN,
-            retry_at: Instant::now(),
             last_error: None,
         })
     }
 
-    /// Registers one more name over the same connection.
+    /// Registers one more name over the same connection (waiting up to 5 s
+    /// for the broker's answer).
     ///
     /// # Errors
     /// As [`Provider::register`]; [`Error::Disconnected`] if the broker is
-    /// gone (the name is not kept).
+    /// gone or the provider is still re-registering with a restarted one
+    /// (the name is not kept).
     pub fn add(&mut self, name: &str, policy: LookupPolicy) -> Result<()> {
         let name = Name::new(name).map_err(Error::BadName)?;
-        let conn = self.conn.as_mut().ok_or(Error::Disconnected)?;
+        let Link::Up(conn) = &mut self.link else {
+            return Err(Error::Disconnected);
+        };
         let n = name.clone();
         let r = conn.request(
             |tag| BrokerMsg::Register {
@@ -292,7 +329,7 @@ impl Provider {
             }
             Err(e) => {
                 if e.is_disconnected() {
-                    self.conn = None;
+                    self.link = Link::Down(Instant::now());
                 }
                 Err(e)
             }
@@ -308,7 +345,8 @@ impl Provider {
         self.accept_until(None)
     }
 
-    /// As [`accept`](Provider::accept), giving up after `timeout`.
+    /// As [`accept`](Provider::accept), giving up after `timeout` (a
+    /// reconnection in progress does not extend it).
     ///
     /// # Errors
     /// As [`Provider::accept`]; [`Error::Timeout`].
@@ -316,8 +354,9 @@ impl Provider {
         self.accept_until(sock::deadline_after(timeout))
     }
 
-    /// The next consumer if one is waiting; never blocks (but may reconnect
-    /// to the broker when a retry is due).
+    /// The next consumer if one is waiting; never blocks. When a
+    /// reconnection is due it takes one step of it without waiting
+    /// (connect, send a registration, read a reply that is there).
     ///
     /// # Errors
     /// As [`Provider::accept`].
@@ -329,16 +368,32 @@ impl Provider {
         }
     }
 
-    /// The socket to the broker, while connected: readable when a consumer
-    /// arrives (then call [`Provider::try_accept`]), for an event loop.
+    /// The socket to the broker, while connected (also while
+    /// re-registering): readable when a consumer arrives or the broker
+    /// answers, then call [`Provider::try_accept`]; for an event loop.
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.conn.as_ref().map(|c| c.sock.as_fd())
+        match &self.link {
+            Link::Up(c) => Some(c.sock.as_fd()),
+            Link::Rejoining(r) => Some(r.conn.sock.as_fd()),
+            Link::Down(_) => None,
+        }
+    }
+
+    /// When an event loop should call [`Provider::try_accept`] even if
+    /// [`fd`](Provider::fd) stays quiet: the next reconnection attempt, or
+    /// the deadline of the one in progress. `None` while registered.
+    pub fn next_attempt(&self) -> Option<Instant> {
+        match &self.link {
+            Link::Up(_) => None,
+            Link::Down(at) => Some(*at),
+            Link::Rejoining(r) => Some(r.deadline),
+        }
     }
 
     /// Whether the provider is connected to a broker with all its names
     /// registered.
     pub fn is_registered(&self) -> bool {
-        self.conn.is_some()
+        matches!(self.link, Link::Up(_))
     }
 
     /// Why the last reconnection attempt failed, if it did.
@@ -351,79 +406,155 @@ impl Provider {
             if let Some(i) = self.stash.pop_front() {
                 return Ok(i);
             }
-            let Some(conn) = self.conn.as_mut() else {
-                let now = Instant::now();
-                if now >= self.retry_at {
-                    self.reconnect();
-                    if self.conn.is_some() {
-                        continue;
-                    }
+            let Link::Up(conn) = &mut self.link else {
+                // Never waits: each wait below is bounded by `deadline`.
+                if let Rejoined::Up = self.step_rejoin() {
+                    continue;
                 }
-                let wake = deadline.map_or(self.retry_at, |d| d.min(self.retry_at));
+                if !self.stash.is_empty() {
+                    continue;
+                }
+                let now = Instant::now();
                 if deadline.is_some_and(|d| d <= now) {
                     return Err(Error::Timeout);
                 }
-                std::thread::sleep(wake.saturating_duration_since(now));
+                match &self.link {
+                    Link::Down(at) => {
+                        let wake = deadline.map_or(*at, |d| d.min(*at));
+                        std::thread::sleep(wake.saturating_duration_since(now));
+                    }
+                    Link::Rejoining(r) => {
+                        let wake = deadline.map_or(r.deadline, |d| d.min(r.deadline));
+                        sock::wait(r.conn.sock.as_fd(), PollFlags::IN, Some(wake))?;
+                    }
+                    Link::Up(_) => {}
+                }
                 continue;
             };
             match conn.next(deadline) {
                 Ok(Some(Incoming::Intro(i))) => return Ok(i),
                 Ok(Some(Incoming::Reply(m))) => {
                     // No request is outstanding: a reply now is a lie.
-                    self.conn = None;
+                    self.link = Link::Down(Instant::now());
                     return Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte())));
                 }
                 Ok(None) => return Err(Error::Timeout),
                 Err(Error::Disconnected) => {
                     // The broker died: reconnect soon (it may be restarting).
-                    self.conn = None;
                     self.backoff = BACKOFF_MIN;
-                    self.retry_at = Instant::now() + BACKOFF_MIN;
+                    self.link = Link::Down(Instant::now() + BACKOFF_MIN);
                 }
                 Err(e) => {
-                    self.conn = None;
+                    self.link = Link::Down(Instant::now());
                     return Err(e);
                 }
             }
         }
     }
 
-    /// One attempt: connect and register every name. On failure, the next
-    /// attempt is scheduled with doubled backoff.
-    fn reconnect(&mut self) {
-        match self.try_reconnect() {
-            Ok(conn) => {
-                self.conn = Some(conn);
+    /// Takes re-registration as far as it goes without waiting: connects
+    /// when an attempt is due, sends the next `Register`, reads the replies
+    /// that are there. A failed attempt (refused, broken protocol, no
+    /// answer by its deadline) is recorded in `last_error` and the next
+    /// one scheduled with doubled backoff.
+    fn step_rejoin(&mut self) -> Rejoined {
+        match self.try_step_rejoin() {
+            Ok(Rejoined::Up) => {
                 self.backoff = BACKOFF_MIN;
                 self.last_error = None;
+                Rejoined::Up
             }
+            Ok(Rejoined::Waiting) => Rejoined::Waiting,
             Err(e) => {
                 self.last_error = Some(e);
-                self.retry_at = Instant::now() + self.backoff;
+                self.link = Link::Down(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                Rejoined::Waiting
             }
         }
     }
 
-    fn try_reconnect(&mut self) -> Result<BrokerConn> {
-        let deadline = sock::deadline_after(REQUEST_TIMEOUT);
-        let mut conn = BrokerConn::connect(&self.broker, deadline)?;
-        for (name, policy) in &self.names {
-            let n = name.clone();
-            let p = *policy;
-            let m = conn.request(
-                |tag| BrokerMsg::Register {
-                    tag,
-                    name: n,
-                    policy: p,
-                },
-                None,
-                deadline,
-                &mut self.stash,
-            )?;
-            refused(m)?;
+    fn try_step_rejoin(&mut self) -> Result<Rejoined> {
+        let now = Instant::now();
+        if let Link::Down(at) = self.link {
+            if now < at {
+                return Ok(Rejoined::Waiting);
+            }
+            // A deadline of now: a full backlog fails the attempt at once.
+            let conn = BrokerConn::connect(&self.broker, Some(now))?;
+            self.link = Link::Rejoining(Rejoin {
+                conn,
+                done: 0,
+                sent: None,
+                deadline: now + REQUEST_TIMEOUT,
+            });
         }
-        Ok(conn)
+        let Link::Rejoining(r) = &mut self.link else {
+            return Ok(Rejoined::Up);
+        };
+        loop {
+            let Some((name, policy)) = self.names.get(r.done) else {
+                let Link::Rejoining(r) = std::mem::replace(&mut self.link, Link::Down(now)) else {
+                    return Ok(Rejoined::Waiting);
+                };
+                self.link = Link::Up(r.conn);
+                return Ok(Rejoined::Up);
+            };
+            let tag = match r.sent {
+                Some(tag) => tag,
+                None => {
+                    let tag = r.conn.next_tag;
+                    let msg = BrokerMsg::Register {
+                        tag,
+                        name: name.clone(),
+                        policy: *policy,
+                    };
+                    match sock::send(r.conn.sock.as_fd(), &msg.encode(), None) {
+                        Ok(true) => {}
+                        // The broker's queue is full: try again later.
+                        Ok(false) if now < r.deadline => return Ok(Rejoined::Waiting),
+                        Ok(false) => return Err(Error::Timeout),
+                        Err(Errno::PIPE | Errno::CONNRESET) => return Err(Error::Disconnected),
+                        Err(e) => return Err(Error::io("sendmsg", e)),
+                    }
+                    r.conn.next_tag = tag.wrapping_add(1).max(1);
+                    r.sent = Some(tag);
+                    tag
+                }
+            };
+            // A past deadline: reads only what is already there.
+            match r.conn.next(Some(now))? {
+                Some(Incoming::Intro(i)) => {
+                    // For a name already registered again. One per step:
+                    // a broker that keeps sending them cannot hold the
+                    // call (the caller takes this one first).
+                    if self.stash.len() < MAX_STASH {
+                        self.stash.push_back(i);
+                    }
+                    return Ok(Rejoined::Waiting);
+                }
+                Some(Incoming::Reply(m)) => {
+                    if reply_tag(&m) != tag {
+                        return Err(Error::Protocol(crate::wire::WireError::Kind(m.kind_byte())));
+                    }
+                    refused(m)?;
+                    r.done += 1;
+                    r.sent = None;
+                }
+                None if now < r.deadline => return Ok(Rejoined::Waiting),
+                None => return Err(Error::Timeout),
+            }
+        }
+    }
+}
+
+/// The tag a reply answers (0 for a message that is no reply).
+fn reply_tag(m: &BrokerMsg) -> u32 {
+    match m {
+        BrokerMsg::Done { tag }
+        | BrokerMsg::Introduced { tag, .. }
+        | BrokerMsg::Refused { tag, .. } => *tag,
+        _ => 0,
     }
 }
 
@@ -510,5 +641,97 @@ mod tests {
             left += 1;
         }
         assert_eq!(left, 9, "messages read past the deadline");
+    }
+
+    /// A bound for calls that must not wait for the broker: the bug took
+    /// 5 s (the registration timeout); generous for a busy machine.
+    const BOUND: Duration = Duration::from_millis(2500);
+
+    /// Calls `f` until it says done (or 10 s), returning the longest call.
+    fn longest_call(mut f: impl FnMut() -> bool) -> Duration {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let mut longest = Duration::ZERO;
+        loop {
+            let t = Instant::now();
+            let done = f();
+            longest = longest.max(t.elapsed());
+            if done {
+                return longest;
+            }
+            assert!(Instant::now() < give_up, "the condition never came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn reconnecting_to_a_hung_broker_never_blocks_try_accept() {
+        // The broker dies; another one takes its socket, accepts the
+        // provider's connection and never answers. try_accept used to
+        // reconnect and wait for the registration reply for up to 5 s.
+        use super::super::testing::{abstract_path, HungBroker, ThreadBroker};
+        let path = abstract_path("hung");
+        let broker = ThreadBroker::start(&path);
+        let mut p = Provider::register(&path, "svc.hung", LookupPolicy::SameUid).unwrap();
+        broker.stop();
+        let hung = HungBroker::start(&path);
+        let longest = longest_call(|| {
+            assert!(p.try_accept().unwrap().is_none());
+            hung.accepted() >= 1
+        });
+        // A few more calls while the registration is unanswered.
+        for _ in 0..10 {
+            let t = Instant::now();
+            assert!(p.try_accept().unwrap().is_none());
+            assert!(t.elapsed() < BOUND);
+        }
+        assert!(longest < BOUND, "try_accept took {longest:?}");
+        assert!(!p.is_registered());
+        assert!(p.fd().is_some(), "the socket to watch while re-registering");
+        // accept_timeout keeps its bound too.
+        let t = Instant::now();
+        assert!(matches!(
+            p.accept_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() < BOUND, "took {:?}", t.elapsed());
+
+        // The hung broker goes away and a real one comes back: stepping
+        // through try_accept alone registers the name again.
+        hung.stop();
+        let _broker = ThreadBroker::start(&path);
+        let longest = longest_call(|| {
+            assert!(p.try_accept().unwrap().is_none());
+            p.is_registered()
+        });
+        assert!(longest < BOUND, "try_accept took {longest:?}");
+        assert!(p.last_error().is_none());
+        let (_sock, _peer) = lookup(&path, "svc.hung", Duration::from_secs(5)).unwrap();
+        let intro = p.accept_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(intro.name().as_str(), "svc.hung");
+    }
+
+    #[test]
+    fn a_broker_that_never_answers_fails_the_attempt_after_its_deadline() {
+        // Not answered within REQUEST_TIMEOUT: the attempt fails (Timeout
+        // in last_error) and the next one is scheduled with backoff,
+        // while accept calls keep their own bounds.
+        use super::super::testing::{abstract_path, HungBroker, ThreadBroker};
+        let path = abstract_path("deadline");
+        let broker = ThreadBroker::start(&path);
+        let mut p = Provider::register(&path, "svc.deadline", LookupPolicy::SameUid).unwrap();
+        broker.stop();
+        let hung = HungBroker::start(&path);
+        let give_up = Instant::now() + REQUEST_TIMEOUT * 3;
+        while !matches!(p.last_error(), Some(Error::Timeout)) && Instant::now() < give_up {
+            let t = Instant::now();
+            assert!(matches!(
+                p.accept_timeout(Duration::from_millis(200)),
+                Err(Error::Timeout)
+            ));
+            assert!(t.elapsed() < BOUND, "took {:?}", t.elapsed());
+        }
+        assert!(matches!(p.last_error(), Some(Error::Timeout)));
+        assert!(hung.accepted() >= 1);
+        assert!(!p.is_registered());
     }
 }

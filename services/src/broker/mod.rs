@@ -47,6 +47,8 @@
 mod client;
 mod server;
 mod sock;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub(crate) use client::lookup_name;
 pub use client::{lookup, Introduction, Provider};

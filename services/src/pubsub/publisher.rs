@@ -404,13 +404,12 @@ impl Publisher {
         }
     }
 
-    /// The earlier of `deadline` and the first handshake deadline.
+    /// The earlier of `deadline`, the first handshake deadline and the
+    /// provider's next reconnection step (a broker that went away).
     fn wake_at(&self, deadline: Option<Instant>) -> Option<Instant> {
         let hs = self.pending.iter().map(|p| p.deadline).min();
-        match (deadline, hs) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let rejoin = self.provider.as_ref().and_then(Provider::next_attempt);
+        [deadline, hs, rejoin].into_iter().flatten().min()
     }
 
     fn wait_fds(&self) -> Vec<BorrowedFd<'_>> {

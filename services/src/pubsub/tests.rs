@@ -275,3 +275,47 @@ fn idle_publisher_accepts_in_poll_timeout() {
     assert_eq!(s.recv_timeout(&mut buf, T).unwrap().seq, 0);
     assert_eq!(buf, b"late");
 }
+
+#[test]
+fn try_send_never_waits_for_a_hung_broker() {
+    // A named publisher whose broker dies and is replaced by one that
+    // accepts connections and never answers: housekeeping (every 256th
+    // send) reconnects, and a try_send used to wait up to 5 s there for the
+    // registration reply. try_loan, send_timeout and poll share the path.
+    use crate::broker::testing::{abstract_path, HungBroker, ThreadBroker};
+    use std::time::Instant;
+    let path = abstract_path("pub-hung");
+    let broker = ThreadBroker::start(&path);
+    let mut p = Publisher::create_named(
+        &path,
+        "svc.pubhung",
+        crate::LookupPolicy::SameUid,
+        PublisherOptions::new().policy(Policy::DropOldest),
+    )
+    .unwrap();
+    broker.stop();
+    let hung = HungBroker::start(&path);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut longest = Duration::ZERO;
+    let mut after = 0;
+    // Until the hung broker took the connection, then 2000 sends more
+    // (several housekeeping rounds while the registration is unanswered).
+    while after < 2000 && Instant::now() < give_up {
+        let t = Instant::now();
+        assert!(p.try_send(b"tick").unwrap().is_some());
+        longest = longest.max(t.elapsed());
+        if hung.accepted() >= 1 {
+            after += 1;
+        } else {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    assert_eq!(after, 2000, "the publisher never reconnected");
+    // The bug took 5 s (the registration timeout); generous for a busy
+    // machine.
+    let bound = Duration::from_millis(2500);
+    assert!(longest < bound, "try_send took {longest:?}");
+    let t = Instant::now();
+    p.poll_timeout(Duration::from_millis(20)).unwrap();
+    assert!(t.elapsed() < bound, "poll_timeout took {:?}", t.elapsed());
+}

@@ -206,12 +206,15 @@ impl Drop for Wake {
 /// Bumps our wake word and wakes whoever sleeps on it.
 fn futex_wake(ring: &RingShared, sel: WordSel) {
     let word = sel.word(ring);
-    // Relaxed load: our own word, only we write it. SYNC POINT `wake-word`:
-    // the Release store orders the cursor store that made the wake-up owed
-    // before the bump; pairs with the sleeper's load + Acquire fence in
-    // `WakeWord::snapshot`, taken before its re-check of the ring.
-    let v = word.load(Ordering::Relaxed);
-    word.store(v.wrapping_add(1), Ordering::Release);
+    // SYNC POINT `wake-word`: Release orders the cursor store that made the
+    // wake-up owed before the bump; pairs with the sleeper's load + Acquire
+    // fence in `WakeWord::snapshot`, taken before its re-check of the ring.
+    // An RMW, not a load and a store: tokens are `Send`, so two bumps of
+    // this word (an older episode's token dropped on another thread, and
+    // the current one) may race, and each must change the word, or the
+    // later one could write the value the sleeper already saw (loom model
+    // `concurrent_futex_bumps_never_strand_a_sleeper`).
+    word.fetch_add(1, Ordering::Release);
     #[cfg(not(loom))]
     {
         // Errors: FUTEX_WAKE fails only on a bad address (EFAULT) or bad

@@ -31,6 +31,9 @@ pub(crate) struct Parts {
     pub(crate) timeout: Option<Duration>,
     /// Blocked calls sleep on a futex (else on the socket).
     pub(crate) futex: bool,
+    /// Payload bytes of a fragment we send ([`crate::Builder::fragment_size`];
+    /// 0: a quarter of the ring).
+    pub(crate) fragment_size: usize,
 }
 
 impl Parts {
@@ -43,6 +46,7 @@ impl Parts {
             self.tx_sock,
             self.peer,
             self.peer_max_message,
+            self.fragment_size,
             shut.clone(),
         );
         let rx = RecvCore::new(self.cons, self.rx_sock, self.peer, self.max_message);

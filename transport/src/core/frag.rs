@@ -79,16 +79,23 @@ impl LargeSend {
     }
 }
 
-/// Payload bytes of one fragment record for a ring of `capacity` bytes: a
-/// record is a quarter of the ring, so four are in flight and the receiver
-/// copies one while the sender fills the next. Never more than the record
-/// limit (`max_record`), never less than the start header plus 8 bytes.
-pub(crate) fn fragment_len(capacity: u64, max_record: usize) -> usize {
-    let quarter = usize::try_from(capacity / 4).unwrap_or(usize::MAX);
-    quarter
-        .saturating_sub(8)
-        .min(max_record)
-        .max(FRAG_HEADER + 8)
+/// Payload bytes of one fragment record for a ring of `capacity` bytes.
+/// `wanted` 0 picks the default, a quarter of the ring (less the 8-byte
+/// record header), so four are in flight and the receiver copies one while
+/// the sender fills the next (docs/performance.md, "Bulk payloads": the
+/// sweep that chose it). Any other `wanted`
+/// ([`crate::Builder::fragment_size`]) is rounded down to a multiple of 8.
+/// Never more than the record limit (`max_record`), never less than the
+/// start header plus 8 bytes.
+pub(crate) fn fragment_len(capacity: u64, max_record: usize, wanted: usize) -> usize {
+    let len = if wanted == 0 {
+        usize::try_from(capacity / 4)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(8)
+    } else {
+        wanted & !7
+    };
+    len.min(max_record).max(FRAG_HEADER + 8)
 }
 
 /// Why a fragment is refused.
@@ -167,11 +174,19 @@ mod tests {
 
     #[test]
     fn fragment_len_is_a_quarter_ring_within_limits() {
-        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8), (1 << 18) - 8);
-        assert_eq!(fragment_len(4096, 2040), 1016);
+        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8, 0), (1 << 18) - 8);
+        assert_eq!(fragment_len(4096, 2040, 0), 1016);
         // Never above the record limit, never below the header + 8.
-        assert_eq!(fragment_len(1 << 20, 100), 100);
-        assert_eq!(fragment_len(16, 100), FRAG_HEADER + 8);
+        assert_eq!(fragment_len(1 << 20, 100, 0), 100);
+        assert_eq!(fragment_len(16, 100, 0), FRAG_HEADER + 8);
+        // A chosen size, rounded down to 8 bytes, within the same limits.
+        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8, 64 << 10), 64 << 10);
+        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8, 1001), 1000);
+        assert_eq!(
+            fragment_len(1 << 20, (1 << 19) - 8, usize::MAX),
+            (1 << 19) - 8
+        );
+        assert_eq!(fragment_len(1 << 20, (1 << 19) - 8, 1), FRAG_HEADER + 8);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(crate) struct SendCore {
     pub(crate) armed: bool,
     /// Set by a [`crate::ShutdownHandle`]: every later send fails at once.
     shut: Arc<ShutFlag>,
+    /// Payload bytes of a full fragment record ([`fragment_len`]).
+    frag: usize,
 }
 
 impl SendCore {
@@ -46,9 +48,12 @@ impl SendCore {
         sock: OwnedFd,
         peer: Credentials,
         peer_max_message: u64,
+        fragment_size: usize,
         shut: Arc<ShutFlag>,
     ) -> Self {
+        let frag = fragment_len(prod.capacity(), prod.max_record_len(), fragment_size);
         SendCore {
+            frag,
             prod,
             sock,
             peer_max_message,
@@ -304,8 +309,7 @@ impl SendCore {
     /// Starts writing `len` bytes as a fragmented message (see
     /// [`crate::core::frag`]).
     pub(crate) fn large_start(&self, len: usize) -> LargeSend {
-        let frag = fragment_len(self.prod.capacity(), self.prod.max_record_len());
-        LargeSend::new(len, frag)
+        LargeSend::new(len, self.frag)
     }
 
     /// Writes the fragments of `data` that fit now. Returns `None` when

@@ -190,6 +190,7 @@ impl Established {
             wait: self.local.wait,
             timeout: self.local.timeout,
             futex: self.local.futex,
+            fragment_size: self.local.fragment_size,
         })
     }
 }
@@ -215,6 +216,8 @@ pub(super) struct Local {
     /// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`.
     pub(super) membarrier: bool,
     pub(super) prefault: bool,
+    /// [`Builder::fragment_size`] (0: a quarter of the ring).
+    pub(super) fragment_size: usize,
 }
 
 impl Local {
@@ -233,6 +236,7 @@ impl Local {
                 && opts.wait != WaitStrategy::Block
                 && shmsock_shm::membarrier::register(),
             prefault: opts.prefault,
+            fragment_size: opts.fragment_size,
         }
     }
 

@@ -1,0 +1,171 @@
+//! Idle waits: what a blocked receive costs while nothing arrives.
+//!
+//! A client process blocks in a receive for `IDLE` with nothing to read;
+//! then the server sends one 64 B message (written and checked in full).
+//! The client measures its own CPU time (user + system, `getrusage`) and
+//! context switches across the receive, so a wait strategy that spins, or
+//! wakes up now and then while parked, shows here. Not pinned.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use shmsock::{Builder, Listener};
+
+use super::child::{fork_with, Result};
+use super::link::{Framed, Link, ShmCopy};
+use super::session::{read_u64, ring_capacity, socket_name, Api, Transport, Wait};
+use super::watchdog::Watchdog;
+
+/// Message size.
+pub const SIZE: usize = 64;
+/// Transports measured, the baseline first.
+pub const TRANSPORTS: [Transport; 3] = [
+    Transport::Stream,
+    Transport::Shm(Wait::Adaptive, Api::Copy),
+    Transport::Shm(Wait::Block, Api::Copy),
+];
+/// Longest a row may take beyond its idle time.
+const SLACK: Duration = Duration::from_secs(30);
+
+/// One measured transport.
+#[derive(Debug, Clone)]
+pub struct IdleRow {
+    /// Transport.
+    pub transport: Transport,
+    /// How long the receive waited (the server's sleep).
+    pub idle: Duration,
+    /// CPU time the receiving process spent in the wait.
+    pub cpu: Duration,
+    /// Context switches of the receiving process in the wait.
+    pub switches: u64,
+}
+
+impl IdleRow {
+    /// CPU time over wall time, in percent of one core.
+    pub fn cpu_percent(&self) -> f64 {
+        100.0 * self.cpu.as_secs_f64() / self.idle.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How long each receive idles.
+pub fn idle_time(quick: bool) -> Duration {
+    if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
+/// What the client builds its end from.
+enum End {
+    Shm { name: String, builder: Builder },
+    Stream(UnixStream),
+}
+
+/// The client: connects, says it is ready, receives one message (timing
+/// its own CPU across the wait), checks it, reports on `ctl`.
+fn client_main(end: End, mut ctl: UnixStream) -> Result<()> {
+    let (cpu, switches) = match end {
+        End::Shm { name, builder } => {
+            let conn = builder
+                .connect(&name)
+                .map_err(|e| format!("connect {name}: {e}"))?;
+            wait_one(ShmCopy::new(conn, SIZE), &mut ctl)?
+        }
+        End::Stream(s) => wait_one(Framed::new(s.try_clone()?, s, SIZE), &mut ctl)?,
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&cpu.to_le_bytes());
+    out[8..].copy_from_slice(&switches.to_le_bytes());
+    ctl.write_all(&out)?;
+    Ok(())
+}
+
+/// Own CPU time (ns) and context switches so far.
+fn usage() -> Result<(u64, u64)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let u = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
+    let cpu = u.user_time().num_nanoseconds() + u.system_time().num_nanoseconds();
+    let sw = u.voluntary_context_switches() + u.involuntary_context_switches();
+    Ok((cpu.max(0) as u64, sw.max(0) as u64))
+}
+
+fn wait_one<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<(u64, u64)> {
+    ctl.write_all(&[1])?;
+    let (c0, s0) = usage()?;
+    link.recv(0, SIZE)?;
+    let (c1, s1) = usage()?;
+    Ok((c1.saturating_sub(c0), s1.saturating_sub(s0)))
+}
+
+fn run_row(transport: Transport, idle: Duration) -> Result<IdleRow> {
+    let _watchdog = Watchdog::arm(idle + SLACK)?;
+    let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (listener, end, server_sock) = match transport {
+        Transport::Shm(wait, _) => {
+            let name = socket_name();
+            let builder = Builder::new()
+                .ring_capacity(ring_capacity(SIZE))
+                .wait(wait.strategy());
+            let l: Listener = builder
+                .bind(&name)
+                .map_err(|e| format!("bind {name}: {e}"))?;
+            (Some(l), End::Shm { name, builder }, None)
+        }
+        _ => {
+            let (a, b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+            (None, End::Stream(b), Some(a))
+        }
+    };
+    let (child, (listener, mut ctl, server_sock)) = fork_with(
+        (listener, ctl, server_sock),
+        (end, child_ctl),
+        None,
+        |(end, ctl)| client_main(end, ctl),
+    )?;
+    ctl.set_read_timeout(Some(idle + SLACK))?;
+    let mut link: Box<dyn Link> = match (listener, server_sock) {
+        (Some(l), _) => {
+            let conn = l.accept().map_err(|e| format!("accept: {e}"))?;
+            Box::new(ShmCopy::new(conn, SIZE))
+        }
+        (None, Some(s)) => Box::new(Framed::new(s.try_clone()?, s, SIZE)),
+        (None, None) => return Err("no server end".into()),
+    };
+    let mut ready = [0u8; 1];
+    ctl.read_exact(&mut ready)
+        .map_err(|e| format!("control channel (ready): {e}"))?;
+    std::thread::sleep(idle);
+    link.send(0, SIZE)?;
+    let cpu = read_u64(&mut ctl).map_err(|e| format!("control channel (read): {e}"))?;
+    let switches = read_u64(&mut ctl)?;
+    drop(link);
+    child.wait(SLACK)?;
+    Ok(IdleRow {
+        transport,
+        idle,
+        cpu: Duration::from_nanos(cpu),
+        switches,
+    })
+}
+
+/// Runs the scenario: one row per transport.
+///
+/// # Errors
+/// The first failure (setup, transport, verification, the client's exit).
+pub fn run(quick: bool, progress: &mut super::run::Progress) -> Result<Vec<IdleRow>> {
+    let idle = idle_time(quick);
+    let mut rows = Vec::with_capacity(TRANSPORTS.len());
+    for t in TRANSPORTS {
+        progress.step(&format!("idle wait {idle:?}: {t}"));
+        rows.push(run_row(t, idle).map_err(|e| format!("idle wait, {t}: {e}"))?);
+    }
+    Ok(rows)
+}
+
+/// Steps [`run`] reports to the progress display.
+pub fn steps() -> usize {
+    TRANSPORTS.len()
+}
