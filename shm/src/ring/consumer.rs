@@ -167,6 +167,7 @@ impl Consumer {
     }
 
     /// Loads and validates the producer cursor; returns it.
+    #[inline]
     fn refresh_tail(&mut self) -> Result<u64> {
         // SYNC POINT `record-published`: the Acquire fence after this
         // Relaxed load pairs with the producer's Release store of `tail` in
@@ -196,6 +197,7 @@ impl Consumer {
     }
 
     /// Finds the next data record, skipping padding. `Ok(None)` if empty.
+    #[inline]
     fn next_record(&mut self) -> Result<Option<Record>> {
         if self.poisoned {
             return Err(Error::Poisoned);
@@ -284,6 +286,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_read`].
+    #[inline]
     pub fn peek_record(&mut self) -> Result<Option<RecordHead>> {
         Ok(self.next_record()?.map(|rec| RecordHead {
             pos: self.head,
@@ -299,6 +302,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::StaleRecord`] if `head` does not describe the record at our
     /// cursor; [`Error::Poisoned`] after a violation.
+    #[inline]
     pub fn read(&mut self, head: RecordHead) -> Result<ReadGuard<'_>> {
         if self.poisoned {
             return Err(Error::Poisoned);
@@ -334,12 +338,14 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_read`].
+    #[inline]
     pub fn has_data(&mut self) -> Result<bool> {
         Ok(self.next_record()?.is_some())
     }
 
     /// Releases `size` bytes: stores the new `head` and returns the
     /// wake-up owed to a parked producer.
+    #[inline]
     fn release(&mut self, size: u64) -> Wake {
         self.head += size;
         self.publish_head()
@@ -348,6 +354,7 @@ impl Consumer {
     /// Publishes every release made with [`ReadGuard::release_deferred`]
     /// with one cursor store. Returns the wake-up owed to the producer if
     /// it is parked waiting for space.
+    #[inline]
     pub fn flush_releases(&mut self) -> Wake {
         self.publish_head()
     }
@@ -360,6 +367,7 @@ impl Consumer {
         self.writer_owed()
     }
 
+    #[inline]
     fn publish_head(&mut self) -> Wake {
         // SYNC POINT `space-released`: Release orders our reads of the record
         // before the producer may overwrite it; pairs with the Acquire fence
@@ -375,6 +383,7 @@ impl Consumer {
 
     /// After the fence: whether the producer's park episode is owed a
     /// wake-up now (with hysteresis); records it if so.
+    #[inline]
     fn writer_owed(&mut self) -> Wake {
         // Relaxed: ordered by the fence before; the producer's word, loaded
         // once.
@@ -477,11 +486,13 @@ pub struct RecordHead {
 
 impl RecordHead {
     /// The record's tag.
+    #[inline]
     pub fn tag(&self) -> u16 {
         self.rec.tag
     }
 
     /// Payload length in bytes (at most the ring's record limit).
+    #[inline]
     pub fn len(&self) -> usize {
         self.rec.len
     }
@@ -520,6 +531,7 @@ impl std::fmt::Debug for ReadGuard<'_> {
 
 impl ReadGuard<'_> {
     /// Payload length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.rec.len
     }
@@ -530,12 +542,14 @@ impl ReadGuard<'_> {
     }
 
     /// The record's tag.
+    #[inline]
     pub fn tag(&self) -> u16 {
         self.rec.tag
     }
 
     /// Copies the first `dst.len().min(self.len())` payload bytes into `dst`
     /// and returns how many were copied.
+    #[inline]
     pub fn copy_to(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.rec.len);
         // SAFETY: payload_off + len lies within the data area (validated in
@@ -561,6 +575,7 @@ impl ReadGuard<'_> {
     /// no reference to shared memory: the bytes are copied through a raw
     /// pointer into `dst`'s spare capacity.
     #[cfg(not(loom))]
+    #[inline]
     pub fn append_to(&self, start: usize, dst: &mut Vec<u8>) -> usize {
         let n = self.rec.len.saturating_sub(start);
         dst.reserve(n);
@@ -603,6 +618,7 @@ impl ReadGuard<'_> {
 
     /// Releases the record now. Returns the wake-up owed to the producer
     /// if it is parked waiting for space.
+    #[inline]
     pub fn release(mut self) -> Wake {
         self.released = true;
         self.cons.release(self.rec.size)
@@ -612,6 +628,7 @@ impl ReadGuard<'_> {
     /// handed back by the next [`Consumer::flush_releases`] or the next
     /// ordinary release, with one cursor store for the whole batch. A
     /// producer waiting for space waits until then.
+    #[inline]
     pub fn release_deferred(mut self) {
         self.released = true;
         self.cons.head += self.rec.size;

@@ -217,6 +217,7 @@ impl Producer {
     }
 
     /// Loads and validates the consumer cursor.
+    #[inline]
     fn refresh_head(&mut self) -> Result<u64> {
         // SYNC POINT `space-released`: the Acquire fence after this Relaxed
         // load pairs with the consumer's Release store of `head` in
@@ -252,6 +253,7 @@ impl Producer {
 
     /// Space a record of `len` payload bytes needs at the current write
     /// position, padding included.
+    #[inline]
     fn needed(&self, len: usize) -> (u64, u64) {
         let rec = record_size(len as u64);
         let to_end = self.ring.cap - (self.write_pos & self.ring.mask);
@@ -264,6 +266,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_reserve_tagged`].
+    #[inline]
     pub fn can_reserve(&mut self, len: usize) -> Result<bool> {
         if self.poisoned {
             return Err(Error::Poisoned);
@@ -286,6 +289,7 @@ impl Producer {
     /// [`Error::RecordTooLarge`] if `len` exceeds [`Producer::max_record_len`];
     /// [`Error::Protocol`] if the consumer's cursor is invalid (the ring is
     /// then poisoned); [`Error::Poisoned`] after that.
+    #[inline]
     pub fn try_reserve_tagged(&mut self, len: usize, tag: u16) -> Result<Option<WriteGrant<'_>>> {
         if self.poisoned {
             return Err(Error::Poisoned);
@@ -344,6 +348,7 @@ impl Producer {
     /// Publishes every staged record with one cursor store. Returns the
     /// wake-up owed to the consumer if it has parked (see
     /// [`Producer::park`]).
+    #[inline]
     pub fn publish(&mut self) -> Wake {
         if self.write_pos != self.published {
             // SYNC POINT `record-published`: Release makes the record headers
@@ -360,6 +365,7 @@ impl Producer {
 
     /// Whether the consumer is parked in an episode we have not woken yet;
     /// if so, records it: the caller then owes it exactly one wake-up.
+    #[inline]
     fn reader_wake_owed(&mut self) -> Wake {
         // SYNC POINT `park-dekker` (reader side): a SeqCst fence between our
         // store of `tail` and our load of `reader_park` (asymmetric mode: a
@@ -494,6 +500,7 @@ impl std::fmt::Debug for WriteGrant<'_> {
 
 impl WriteGrant<'_> {
     /// Length of the reserved payload.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -512,6 +519,7 @@ impl WriteGrant<'_> {
 
     /// Copies `src` (at most `len()` bytes of it) to the start of the
     /// payload, without forming a reference to shared memory.
+    #[inline]
     pub fn fill_from(&mut self, src: &[u8]) {
         let n = src.len().min(self.len);
         #[cfg(not(loom))]
@@ -556,6 +564,7 @@ impl WriteGrant<'_> {
         }
     }
 
+    #[inline]
     fn stage(&mut self) {
         let ring = &self.prod.ring;
         #[cfg(loom)]
@@ -580,6 +589,7 @@ impl WriteGrant<'_> {
 
     /// Publishes the record. Returns the wake-up owed to the consumer if it
     /// has parked (the caller redeems it).
+    #[inline]
     pub fn commit(mut self) -> Wake {
         self.stage();
         self.prod.publish()
@@ -588,6 +598,7 @@ impl WriteGrant<'_> {
     /// Writes the record without publishing it; a later
     /// [`Producer::publish`] (or a committed grant) publishes every staged
     /// record with one cursor store.
+    #[inline]
     pub fn commit_deferred(mut self) {
         self.stage();
     }

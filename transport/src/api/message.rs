@@ -199,8 +199,12 @@ impl Drop for Message<'_> {
     fn drop(&mut self) {
         if let Inner::Ring { guard, sock } = &mut self.inner {
             if let Some(g) = guard.take() {
-                // Best effort: if the peer is gone it no longer waits.
-                let _ = notify::wake_space(g.release(), *sock);
+                let wake = g.release();
+                // Nothing owed (a busy stream): no redeeming call per message.
+                if wake.is_owed() {
+                    // Best effort: if the peer is gone it no longer waits.
+                    let _ = notify::wake_space(wake, *sock);
+                }
             }
         }
     }

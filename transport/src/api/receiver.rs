@@ -107,7 +107,16 @@ impl Receiver {
     /// # Errors
     /// As [`Receiver::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        Ok(self.recv()?.move_into(buf))
+        // What `recv()?.move_into(buf)` does, without building and dropping
+        // a `Message` per inline message (the per-record path).
+        let mut deadline = Deadline::new(self.timeout);
+        loop {
+            match self.core.poll_head(&mut deadline)? {
+                Head::Inline(h) => return self.core.take_inline_into(h, buf),
+                Head::Whole => return Ok(self.message(None)?.move_into(buf)),
+                Head::Empty => self.wait_data(deadline.get())?,
+            }
+        }
     }
 
     #[inline]

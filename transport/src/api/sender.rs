@@ -190,17 +190,20 @@ impl Sender {
             return self.send_large(data, timeout);
         }
         self.core.check_peer()?;
+        let mut deadline = Deadline::new(timeout);
         if self.core.abort_pending {
-            self.write_abort(deadline(timeout))?;
+            self.write_abort(deadline.get())?;
         }
-        if !self.core.can_reserve(data.len())? {
-            self.wait_space(data.len(), deadline(timeout))?;
+        loop {
+            if let Some(mut g) = self.core.try_take(data.len(), TAG_INLINE)? {
+                g.fill_from(data);
+                let wake = g.commit();
+                return self.core.wake_reader(wake);
+            }
+            // Space found by the wait cannot vanish (the producer's copy of
+            // the consumer cursor only moves forward): the next try fits.
+            self.wait_space(data.len(), deadline.get())?;
         }
-        let mut g = self.core.take_fitting(data.len(), TAG_INLINE)?;
-        g.fill_from(data);
-        let wake = g.commit();
-        self.core.wake_reader(wake)?;
-        Ok(())
     }
 
     /// Sends the messages of `msgs` in order, publishing them to the peer
@@ -320,13 +323,16 @@ impl Sender {
                 let left = deadline.remaining();
                 self.send_large(m, left)?;
             } else {
-                if !self.core.can_reserve(m.len())? {
+                loop {
+                    if let Some(mut g) = self.core.try_take(m.len(), TAG_INLINE)? {
+                        g.fill_from(m);
+                        g.commit_deferred();
+                        break;
+                    }
+                    // Full: let the receiver at what is staged, then wait.
                     self.core.publish_staged()?;
                     self.wait_space(m.len(), deadline.get())?;
                 }
-                let mut g = self.core.take_fitting(m.len(), TAG_INLINE)?;
-                g.fill_from(m);
-                g.commit_deferred();
             }
             *done += 1;
         }
@@ -642,8 +648,14 @@ impl WriteGrant<'_> {
     /// # Errors
     /// [`Error::Disconnected`] if the wake-up for a parked peer cannot be
     /// sent because it is gone.
+    #[inline]
     pub fn commit(self) -> Result<()> {
-        if let Err(e) = notify::wake_data(self.grant.commit(), self.sock) {
+        let wake = self.grant.commit();
+        // Nothing owed (a busy stream): no redeeming call per message.
+        if !wake.is_owed() {
+            return Ok(());
+        }
+        if let Err(e) = notify::wake_data(wake, self.sock) {
             *self.peer_gone = true;
             return Err(sock_err("sendmsg(wake)", e));
         }

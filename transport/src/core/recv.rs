@@ -294,6 +294,28 @@ impl RecvCore {
         Ok((guard, self.sock.as_fd()))
     }
 
+    /// Takes the inline record `head` (from [`RecvCore::poll_head`]) into
+    /// `buf` (cleared first) and releases it: [`crate::Message::move_into`]
+    /// of an inline message, without the `Message`. Returns its length.
+    #[inline]
+    pub(crate) fn take_inline_into(
+        &mut self,
+        head: RecordHead,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize> {
+        let pid = self.peer.pid;
+        let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        buf.clear();
+        g.append_to(0, buf);
+        let wake = g.release();
+        // Nothing owed (a busy stream): no redeeming call per message.
+        if wake.is_owed() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = notify::wake_space(wake, self.sock.as_fd());
+        }
+        Ok(buf.len())
+    }
+
     /// Hands up to `max` messages, from `first` on, to `f` with one release
     /// of their ring space (one cursor store, at most one wake-up). A
     /// message larger than one record ends the batch unless it is `first`.
@@ -344,8 +366,11 @@ impl RecvCore {
                 _ => break Ok(n),
             }
         };
-        // Best effort: a dead peer shows on the next wait.
-        let _ = notify::wake_space(self.cons.flush_releases(), self.sock.as_fd());
+        let wake = self.cons.flush_releases();
+        if wake.is_owed() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = notify::wake_space(wake, self.sock.as_fd());
+        }
         taken
     }
 

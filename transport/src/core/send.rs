@@ -86,7 +86,13 @@ impl SendCore {
     }
 
     /// Pays the wake-up owed to the peer's parked reader, if any.
+    #[inline]
     pub(crate) fn wake_reader(&mut self, wake: Wake) -> Result<()> {
+        // The common case of a busy stream, kept off the redeeming path
+        // (a call and a move of the token per message otherwise).
+        if !wake.is_owed() {
+            return Ok(());
+        }
         match notify::wake_data(wake, self.sock.as_fd()) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -181,6 +187,22 @@ impl SendCore {
     #[inline]
     pub(crate) fn can_reserve(&mut self, len: usize) -> Result<bool> {
         self.prod.can_reserve(len).map_err(|e| self.ring_err(e))
+    }
+
+    /// Reserves a record of `len` bytes tagged `tag` if it fits now
+    /// (`None`: the ring is full). One space check, where
+    /// [`SendCore::can_reserve`] + [`SendCore::take_fitting`] make two: the
+    /// per-record send path.
+    #[inline]
+    pub(crate) fn try_take(
+        &mut self,
+        len: usize,
+        tag: u16,
+    ) -> Result<Option<ring::WriteGrant<'_>>> {
+        let pid = self.peer.pid;
+        self.prod
+            .try_reserve_tagged(len, tag)
+            .map_err(|e| send_ring_err(pid, e))
     }
 
     /// Reserves a record of `len` bytes tagged `tag`, which
