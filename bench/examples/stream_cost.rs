@@ -6,7 +6,7 @@
 //! the difference of the totals by the difference of the counts:
 //!
 //! ```text
-//! cargo build --release --example stream_cost
+//! cargo build --release -p shmsock-bench --example stream_cost
 //! for n in 100000 200000; do
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n \
 //!     target/release/examples/stream_cost send $n
