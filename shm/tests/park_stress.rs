@@ -1,9 +1,11 @@
-//! Park/unpark stress: two threads on a 4-record ring, each parking (futex
-//! wake-up) whenever it must wait, until the two have parked at least
-//! 10^6 times between them; once with symmetric fences and once with
-//! asymmetric ones (membarrier), where the kernel allows it.
+//! Park/unpark stress: two threads on a 4-record ring, each parking
+//! whenever it must wait, until the two have parked at least 10^6 times
+//! between them: with futex wake-ups (symmetric fences, and asymmetric
+//! ones with membarrier where the kernel allows it; both ignored: known
+//! bug) and with socket wake-ups (a datagram pair, as the transport's
+//! default; symmetric fences).
 //!
-//! A lost wake-up shows as a futex sleep that times out (5 s) while the
+//! A lost wake-up shows as a sleep that times out (5 s) while the
 //! condition it waited for holds: the test fails at once. A watchdog
 //! thread aborts the process if a mode runs longer than 120 s. Runtime:
 //! about 5-15 s per mode on the 2-vCPU development VM (busy), in the
@@ -79,15 +81,94 @@ impl Trace {
     }
 }
 
-fn pay(w: shmsock_shm::ring::Wake) {
-    assert!(
-        w.kind() != Some(WakeKind::Socket),
-        "nobody parks for a socket wake-up here"
-    );
-    w.redeem(|| Ok::<(), ()>(())).unwrap();
+/// How a parked half sleeps and is woken: on the peer's futex wake word,
+/// or on a datagram socket (as the transport's socket wake-ups do).
+struct Waker {
+    kind: WakeKind,
+    /// Socket mode: we send wake-ups on `tx` and sleep on `rx`.
+    tx: Option<std::os::unix::net::UnixDatagram>,
+    rx: Option<std::os::unix::net::UnixDatagram>,
 }
 
-fn run(fences: Fences) {
+impl Waker {
+    fn pay(&self, w: shmsock_shm::ring::Wake) {
+        assert!(
+            w.kind().is_none_or(|k| k == self.kind),
+            "a wake-up of the other kind"
+        );
+        w.redeem(|| match &self.tx {
+            Some(tx) => tx.send(&[1]).map(drop),
+            None => Ok(()),
+        })
+        .unwrap();
+    }
+    /// Sleeps until woken or `SLEEP` passes (`Slept::TimedOut`).
+    fn sleep(&self, word: &shmsock_shm::ring::WakeWord, snap: u32) -> Slept {
+        match &self.rx {
+            None => word.sleep(snap, SLEEP).unwrap(),
+            Some(rx) => {
+                use std::os::fd::AsFd;
+                let fd = rx.as_fd();
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let ts = rustix::event::Timespec {
+                    tv_sec: SLEEP.as_secs() as i64,
+                    tv_nsec: 0,
+                };
+                let n = rustix::event::poll(&mut fds, Some(&ts)).unwrap();
+                let mut b = [0u8; 64];
+                while rx.recv(&mut b).is_ok() {}
+                if n == 0 {
+                    Slept::TimedOut
+                } else {
+                    Slept::Woken
+                }
+            }
+        }
+    }
+}
+
+fn wakers(kind: WakeKind) -> (Waker, Waker) {
+    match kind {
+        WakeKind::Futex => (
+            Waker {
+                kind,
+                tx: None,
+                rx: None,
+            },
+            Waker {
+                kind,
+                tx: None,
+                rx: None,
+            },
+        ),
+        WakeKind::Socket => {
+            let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+            let (c, d) = std::os::unix::net::UnixDatagram::pair().unwrap();
+            for x in [&a, &b, &c, &d] {
+                x.set_nonblocking(true).unwrap();
+            }
+            // Writer: sends on a (to the reader's b), sleeps on d.
+            (
+                Waker {
+                    kind,
+                    tx: Some(a),
+                    rx: Some(d),
+                },
+                Waker {
+                    kind,
+                    tx: Some(c),
+                    rx: Some(b),
+                },
+            )
+        }
+    }
+}
+
+fn run(fences: Fences, kind: WakeKind) {
+    let (wk_writer, wk_reader) = wakers(kind);
     let (mut p, mut c) = heap_ring(64).unwrap();
     p.set_fences(fences);
     c.set_fences(fences);
@@ -108,6 +189,7 @@ fn run(fences: Fences) {
     let trace = Arc::new(Trace::new(started));
     let (pp, ps, tr) = (parks.clone(), sleeps.clone(), trace.clone());
     let producer = std::thread::spawn(move || {
+        let wk = wk_writer;
         let word = p.wake_word();
         let mut seq = 0u64;
         let mut local_parks = 0;
@@ -117,12 +199,12 @@ fn run(fences: Fences) {
                 g.fill_from(&body);
                 let w = g.commit();
                 tr.commit(seq, w.is_owed());
-                pay(w);
+                wk.pay(w);
                 seq += 1;
                 continue;
             }
             // Full: park, re-check, sleep.
-            p.park(WakeKind::Futex);
+            p.park(kind);
             local_parks += 1;
             pp.fetch_add(1, Ordering::Relaxed);
             let snap = word.snapshot();
@@ -131,13 +213,13 @@ fn run(fences: Fences) {
                 continue;
             }
             ps.fetch_add(1, Ordering::Relaxed);
-            let slept = word.sleep(snap, SLEEP).unwrap();
+            let slept = wk.sleep(&word, snap);
             p.unpark();
             if slept == Slept::TimedOut {
                 assert!(!p.can_reserve(8).unwrap(), "lost wake-up (writer side)");
             }
         }
-        pay(p.close());
+        wk.pay(p.close());
         (seq, local_parks)
     });
     let word = c.wake_word();
@@ -149,14 +231,14 @@ fn run(fences: Fences) {
                 g.copy_to(&mut b);
                 assert_eq!(u64::from_le_bytes(b), expect);
                 expect += 1;
-                pay(g.release());
+                wk_reader.pay(g.release());
                 continue;
             }
             Ok(None) => {}
             Err(shmsock_shm::Error::Closed) => break,
             Err(e) => panic!("{e}"),
         }
-        c.park(WakeKind::Futex);
+        c.park(kind);
         parks.fetch_add(1, Ordering::Relaxed);
         let snap = word.snapshot();
         if c.has_data().unwrap_or(true) {
@@ -165,7 +247,7 @@ fn run(fences: Fences) {
         }
         sleeps.fetch_add(1, Ordering::Relaxed);
         let slept_at = trace.now();
-        let slept = word.sleep(snap, SLEEP).unwrap();
+        let slept = wk_reader.sleep(&word, snap);
         if slept == Slept::TimedOut && c.has_data().unwrap() {
             let woke_at = trace.now();
             let now_word = word.snapshot();
@@ -205,22 +287,35 @@ fn run(fences: Fences) {
     );
 }
 
-/// Symmetric fences, the default: in the test suite. (Futex wake-ups are
-/// the default for blocking calls since session 5. Two failures on
-/// 2026-11-27 came from a version of this test that could not tell a lost
-/// wake-up from a writer held between publish and wake-up; this version
-/// has passed 126 runs of both modes at load 13-20 since.)
+/// Futex wake-ups, symmetric fences. **Known bug, ignored:** in session 5
+/// (2026-11-27, 19:22-19:29 UTC, idle machine) this failed in 2 of 21 runs
+/// plus one `cargo test` run: the reader parked, found the ring empty and
+/// slept; the writer's commit of the awaited record (logged 0.3-0.5 µs
+/// after the reader's sleep began) and the three after it owed no wake-up.
+/// Both sides' fences are in the compiled code (`lock or` between the park
+/// store and the re-check, and between the `tail` store and the park
+/// load), so the cause is not found; futex wake-ups are off by default.
+/// The socket variant below (the default path) is in the suite.
 #[test]
+#[ignore = "known bug: a lost futex wake-up in about 1 run in 10 on an idle machine (session 5); futex wake-ups are off by default and experimental (issue 10). Run with --ignored to reproduce."]
 fn million_parks_symmetric_fences() {
-    run(Fences::Symmetric);
+    run(Fences::Symmetric, WakeKind::Futex);
 }
 
 #[test]
-#[ignore = "asymmetric fences are experimental and off by default (a membarrier per park costs more than it saves here, docs/performance.md); one failure on 2026-11-27 in the older version of this test that could not tell a lost wake-up from a stalled writer, none in 126 runs since. Run with --ignored."]
+#[ignore = "asymmetric fences are experimental and off by default; with futex wake-ups this test shares the symmetric variant's known bug (session 5). Run with --ignored."]
 fn million_parks_asymmetric_fences() {
     if !shmsock_shm::membarrier::register() {
         eprintln!("membarrier GLOBAL_EXPEDITED not available: asymmetric mode not testable here");
         return;
     }
-    run(Fences::Asymmetric);
+    run(Fences::Asymmetric, WakeKind::Futex);
+}
+
+/// The same Dekker protocol with socket wake-ups (the transport's default
+/// while futex wake-ups are off): a lost wake-up here would hang a blocking
+/// call without a deadline.
+#[test]
+fn million_parks_socket_wakeups() {
+    run(Fences::Symmetric, WakeKind::Socket);
 }

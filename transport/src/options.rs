@@ -134,7 +134,7 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
-            futex_wakeups: true,
+            futex_wakeups: false,
             asymmetric_fences: false,
             prefault: true,
             fragment_size: 0,
@@ -245,21 +245,24 @@ impl Builder {
     }
 
     /// Whether a blocked call sleeps on a futex in shared memory (default
-    /// `true`): the peer wakes it with one `FUTEX_WAKE` syscall and no
-    /// socket message. With `false` it sleeps on the socket and is woken by
-    /// a wake-up datagram, as an event loop polling [`AsFd`] always is (and
-    /// as the `try_*` calls and the tokio integration always park). The
-    /// kind is chosen per park, so the two sides may differ. Either way the
-    /// peer's death is noticed within a fraction of a second: a futex sleep
-    /// lasts one 200 ms slice at most, then the socket is read for a
-    /// hang-up (`docs/design.md`, "Futex wake-ups").
+    /// `false`: **experimental, known bug**). With `true` the peer wakes
+    /// it with one `FUTEX_WAKE` syscall and no socket message; with `false`
+    /// it sleeps on the socket and is woken by a wake-up datagram, as an
+    /// event loop polling [`AsFd`] always is (and as the `try_*` calls and
+    /// the tokio integration always park). The kind is chosen per park, so
+    /// the two sides may differ. Either way the peer's death is noticed
+    /// within a fraction of a second (`docs/design.md`, "Futex wake-ups").
     ///
-    /// Why on: measured in `bench`'s paced scenario (a sleeping server, not
-    /// pinned) a futex wake-up is a few microseconds cheaper than the
-    /// socket's, which puts `Block` and the default `Adaptive` ahead of a
-    /// Unix stream where socket wake-ups were at par (`docs/performance.md`,
-    /// "Latest: session 5"). A futex wake-up is not a "sync" wake-up, so
-    /// the scheduler need not queue the woken peer behind the waker.
+    /// Measured in `bench`'s paced scenario (a sleeping server, not pinned)
+    /// futex wake-ups put `Block` and `Adaptive` 1.3–1.4x ahead of a Unix
+    /// stream where socket wake-ups are at par (`docs/performance.md`,
+    /// "Latest: session 5"). But the ring stress test
+    /// (`shm/tests/park_stress.rs`) loses a futex wake-up in about one run
+    /// in ten (10^6 parks each) on an idle machine: the writer's commit of
+    /// the awaited record, after the reader parked, owed no wake-up. The
+    /// same test with socket wake-ups has not failed. In a connection a
+    /// lost futex wake-up costs one 200 ms sleep slice, not a hang; until
+    /// the cause is found this stays off.
     ///
     /// [`AsFd`]: std::os::fd::AsFd
     pub fn futex_wakeups(mut self, on: bool) -> Self {
@@ -285,11 +288,11 @@ impl Builder {
     /// (`shm/tests/park_stress.rs`, 10^6 parks) failed twice on
     /// 2026-11-27 in a version that could not tell a lost wake-up from a
     /// writer held between its publish and its wake-up (a stalled thread or
-    /// VM); the version that tells them apart has passed every run since
-    /// (126 runs of both modes at load 13–20, 2.5 × 10^8 parks, and every CI
-    /// run: the symmetric mode is in the test suite). The mode is off by default
-    /// for its cost, above. In a connection a lost wake-up would cost at
-    /// most one futex sleep slice (200 ms), not a hang.
+    /// VM); the version that tells them apart reproduced a lost futex
+    /// wake-up on an idle machine in session 5 (see
+    /// [`Builder::futex_wakeups`]). The mode is off by default for its cost,
+    /// above. In a connection a lost wake-up would cost at most one futex
+    /// sleep slice (200 ms), not a hang.
     pub fn asymmetric_fences(mut self, on: bool) -> Self {
         self.asymmetric_fences = on;
         self
