@@ -86,13 +86,13 @@ impl Cost {
 
 /// CPU time (ns) and context switches of this thread or process so far.
 #[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    cpu_ns: u64,
-    switches: u64,
+pub(crate) struct Usage {
+    pub(crate) cpu_ns: u64,
+    pub(crate) switches: u64,
 }
 
 impl Usage {
-    fn now(who: nix::sys::resource::UsageWho) -> Result<Usage> {
+    pub(crate) fn now(who: nix::sys::resource::UsageWho) -> Result<Usage> {
         use nix::sys::time::TimeValLike;
         let u = nix::sys::resource::getrusage(who).map_err(|e| format!("getrusage: {e}"))?;
         let cpu = u.user_time().num_nanoseconds() + u.system_time().num_nanoseconds();
@@ -102,7 +102,7 @@ impl Usage {
             switches: sw.max(0) as u64,
         })
     }
-    fn since(self, earlier: Usage) -> Usage {
+    pub(crate) fn since(self, earlier: Usage) -> Usage {
         Usage {
             cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
             switches: self.switches.saturating_sub(earlier.switches),

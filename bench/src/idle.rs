@@ -13,6 +13,7 @@ use std::time::Duration;
 use shmsock::{Builder, Listener};
 
 use super::child::{fork_with, Result};
+use super::fanin::Usage;
 use super::link::{Framed, Link, ShmCopy};
 use super::session::{read_u64, ring_capacity, socket_name, Api, Transport, Wait};
 use super::watchdog::Watchdog;
@@ -82,22 +83,13 @@ fn client_main(end: End, mut ctl: UnixStream) -> Result<()> {
     Ok(())
 }
 
-/// Own CPU time (ns) and context switches so far.
-fn usage() -> Result<(u64, u64)> {
-    use nix::sys::resource::{getrusage, UsageWho};
-    use nix::sys::time::TimeValLike;
-    let u = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
-    let cpu = u.user_time().num_nanoseconds() + u.system_time().num_nanoseconds();
-    let sw = u.voluntary_context_switches() + u.involuntary_context_switches();
-    Ok((cpu.max(0) as u64, sw.max(0) as u64))
-}
-
 fn wait_one<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<(u64, u64)> {
+    let me = nix::sys::resource::UsageWho::RUSAGE_SELF;
     ctl.write_all(&[1])?;
-    let (c0, s0) = usage()?;
+    let before = Usage::now(me)?;
     link.recv(0, SIZE)?;
-    let (c1, s1) = usage()?;
-    Ok((c1.saturating_sub(c0), s1.saturating_sub(s0)))
+    let used = Usage::now(me)?.since(before);
+    Ok((used.cpu_ns, used.switches))
 }
 
 fn run_row(transport: Transport, idle: Duration) -> Result<IdleRow> {
