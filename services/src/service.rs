@@ -158,6 +158,24 @@ impl ServiceListener {
         self.accept_pending()?.finish(&opts)
     }
 
+    /// As [`accept`](ServiceListener::accept), giving up after `timeout`
+    /// in all: waiting for a client and its handshake share the deadline
+    /// (a client that never runs its handshake costs at most what is left
+    /// of it, not a whole handshake timeout).
+    ///
+    /// # Errors
+    /// As [`ServiceListener::accept`]; a timeout ([`Error::is_timeout`]).
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<Connection> {
+        let deadline = Instant::now().checked_add(timeout);
+        let pending = self.accept_pending_timeout(timeout)?;
+        let mut opts = self.opts.clone();
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            opts = opts.handshake_timeout(left.min(self.opts.get_handshake_timeout()));
+        }
+        pending.finish(&opts)
+    }
+
     /// Waits for the next client; for a name, without running the
     /// handshake yet (see [`Pending`]).
     ///
@@ -252,6 +270,25 @@ mod tests {
             assert!(r.as_ref().is_err_and(Error::is_timeout), "{full}: {r:?}");
             assert!(took < BOUND, "{full}: took {took:?}");
         }
+    }
+
+    #[test]
+    fn accept_timeout_bounds_the_handshake_of_a_mute_consumer() {
+        // A consumer that looks the name up and never runs its handshake:
+        // `accept` then waited a whole handshake timeout (5 s).
+        use crate::broker::testing::ThreadBroker;
+        let path = abstract_path("mute-consumer");
+        let _broker = ThreadBroker::start(&path);
+        let target = Target::name_at(&path, "svc.mute").unwrap();
+        let mut l = ServiceListener::bind(target, Builder::new(), LookupPolicy::SameUid).unwrap();
+        let (_mute, _) = crate::broker::lookup(&path, "svc.mute", Duration::from_secs(10)).unwrap();
+        let (r, took) = within(Duration::from_secs(60), move || {
+            let t = Instant::now();
+            let r = l.accept_timeout(Duration::from_millis(200)).map(|_| ());
+            (r, t.elapsed())
+        });
+        assert!(r.as_ref().is_err_and(Error::is_timeout), "{r:?}");
+        assert!(took < BOUND, "took {took:?}");
     }
 
     #[test]
