@@ -111,8 +111,9 @@ struct Slot {
 }
 
 // SAFETY: `obj` is accessed only by the thread holding the slot's busy bit
-// (`Held`), or by `insert` while the word names no live handle (so no one
-// can take the busy bit): one thread at a time. `Obj` is `Send`.
+// (`Held`), or by `Reserved::fill` while the word names no live handle (so
+// no one can take the busy bit) and the slot is out of the free list (so
+// no other `Reserved` names it): one thread at a time. `Obj` is `Send`.
 unsafe impl Sync for Slot {}
 
 // The claim above that `Obj` is `Send`, checked by the compiler: a
