@@ -288,10 +288,11 @@ pub(crate) trait Waiter {
     fn learner(&mut self) -> &mut SpinLearner;
     /// Whether the peer is gone (asked after the condition was found false).
     fn gone(&self) -> bool;
-    /// Starts a park episode asking for a `kind` wake-up: mark the ring,
-    /// then the parking side's fence (SYNC POINT `park-dekker`); the caller
-    /// re-checks before it sleeps.
-    fn park(&mut self, kind: WakeKind);
+    /// Starts a park episode asking for a `kind` wake-up: snapshot the
+    /// peer's wake word, mark the ring, then the parking side's fence (SYNC
+    /// POINTs `wake-word`, `park-dekker`); the caller re-checks before it
+    /// sleeps. Returns the snapshot (the futex value to sleep on).
+    fn park(&mut self, kind: WakeKind) -> u32;
     /// The peer's wake word to sleep on with a futex, and our shutdown
     /// flag; `None`: this half sleeps on the socket (futex wake-ups off).
     fn futex(&self) -> Option<(&WakeWord, &ShutFlag)>;
@@ -341,14 +342,15 @@ pub(crate) fn wait_until<W: Waiter>(
             Step::Park => {}
         }
         let futex = w.futex().is_some();
-        w.park(if futex {
+        // SYNC POINT `wake-word`: the snapshot is taken before the park
+        // episode begins (a snapshot taken after it could already hold the
+        // bump that pays this episode: `shmsock_shm::ring::WakeWord`).
+        let parked_at = w.park(if futex {
             WakeKind::Futex
         } else {
             WakeKind::Socket
         });
-        // SYNC POINT `wake-word`: the snapshot comes after the park fence
-        // and before the re-check (see `shmsock_shm::ring::WakeWord`).
-        let snap = w.futex().map(|(word, _)| word.snapshot());
+        let snap = futex.then_some(parked_at);
         match ready(w) {
             Ok(false) => {}
             r => {
@@ -394,7 +396,7 @@ fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Re
         // syscall on the socket. Its death wakes nobody, so the end of a
         // slice is when we look; a shutdown sets its word; a wake-up
         // without a bump (a flood, EINTR) looks too.
-        look = slept == Slept::TimedOut || shut.is_set() || word.snapshot() == snap;
+        look = slept == Slept::TimedOut || shut.is_set() || word.current() == snap;
     }
     if look {
         w.drain()?;
