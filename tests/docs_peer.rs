@@ -457,7 +457,10 @@ impl Peer {
             if self.tail + need - self.cached_head <= self.my_cap {
                 return;
             }
-            // Park: a new odd value, park fence, re-check, sleep.
+            // Park (protocol.md §8): the wake word first, then a new odd
+            // value (Release), park fence, re-check, sleep.
+            let w = self.theirs.u32_at(OFF_SPACE_WAKE).load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
             let s = self.writer_park_seq + 1;
             let word = s | if self.park == Park::Futex {
                 PARK_FUTEX
@@ -466,11 +469,8 @@ impl Peer {
             };
             self.mine
                 .u64_at(OFF_WRITER_PARK)
-                .store(word, Ordering::Relaxed);
+                .store(word, Ordering::Release);
             fence(Ordering::SeqCst);
-            // The wake word after the park fence, before the re-check.
-            let w = self.theirs.u32_at(OFF_SPACE_WAKE).load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
             self.refresh_head();
             if self.tail + need - self.cached_head > self.my_cap {
                 self.sleep(true, w);
@@ -598,6 +598,9 @@ impl Peer {
         if p & 1 == 1 && p != self.reader_woken {
             self.reader_woken = p;
             if p & PARK_FUTEX != 0 {
+                // §8: Acquire after loading the owed park value, then the
+                // bump (Release), then FUTEX_WAKE.
+                fence(Ordering::Acquire);
                 let w = self.mine.u32_at(OFF_DATA_WAKE);
                 w.fetch_add(1, Ordering::Release);
                 let _ = rustix::thread::futex::wake(
@@ -704,6 +707,9 @@ impl Peer {
         {
             self.writer_woken = p;
             if p & PARK_FUTEX != 0 {
+                // §8: Acquire after loading the owed park value, then the
+                // bump (Release), then FUTEX_WAKE.
+                fence(Ordering::Acquire);
                 let w = self.mine.u32_at(OFF_SPACE_WAKE);
                 w.fetch_add(1, Ordering::Release);
                 let _ = rustix::thread::futex::wake(
@@ -726,10 +732,12 @@ impl Peer {
         c != 0
     }
 
-    /// Parks the reader (documented order): odd park word, fence, re-check;
-    /// returns whether the ring is still empty (then the caller sleeps),
-    /// with the wake word read before the re-check.
+    /// Parks the reader (documented order): the wake word, odd park word
+    /// (Release), fence, re-check; returns whether the ring is still empty
+    /// (then the caller sleeps), with the wake word read before the park.
     fn park_reader(&mut self) -> (u64, u32, bool) {
+        let w = self.theirs.u32_at(OFF_DATA_WAKE).load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         let s = self.reader_park_seq + 1;
         let word = s | if self.park == Park::Futex {
             PARK_FUTEX
@@ -738,10 +746,8 @@ impl Peer {
         };
         self.mine
             .u64_at(OFF_READER_PARK)
-            .store(word, Ordering::Relaxed);
+            .store(word, Ordering::Release);
         fence(Ordering::SeqCst);
-        let w = self.theirs.u32_at(OFF_DATA_WAKE).load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
         self.refresh_tail();
         (s, w, self.head == self.cached_tail)
     }

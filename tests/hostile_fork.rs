@@ -814,6 +814,61 @@ fn dead_peer_seen_while_futex_parked() {
     child.wait(WAIT);
 }
 
+fn long_futex_wait_moves_to_the_socket() {
+    // A blocked recv first sleeps on a futex (bit 63 of its park word set),
+    // and once a futex slice (20 ms) has passed without a wake-up it parks
+    // asking for a socket wake-up (bit 63 clear), which the peer's death
+    // ends at once. Before, it slept in 200 ms futex slices for the whole
+    // wait, and on a loaded machine the timer wake-up that ended a slice
+    // came so late that a SIGKILLed peer was noticed 1.5 s after its death
+    // (`sigkill_at_random_points`). The peer watches our park word (it
+    // must: it owes that episode a wake-up of the kind its bit 63 asks
+    // for), then wakes us the way the second episode asks.
+    let p = path();
+    let l = Builder::new()
+        .handshake_timeout(HS)
+        .wait(shmsock::WaitStrategy::Block)
+        .bind(&p)
+        .unwrap();
+    let p2 = p.clone();
+    let child = common::spawn(move || {
+        let mut c = raw_handshake(&p2, 4096);
+        let t = Instant::now();
+        let park = |c: &RawClient| their_word(c, 384);
+        // First a futex episode, then a socket one, within 10 s.
+        while park(&c) % 2 == 0 || park(&c) & (1 << 63) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(10), "never futex-parked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop {
+            let w = park(&c);
+            if w % 2 == 1 && w & (1 << 63) == 0 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "still futex-parked after 10 s: {w:#x}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The record, and the wake-up the episode asks for: a WakeData
+        // datagram, nothing on the futex.
+        let owed = c.prod.try_push(b"after the switch").unwrap().unwrap();
+        assert_eq!(owed.kind(), Some(shmsock::shm::ring::WakeKind::Socket));
+        owed.redeem(|| {
+            let mut b = [0u8; MAX_CONTROL_LEN];
+            let n = Control::WakeData.encode(&mut b);
+            rustix::net::send(&c.sock, &b[..n], SendFlags::NOSIGNAL).map(drop)
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let mut s = l.accept().unwrap();
+    let r = s.recv_timeout(Duration::from_secs(20)).map(|m| m.to_vec());
+    assert_eq!(r.unwrap(), b"after the switch");
+    child.wait(WAIT);
+}
+
 fn thousand_connections_while_one_streams() {
     let p = path();
     let l = Builder::new()
@@ -1953,6 +2008,10 @@ fn main() {
         (
             "dead_peer_seen_while_futex_parked",
             dead_peer_seen_while_futex_parked,
+        ),
+        (
+            "long_futex_wait_moves_to_the_socket",
+            long_futex_wait_moves_to_the_socket,
         ),
         (
             "thousand_connections_while_one_streams",

@@ -134,7 +134,7 @@ impl Default for Builder {
             timeout: None,
             policy: CredentialsPolicy::Any,
             socket_mode: 0o600,
-            futex_wakeups: false,
+            futex_wakeups: true,
             asymmetric_fences: false,
             prefault: true,
             fragment_size: 0,
@@ -251,25 +251,26 @@ impl Builder {
         self
     }
 
-    /// Whether a blocked call sleeps on a futex in shared memory (default
-    /// `false`: **experimental, known bug**). With `true` the peer wakes
-    /// it with one `FUTEX_WAKE` syscall and no socket message; with `false`
-    /// it sleeps on the socket and is woken by a wake-up datagram, as an
-    /// event loop polling [`AsFd`] always is (and as the `try_*` calls and
-    /// the tokio integration always park). The kind is chosen per park, so
-    /// the two sides may differ. Either way the peer's death is noticed
-    /// within a fraction of a second (`docs/design.md`, "Futex wake-ups").
+    /// Whether a blocked call first sleeps on a futex in shared memory
+    /// (default `true`). With `true` the peer wakes it with one
+    /// `FUTEX_WAKE` syscall and no socket message; a call still waiting
+    /// after 20 ms parks on the socket instead, so that an idle wait costs
+    /// nothing and the peer's death (which touches no futex) ends it at
+    /// once. With `false` it always sleeps on the socket and is woken by a
+    /// wake-up datagram, as an event loop polling [`AsFd`] always is (and
+    /// as the `try_*` calls and the tokio integration always park). The
+    /// kind is chosen per park, so the two sides may differ. Either way the
+    /// peer's death is noticed within a fraction of a second
+    /// (`docs/design.md`, "Futex wake-ups").
     ///
     /// Measured in `bench`'s paced scenario (a sleeping server, not pinned)
     /// futex wake-ups put `Block` and `Adaptive` 1.3–1.4x ahead of a Unix
-    /// stream where socket wake-ups are at par (`docs/performance.md`,
-    /// "Latest: session 5"). But the ring stress test
-    /// (`shm/tests/park_stress.rs`) loses a futex wake-up in about one run
-    /// in ten (10^6 parks each) on an idle machine: the writer's commit of
-    /// the awaited record, after the reader parked, owed no wake-up. The
-    /// same test with socket wake-ups has not failed. In a connection a
-    /// lost futex wake-up costs one 200 ms sleep slice, not a hang; until
-    /// the cause is found this stays off.
+    /// stream where socket wake-ups are at par (`docs/performance.md`).
+    /// Sessions 1–5 kept this off for a lost futex wake-up in the ring
+    /// stress test (`shm/tests/park_stress.rs`); session 6 found its cause
+    /// (the sleeper's snapshot of the wake word was taken after its park,
+    /// so it could already hold the one wake-up owed to the episode) and
+    /// fixed it (`docs/design.md`, "Futex wake-ups").
     ///
     /// [`AsFd`]: std::os::fd::AsFd
     pub fn futex_wakeups(mut self, on: bool) -> Self {
@@ -291,15 +292,10 @@ impl Builder {
     /// parks on every wait, and a membarrier per park costs more than the
     /// fences it saves (measured in `docs/performance.md`).
     ///
-    /// **Experimental.** The ring-level stress test
-    /// (`shm/tests/park_stress.rs`, 10^6 parks) failed twice on
-    /// 2026-11-27 in a version that could not tell a lost wake-up from a
-    /// writer held between its publish and its wake-up (a stalled thread or
-    /// VM); the version that tells them apart reproduced a lost futex
-    /// wake-up on an idle machine in session 5 (see
-    /// [`Builder::futex_wakeups`]). The mode is off by default for its cost,
-    /// above. In a connection a lost wake-up would cost at most one futex
-    /// sleep slice (200 ms), not a hang.
+    /// The ring stress test (`shm/tests/park_stress.rs`, 10^6 parks) runs
+    /// this mode too; it shared the futex wake-ups' lost wake-up until
+    /// session 6 (see [`Builder::futex_wakeups`]). The mode stays off by
+    /// default for its cost, above.
     pub fn asymmetric_fences(mut self, on: bool) -> Self {
         self.asymmetric_fences = on;
         self

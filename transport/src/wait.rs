@@ -33,15 +33,35 @@ use crate::fdpass::{recv_control_with, wait_readable, Recv};
 use crate::options::WaitStrategy;
 use crate::shutdown::ShutFlag;
 
-/// Longest single futex sleep: the peer's death shows only on the socket,
-/// which a futex sleeper looks at between slices, so a dead peer is
-/// noticed within this (plus a drain). A [`ShutdownHandle`] wakes the
-/// sleeper at once (it `FUTEX_WAKE`s the word), except when the shutdown
-/// comes in the instant between the sleeper's check and its `FUTEX_WAIT`:
-/// then within this.
+/// How long one wait sleeps on a futex before it parks on the socket
+/// instead. The peer's death shows only on the socket, so a futex sleeper
+/// notices it at the end of this slice (plus a drain); a wait still
+/// unsatisfied after the slice parks for a socket wake-up, which a death
+/// (the hang-up) ends at once, and which costs an idle wait nothing. A
+/// busy peer answers well within the slice, so its wake-ups stay futex
+/// wake-ups (one `FUTEX_WAKE`, no datagram). A [`ShutdownHandle`] wakes a
+/// futex sleeper at once (it `FUTEX_WAKE`s the word), except when the
+/// shutdown comes in the instant between the sleeper's check and its
+/// `FUTEX_WAIT`: then within this.
+///
+/// 20 ms: ten times the longest think time `bench` paces requests with
+/// (2 ms), and short next to the second within which a death must be
+/// noticed, even with the scheduling delays of a loaded 2-core machine
+/// (a 200 ms slice plus a delayed timer wake-up took 1.5-1.7 s there:
+/// `tests/hostile_fork.rs`, `sigkill_at_random_points`).
 ///
 /// [`ShutdownHandle`]: crate::ShutdownHandle
-pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(200);
+pub(crate) const FUTEX_SLICE: Duration = Duration::from_millis(20);
+
+/// How a futex sleep ended.
+enum FutexSleep {
+    /// The call's deadline had passed.
+    Deadline,
+    /// Woken (or returned early): re-check.
+    Woken,
+    /// The slice ended: re-check, then park on the socket.
+    SliceEnded,
+}
 
 /// Spins between two looks at the clock and at the socket.
 const SPIN_CHECK_EVERY: u32 = 256;
@@ -288,10 +308,11 @@ pub(crate) trait Waiter {
     fn learner(&mut self) -> &mut SpinLearner;
     /// Whether the peer is gone (asked after the condition was found false).
     fn gone(&self) -> bool;
-    /// Starts a park episode asking for a `kind` wake-up: mark the ring,
-    /// then the parking side's fence (SYNC POINT `park-dekker`); the caller
-    /// re-checks before it sleeps.
-    fn park(&mut self, kind: WakeKind);
+    /// Starts a park episode asking for a `kind` wake-up: snapshot the
+    /// peer's wake word, mark the ring, then the parking side's fence (SYNC
+    /// POINTs `wake-word`, `park-dekker`); the caller re-checks before it
+    /// sleeps. Returns the snapshot (the futex value to sleep on).
+    fn park(&mut self, kind: WakeKind) -> u32;
     /// The peer's wake word to sleep on with a futex, and our shutdown
     /// flag; `None`: this half sleeps on the socket (futex wake-ups off).
     fn futex(&self) -> Option<(&WakeWord, &ShutFlag)>;
@@ -318,6 +339,7 @@ pub(crate) fn wait_until<W: Waiter>(
 ) -> Result<()> {
     let strategy = w.strategy();
     let mut spinner = Spinner::new(strategy, w.learner());
+    let mut futex_phase = true;
     loop {
         if ready(w)? {
             spinner.finish(w.learner());
@@ -340,15 +362,18 @@ pub(crate) fn wait_until<W: Waiter>(
             }
             Step::Park => {}
         }
-        let futex = w.futex().is_some();
-        w.park(if futex {
+        // A futex sleep first; once one slice has passed without a
+        // wake-up, the socket (see `FUTEX_SLICE`).
+        let futex = futex_phase && w.futex().is_some();
+        // SYNC POINT `wake-word`: the snapshot is taken before the park
+        // episode begins (a snapshot taken after it could already hold the
+        // bump that pays this episode: `shmsock_shm::ring::WakeWord`).
+        let parked_at = w.park(if futex {
             WakeKind::Futex
         } else {
             WakeKind::Socket
         });
-        // SYNC POINT `wake-word`: the snapshot comes after the park fence
-        // and before the re-check (see `shmsock_shm::ring::WakeWord`).
-        let snap = w.futex().map(|(word, _)| word.snapshot());
+        let snap = futex.then_some(parked_at);
         match ready(w) {
             Ok(false) => {}
             r => {
@@ -360,7 +385,14 @@ pub(crate) fn wait_until<W: Waiter>(
             }
         }
         let woke = match snap {
-            Some(snap) => sleep_futex(w, snap, deadline),
+            Some(snap) => sleep_futex(w, snap, deadline).map(|s| match s {
+                FutexSleep::Deadline => false,
+                FutexSleep::Woken => true,
+                FutexSleep::SliceEnded => {
+                    futex_phase = false;
+                    true
+                }
+            }),
             None => sleep_once(w, deadline),
         };
         w.unpark();
@@ -371,35 +403,39 @@ pub(crate) fn wait_until<W: Waiter>(
 }
 
 /// Sleeps on the peer's wake word (whose value was `snap` before our
-/// re-check) for one slice at most, or until the deadline (`false` once it
-/// has passed); after a slice that timed out (or a shutdown), reads the
-/// socket without blocking, so the hang-up of a dead peer is noticed. A
-/// peer flooding `FUTEX_WAKE` only makes this return early: the caller
-/// re-checks, and the deadline is checked here.
-fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Result<bool> {
+/// park) for one slice at most, or until the deadline
+/// ([`FutexSleep::Deadline`] once it has passed); after a slice that timed
+/// out (or a shutdown), reads the socket without blocking, so the hang-up
+/// of a dead peer is noticed. A peer flooding `FUTEX_WAKE` only makes this
+/// return early: the caller re-checks, and the deadline is checked here.
+fn sleep_futex<W: Waiter>(w: &mut W, snap: u32, deadline: Option<Instant>) -> Result<FutexSleep> {
     let mut slice = FUTEX_SLICE;
     if let Some(d) = deadline {
         let left = d.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(false);
+            return Ok(FutexSleep::Deadline);
         }
         slice = slice.min(left);
     }
     let mut look = true;
+    let mut ended = FutexSleep::Woken;
     if let Some((word, shut)) = w.futex() {
         let slept = word
             .sleep(snap, slice)
             .map_err(|e| Error::io("futex_wait", e))?;
+        if slept == Slept::TimedOut {
+            ended = FutexSleep::SliceEnded;
+        }
         // Woken by the peer's bump (the word changed): no need for a
         // syscall on the socket. Its death wakes nobody, so the end of a
         // slice is when we look; a shutdown sets its word; a wake-up
         // without a bump (a flood, EINTR) looks too.
-        look = slept == Slept::TimedOut || shut.is_set() || word.snapshot() == snap;
+        look = slept == Slept::TimedOut || shut.is_set() || word.current() == snap;
     }
     if look {
         w.drain()?;
     }
-    Ok(true)
+    Ok(ended)
 }
 
 /// Sleeps until one control message (or the hang-up) arrives or `deadline`

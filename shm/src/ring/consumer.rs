@@ -135,9 +135,9 @@ impl Consumer {
     }
 
     /// The peer's wake word, loaded (Relaxed + Acquire fence, SYNC POINT
-    /// `wake-word`): the loom models' stand-in for `WakeWord::snapshot`.
+    /// `wake-word`): the loom models' stand-in for `WakeWord::current`.
     #[cfg(loom)]
-    pub fn wake_snapshot(&self) -> u32 {
+    pub fn wake_word_now(&self) -> u32 {
         let v = match WordSel::Data {
             WordSel::Data => self.ring.prod().data_wake.load(Ordering::Relaxed),
             WordSel::Space => self.ring.cons().space_wake.load(Ordering::Relaxed),
@@ -442,13 +442,23 @@ impl Consumer {
     /// which `kind` of wake-up we want). The caller must then re-check with
     /// [`Consumer::has_data`] and only sleep if it is still empty; the
     /// producer's next publish reports that a wake-up is owed, once for
-    /// this episode. To sleep on the futex, take
-    /// [`WakeWord::snapshot`](super::WakeWord::snapshot) of
-    /// [`Consumer::wake_word`] after this and before the re-check.
-    pub fn park(&self, kind: WakeKind) {
-        // SYNC POINT `park-dekker` (reader side): see `ParkSeq::park`.
-        self.park_seq
-            .park(&self.ring.cons().reader_park, kind, self.fences);
+    /// this episode.
+    ///
+    /// Returns the producer's wake word as it was just before the episode
+    /// began: to sleep on the futex, pass it to
+    /// [`WakeWord::sleep`](super::WakeWord::sleep) on
+    /// [`Consumer::wake_word`]. (Only a snapshot taken before the episode
+    /// begins is safe to sleep on: see `docs/design.md`, "Futex
+    /// wake-ups".) A socket sleeper ignores it.
+    pub fn park(&self, kind: WakeKind) -> u32 {
+        // SYNC POINT `park-dekker` (reader side) and `wake-word`: see
+        // `ParkSeq::park_after_snapshot`.
+        self.park_seq.park_after_snapshot(
+            &self.ring.cons().reader_park,
+            kind,
+            self.fences,
+            &self.ring.prod().data_wake,
+        )
     }
 
     /// Ends our park episode: our `reader_park` word becomes even.

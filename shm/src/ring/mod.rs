@@ -220,9 +220,44 @@ impl ParkSeq {
         } else {
             0
         };
-        // Relaxed: ordered by the fence below. Our own word.
-        word.store(next | flag, crate::sync::Ordering::Relaxed);
+        // Release: orders everything before it (in `park_after_snapshot`,
+        // the snapshot of the peer's wake word) before a waker that loads
+        // this value (and then fences, `Wake::owed`) bumps that word.
+        // Ordered before the caller's re-check by the fence below. Our own
+        // word.
+        word.store(next | flag, crate::sync::Ordering::Release);
         fences.heavy();
+    }
+
+    /// Takes a snapshot of the peer's wake word `wake`, then starts a park
+    /// episode as [`ParkSeq::park`] does; returns the snapshot, the value
+    /// to sleep on (`FUTEX_WAIT`) if the re-check finds nothing.
+    ///
+    /// The snapshot must come before the episode begins (SYNC POINT
+    /// `wake-word`): a waker owes this episode one wake-up, and may pay it
+    /// as soon as it sees the episode, with a check that follows a publish
+    /// made *before* we parked (one whose record we already took). Taken
+    /// after the park store, the snapshot could already contain that bump:
+    /// the re-check finds nothing new, the sleep waits for a change of the
+    /// word, and the waker's later publishes owe nothing more for this
+    /// episode. Taken before, it contains no bump owed to this episode
+    /// (loom model `futex_wakeup_spent_before_the_sleep_is_owed_again`).
+    pub(crate) fn park_after_snapshot(
+        &self,
+        word: &crate::sync::AtomicU64,
+        kind: WakeKind,
+        fences: Fences,
+        wake: &crate::sync::AtomicU32,
+    ) -> u32 {
+        // SYNC POINT `wake-word`: Relaxed load (the peer's word, possibly in
+        // a read-only mapping) + Acquire fence, pairing with the Release
+        // bump in the waker's `futex_wake`: if we see a bump, the re-check
+        // that follows sees the cursor store before it. The fence also
+        // keeps this load before our park store below.
+        let snap = wake.load(crate::sync::Ordering::Relaxed);
+        crate::sync::fence(crate::sync::Ordering::Acquire);
+        self.park(word, kind, fences);
+        snap
     }
 
     /// Ends the park episode, if one is open: `word` becomes even.

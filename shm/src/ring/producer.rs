@@ -189,9 +189,9 @@ impl Producer {
     }
 
     /// The peer's wake word, loaded (Relaxed + Acquire fence, SYNC POINT
-    /// `wake-word`): the loom models' stand-in for `WakeWord::snapshot`.
+    /// `wake-word`): the loom models' stand-in for `WakeWord::current`.
     #[cfg(loom)]
-    pub fn wake_snapshot(&self) -> u32 {
+    pub fn wake_word_now(&self) -> u32 {
         let v = match WordSel::Space {
             WordSel::Data => self.ring.prod().data_wake.load(Ordering::Relaxed),
             WordSel::Space => self.ring.cons().space_wake.load(Ordering::Relaxed),
@@ -404,13 +404,22 @@ impl Producer {
     /// `kind` of wake-up we want). The caller must re-check for space
     /// (`try_reserve`) after this and only sleep if there is none; the
     /// consumer's release then reports that a wake-up is owed, once for
-    /// this episode. To sleep on the futex, take
-    /// [`WakeWord::snapshot`](super::WakeWord::snapshot) of
-    /// [`Producer::wake_word`] after this and before the re-check.
-    pub fn park(&self, kind: WakeKind) {
-        // SYNC POINT `park-dekker` (writer side): see `ParkSeq::park`.
-        self.park_seq
-            .park(&self.ring.prod().writer_park, kind, self.fences);
+    /// this episode.
+    ///
+    /// Returns the consumer's wake word as it was just before the episode
+    /// began: to sleep on the futex, pass it to
+    /// [`WakeWord::sleep`](super::WakeWord::sleep) on
+    /// [`Producer::wake_word`] (see [`Consumer::park`](super::Consumer::park)).
+    /// A socket sleeper ignores it.
+    pub fn park(&self, kind: WakeKind) -> u32 {
+        // SYNC POINT `park-dekker` (writer side) and `wake-word`: see
+        // `ParkSeq::park_after_snapshot`.
+        self.park_seq.park_after_snapshot(
+            &self.ring.prod().writer_park,
+            kind,
+            self.fences,
+            &self.ring.cons().space_wake,
+        )
     }
 
     /// Ends our park episode (after waking or giving up): our `writer_park`

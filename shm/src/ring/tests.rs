@@ -672,8 +672,7 @@ fn futex_across_read_only_mapping() {
     let mut prod = prod.with_consumer_words(cmem.clone()).unwrap();
     let mut cons = Consumer::attach(ro, cmem).unwrap();
     let word = cons.wake_word();
-    cons.park(WakeKind::Futex);
-    let snap = word.snapshot();
+    let snap = cons.park(WakeKind::Futex);
     assert!(!cons.has_data().unwrap());
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
@@ -685,14 +684,14 @@ fn futex_across_read_only_mapping() {
     let start = Instant::now();
     // A lost wake-up (or a word the kernel did not match) sleeps 20 s.
     let mut slept = word.sleep(snap, Duration::from_secs(20)).unwrap();
-    while slept == Slept::Woken
-        && !cons.has_data().unwrap()
-        && start.elapsed() < Duration::from_secs(20)
-    {
-        // A spurious return before the wake-up (EINTR): sleep again.
-        slept = word
-            .sleep(word.snapshot(), Duration::from_secs(20))
-            .unwrap();
+    while slept == Slept::Woken && start.elapsed() < Duration::from_secs(20) {
+        // A spurious return before the wake-up (EINTR): park and sleep
+        // again, as a real sleeper does.
+        let snap = cons.park(WakeKind::Futex);
+        if cons.has_data().unwrap() {
+            break;
+        }
+        slept = word.sleep(snap, Duration::from_secs(20)).unwrap();
     }
     assert_eq!(slept, Slept::Woken);
     assert!(

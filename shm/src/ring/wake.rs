@@ -14,9 +14,13 @@
 //! its `FUTEX_WAIT` would be lost). It sleeps on the *waker's* wake word
 //! (`data_wake` in the producer's header for a parked reader, `space_wake`
 //! in the consumer's header for a parked writer), which it maps read-only:
-//! it snapshots the word after parking and before its re-check; the waker
-//! adds one to the word before `FUTEX_WAKE`; the kernel's value check in
-//! `FUTEX_WAIT` then catches a wake-up that came early. Shared futexes are
+//! it snapshots the word just before it parks (`Consumer::park` and
+//! `Producer::park` return the snapshot), then re-checks the ring; the
+//! waker adds one to the word before `FUTEX_WAKE`; the kernel's value check
+//! in `FUTEX_WAIT` then catches a wake-up that came early. The snapshot
+//! must precede the park: a wake-up owed to the episode can be paid the
+//! moment the episode is visible, and a snapshot that already holds it
+//! would sleep through it (`docs/design.md`, "Futex wake-ups"). Shared futexes are
 //! keyed by the page, not the mapping, so the sleeper's read-only mapping
 //! and the waker's writable one meet (test `futex_across_read_only_mapping`).
 //!
@@ -126,6 +130,12 @@ impl Wake {
         ring: &Arc<RingShared>,
         word: WordSel,
     ) -> Wake {
+        // SYNC POINT `wake-word`: the caller loaded the parker's park word
+        // (`seq`) just before; this Acquire fence pairs with the parker's
+        // Release store of it, so the parker's snapshot of our wake word,
+        // taken before that store, happens before the bump that pays this
+        // token: it cannot contain it.
+        crate::sync::fence(Ordering::Acquire);
         Wake {
             owed: Some(Owed {
                 kind,
@@ -208,7 +218,8 @@ fn futex_wake(ring: &RingShared, sel: WordSel) {
     let word = sel.word(ring);
     // SYNC POINT `wake-word`: Release orders the cursor store that made the
     // wake-up owed before the bump; pairs with the sleeper's load + Acquire
-    // fence in `WakeWord::snapshot`, taken before its re-check of the ring.
+    // fence after the sleeper's snapshot (`ParkSeq::park_after_snapshot`,
+    // `WakeWord::current`), taken before its re-check of the ring.
     // An RMW, not a load and a store: tokens are `Send`, so two bumps of
     // this word (an older episode's token dropped on another thread, and
     // the current one) may race, and each must change the word, or the
@@ -261,20 +272,21 @@ impl WakeWord {
         WakeWord { ring, word }
     }
 
-    /// Loads the word: take it after parking and before re-checking the
-    /// ring, then sleep with [`WakeWord::sleep`] if the ring still says so.
-    pub fn snapshot(&self) -> u32 {
+    /// Loads the word's current value (to tell whether it changed since
+    /// a snapshot). The value to sleep on is the one `park` returns, taken
+    /// before the park episode began, never one loaded after it.
+    pub fn current(&self) -> u32 {
         // SYNC POINT `wake-word`: Relaxed load (the word is in the peer's
         // read-only mapping) + Acquire fence, pairing with the Release bump
-        // in the waker's `futex_wake`: if we see a bump, the re-check that
-        // follows sees the cursor store before it.
+        // in the waker's `futex_wake`: if we see a bump, what we check after
+        // sees the cursor store before it.
         let v = self.word.word(&self.ring).load(Ordering::Relaxed);
         crate::sync::fence(Ordering::Acquire);
         v
     }
 
-    /// Sleeps until the word differs from `expected`, a wake-up arrives on
-    /// it, or `timeout` passes. Spurious returns are possible; EINTR
+    /// Sleeps until the word differs from `expected` (the snapshot that
+    /// `park` returned), a wake-up arrives on it, or `timeout` passes. Spurious returns are possible; EINTR
     /// returns [`Slept::Woken`]. The peer can make this return early (by
     /// waking the word), never late.
     ///

@@ -265,9 +265,10 @@ impl Waiter for Receiver {
         // (commit precedes close), and the caller found it empty.
         self.core.peer_eof
     }
-    fn park(&mut self, kind: WakeKind) {
-        // SYNC POINT `park-dekker`, reader side (docs/design.md).
-        self.core.cons.park(kind);
+    fn park(&mut self, kind: WakeKind) -> u32 {
+        // SYNC POINT `park-dekker`, reader side, and `wake-word`
+        // (docs/design.md).
+        self.core.cons.park(kind)
     }
     fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
         self.futex.as_ref().map(|(w, s)| (w, &**s))

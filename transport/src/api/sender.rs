@@ -452,9 +452,10 @@ impl Waiter for Sender {
     fn gone(&self) -> bool {
         self.core.peer_gone
     }
-    fn park(&mut self, kind: WakeKind) {
-        // SYNC POINT `park-dekker`, writer side (docs/design.md).
-        self.core.prod.park(kind);
+    fn park(&mut self, kind: WakeKind) -> u32 {
+        // SYNC POINT `park-dekker`, writer side, and `wake-word`
+        // (docs/design.md).
+        self.core.prod.park(kind)
     }
     fn futex(&self) -> Option<(&WakeWord, &ShutFlag)> {
         self.futex.as_ref().map(|(w, s)| (w, &**s))
