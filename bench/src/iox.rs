@@ -302,7 +302,7 @@ impl IoxLink {
 /// the watchdog in between, and a sample that arrived without its
 /// notification is found after this long (and reported) instead of at the
 /// deadline.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 impl Inner {
     /// The next sample, waiting as the link's [`IoxWait`] says, for at most

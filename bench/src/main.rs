@@ -69,7 +69,9 @@ options:
                    line per transport, the unix stream and the floor marked)
                    into FILE.svg
   --timeout SECS   longest one transfer of the main table may take before
-                   its row is declared hung and skipped (default 30)
+                   its row is declared hung and skipped (default 30); for a
+                   fan-out row: beyond its planned time (default: 3 min in
+                   all)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -127,6 +129,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut iceoryx2 = true;
     let mut plot = None;
     let mut timeout = Options::default().timeout;
+    let mut timeout_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -173,6 +176,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                     .filter(|&s| (1..=3600).contains(&s))
                     .map(std::time::Duration::from_secs)
                     .ok_or_else(|| format!("--timeout {t:?}: expected 1..=3600 seconds"))?;
+                timeout_given = true;
             }
             "--filter" => filter = Some(it.next().ok_or("--filter needs a text")?.clone()),
             other => return Err(format!("unknown option {other:?}").into()),
@@ -186,6 +190,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         no_iceoryx2: !iceoryx2,
         filter: filter.clone(),
         sizes: sizes_given.then(|| sizes.clone()),
+        timeout: timeout_given.then_some(timeout),
     };
     let cores = if pin && !fanout_only {
         pin::two_cores()?
@@ -313,13 +318,21 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         // Not pinned either.
         pin::restore(&all_cores)?;
         let mut progress = run::Progress::new(fanout::steps(&b.fanout_plan));
-        let rows = fanout::run(&b.fanout_plan, &mut progress)?;
+        let (rows, hung) = fanout::run(&b.fanout_plan, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
-            report::fanout_json(&rows)
+            report::fanout_json(&rows) + &report::fanout_hung_json(&hung)
         } else {
-            report::fanout_text(&rows)
+            report::fanout_text(&rows) + &report::fanout_hung_text(&hung)
         });
+        failed_hung.extend(hung.iter().filter(|h| h.fails_run()).map(|h| {
+            format!(
+                "fan-out {} {} subscribers {}",
+                run::size_name(h.size),
+                h.subscribers,
+                h.transport.name()
+            )
+        }));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;

@@ -955,3 +955,42 @@ pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
     }
     o
 }
+
+/// The fan-out rows that hung (skipped), as text after the fan-out table.
+pub fn fanout_hung_text(hung: &[super::fanout::FanoutHung]) -> String {
+    let mut o = String::new();
+    for h in hung {
+        let _ = writeln!(
+            o,
+            "{:<8} {:<5} {:<15} HUNG: row skipped, subscribers killed ({}): {}",
+            size_name(h.size),
+            h.subscribers,
+            h.transport.name(),
+            if h.fails_run() {
+                "fails the run"
+            } else {
+                "third-party; reported only"
+            },
+            h.reason
+        );
+    }
+    o
+}
+
+/// The fan-out rows that hung, one JSON object per line (`"kind":"fanout"`
+/// as the measured rows, with `"hung":true` instead of the numbers).
+pub fn fanout_hung_json(hung: &[super::fanout::FanoutHung]) -> String {
+    let mut o = String::new();
+    for h in hung {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"fanout\",\"size\":{},\"subscribers\":{},\"id\":",
+            h.size, h.subscribers
+        );
+        json_str(&mut o, h.transport.id());
+        o.push_str(",\"reason\":");
+        json_str(&mut o, &h.reason);
+        let _ = writeln!(o, ",\"hung\":true,\"fails_run\":{}}}", h.fails_run());
+    }
+    o
+}

@@ -10,7 +10,9 @@
 //!   killed and reaped;
 //! - the `shmsock bench` binary goes on after a hung iceoryx2 row,
 //!   reports it (table and JSON) and exits 0; after a hung shmsock row it
-//!   prints the tables too, and exits 3.
+//!   prints the tables too, and exits 3;
+//! - the same for the fan-out scenario's iceoryx2 rows (hook value: the
+//!   fan-out id, `iceoryx2-event`: its subscribers stop once subscribed).
 //!
 //! Its own test binary (`harness = false`): sessions fork, which needs a
 //! single-threaded process.
@@ -127,6 +129,47 @@ fn hung_shmsock_row_fails_the_run_after_the_tables() {
     );
 }
 
+fn hung_fanout_iceoryx2_rows_are_reported_and_the_run_succeeds() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmsock"))
+        .args([
+            "bench",
+            "--fanout-only",
+            "--quick",
+            "--sizes",
+            "64",
+            "--timeout",
+            "1",
+            "--json",
+            "--filter",
+            "iceoryx2 event",
+        ])
+        .env(TEST_HANG_ENV, "iceoryx2-event")
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "exit status; stderr:\n{err}");
+    for n in [1, 4, 8] {
+        let hung = json
+            .lines()
+            .find(|l| {
+                l.contains("\"id\":\"iceoryx2-event\"")
+                    && l.contains(&format!("\"subscribers\":{n},"))
+            })
+            .unwrap_or_else(|| panic!("no line for {n} subscribers in:\n{json}\n{err}"));
+        assert!(hung.contains("\"hung\":true"), "{hung}");
+        assert!(hung.contains("\"fails_run\":false"), "{hung}");
+        // The baseline row of the same subscriber count was measured.
+        assert!(
+            json.lines().any(|l| l.contains("\"id\":\"stream\"")
+                && l.contains(&format!("\"subscribers\":{n},"))
+                && l.contains("msgs_per_s")),
+            "{json}"
+        );
+    }
+    assert_no_children();
+}
+
 fn main() {
     common::run(&[
         (
@@ -140,6 +183,10 @@ fn main() {
         (
             "hung_shmsock_row_fails_the_run_after_the_tables",
             hung_shmsock_row_fails_the_run_after_the_tables,
+        ),
+        (
+            "hung_fanout_iceoryx2_rows_are_reported_and_the_run_succeeds",
+            hung_fanout_iceoryx2_rows_are_reported_and_the_run_succeeds,
         ),
     ]);
 }
