@@ -39,7 +39,8 @@ fn assert_no_children() {
 fn hung_stream_fails_with_hung_and_reaps_the_peer() {
     let opts = Options {
         cores: None,
-        timeout: Duration::from_secs(1),
+        // Long enough for a busy machine's round trips, short for a test.
+        timeout: Duration::from_secs(2),
     };
     for t in [
         Transport::Stream,
@@ -78,8 +79,10 @@ fn bench(hang: &str, filter: &str) -> (Option<i32>, String, String) {
             "--no-fanin",
             "--no-fanout",
             "--no-pin",
+            // Every other transfer of the run must finish within it, even
+            // on a busy machine (else it is reported hung too).
             "--timeout",
-            "1",
+            "3",
             "--json",
             "--filter",
             filter,
@@ -137,8 +140,9 @@ fn hung_fanout_iceoryx2_rows_are_reported_and_the_run_succeeds() {
             "--quick",
             "--sizes",
             "64",
+            // Beyond each row's planned phases.
             "--timeout",
-            "1",
+            "2",
             "--json",
             "--filter",
             "iceoryx2 event",
