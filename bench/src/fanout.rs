@@ -52,7 +52,8 @@ use super::iox::Names;
 use super::pattern;
 use super::run::{Progress, RttStats};
 use super::session::read_u64;
-use super::watchdog::Watchdog;
+use super::session::TEST_HANG_ENV;
+use super::watchdog::{is_hung, Hung, Watchdog, GRACE};
 
 /// Subscriber counts measured.
 pub const SUBSCRIBERS: [usize; 3] = [1, 4, 8];
@@ -136,6 +137,10 @@ pub struct FanoutPlan {
     pub filter: Option<String>,
     /// Only these of [`SIZES`] (`None`: all).
     pub sizes: Option<Vec<usize>>,
+    /// A row's watchdog: this beyond the row's planned time (`None`: 3
+    /// minutes in all); a row that takes longer is killed and reported as
+    /// hung.
+    pub timeout: Option<Duration>,
 }
 
 impl FanoutPlan {
@@ -354,6 +359,20 @@ pub(crate) fn send_report(ctl: &mut UnixStream, meter: &Meter, samples: &[u64]) 
     Ok(())
 }
 
+/// Whether the test hook [`TEST_HANG_ENV`] names `transport` (its
+/// [`FanTransport::id`]): its subscribers then stop once subscribed and
+/// sleep until killed.
+fn test_hang(transport: FanTransport) -> bool {
+    std::env::var_os(TEST_HANG_ENV).is_some_and(|v| v == transport.id())
+}
+
+/// The test hook's hang: sleeps until the watchdog kills this process.
+pub(crate) fn hang_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 /// A pubsub subscriber: subscribes (retrying until the path exists),
 /// receives until the publisher closes (copying each message out, or
 /// reading it in place), sends its samples on `ctl`.
@@ -362,6 +381,7 @@ fn pubsub_subscriber(
     size: usize,
     in_place: bool,
     mut ctl: UnixStream,
+    hang: bool,
 ) -> Result<()> {
     let deadline = Instant::now() + TIMEOUT;
     let mut sub = loop {
@@ -373,6 +393,9 @@ fn pubsub_subscriber(
             Err(e) => return Err(format!("subscribe: {e}").into()),
         }
     };
+    if hang {
+        hang_forever();
+    }
     let mut buf = Vec::with_capacity(size);
     let mut samples = Vec::with_capacity(1 << 16);
     let mut meter = Meter::default();
@@ -494,9 +517,14 @@ fn iox_wait(t: FanTransport) -> IoxFanWait {
     }
 }
 
-fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Result<FanoutRow> {
-    let mut pending_iox: Option<IoxFanPub> = None;
-    let _watchdog = Watchdog::arm(TIMEOUT * 3)?;
+fn run_row(
+    transport: FanTransport,
+    size: usize,
+    n: usize,
+    timing: Timing,
+    timeout: Option<Duration>,
+) -> Result<FanoutRow> {
+    let hang = test_hang(transport);
     let path = temp_path();
     let names = Names::fresh();
     let mut children: Vec<Child> = Vec::with_capacity(n);
@@ -508,7 +536,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
                 let path = path.clone();
                 let in_place = transport == FanTransport::PubSubInPlace;
                 fork_with(parent, child_ctl, None, move |ctl| {
-                    pubsub_subscriber(path, size, in_place, ctl)
+                    pubsub_subscriber(path, size, in_place, ctl, hang)
                 })?
             }
             FanTransport::Stream => {
@@ -525,7 +553,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
                 let names = names.clone();
                 let wait = iox_wait(transport);
                 fork_with(parent, child_ctl, None, move |ctl| {
-                    fanout_iox::subscriber(names, size, n, wait, TIMEOUT, ctl)
+                    fanout_iox::subscriber(names, size, n, wait, TIMEOUT, ctl, hang)
                 })?
             }
         };
@@ -533,14 +561,54 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         parent = p;
         children.push(child);
     }
-    let (mut ctls, socks) = parent;
+    let (ctls, socks) = parent;
+    // Armed once every subscriber is forked: a hang kills them, and the
+    // row is reported as hung ([`Hung`]) instead of ending the run.
+    let pids: Vec<_> = children.iter().map(Child::pid).collect();
+    let what = format!("fan-out {size} B, {n} subscribers, {}", transport.name());
+    // The row's planned time (phases, set-up) plus `--timeout`, else 3 min.
+    let limit = timeout.map_or(TIMEOUT * 3, |t| {
+        timing.latency + timing.throughput * 6 / 5 + Duration::from_secs(1) + t
+    });
+    let watchdog = Watchdog::arm_killing(limit, &what, &pids)?;
+    let r = measure_row(transport, size, n, timing, (&path, &names), ctls, socks);
+    let _ = std::fs::remove_file(&path);
+    if watchdog.fired() {
+        for c in &mut children {
+            c.kill();
+        }
+        return Err(Hung { what }.into());
+    }
+    drop(watchdog);
+    let (row, pending_iox) = r?;
+    for c in children {
+        c.wait(TIMEOUT)?;
+    }
+    drop(pending_iox);
+    Ok(row)
+}
+
+/// The measured part of [`run_row`], once the subscribers are forked;
+/// returns the row, and the iceoryx2 publisher (to be dropped once the
+/// subscribers are done with its samples).
+fn measure_row(
+    transport: FanTransport,
+    size: usize,
+    n: usize,
+    timing: Timing,
+    (path, names): (&PathBuf, &Names),
+    mut ctls: Vec<UnixStream>,
+    socks: Vec<UnixStream>,
+) -> Result<(FanoutRow, Option<IoxFanPub>)> {
+    let mut pending_iox: Option<IoxFanPub> = None;
     for c in &ctls {
-        c.set_read_timeout(Some(TIMEOUT))?;
+        // Past the watchdog's timeout: a hang is the watchdog's to report.
+        c.set_read_timeout(Some(TIMEOUT * 3 + GRACE))?;
     }
     let mut publ = match transport {
         FanTransport::PubSub | FanTransport::PubSubInPlace => {
             let mut p = Publisher::create(
-                &path,
+                path,
                 PublisherOptions::new()
                     .capacity(capacity(size))
                     .max_lag(TIMEOUT),
@@ -550,7 +618,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         }
         FanTransport::Stream => Source::Stream(socks),
         FanTransport::IoxPoll | FanTransport::IoxEvent => Source::Iox(IoxFanPub::create(
-            &names,
+            names,
             size,
             n,
             iox_wait(transport),
@@ -600,7 +668,7 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
             pending_iox = Some(p);
         }
     }
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path);
     let mut all = Vec::new();
     let mut worst_p99 = 0;
     let (mut sub_ns, mut sub_sleeps, mut sub_msgs) = (0u64, 0u64, 0u64);
@@ -621,12 +689,8 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
             worst_p99 = worst_p99.max(s.p99);
         }
     }
-    for c in children {
-        c.wait(TIMEOUT)?;
-    }
-    drop(pending_iox);
     let lat = RttStats::from_samples(&mut all).ok_or("no latency samples")?;
-    Ok(FanoutRow {
+    let row = FanoutRow {
         size,
         subscribers: n,
         transport,
@@ -638,28 +702,76 @@ fn run_row(transport: FanTransport, size: usize, n: usize, timing: Timing) -> Re
         pub_sleeps_per_k: cpu1.sleeps.saturating_sub(cpu0.sleeps) as f64 * 1e3 / sent.max(1) as f64,
         sub_cpu_ns: sub_ns as f64 / sub_msgs.max(1) as f64,
         sub_sleeps_per_k: sub_sleeps as f64 * 1e3 / sub_msgs.max(1) as f64,
-    })
+    };
+    Ok((row, pending_iox))
+}
+
+/// A fan-out row that hung: the watchdog killed its subscribers.
+#[derive(Debug, Clone)]
+pub struct FanoutHung {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Subscriber processes.
+    pub subscribers: usize,
+    /// Transport.
+    pub transport: FanTransport,
+    /// What the watchdog said.
+    pub reason: String,
+}
+
+impl FanoutHung {
+    /// Whether this hang is ours to fix (any but iceoryx2's): the run then
+    /// ends with a non-zero exit status.
+    pub fn fails_run(&self) -> bool {
+        !self.transport.is_iceoryx2()
+    }
 }
 
 /// Runs the scenario: every size, subscriber count and transport of
-/// `plan`.
+/// `plan`. A row that hangs is skipped and returned in the second list.
 ///
 /// # Errors
 /// The first failure (setup, a malformed message, a subscriber's exit).
-pub fn run(plan: &FanoutPlan, progress: &mut Progress) -> Result<Vec<FanoutRow>> {
+pub fn run(
+    plan: &FanoutPlan,
+    progress: &mut Progress,
+) -> Result<(Vec<FanoutRow>, Vec<FanoutHung>)> {
     let timing = Timing::new(plan.quick);
     let mut rows = Vec::new();
+    let mut hung = Vec::new();
     for size in plan.sizes() {
         for &n in &SUBSCRIBERS {
             for t in plan.transports() {
                 progress.step(&format!("fan-out {size} B: {n} subscribers, {}", t.name()));
-                rows.push(run_row(t, size, n, timing).map_err(|e| {
-                    format!("fan-out {size} B, {n} subscribers, {}: {e}", t.name())
-                })?);
+                match run_row(t, size, n, timing, plan.timeout) {
+                    Ok(r) => rows.push(r),
+                    Err(e) if is_hung(&e) => {
+                        eprintln!(
+                            "bench: fan-out {size} B, {n} subscribers, {}: {e}; row skipped{}",
+                            t.name(),
+                            if t.is_iceoryx2() {
+                                " (iceoryx2: reported, does not fail the run)"
+                            } else {
+                                " (the run will exit with status 3)"
+                            }
+                        );
+                        hung.push(FanoutHung {
+                            size,
+                            subscribers: n,
+                            transport: t,
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(
+                            format!("fan-out {size} B, {n} subscribers, {}: {e}", t.name()).into(),
+                        )
+                    }
+                }
             }
         }
     }
-    Ok(rows)
+    Ok((rows, hung))
 }
 
 /// Steps [`run`] reports to the progress display.

@@ -33,14 +33,16 @@ use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
 
 use super::child::Result;
 use super::fanout::{check_message, send_report, Meter, HEAD, PHASE_END};
-use super::iox::{queue_len, Names};
+use super::iox::{queue_len, Names, WAIT_SLICE};
 use super::pattern;
+use super::watchdog;
 
 /// How iceoryx2 subscribers wait for the next sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,15 @@ impl IoxFanPub {
             .initial_max_slice_len(size)
             .max_loaned_samples(1)
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            // Retry as the strategy says, until the watchdog killed the
+            // subscribers (a dead subscriber's full queue never drains).
+            .set_backpressure_handler(|_: &BackpressureInfo| {
+                if watchdog::fired() {
+                    BackpressureAction::DiscardDataAndFail
+                } else {
+                    BackpressureAction::Retry
+                }
+            })
             .create()
             .map_err(|e| format!("iceoryx2: creating a publisher ({size} B slices): {e:?}"))?;
         let (notify, event) = match wait {
@@ -177,7 +188,7 @@ impl IoxFanPub {
             if subs >= n && listeners >= n {
                 break;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || watchdog::fired() {
                 return Err(format!(
                     "iceoryx2: {subs} subscribers and {listeners} listeners of {n} within {timeout:?}"
                 )
@@ -235,6 +246,7 @@ impl IoxFanPub {
 /// A subscriber process of an iceoryx2 row: opens the services (retrying
 /// while the publisher creates them), receives and checks every message
 /// until the end message, then sends its latency samples on `ctl`.
+/// `hang`: the test hook, stop once subscribed.
 ///
 /// # Errors
 /// iceoryx2 errors, a malformed message, no sample within `timeout`.
@@ -245,6 +257,7 @@ pub fn subscriber(
     wait: IoxFanWait,
     timeout: Duration,
     mut ctl: UnixStream,
+    hang: bool,
 ) -> Result<()> {
     let node = node()?;
     let name = names.service("fanout")?;
@@ -272,6 +285,10 @@ pub fn subscriber(
             (Some(ev), Some(l))
         }
     };
+    if hang {
+        // The test hook (`fanout::test_hang`).
+        super::fanout::hang_forever();
+    }
     let mut samples = Vec::with_capacity(1 << 16);
     let mut meter = Meter::default();
     let mut seq = 0u64;
@@ -301,11 +318,21 @@ fn next(
 ) -> Result<iceoryx2::sample::Sample<ipc::Service, [u8], ()>> {
     let deadline = Instant::now() + timeout;
     let mut spins = 0u32;
+    // The last listener wait ran out with no notification.
+    let mut unwoken = false;
     loop {
         if let Some(s) = rx
             .receive()
             .map_err(|e| format!("iceoryx2: receive: {e:?}"))?
         {
+            if unwoken {
+                // As in `iox::Inner::next`: reported, and measured.
+                eprintln!(
+                    "bench: iceoryx2 event (fan-out): a sample waited {WAIT_SLICE:?} with no \
+                     notification (a lost wake-up, or a publisher descheduled between its \
+                     send and its notify)"
+                );
+            }
             return Ok(s);
         }
         match listen {
@@ -316,8 +343,12 @@ fn next(
                 }
                 // Drains every pending notification; one sent after the
                 // `receive` above is still pending here: no lost wake-up.
-                l.timed_wait(|_| {}, left)
+                // At most WAIT_SLICE at a time (see `iox::WAIT_SLICE`).
+                let t0 = Instant::now();
+                let woken = l
+                    .timed_wait(|_| {}, left.min(WAIT_SLICE))
                     .map_err(|e| format!("iceoryx2: listener wait: {e:?}"))?;
+                unwoken = woken == 0 && t0.elapsed() >= WAIT_SLICE;
             }
             None => {
                 std::hint::spin_loop();

@@ -37,6 +37,7 @@ use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::sample::Sample;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
@@ -45,6 +46,7 @@ use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFac
 use super::child::Result;
 use super::link::Link;
 use super::pattern;
+use super::watchdog;
 
 /// How the receiver waits for the next sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +233,16 @@ impl IoxLink {
             .initial_max_slice_len(size)
             .max_loaned_samples(1)
             .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            // Retry as the strategy says, but give up once the watchdog
+            // killed the peer (a dead subscriber's full queue never drains).
+            // Called only while the queue is full.
+            .set_backpressure_handler(|_: &BackpressureInfo| {
+                if watchdog::fired() {
+                    BackpressureAction::DiscardDataAndFail
+                } else {
+                    BackpressureAction::Retry
+                }
+            })
             .create()
             .map_err(|e| format!("iceoryx2: creating a publisher ({size} B slices): {e:?}"))?;
         let rx = rx_svc
@@ -286,36 +298,62 @@ impl IoxLink {
     }
 }
 
+/// Longest single listener wait: [`Inner::next`] checks the deadline and
+/// the watchdog in between, and a sample that arrived without its
+/// notification is found after this long (and reported) instead of at the
+/// deadline.
+pub(crate) const WAIT_SLICE: Duration = Duration::from_millis(100);
+
 impl Inner {
     /// The next sample, waiting as the link's [`IoxWait`] says, for at most
     /// the link's timeout.
     fn next(&mut self) -> Result<Sample<ipc::Service, [u8], ()>> {
         let deadline = Instant::now() + self.timeout;
         let mut spins = 0u32;
+        // The last listener wait ran out with no notification.
+        let mut unwoken = false;
         loop {
             if let Some(s) = self
                 .rx
                 .receive()
                 .map_err(|e| format!("iceoryx2: receive: {e:?}"))?
             {
+                if unwoken {
+                    // A sample was there but no notification came within
+                    // WAIT_SLICE: a lost wake-up, or a sender descheduled
+                    // between its send and its notify. It cost this sample
+                    // WAIT_SLICE (measured); said on stderr, it was a hang
+                    // before the waits were sliced.
+                    eprintln!(
+                        "bench: iceoryx2 event: a sample waited {WAIT_SLICE:?} with no \
+                         notification (a lost wake-up, or a sender descheduled between \
+                         its send and its notify)"
+                    );
+                }
                 return Ok(s);
             }
             match &self.listen {
                 Some(l) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if left.is_zero() || watchdog::fired() {
                         return Err(format!("iceoryx2: no sample within {:?}", self.timeout).into());
                     }
                     // Drains every pending notification; a notification sent
                     // after the `receive` above is still pending here, so no
-                    // wake-up is lost.
-                    l.timed_wait(|_| {}, left)
+                    // wake-up is lost. At most WAIT_SLICE at a time, to
+                    // notice the watchdog (never reached while samples flow).
+                    let t0 = Instant::now();
+                    let woken = l
+                        .timed_wait(|_| {}, left.min(WAIT_SLICE))
                         .map_err(|e| format!("iceoryx2: listener wait: {e:?}"))?;
+                    unwoken = woken == 0 && t0.elapsed() >= WAIT_SLICE;
                 }
                 None => {
                     std::hint::spin_loop();
                     spins = spins.wrapping_add(1);
-                    if spins.is_multiple_of(4096) && Instant::now() >= deadline {
+                    if spins.is_multiple_of(4096)
+                        && (Instant::now() >= deadline || watchdog::fired())
+                    {
                         return Err(format!("iceoryx2: no sample within {:?}", self.timeout).into());
                     }
                 }

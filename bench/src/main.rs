@@ -8,12 +8,14 @@ use std::process::ExitCode;
 
 use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
+use shmsock_bench::session::Options;
+use shmsock_bench::watchdog::EXIT_HUNG;
 use shmsock_bench::{fanin, fanout, idle, load, paced, pin, plot, report};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
                      [--no-fanout] [--fanout-only] [--no-iceoryx2] [--load N] [--filter TEXT]
-                     [--plot FILE.svg]
+                     [--plot FILE.svg] [--timeout SECS]
        shmsock broker [--socket PATH] [--mode OCTAL]
        shmsock help
 
@@ -27,6 +29,11 @@ bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
         one-way throughput, plus this machine's floor (cross-process cache-line
         round trip, single-thread memcpy). Every message is written and
         checksummed byte by byte; any verification failure exits non-zero.
+        A transfer that hangs (no progress within --timeout) has its peer
+        processes killed; its row is reported as hung (in the table, and
+        as \"hung\": true in --json) and the run goes on. A hung iceoryx2 row
+        does not fail the run; any other hung row makes it exit with
+        status 3 once the tables are printed.
 
 broker  Runs a service broker (shmsock-services): maps service names to live
         providers and introduces consumers to them; no payload passes through
@@ -61,6 +68,10 @@ options:
   --plot FILE.svg  also draw round trip and throughput by message size (one
                    line per transport, the unix stream and the floor marked)
                    into FILE.svg
+  --timeout SECS   longest one transfer of the main table may take before
+                   its row is declared hung and skipped (default 30); for a
+                   fan-out row: beyond its planned time (default: 3 min in
+                   all)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -117,6 +128,8 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
     let mut filter = None;
     let mut iceoryx2 = true;
     let mut plot = None;
+    let mut timeout = Options::default().timeout;
+    let mut timeout_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -155,6 +168,16 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
                 }
                 sizes_given = true;
             }
+            "--timeout" => {
+                let t = it.next().ok_or("--timeout needs a number of seconds")?;
+                timeout = t
+                    .parse()
+                    .ok()
+                    .filter(|&s| (1..=3600).contains(&s))
+                    .map(std::time::Duration::from_secs)
+                    .ok_or_else(|| format!("--timeout {t:?}: expected 1..=3600 seconds"))?;
+                timeout_given = true;
+            }
             "--filter" => filter = Some(it.next().ok_or("--filter needs a text")?.clone()),
             other => return Err(format!("unknown option {other:?}").into()),
         }
@@ -167,6 +190,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
         no_iceoryx2: !iceoryx2,
         filter: filter.clone(),
         sizes: sizes_given.then(|| sizes.clone()),
+        timeout: timeout_given.then_some(timeout),
     };
     let cores = if pin && !fanout_only {
         pin::two_cores()?
@@ -195,6 +219,7 @@ fn parse_bench(args: &[String]) -> Result<Option<BenchArgs>> {
             cores,
             filter,
             iceoryx2_sizes,
+            timeout,
         },
         json,
         quick,
@@ -236,8 +261,17 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         None => eprintln!("bench: not pinned"),
     }
     let mut out = String::new();
+    // Hung rows that are ours to fix (not iceoryx2's): the run fails, once
+    // every table is printed.
+    let mut failed_hung = Vec::new();
     if !b.fanout_only {
         let res = run::run(&b.plan)?;
+        failed_hung.extend(
+            res.skipped
+                .iter()
+                .filter(|s| s.fails_run())
+                .map(|s| format!("{} {}", run::size_name(s.size), s.transport)),
+        );
         if let Some(path) = &b.plot {
             plot::svg(&res, path)?;
             eprintln!("bench: chart written to {}", path.display());
@@ -284,17 +318,32 @@ fn bench(args: &[String]) -> Result<ExitCode> {
         // Not pinned either.
         pin::restore(&all_cores)?;
         let mut progress = run::Progress::new(fanout::steps(&b.fanout_plan));
-        let rows = fanout::run(&b.fanout_plan, &mut progress)?;
+        let (rows, hung) = fanout::run(&b.fanout_plan, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
-            report::fanout_json(&rows)
+            report::fanout_json(&rows) + &report::fanout_hung_json(&hung)
         } else {
-            report::fanout_text(&rows)
+            report::fanout_text(&rows) + &report::fanout_hung_text(&hung)
         });
+        failed_hung.extend(hung.iter().filter(|h| h.fails_run()).map(|h| {
+            format!(
+                "fan-out {} {} subscribers {}",
+                run::size_name(h.size),
+                h.subscribers,
+                h.transport.name()
+            )
+        }));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
+    if !failed_hung.is_empty() {
+        eprintln!(
+            "\nshmsock bench: error: transfers hung in: {} (rows skipped; see above)",
+            failed_hung.join(", ")
+        );
+        return Ok(ExitCode::from(EXIT_HUNG as u8));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -117,9 +117,29 @@ pub fn text(res: &Results) -> String {
         "{:<8} {:<17} {:<15} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8}",
         "", "", "", "", "", "", "one-way", "one-way", "stream", "stream"
     );
+    // Hung rows (skipped: the watchdog killed their peer) stand in the
+    // table, at the end of their size.
+    let hung_rows = |o: &mut String, size: usize| {
+        for s in res.skipped.iter().filter(|s| s.hung && s.size == size) {
+            let _ = writeln!(
+                o,
+                "{:<8} {:<17} {:<15} {:>10} {}",
+                size_name(s.size),
+                s.transport.name(),
+                s.transport.mode(s.size),
+                "HUNG",
+                if s.fails_run() {
+                    "row skipped, peer killed (fails the run)"
+                } else {
+                    "row skipped, peer killed (third-party; reported only)"
+                }
+            );
+        }
+    };
     let mut last = None;
     for row in &res.rows {
-        if last.is_some_and(|s| s != row.size) {
+        if let Some(prev) = last.filter(|&s| s != row.size) {
+            hung_rows(&mut o, prev);
             o.push('\n');
         }
         last = Some(row.size);
@@ -138,6 +158,21 @@ pub fn text(res: &Results) -> String {
             opt_ratio(r),
             opt_ratio(t),
         );
+    }
+    if let Some(prev) = last {
+        hung_rows(&mut o, prev);
+    }
+    // Sizes at which nothing but hung rows remained.
+    let mut hung_only: Vec<usize> = res
+        .skipped
+        .iter()
+        .filter(|s| s.hung && !res.rows.iter().any(|r| r.size == s.size))
+        .map(|s| s.size)
+        .collect();
+    hung_only.dedup();
+    for size in hung_only {
+        o.push('\n');
+        hung_rows(&mut o, size);
     }
     o.push('\n');
     let _ = writeln!(
@@ -496,9 +531,14 @@ pub fn json(res: &Results) -> String {
             s.size
         );
         json_str(&mut o, s.transport.name());
+        o.push_str(",\"mode\":");
+        json_str(&mut o, s.transport.mode(s.size));
+        o.push_str(",\"id\":");
+        json_str(&mut o, s.transport.id());
         o.push_str(",\"reason\":");
         json_str(&mut o, &s.reason);
-        o.push_str("}\n");
+        let _ = write!(o, ",\"hung\":{},\"fails_run\":{}}}", s.hung, s.fails_run());
+        o.push('\n');
     }
     let f = &res.floors;
     for (name, st) in [
@@ -912,6 +952,45 @@ pub fn fanout_json(rows: &[super::fanout::FanoutRow]) -> String {
             json_num(Some(r.sub_cpu_ns)),
             json_num(Some(r.sub_sleeps_per_k)),
         );
+    }
+    o
+}
+
+/// The fan-out rows that hung (skipped), as text after the fan-out table.
+pub fn fanout_hung_text(hung: &[super::fanout::FanoutHung]) -> String {
+    let mut o = String::new();
+    for h in hung {
+        let _ = writeln!(
+            o,
+            "{:<8} {:<5} {:<15} HUNG: row skipped, subscribers killed ({}): {}",
+            size_name(h.size),
+            h.subscribers,
+            h.transport.name(),
+            if h.fails_run() {
+                "fails the run"
+            } else {
+                "third-party; reported only"
+            },
+            h.reason
+        );
+    }
+    o
+}
+
+/// The fan-out rows that hung, one JSON object per line (`"kind":"fanout"`
+/// as the measured rows, with `"hung":true` instead of the numbers).
+pub fn fanout_hung_json(hung: &[super::fanout::FanoutHung]) -> String {
+    let mut o = String::new();
+    for h in hung {
+        let _ = write!(
+            o,
+            "{{\"kind\":\"fanout\",\"size\":{},\"subscribers\":{},\"id\":",
+            h.size, h.subscribers
+        );
+        json_str(&mut o, h.transport.id());
+        o.push_str(",\"reason\":");
+        json_str(&mut o, &h.reason);
+        let _ = writeln!(o, ",\"hung\":true,\"fails_run\":{}}}", h.fails_run());
     }
     o
 }

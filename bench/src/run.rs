@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::child::{BoxError, Result};
 use super::floor::{self, SpinStyle};
 use super::session::{Api, Options, Session, Transport};
+use super::watchdog::is_hung;
 
 /// Message sizes measured by default.
 pub const DEFAULT_SIZES: [usize; 6] = [64, 1 << 10, 16 << 10, 64 << 10, 1 << 20, 16 << 20];
@@ -59,6 +60,9 @@ pub struct Plan {
     /// The sizes (among `sizes`) at which iceoryx2 is measured too; empty:
     /// not measured.
     pub iceoryx2_sizes: Vec<usize>,
+    /// Longest a single transfer (a batch of round trips, a stream) may
+    /// take before the watchdog declares it hung and skips its row.
+    pub timeout: Duration,
 }
 
 /// The iceoryx2 sizes of `--quick` (each iceoryx2 row costs about as much
@@ -131,6 +135,18 @@ pub struct Skipped {
     pub transport: Transport,
     /// Why.
     pub reason: String,
+    /// Whether it was skipped because a transfer hung (the watchdog killed
+    /// its peer; see [`super::watchdog`]): a bug of the transport or of its
+    /// harness, unlike the planned skips.
+    pub hung: bool,
+}
+
+impl Skipped {
+    /// Whether this is a hang of a row that is ours to fix (any but
+    /// iceoryx2's): the run then ends with a non-zero exit status.
+    pub fn fails_run(&self) -> bool {
+        self.hung && !matches!(self.transport, Transport::Iceoryx2(..))
+    }
 }
 
 /// The machine's floor.
@@ -271,6 +287,27 @@ struct Live {
     samples: Vec<u64>,
     messages: u64,
     secs: f64,
+    /// A transfer hung and the peer was killed: measured no further.
+    hung: bool,
+}
+
+/// The skip record of a row whose transfer hung (`e`, a [`Hung`]).
+fn hung(size: usize, transport: Transport, e: &BoxError) -> Skipped {
+    eprintln!(
+        "bench: {} {transport}: {e}; row skipped{}",
+        size_name(size),
+        if matches!(transport, Transport::Iceoryx2(..)) {
+            " (iceoryx2: reported, does not fail the run)"
+        } else {
+            " (the run will exit with status 3)"
+        }
+    );
+    Skipped {
+        size,
+        transport,
+        reason: e.to_string(),
+        hung: true,
+    }
 }
 
 /// Cache-line floor samples, per spin style.
@@ -356,13 +393,22 @@ fn measure_size(
                     size,
                     transport: t,
                     reason: format!("{t} could not be set up: {e}"),
+                    hung: false,
                 });
                 continue;
             }
             Err(e) => return Err(ctx(e)),
         };
-        let rtt = calibrate(b.warm, |n| session.round_trips(n, None)).map_err(ctx)?;
-        let thr = calibrate(b.warm, |n| session.stream(n)).map_err(ctx)?;
+        let cal = calibrate(b.warm, |n| session.round_trips(n, None))
+            .and_then(|rtt| Ok((rtt, calibrate(b.warm, |n| session.stream(n))?)));
+        let (rtt, thr) = match cal {
+            Ok(v) => v,
+            Err(e) if is_hung(&e) => {
+                skipped.push(hung(size, t, &e));
+                continue;
+            }
+            Err(e) => return Err(ctx(e)),
+        };
         live.push(Live {
             transport: t,
             session,
@@ -371,6 +417,7 @@ fn measure_size(
             samples: Vec::new(),
             messages: 0,
             secs: 0.0,
+            hung: false,
         });
     }
     let mut own_floor = FloorSamples::default();
@@ -393,21 +440,31 @@ fn measure_size(
         let n = live.len();
         for k in 0..n {
             let l = &mut live[(k + round as usize) % n];
+            if l.hung {
+                continue;
+            }
             let t = l.transport;
-            let ctx = |e: BoxError| -> BoxError { format!("{name} {t}: {e}").into() };
-            l.session
-                .round_trips(l.rtt_per_round, Some(&mut l.samples))
-                .map_err(ctx)?;
-            l.secs += l
+            let r = l
                 .session
-                .stream(l.thr_per_round)
-                .map_err(ctx)?
-                .as_secs_f64();
-            l.messages += l.thr_per_round;
+                .round_trips(l.rtt_per_round, Some(&mut l.samples))
+                .and_then(|_| l.session.stream(l.thr_per_round));
+            match r {
+                Ok(d) => {
+                    l.secs += d.as_secs_f64();
+                    l.messages += l.thr_per_round;
+                }
+                // Its peer was killed: the row is skipped, the others go on.
+                Err(e) if is_hung(&e) => {
+                    l.hung = true;
+                    skipped.push(hung(size, t, &e));
+                }
+                Err(e) => return Err(format!("{name} {t}: {e}").into()),
+            }
         }
     }
     let mut rows = Vec::with_capacity(live.len());
-    for mut l in live {
+    // A hung row's session is dropped: its peer, already killed, is reaped.
+    for mut l in live.into_iter().filter(|l| !l.hung) {
         let t = l.transport;
         l.session.finish().map_err(|e| format!("{name} {t}: {e}"))?;
         let rtt = RttStats::from_samples(&mut l.samples).ok_or("no round trips measured")?;
@@ -439,7 +496,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
     let started = Instant::now();
     let opts = Options {
         cores: plan.cores,
-        ..Options::default()
+        timeout: plan.timeout,
     };
     let filter = plan.filter.as_ref().map(|f| f.to_lowercase());
     let mut todo = Vec::new();
@@ -471,6 +528,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
                     size,
                     transport: t,
                     reason,
+                    hung: false,
                 }),
             }
         }

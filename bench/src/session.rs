@@ -26,7 +26,7 @@ use super::iox::{self, IoxApi, IoxLink, IoxWait};
 use super::link::{
     Framed, Link, SeqPacket, ShmBatch, ShmCopy, ShmStreamed, ShmZeroCopy, TokioFramed, TokioShm,
 };
-use super::watchdog::Watchdog;
+use super::watchdog::{Hung, Watchdog, GRACE};
 
 /// How a shmsock connection waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,15 +496,19 @@ impl Session {
                 (ParentEnd::Iox(names.clone()), ChildEnd::Iox(names))
             }
         };
-        let timeout = opts.timeout;
+        // The links' own timeouts run past the watchdog's (and its grace),
+        // so that a hang is the watchdog's to report (a row skipped as
+        // hung), not a timeout error that ends the run.
+        let timeout = opts.timeout + GRACE;
+        let hang = test_hang(transport);
         let (mut child, (parent_end, ctl)) = fork_with(
             (parent_end, ctl),
             (child_end, child_ctl),
             opts.cores.map(|(_, c)| c),
-            move |(end, ctl)| child_main(transport, size, end, ctl, timeout),
+            move |(end, ctl)| child_main(transport, size, end, ctl, timeout, hang),
         )?;
-        ctl.set_read_timeout(Some(opts.timeout))?;
-        ctl.set_write_timeout(Some(opts.timeout))?;
+        ctl.set_read_timeout(Some(timeout))?;
+        ctl.set_write_timeout(Some(timeout))?;
         let link = match (transport, parent_end) {
             (Transport::Shm(_, api), ParentEnd::Shm(listener)) => {
                 let conn = accept_within(&listener, &mut child, opts.timeout)?;
@@ -516,7 +520,7 @@ impl Session {
                 }
             }
             (Transport::Stream, ParentEnd::Socket(s)) => {
-                s.set_read_timeout(Some(opts.timeout))?;
+                s.set_read_timeout(Some(timeout))?;
                 ParentLink::Stream(Framed::new(s.try_clone()?, s, size))
             }
             (Transport::TokioShm, ParentEnd::Shm(listener)) => {
@@ -527,14 +531,14 @@ impl Session {
                 ParentLink::TokioStream(TokioFramed::new(s, size)?)
             }
             (Transport::SeqPacket, ParentEnd::Socket(s)) => {
-                s.set_read_timeout(Some(opts.timeout))?;
+                s.set_read_timeout(Some(timeout))?;
                 ParentLink::SeqPacket(SeqPacket::new(s, size))
             }
             (Transport::Pipe, ParentEnd::Pipe { rx, tx }) => {
                 ParentLink::Pipe(Framed::new(rx, tx, size))
             }
             (Transport::Iceoryx2(wait, api), ParentEnd::Iox(names)) => ParentLink::Iox(
-                IoxLink::connect(&names, iox::Side::Parent, size, wait, api, opts.timeout)?,
+                IoxLink::connect(&names, iox::Side::Parent, size, wait, api, timeout)?,
             ),
             _ => return Err("internal error: transport and endpoint disagree".into()),
         };
@@ -596,7 +600,17 @@ impl Session {
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn round_trips(&mut self, n: u64, samples: Option<&mut Vec<u64>>) -> Result<Duration> {
-        let _watchdog = Watchdog::arm_for(self.timeout, &format!("{}, round trips", self.what))?;
+        let what = format!("{}, round trips", self.what);
+        let watchdog = Watchdog::arm_killing(self.timeout, &what, &[self.child.pid()])?;
+        let r = self.round_trips_unguarded(n, samples);
+        self.guarded(&watchdog, what, r)
+    }
+
+    fn round_trips_unguarded(
+        &mut self,
+        n: u64,
+        samples: Option<&mut Vec<u64>>,
+    ) -> Result<Duration> {
         let seq0 = self.seq;
         self.seq += 2 * n;
         self.command(OP_ECHO, n, seq0)?;
@@ -611,13 +625,31 @@ impl Session {
         }
     }
 
+    /// The result of a transfer `watchdog` guarded: [`Hung`] if it fired
+    /// (the peer was killed: the session is of no further use), else `r`.
+    fn guarded<T>(&mut self, watchdog: &Watchdog, what: String, r: Result<T>) -> Result<T> {
+        if watchdog.fired() {
+            // Reap the peer now: the row's processes are gone when the
+            // run goes on.
+            self.child.kill();
+            return Err(Hung { what }.into());
+        }
+        r
+    }
+
     /// Streams `n` messages one way; the time runs until the peer has
     /// received and verified the last one.
     ///
     /// # Errors
     /// Transport errors and failed verification, on either side.
     pub fn stream(&mut self, n: u64) -> Result<Duration> {
-        let _watchdog = Watchdog::arm_for(self.timeout, &format!("{}, stream", self.what))?;
+        let what = format!("{}, stream", self.what);
+        let watchdog = Watchdog::arm_killing(self.timeout, &what, &[self.child.pid()])?;
+        let r = self.stream_unguarded(n);
+        self.guarded(&watchdog, what, r)
+    }
+
+    fn stream_unguarded(&mut self, n: u64) -> Result<Duration> {
         let seq0 = self.seq;
         self.seq += n;
         self.command(OP_SINK, n, seq0)?;
@@ -750,6 +782,17 @@ fn accept_within(
     }
 }
 
+/// Test hook (not an option for users): the environment variable naming
+/// a transport's [`Transport::id`] whose peer stops serving at its first
+/// one-way stream and sleeps until killed, a hang for the tests of the
+/// watchdog (`bench/tests/hung_row.rs`).
+pub const TEST_HANG_ENV: &str = "SHMSOCK_BENCH_TEST_HANG";
+
+/// Whether [`TEST_HANG_ENV`] asks `transport`'s peer to hang.
+fn test_hang(transport: Transport) -> bool {
+    std::env::var_os(TEST_HANG_ENV).is_some_and(|v| v == transport.id())
+}
+
 /// The child: builds its end of the link, then serves commands.
 fn child_main(
     transport: Transport,
@@ -757,6 +800,7 @@ fn child_main(
     end: ChildEnd,
     ctl: UnixStream,
     timeout: Duration,
+    hang: bool,
 ) -> Result<()> {
     match (transport, end) {
         (Transport::Shm(_, api), ChildEnd::Shm { name, builder }) => {
@@ -764,37 +808,43 @@ fn child_main(
                 .connect(&name)
                 .map_err(|e| format!("connect {name}: {e}"))?;
             match api {
-                Api::Copy => serve(ShmCopy::new(conn, size), size, ctl),
-                Api::ZeroCopy => serve(ShmZeroCopy::new(conn, size), size, ctl),
-                Api::Batch => serve(ShmBatch::new(conn, size), size, ctl),
-                Api::Streamed => serve(ShmStreamed::new(conn, size), size, ctl),
+                Api::Copy => serve(ShmCopy::new(conn, size), size, ctl, hang),
+                Api::ZeroCopy => serve(ShmZeroCopy::new(conn, size), size, ctl, hang),
+                Api::Batch => serve(ShmBatch::new(conn, size), size, ctl, hang),
+                Api::Streamed => serve(ShmStreamed::new(conn, size), size, ctl, hang),
             }
         }
         (Transport::Stream, ChildEnd::Socket(s)) => {
-            serve(Framed::new(s.try_clone()?, s, size), size, ctl)
+            serve(Framed::new(s.try_clone()?, s, size), size, ctl, hang)
         }
         (Transport::TokioShm, ChildEnd::Shm { name, builder }) => {
             let conn = builder
                 .connect(&name)
                 .map_err(|e| format!("connect {name}: {e}"))?;
-            serve(TokioShm::new(conn, size)?, size, ctl)
+            serve(TokioShm::new(conn, size)?, size, ctl, hang)
         }
         (Transport::TokioStream, ChildEnd::Socket(s)) => {
-            serve(TokioFramed::new(s, size)?, size, ctl)
+            serve(TokioFramed::new(s, size)?, size, ctl, hang)
         }
-        (Transport::SeqPacket, ChildEnd::Socket(s)) => serve(SeqPacket::new(s, size), size, ctl),
-        (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => serve(Framed::new(rx, tx, size), size, ctl),
+        (Transport::SeqPacket, ChildEnd::Socket(s)) => {
+            serve(SeqPacket::new(s, size), size, ctl, hang)
+        }
+        (Transport::Pipe, ChildEnd::Pipe { rx, tx }) => {
+            serve(Framed::new(rx, tx, size), size, ctl, hang)
+        }
         (Transport::Iceoryx2(wait, api), ChildEnd::Iox(names)) => serve(
             IoxLink::connect(&names, iox::Side::Child, size, wait, api, timeout)?,
             size,
             ctl,
+            hang,
         ),
         _ => Err("internal error: transport and endpoint disagree".into()),
     }
 }
 
-/// The child's command loop.
-fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream) -> Result<()> {
+/// The child's command loop; `hang`: stop at the first stream
+/// ([`TEST_HANG_ENV`]).
+fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream, hang: bool) -> Result<()> {
     loop {
         let mut b = [0u8; 24];
         ctl.read_exact(&mut b)
@@ -811,6 +861,10 @@ fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream) -> Result<()> {
                 link.recv(s, size)?;
                 link.send(s + 1, size)
             }),
+            OP_SINK if hang => loop {
+                // Until the parent's watchdog kills this process.
+                std::thread::sleep(Duration::from_secs(3600));
+            },
             OP_SINK => link.recv_stream(seq0, n, size),
             OP_QUIT => return Ok(()),
             OP_CPU => {
