@@ -216,9 +216,12 @@ fn against_async_server(client: impl FnOnce(&str) + 'static) -> shmsock::Result<
         }
         let mut g = good_conn.unwrap();
         assert_eq!(g.recv().await.unwrap().to_vec(), b"good");
+        // Kill and reap the hostile child while the listener still exists:
+        // a connect it makes after the listener is gone would be refused
+        // and panic in the child (noise in a passing run).
+        child.kill();
         bad.unwrap()
     });
-    drop(child); // kills and reaps the hostile child
     good.wait(WAIT);
     r
 }
