@@ -42,6 +42,15 @@ pub(crate) fn spin_window(frag: usize) -> Duration {
     Duration::from_micros(us).clamp(MIN_WINDOW, MAX_WINDOW)
 }
 
+/// `window`, cut to the time left before `deadline` (if any), so that a
+/// spin never outlasts the call's deadline.
+pub(crate) fn within(window: Duration, deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => window.min(d.saturating_duration_since(Instant::now())),
+        None => window,
+    }
+}
+
 /// Spins until `ready` holds (`true`) or `window` has passed (`false`).
 /// Bounded by `window` whatever the peer does; errors of `ready` end it.
 pub(crate) fn spin_until(
@@ -72,6 +81,14 @@ mod tests {
         assert_eq!(spin_window(128 << 10), Duration::from_micros(32));
         assert_eq!(spin_window(256 << 10), Duration::from_micros(64));
         assert_eq!(spin_window(usize::MAX), MAX_WINDOW);
+    }
+
+    #[test]
+    fn window_never_outlasts_the_deadline() {
+        assert_eq!(within(MAX_WINDOW, None), MAX_WINDOW);
+        assert_eq!(within(MAX_WINDOW, Some(Instant::now())), Duration::ZERO);
+        let later = Instant::now() + Duration::from_secs(10);
+        assert_eq!(within(MAX_WINDOW, Some(later)), MAX_WINDOW);
     }
 
     #[test]

@@ -86,7 +86,10 @@ impl Receiver {
     /// fragments earns short spins only.
     pub(crate) fn wait_fragment(&mut self, deadline: Option<Instant>) -> Result<()> {
         if self.wait == WaitStrategy::Block {
-            let window = mid_message::spin_window(self.core.last_fragment());
+            let window = mid_message::within(
+                mid_message::spin_window(self.core.last_fragment()),
+                deadline,
+            );
             let core = &mut self.core;
             if mid_message::spin_until(window, || core.has_data())? {
                 return Ok(());

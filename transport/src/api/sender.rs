@@ -154,7 +154,8 @@ impl Sender {
     /// ([`mid_message::spin_window`]), before it parks.
     pub(crate) fn wait_space_mid(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
         if self.wait == WaitStrategy::Block {
-            let window = mid_message::spin_window(self.core.fragment_len());
+            let window =
+                mid_message::within(mid_message::spin_window(self.core.fragment_len()), deadline);
             let pid = self.core.peer.pid;
             let prod = &mut self.core.prod;
             let caught = mid_message::spin_until(window, || {
