@@ -127,10 +127,10 @@ pub struct Builder {
 }
 
 /// Default of [`Builder::pipeline_threshold`].
-/// Off: on the measured machine splitting a 1 MiB message did not make
-/// its round trip measurably faster (docs/performance.md, "Block and
-/// large messages").
-pub(crate) const DEFAULT_PIPELINE_THRESHOLD: usize = usize::MAX;
+/// 256 KiB: a 1 MiB round trip went 1.2-1.6x faster split into 128 KiB
+/// fragments, one way at par (docs/performance.md, "Block and large
+/// messages").
+pub(crate) const DEFAULT_PIPELINE_THRESHOLD: usize = 256 << 10;
 
 /// Payload bytes of the fragments of a message sent in fragments only to
 /// pipeline it ([`Builder::pipeline_threshold`]), unless
@@ -224,22 +224,24 @@ impl Builder {
 
     /// Messages longer than this many bytes are sent by `send` (and
     /// `try_send`, `send_batch`) as fragments even when they would fit one
-    /// ring record, so that the receiver copies the first fragments out
-    /// while the sender still copies the next ones in (pipelined): a large
-    /// message arrives sooner than as one record, which the receiver can
-    /// only start on once the sender has written all of it. Their fragments
-    /// are [`Builder::fragment_size`] bytes if set, else 128 KiB (at most
-    /// a quarter of the ring). Default `usize::MAX`: every message that
-    /// fits one record goes as one record; on the machine measured,
-    /// splitting a 1 MiB message did not make its round trip measurably
-    /// faster (`docs/performance.md`, "Block and large messages"), so this
-    /// is for measuring on yours. Zero-copy writes (`reserve`,
-    /// `write_message`) are not affected.
+    /// ring record, if the receiver has consumed everything sent before
+    /// (it is waiting for this one): it then copies the first fragments
+    /// out while the sender still copies the next ones in (pipelined), so
+    /// the message arrives sooner than as one record, which the receiver
+    /// can only start on once the sender has written all of it. Behind a
+    /// backlog a message goes as one record (the receiver is busy anyway,
+    /// and one record per message streams faster). Their fragments are
+    /// [`Builder::fragment_size`] bytes if set, else 128 KiB (at most a
+    /// quarter of the ring). Default 256 KiB; `usize::MAX` sends every
+    /// message that fits one record as one record. Zero-copy writes
+    /// (`reserve`, `write_message`) are not affected. `docs/performance.md`
+    /// ("Block and large messages") has the measurements behind the
+    /// defaults.
     ///
     /// # Examples
     /// ```
-    /// // Send messages above 256 KiB in (128 KiB) fragments.
-    /// let opts = shmsock_transport::Builder::new().pipeline_threshold(256 << 10);
+    /// // Never split a message that fits one record.
+    /// let opts = shmsock_transport::Builder::new().pipeline_threshold(usize::MAX);
     /// # let _ = opts;
     /// ```
     pub fn pipeline_threshold(mut self, bytes: usize) -> Self {

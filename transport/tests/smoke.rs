@@ -700,3 +700,48 @@ fn block_fragments_both_ways_with_a_stalling_peer() {
     }
     echo.join().unwrap();
 }
+
+#[test]
+fn a_message_behind_a_backlog_is_not_split() {
+    // Default threshold (256 KiB): 1 MiB through a 4 MiB ring is split only
+    // if the receiver has consumed everything sent before.
+    let path = sock_path("pipe-backlog");
+    let l = Builder::new().ring_capacity(4 << 20).bind(&path).unwrap();
+    let len: usize = 1 << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i * 3 + 1) as u8).collect();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.send(b"unread").unwrap();
+        c.send(&sent).unwrap();
+        // Wait until the peer has read both, then send on an empty ring.
+        assert_eq!(c.recv().unwrap().to_vec(), b"go");
+        c.send(&sent).unwrap();
+        c
+    });
+    let mut c = Builder::new().connect(&path).unwrap();
+    let mut pieces = |c: &mut Connection| {
+        let mut r = c.receiver().read_message().unwrap();
+        let (mut piece, mut got, mut n) = (Vec::new(), Vec::new(), 0);
+        while r.next_chunk(&mut piece).unwrap() {
+            got.extend_from_slice(&piece);
+            n += 1;
+        }
+        (got, n)
+    };
+    // Let the sender queue both messages before anything is read.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(c.recv().unwrap().to_vec(), b"unread");
+    let (got, n) = pieces(&mut c);
+    assert_eq!(got, data);
+    assert_eq!(n, 1, "behind a backlog: one record");
+    c.send(b"go").unwrap();
+    let (got, n) = pieces(&mut c);
+    assert_eq!(got, data);
+    assert_eq!(
+        n,
+        (len + 8).div_ceil(128 << 10),
+        "on an empty ring: fragments"
+    );
+    drop(sender.join().unwrap());
+}

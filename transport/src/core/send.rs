@@ -100,10 +100,26 @@ impl SendCore {
 
     /// Whether `send` sends a message of `len` bytes in fragments: it does
     /// not fit one record, or it is long enough to gain from pipelining
-    /// ([`crate::Builder::pipeline_threshold`]).
+    /// ([`crate::Builder::pipeline_threshold`]) and the receiver has
+    /// consumed everything we sent (it waits for this message, so a first
+    /// fragment lets it start sooner). Behind a backlog the message goes as
+    /// one record: the receiver is busy anyway, and one record per message
+    /// streams faster than fragments (`docs/performance.md`, "Block and
+    /// large messages").
     #[inline]
-    pub(crate) fn fragments(&self, len: usize) -> bool {
-        len > self.max_inline() || len > self.pipeline_above
+    pub(crate) fn fragments(&mut self, len: usize) -> bool {
+        if len > self.max_inline() {
+            return true;
+        }
+        if len <= self.pipeline_above {
+            return false;
+        }
+        // The consumer's cursor only steers this choice: a lying peer
+        // picks how its own messages arrive, which it could not tell
+        // apart anyway. An invalid cursor shows on the reserve that
+        // follows.
+        let written = self.prod.position();
+        self.prod.consumed().is_ok_and(|c| c == written)
     }
 
     /// Largest message the peer accepts.
