@@ -720,7 +720,7 @@ fn a_message_behind_a_backlog_is_not_split() {
         c
     });
     let mut c = Builder::new().connect(&path).unwrap();
-    let mut pieces = |c: &mut Connection| {
+    let pieces = |c: &mut Connection| {
         let mut r = c.receiver().read_message().unwrap();
         let (mut piece, mut got, mut n) = (Vec::new(), Vec::new(), 0);
         while r.next_chunk(&mut piece).unwrap() {
