@@ -12,6 +12,10 @@
  *   (unless its slot was reused 2^32 times), a handle in use by another
  *   thread SHMSOCK_BUSY. Data pointers and out-parameters are not checked
  *   beyond NULL: they must be valid.
+ * - At most 1 Mi (1048576) handles are alive at once. A call that would
+ *   create one more fails with SHMSOCK_IO before it consumes or takes
+ *   anything: a connection being split stays valid, an accepted client
+ *   stays queued, a message stays unread, no connection is made.
  * - Timeouts are in nanoseconds; SHMSOCK_FOREVER waits without limit.
  * - No call raises SIGPIPE or fails with EINTR (interrupted waits resume).
  */
@@ -558,8 +562,9 @@ shmsock_status shmsock_receiver_try_recv_batch(struct shmsock_receiver *rx,
  * `opts` (NULL: defaults) and runs the handshake (bounded by the options'
  * handshake timeout). On success stores the connection in `*out`.
  *
- * Errors: `SHMSOCK_IO` (`errno` `ENOENT`, `ECONNREFUSED`, ...),
- * `SHMSOCK_TIMEOUT` (handshake), `SHMSOCK_HANDSHAKE`,
+ * Errors: `SHMSOCK_IO` (`errno` `ENOENT`, `ECONNREFUSED`, ...; or the
+ * handle table is full, checked before connecting),
+ * `SHMSOCK_TIMEOUT` (connect to a full accept backlog, or handshake), `SHMSOCK_HANDSHAKE`,
  * `SHMSOCK_CREDENTIALS`, `SHMSOCK_PROTOCOL`, `SHMSOCK_INVALID_ARGUMENT`
  * (NULL `path`/`out`, invalid options), `SHMSOCK_BAD_HANDLE` (`opts`).
  *
@@ -617,7 +622,9 @@ shmsock_status shmsock_conn_free(struct shmsock_conn *conn);
  * Splits a connection into a sender and a receiver that can be used from
  * two threads at once. On success `conn` is consumed (its handle is no
  * longer valid) and the halves are stored in `*tx` and `*rx`; each must be
- * freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant,
+ * freed with its own `_free`. Fails with `SHMSOCK_IO` if the handle table
+ * is full (1 Mi live handles; `conn` then stays valid and open), and with
+ * `SHMSOCK_BUSY` if a grant,
  * message, writer or reader is outstanding on `conn`, or another thread is
  * inside a call on it (`conn` then stays valid). The check and the
  * consumption are one step: no other thread can take a loan out between
@@ -1025,8 +1032,10 @@ shmsock_status shmsock_listen(const char *path,
  *
  * Errors: `SHMSOCK_TIMEOUT` (a client did not finish its handshake in
  * time; accept again), `SHMSOCK_PROTOCOL`, `SHMSOCK_HANDSHAKE`,
- * `SHMSOCK_CREDENTIALS` (that client failed; accept again), `SHMSOCK_IO`,
- * `SHMSOCK_INVALID_ARGUMENT`, `SHMSOCK_BAD_HANDLE`.
+ * `SHMSOCK_CREDENTIALS` (that client failed; accept again), `SHMSOCK_IO`
+ * (also when the handle table is full, checked first: the next client
+ * stays queued for a later accept), `SHMSOCK_INVALID_ARGUMENT`,
+ * `SHMSOCK_BAD_HANDLE`.
  *
  * # Safety
  * `out` is NULL or valid for writing a pointer.
@@ -1263,7 +1272,8 @@ const char *shmsock_status_str(int32_t status);
  * Errors: `SHMSOCK_TOO_LARGE` (above the peer's limit),
  * `SHMSOCK_DISCONNECTED`, `SHMSOCK_BUSY` (a grant or writer is
  * outstanding, or another thread is in a call), `SHMSOCK_INVALID_ARGUMENT`
- * (NULL `out`), `SHMSOCK_BAD_HANDLE`.
+ * (NULL `out`), `SHMSOCK_BAD_HANDLE`, `SHMSOCK_IO` (the handle table is
+ * full: no message was started).
  *
  * # Safety
  * `out` is NULL or valid for writing a pointer.
@@ -1374,7 +1384,8 @@ shmsock_status shmsock_writer_free(struct shmsock_writer *w);
  *
  * Errors: as `shmsock_recv` (`SHMSOCK_DISCONNECTED`, `SHMSOCK_TIMEOUT`,
  * `SHMSOCK_PROTOCOL`, `SHMSOCK_BUSY` if a message or reader is
- * outstanding, ...).
+ * outstanding, ...); `SHMSOCK_IO` if the handle table is full (checked
+ * first: the message stays queued for the next call).
  *
  * # Safety
  * `out` is NULL or valid for writing a pointer; `len` is NULL or valid for

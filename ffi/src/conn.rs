@@ -205,8 +205,9 @@ pub(crate) unsafe fn get_impl<T>(
 /// `opts` (NULL: defaults) and runs the handshake (bounded by the options'
 /// handshake timeout). On success stores the connection in `*out`.
 ///
-/// Errors: `SHMSOCK_IO` (`errno` `ENOENT`, `ECONNREFUSED`, ...),
-/// `SHMSOCK_TIMEOUT` (handshake), `SHMSOCK_HANDSHAKE`,
+/// Errors: `SHMSOCK_IO` (`errno` `ENOENT`, `ECONNREFUSED`, ...; or the
+/// handle table is full, checked before connecting),
+/// `SHMSOCK_TIMEOUT` (connect to a full accept backlog, or handshake), `SHMSOCK_HANDSHAKE`,
 /// `SHMSOCK_CREDENTIALS`, `SHMSOCK_PROTOCOL`, `SHMSOCK_INVALID_ARGUMENT`
 /// (NULL `path`/`out`, invalid options), `SHMSOCK_BAD_HANDLE` (`opts`).
 ///
@@ -225,8 +226,11 @@ pub unsafe extern "C" fn shmsock_connect(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
+        // The slot first: a full table must not cost the server a
+        // connection it accepted for nothing.
+        let slot = registry::reserve()?;
         let c = builder_of(opts)?.connect(path)?;
-        let h = registry::insert(Obj::Conn(Box::new(Conn::new(c))))?;
+        let h = slot.fill(Obj::Conn(Box::new(Conn::new(c))));
         // SAFETY: non-null, writable by the caller's contract.
         unsafe { put(out, handle(h)) }
     })
@@ -292,12 +296,15 @@ unsafe fn over_fd(
             return Err(Fail::null("out"));
         }
         let b = builder_of(opts)?;
+        // The slot before the handshake: a full table fails the call
+        // before the peer is made to finish a handshake for nothing.
+        let slot = registry::reserve()?;
         let c = if client {
             b.connect_socket(sock)?
         } else {
             b.accept_socket(sock)?
         };
-        let h = registry::insert(Obj::Conn(Box::new(Conn::new(c))))?;
+        let h = slot.fill(Obj::Conn(Box::new(Conn::new(c))));
         // SAFETY: non-null, writable by the caller's contract.
         unsafe { put(out, handle(h)) }
     })
@@ -323,7 +330,9 @@ pub extern "C" fn shmsock_conn_free(conn: *mut shmsock_conn) -> shmsock_status {
 /// Splits a connection into a sender and a receiver that can be used from
 /// two threads at once. On success `conn` is consumed (its handle is no
 /// longer valid) and the halves are stored in `*tx` and `*rx`; each must be
-/// freed with its own `_free`. Fails with `SHMSOCK_BUSY` if a grant,
+/// freed with its own `_free`. Fails with `SHMSOCK_IO` if the handle table
+/// is full (1 Mi live handles; `conn` then stays valid and open), and with
+/// `SHMSOCK_BUSY` if a grant,
 /// message, writer or reader is outstanding on `conn`, or another thread is
 /// inside a call on it (`conn` then stays valid). The check and the
 /// consumption are one step: no other thread can take a loan out between
@@ -341,6 +350,11 @@ pub unsafe extern "C" fn shmsock_conn_split(
         if tx.is_null() || rx.is_null() {
             return Err(Fail::null("tx or rx"));
         }
+        // Both slots before `conn` is consumed: with the handle table
+        // full, the halves used to be dropped after `conn` was retired,
+        // which closed the connection and left the caller no handle.
+        // Now a full table fails the call and `conn` stays valid.
+        let (slot_tx, slot_rx) = (registry::reserve()?, registry::reserve()?);
         // Refuse while a loan is out, in the same hold that consumes the
         // handle (a grant taken between a check and the removal would move
         // into the sender with no handle left to end it).
@@ -354,14 +368,8 @@ pub unsafe extern "C" fn shmsock_conn_split(
             return Err(Fail::invalid("not a connection"));
         };
         let Conn { tx: t, rx: r } = *c;
-        let ht = registry::insert(Obj::Sender(Box::new(t)))?;
-        let hr = match registry::insert(Obj::Receiver(Box::new(r))) {
-            Ok(h) => h,
-            Err(e) => {
-                drop(registry::remove(ht, Kind::Sender));
-                return Err(e);
-            }
-        };
+        let ht = slot_tx.fill(Obj::Sender(Box::new(t)));
+        let hr = slot_rx.fill(Obj::Receiver(Box::new(r)));
         // SAFETY: both non-null (checked above), writable by the caller's
         // contract.
         unsafe { put(tx, handle(ht)) }?;

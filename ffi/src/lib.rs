@@ -58,6 +58,8 @@ mod registry;
 mod shutdown;
 mod status;
 mod stream;
+#[cfg(test)]
+mod table_full_tests;
 
 pub use batch::*;
 pub use conn::*;

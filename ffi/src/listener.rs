@@ -59,19 +59,26 @@ pub unsafe extern "C" fn shmsock_listen(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
+        // The slot first: a full table fails before the path is bound.
+        let slot = registry::reserve()?;
         let l = builder_of(opts)?.bind(path)?;
-        let h = registry::insert(Obj::Listener(Arc::new(l)))?;
+        let h = slot.fill(Obj::Listener(Arc::new(l)));
         // SAFETY: non-null, writable by the caller's contract.
         unsafe { put(out, handle(h)) }
     })
 }
 
-/// Common tail of the accept calls: registers the connection.
+/// Common tail of the accept calls: registers the connection in the slot
+/// reserved before accepting.
 ///
 /// # Safety
 /// `out` is non-null and valid for writing a pointer.
-unsafe fn give(c: Connection, out: *mut *mut shmsock_conn) -> Result<(), Fail> {
-    let h = registry::insert(Obj::Conn(Box::new(Conn::new(c))))?;
+unsafe fn give(
+    slot: registry::Reserved,
+    c: Connection,
+    out: *mut *mut shmsock_conn,
+) -> Result<(), Fail> {
+    let h = slot.fill(Obj::Conn(Box::new(Conn::new(c))));
     // SAFETY: as the caller promises.
     unsafe { put(out, handle(h)) }
 }
@@ -82,8 +89,10 @@ unsafe fn give(c: Connection, out: *mut *mut shmsock_conn) -> Result<(), Fail> {
 ///
 /// Errors: `SHMSOCK_TIMEOUT` (a client did not finish its handshake in
 /// time; accept again), `SHMSOCK_PROTOCOL`, `SHMSOCK_HANDSHAKE`,
-/// `SHMSOCK_CREDENTIALS` (that client failed; accept again), `SHMSOCK_IO`,
-/// `SHMSOCK_INVALID_ARGUMENT`, `SHMSOCK_BAD_HANDLE`.
+/// `SHMSOCK_CREDENTIALS` (that client failed; accept again), `SHMSOCK_IO`
+/// (also when the handle table is full, checked first: the next client
+/// stays queued for a later accept), `SHMSOCK_INVALID_ARGUMENT`,
+/// `SHMSOCK_BAD_HANDLE`.
 ///
 /// # Safety
 /// `out` is NULL or valid for writing a pointer.
@@ -142,13 +151,18 @@ unsafe fn accept_impl(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
+        // The slot before the client: with the handle table full, an
+        // accepted client used to be dropped (it saw a disconnect right
+        // after its handshake); now the call fails and the client waits
+        // in the listener for a later accept.
+        let slot = registry::reserve()?;
         let c = match timeout_ns {
             None => l.try_accept()?.ok_or_else(Fail::would_block)?,
             Some(SHMSOCK_FOREVER) => l.accept_timeout(Duration::MAX)?,
             Some(ns) => l.accept_timeout(Duration::from_nanos(ns))?,
         };
         // SAFETY: non-null (checked above), writable by the caller's contract.
-        unsafe { give(c, out) }
+        unsafe { give(slot, c, out) }
     })
 }
 

@@ -13,7 +13,7 @@ use crate::registry::hook;
 use crate::shmsock_status::*;
 use crate::*;
 
-fn last_error() -> String {
+pub(crate) fn last_error() -> String {
     let p = shmsock_last_error();
     if p.is_null() {
         return "-".into();
@@ -22,7 +22,7 @@ fn last_error() -> String {
 }
 
 /// A connected pair over a socket pair: (server side, client side).
-fn pair() -> (*mut shmsock_conn, *mut shmsock_conn) {
+pub(crate) fn pair() -> (*mut shmsock_conn, *mut shmsock_conn) {
     let mut sv = [0; 2];
     let r = unsafe {
         libc::socketpair(

@@ -111,8 +111,9 @@ struct Slot {
 }
 
 // SAFETY: `obj` is accessed only by the thread holding the slot's busy bit
-// (`Held`), or by `insert` while the word names no live handle (so no one
-// can take the busy bit): one thread at a time. `Obj` is `Send`.
+// (`Held`), or by `Reserved::fill` while the word names no live handle (so
+// no one can take the busy bit) and the slot is out of the free list (so
+// no other `Reserved` names it): one thread at a time. `Obj` is `Send`.
 unsafe impl Sync for Slot {}
 
 // The claim above that `Obj` is `Send`, checked by the compiler: a
@@ -178,6 +179,31 @@ pub(crate) mod hook {
         AFTER_RELEASE.with(|a| a.borrow().is_some())
     }
 
+    thread_local! {
+        /// Slots this thread may still take (`None`: no limit).
+        static SLOTS_LEFT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Makes the handle table look full to this thread once it has taken
+    /// `n` more slots (`None`: lifts the limit). Inserting 1 Mi handles
+    /// for real would take seconds and hundreds of MB, and would make the
+    /// table full for every test thread at once.
+    pub(crate) fn table_room(n: Option<usize>) {
+        SLOTS_LEFT.with(|s| s.set(n));
+    }
+
+    /// Whether this thread may take one more slot (counts it).
+    pub(super) fn take_slot() -> bool {
+        SLOTS_LEFT.with(|s| match s.get() {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                s.set(Some(n - 1));
+                true
+            }
+        })
+    }
+
     pub(super) fn released(slot: &'static super::Slot) {
         let due = AFTER_RELEASE.with(|a| {
             let mut a = a.borrow_mut();
@@ -235,16 +261,24 @@ fn slot(index: u32) -> Option<&'static Slot> {
     Some(&chunk[i % CHUNK])
 }
 
+fn table_full() -> Fail {
+    Fail::new(
+        shmsock_status::SHMSOCK_IO,
+        format!("too many live shmsock handles (limit {MAX_HANDLES})"),
+    )
+}
+
 fn new_slot(a: &mut Alloc) -> Result<u32, Fail> {
+    #[cfg(test)]
+    if !hook::take_slot() {
+        return Err(table_full());
+    }
     if let Some(i) = a.free.pop_front() {
         return Ok(i);
     }
     let i = a.used as usize;
     if i >= MAX_HANDLES {
-        return Err(Fail::new(
-            shmsock_status::SHMSOCK_IO,
-            format!("too many live shmsock handles (limit {MAX_HANDLES})"),
-        ));
+        return Err(table_full());
     }
     if i.is_multiple_of(CHUNK) {
         let chunk: &'static mut Chunk =
@@ -264,30 +298,73 @@ fn decode(h: usize) -> Option<(u32, u32)> {
     Some((index, (h >> 32) as u32))
 }
 
-/// Stores `obj` and returns its handle value (never 0).
+/// Stores `obj` and returns its handle value (never 0). On failure (the
+/// table is full) `obj` is dropped: a call that would lose something by
+/// that (a connection it consumed, a client it accepted, a message it
+/// took) takes a [`Reserved`] slot first, before it consumes anything.
 pub(crate) fn insert(obj: Obj) -> Result<usize, Fail> {
-    let kind = obj.kind();
-    let shutdown = obj.shutdown();
+    Ok(reserve()?.fill(obj))
+}
+
+/// An empty slot taken from the allocator and not yet named by any handle:
+/// [`Reserved::fill`] cannot fail. Dropped unfilled, it goes back to the
+/// free list.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    index: u32,
+    slot: &'static Slot,
+}
+
+/// Takes an empty slot, or fails if the table is full (`SHMSOCK_IO`, our
+/// own resource exhaustion).
+pub(crate) fn reserve() -> Result<Reserved, Fail> {
     let index = new_slot(&mut lock_alloc())?;
-    let slot =
-        slot(index).ok_or_else(|| Fail::new(shmsock_status::SHMSOCK_PANIC, "slot vanished"))?;
-    // Relaxed: the slot came from the allocator (its mutex ordered us after
-    // the `remove` that freed it); the word is empty, no handle names it.
-    let generation = (slot.word.load(Ordering::Relaxed) >> 32) as u32;
-    // SAFETY: the word names no live handle (empty tag), so no thread can
-    // hold the busy bit or touch `obj` (see `Slot`); we own the slot until
-    // the store below publishes it.
-    unsafe { *slot.obj.get() = Some(obj) };
-    // SYNC POINT `slot-released`: Release publishes the object with the
-    // word; pairs with the Acquire compare-exchange in `lock`.
-    slot.word
-        .store(word(generation, Some(kind)), Ordering::Release);
-    let h = ((generation as usize) << 32) | (index as usize + 1);
-    if let Some(sd) = shutdown {
-        // Before C sees `h`: `shmsock_*_shutdown(h)` finds it at once.
-        crate::shutdown::register(h, kind, sd);
+    let slot = slot(index);
+    let Some(slot) = slot else {
+        // Cannot happen: `new_slot` publishes a slot's chunk before
+        // handing the slot out. Give the index back rather than leak it.
+        lock_alloc().free.push_back(index);
+        return Err(Fail::new(shmsock_status::SHMSOCK_PANIC, "slot vanished"));
+    };
+    Ok(Reserved { index, slot })
+}
+
+impl Reserved {
+    /// Stores `obj` in the reserved slot and returns its handle value
+    /// (never 0).
+    pub(crate) fn fill(self, obj: Obj) -> usize {
+        let kind = obj.kind();
+        let shutdown = obj.shutdown();
+        let (index, slot) = (self.index, self.slot);
+        // The slot is ours now: `Drop` must not give it back.
+        std::mem::forget(self);
+        // Relaxed: the slot came from the allocator (its mutex ordered us
+        // after the `remove` that freed it); the word is empty, no handle
+        // names it.
+        let generation = (slot.word.load(Ordering::Relaxed) >> 32) as u32;
+        // SAFETY: the word names no live handle (empty tag), so no thread
+        // can hold the busy bit or touch `obj` (see `Slot`); we own the
+        // slot until the store below publishes it.
+        unsafe { *slot.obj.get() = Some(obj) };
+        // SYNC POINT `slot-released`: Release publishes the object with the
+        // word; pairs with the Acquire compare-exchange in `lock`.
+        slot.word
+            .store(word(generation, Some(kind)), Ordering::Release);
+        let h = ((generation as usize) << 32) | (index as usize + 1);
+        if let Some(sd) = shutdown {
+            // Before C sees `h`: `shmsock_*_shutdown(h)` finds it at once.
+            crate::shutdown::register(h, kind, sd);
+        }
+        h
     }
-    Ok(h)
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        // Never named by a handle (the generation is unchanged): the slot
+        // is free again as it was.
+        lock_alloc().free.push_back(self.index);
+    }
 }
 
 fn bad(kind: Kind) -> Fail {

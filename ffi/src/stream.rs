@@ -141,6 +141,9 @@ unsafe fn write_message_impl(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
+        // The slot before the loan: a full table fails the call before
+        // the message is started.
+        let slot = registry::reserve()?;
         let h = with_tx(owner, owner_kind, |tx| {
             let id = tx.write_message(len)?;
             let ticket = Ticket {
@@ -148,7 +151,7 @@ unsafe fn write_message_impl(
                 owner_kind,
                 id,
             };
-            registry::insert(Obj::Writer(ticket)).inspect_err(|_| tx.writer_end(id))
+            Ok(slot.fill(Obj::Writer(ticket)))
         })?;
         // SAFETY: non-null, writable by the caller's contract.
         unsafe { put(out, handle(h)) }
@@ -167,7 +170,8 @@ unsafe fn write_message_impl(
 /// Errors: `SHMSOCK_TOO_LARGE` (above the peer's limit),
 /// `SHMSOCK_DISCONNECTED`, `SHMSOCK_BUSY` (a grant or writer is
 /// outstanding, or another thread is in a call), `SHMSOCK_INVALID_ARGUMENT`
-/// (NULL `out`), `SHMSOCK_BAD_HANDLE`.
+/// (NULL `out`), `SHMSOCK_BAD_HANDLE`, `SHMSOCK_IO` (the handle table is
+/// full: no message was started).
 ///
 /// # Safety
 /// `out` is NULL or valid for writing a pointer.
@@ -368,6 +372,10 @@ unsafe fn read_message_impl(
         if out.is_null() {
             return Err(Fail::null("out"));
         }
+        // The slot before the message: with the table full, the reader
+        // taken out of the ring used to be ended at once, which discarded
+        // the message; now the call fails and the message stays queued.
+        let slot = registry::reserve()?;
         let (h, n) = with_rx(owner, owner_kind, |rx| {
             let (id, n) = rx.read_message(wait)?;
             let ticket = Ticket {
@@ -375,8 +383,7 @@ unsafe fn read_message_impl(
                 owner_kind,
                 id,
             };
-            let h = registry::insert(Obj::Reader(ticket)).inspect_err(|_| rx.reader_end(id))?;
-            Ok((h, n))
+            Ok((slot.fill(Obj::Reader(ticket)), n))
         })?;
         // SAFETY: non-null, writable by the caller's contract.
         unsafe { put(out, handle(h)) }?;
@@ -397,7 +404,8 @@ unsafe fn read_message_impl(
 ///
 /// Errors: as `shmsock_recv` (`SHMSOCK_DISCONNECTED`, `SHMSOCK_TIMEOUT`,
 /// `SHMSOCK_PROTOCOL`, `SHMSOCK_BUSY` if a message or reader is
-/// outstanding, ...).
+/// outstanding, ...); `SHMSOCK_IO` if the handle table is full (checked
+/// first: the message stays queued for the next call).
 ///
 /// # Safety
 /// `out` is NULL or valid for writing a pointer; `len` is NULL or valid for

@@ -99,21 +99,29 @@ impl std::fmt::Debug for PendingSet {
     }
 }
 
+/// Whether a process listens on the socket file at `path`. The probe is
+/// non-blocking: a blocking `connect` to a listener whose accept backlog is
+/// full (a server that is stopped or hung) sleeps until it accepts, with
+/// no bound; a full backlog (`EAGAIN`) means someone listens there.
 fn is_live_socket(path: &Path) -> Result<bool> {
     let addr = socket_addr(path)?;
     let probe = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )
     .map_err(|e| Error::io("socket", e))?;
-    match rustix::net::connect(&probe, &addr) {
-        // Someone is listening (our probe is dropped at once; the server
-        // sees a client that hangs up before its handshake).
-        Ok(()) => Ok(true),
-        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
+    loop {
+        return match rustix::net::connect(&probe, &addr) {
+            // Someone is listening (our probe is dropped at once; the
+            // server sees a client that hangs up before its handshake), or
+            // listens with its backlog full.
+            Ok(()) | Err(Errno::AGAIN) => Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
+        };
     }
 }
 
@@ -551,5 +559,64 @@ impl Drop for Listener {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A server that is stopped or hung with its accept backlog full still
+    /// owns its socket file: `bind`'s stale-socket probe was a blocking
+    /// connect, which slept until that server would accept (never). Now
+    /// the probe does not wait and a full backlog counts as live.
+    #[test]
+    fn binding_over_a_hung_listener_neither_blocks_nor_steals_its_socket() {
+        let path = std::env::temp_dir().join(format!("shmsock-full-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let addr = socket_addr(&path).unwrap();
+        let sock = |flags| {
+            rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::SEQPACKET,
+                SocketFlags::CLOEXEC | flags,
+                None,
+            )
+            .unwrap()
+        };
+        let hung = sock(SocketFlags::empty());
+        rustix::net::bind(&hung, &addr).unwrap();
+        // Backlog 0: Linux queues one connection, then refuses more.
+        rustix::net::listen(&hung, 0).unwrap();
+        let mut queued = Vec::new();
+        loop {
+            let s = sock(SocketFlags::NONBLOCK);
+            match rustix::net::connect(&s, &addr) {
+                Ok(()) => queued.push(s),
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => {}
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+            assert!(queued.len() < 1024, "the backlog never filled");
+        }
+        // On a thread with a watchdog: the bug blocked forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Listener::bind(&p).map(drop));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("bind blocked on a hung listener");
+        match r {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(path.exists(), "the live listener's socket file was removed");
+        drop((hung, queued));
+        let _ = std::fs::remove_file(&path);
     }
 }

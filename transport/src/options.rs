@@ -277,6 +277,13 @@ impl Builder {
         self
     }
 
+    /// The handshake timeout set with [`Builder::handshake_timeout`], for
+    /// layers that bound more than the handshake by it (a broker lookup
+    /// before the handshake, in `shmsock-services`).
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// Default timeout of `send`/`recv`/`reserve` (default none).
     pub fn timeout(mut self, t: Option<Duration>) -> Self {
         self.timeout = t;

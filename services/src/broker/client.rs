@@ -265,7 +265,8 @@ enum Rejoined {
 }
 
 impl Provider {
-    /// Connects to the broker at `broker` and registers `name`.
+    /// Connects to the broker at `broker` and registers `name`, waiting up
+    /// to 5 s in all ([`Provider::register_timeout`] to choose).
     ///
     /// # Errors
     /// [`Error::BadName`]; [`Error::Io`] if the broker cannot be reached;
@@ -276,18 +277,49 @@ impl Provider {
         name: &str,
         policy: LookupPolicy,
     ) -> Result<Provider> {
-        let mut p = Provider::connect(broker)?;
-        p.add(name, policy)?;
+        Self::register_timeout(broker, name, policy, REQUEST_TIMEOUT)
+    }
+
+    /// As [`register`](Provider::register), giving up after `timeout`
+    /// (connecting, also to a broker whose accept backlog is full, and the
+    /// registration share it). Any duration works; `Duration::MAX` means
+    /// no limit.
+    ///
+    /// # Errors
+    /// As [`Provider::register`]; [`Error::Timeout`] after `timeout`.
+    pub fn register_timeout(
+        broker: impl AsRef<Path>,
+        name: &str,
+        policy: LookupPolicy,
+        timeout: Duration,
+    ) -> Result<Provider> {
+        let deadline = sock::deadline_after(timeout);
+        let mut p = Provider::connect_until(broker.as_ref(), deadline)?;
+        p.add_until(name, policy, deadline)?;
         Ok(p)
     }
 
-    /// Connects to the broker without registering a name yet.
+    /// Connects to the broker without registering a name yet, waiting up
+    /// to 5 s for room in its accept backlog ([`Provider::connect_timeout`]
+    /// to choose).
     ///
     /// # Errors
-    /// [`Error::Io`] if the broker cannot be reached.
+    /// [`Error::Io`] if the broker cannot be reached; [`Error::Timeout`].
     pub fn connect(broker: impl AsRef<Path>) -> Result<Provider> {
-        let broker = broker.as_ref().to_owned();
-        let conn = BrokerConn::connect(&broker, sock::deadline_after(REQUEST_TIMEOUT))?;
+        Self::connect_timeout(broker, REQUEST_TIMEOUT)
+    }
+
+    /// As [`connect`](Provider::connect), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Provider::connect`].
+    pub fn connect_timeout(broker: impl AsRef<Path>, timeout: Duration) -> Result<Provider> {
+        Self::connect_until(broker.as_ref(), sock::deadline_after(timeout))
+    }
+
+    fn connect_until(broker: &Path, deadline: Option<Instant>) -> Result<Provider> {
+        let broker = broker.to_owned();
+        let conn = BrokerConn::connect(&broker, deadline)?;
         Ok(Provider {
             broker,
             names: Vec::new(),
@@ -299,13 +331,35 @@ impl Provider {
     }
 
     /// Registers one more name over the same connection (waiting up to 5 s
-    /// for the broker's answer).
+    /// for the broker's answer; [`Provider::add_timeout`] to choose).
     ///
     /// # Errors
     /// As [`Provider::register`]; [`Error::Disconnected`] if the broker is
     /// gone or the provider is still re-registering with a restarted one
     /// (the name is not kept).
     pub fn add(&mut self, name: &str, policy: LookupPolicy) -> Result<()> {
+        self.add_timeout(name, policy, REQUEST_TIMEOUT)
+    }
+
+    /// As [`add`](Provider::add), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`Provider::add`]; [`Error::Timeout`] after `timeout`.
+    pub fn add_timeout(
+        &mut self,
+        name: &str,
+        policy: LookupPolicy,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.add_until(name, policy, sock::deadline_after(timeout))
+    }
+
+    fn add_until(
+        &mut self,
+        name: &str,
+        policy: LookupPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         let name = Name::new(name).map_err(Error::BadName)?;
         let Link::Up(conn) = &mut self.link else {
             return Err(Error::Disconnected);
@@ -318,7 +372,7 @@ impl Provider {
                 policy,
             },
             None,
-            sock::deadline_after(REQUEST_TIMEOUT),
+            deadline,
             &mut self.stash,
         );
         match r {
@@ -328,9 +382,12 @@ impl Provider {
                 Ok(())
             }
             Err(e) => {
-                if e.is_disconnected() {
-                    self.link = Link::Down(Instant::now());
-                }
+                // Gone, timed out or lying: the connection's state is
+                // unknown (a late reply would be taken for another
+                // request's). Drop it; the next accept reconnects and
+                // registers the names already held (not this one: the
+                // broker drops it with the connection).
+                self.link = Link::Down(Instant::now());
                 Err(e)
             }
         }
@@ -572,15 +629,16 @@ fn reply_tag(m: &BrokerMsg) -> u32 {
 /// [`Refusal::ProviderBusy`](crate::wire::Refusal::ProviderBusy)); [`Error::Timeout`].
 pub fn lookup(broker: impl AsRef<Path>, name: &str, timeout: Duration) -> Result<(OwnedFd, Peer)> {
     let name = Name::new(name).map_err(Error::BadName)?;
-    lookup_name(broker.as_ref(), &name, timeout)
+    lookup_name(broker.as_ref(), &name, sock::deadline_after(timeout))
 }
 
+/// [`lookup`] by `deadline` (`None`: no limit), for callers that bound a
+/// lookup and the handshake after it by one deadline.
 pub(crate) fn lookup_name(
     broker: &Path,
     name: &Name,
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<(OwnedFd, Peer)> {
-    let deadline = sock::deadline_after(timeout);
     let mut conn = BrokerConn::connect(broker, deadline)?;
     let (ours, theirs) = sock::pair()?;
     let mut stash = VecDeque::new();

@@ -175,12 +175,20 @@ pub struct Broker {
     next_id: u64,
 }
 
+/// Whether a process listens on the socket file at `path`. The probe is
+/// non-blocking: a blocking `connect` to a listener whose accept backlog is
+/// full (a broker that is stopped or hung) would sleep until it accepts,
+/// with no bound; a full backlog (`EAGAIN`) means someone listens there.
 fn is_live_socket(path: &Path) -> Result<bool> {
-    let probe = sock::seqpacket(SocketFlags::empty())?;
-    match rustix::net::connect(&probe, &sock::socket_addr(path)?) {
-        Ok(()) => Ok(true),
-        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
+    let probe = sock::seqpacket(SocketFlags::NONBLOCK)?;
+    let addr = sock::socket_addr(path)?;
+    loop {
+        return match rustix::net::connect(&probe, &addr) {
+            Ok(()) | Err(Errno::AGAIN) => Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
+        };
     }
 }
 
@@ -680,6 +688,32 @@ impl Drop for Broker {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A broker that is stopped or hung with its accept backlog full
+    /// still owns its socket file: the stale-socket probe of `bind` was a
+    /// blocking connect, which slept until that broker would accept
+    /// (never). Now the probe does not wait, and a full backlog counts as
+    /// a live broker.
+    #[test]
+    fn binding_over_a_hung_broker_neither_blocks_nor_steals_its_socket() {
+        use super::super::testing::{within, FullBacklog};
+        let path = std::env::temp_dir().join(format!("shmsock-broker-full-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let full = FullBacklog::start(path.to_str().unwrap(), rustix::net::SocketType::SEQPACKET);
+        let p = path.clone();
+        let r = within(Duration::from_secs(60), move || {
+            Broker::bind(&p).map(|_| ())
+        });
+        match r {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(path.exists(), "the live broker's socket file was removed");
+        drop(full);
+        let _ = std::fs::remove_file(&path);
+    }
 
     /// Regression: a huge reservation (`Instant` overflow when a provider
     /// died) or step timeout (epoll's int of ms) must not panic or fail.

@@ -123,3 +123,64 @@ impl Drop for HungBroker {
         self.halt();
     }
 }
+
+/// A Unix socket at `path` that listens, never accepts, and has its accept
+/// backlog full: a blocking `connect` there sleeps in the kernel until the
+/// listener accepts (never), a non-blocking one fails with `EAGAIN`. What a
+/// stopped or hung broker or publisher looks like to a newcomer.
+pub(crate) struct FullBacklog {
+    _listener: OwnedFd,
+    /// The connections that fill the backlog.
+    _queued: Vec<OwnedFd>,
+}
+
+impl FullBacklog {
+    pub(crate) fn start(path: &str, ty: rustix::net::SocketType) -> FullBacklog {
+        use rustix::io::Errno;
+        use rustix::net::AddressFamily;
+        let addr = sock::socket_addr(path.as_ref()).unwrap();
+        let listener =
+            rustix::net::socket_with(AddressFamily::UNIX, ty, SocketFlags::CLOEXEC, None).unwrap();
+        rustix::net::bind(&listener, &addr).unwrap();
+        // Backlog 0: Linux queues one connection, then refuses more.
+        rustix::net::listen(&listener, 0).unwrap();
+        let mut queued = Vec::new();
+        loop {
+            let s = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                ty,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+                None,
+            )
+            .unwrap();
+            match rustix::net::connect(&s, &addr) {
+                Ok(()) => queued.push(s),
+                Err(Errno::AGAIN) => break,
+                Err(Errno::INTR) => {}
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+            assert!(queued.len() < 1024, "the backlog never filled");
+        }
+        FullBacklog {
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
+/// Runs `f` on a thread and waits up to `limit` for it: a call that blocks
+/// forever fails the test (its thread is left behind) instead of hanging
+/// the test binary.
+pub(crate) fn within<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("the call did not return within {limit:?}"),
+    }
+}

@@ -35,6 +35,7 @@ pub struct PublisherOptions {
     history: usize,
     max_subscribers: usize,
     handshake_timeout: Duration,
+    broker_timeout: Duration,
     segment: SegmentOptions,
 }
 
@@ -47,6 +48,7 @@ impl Default for PublisherOptions {
             history: 0,
             max_subscribers: 64,
             handshake_timeout: Duration::from_secs(5),
+            broker_timeout: Duration::from_secs(5),
             segment: SegmentOptions::default(),
         }
     }
@@ -54,7 +56,7 @@ impl Default for PublisherOptions {
 
 impl PublisherOptions {
     /// Defaults: 1 MiB ring, [`Policy::Block`], `max_lag` 1 s, no history,
-    /// 64 subscribers, 5 s handshake timeout.
+    /// 64 subscribers, 5 s handshake timeout, 5 s broker timeout.
     pub fn new() -> Self {
         Self::default()
     }
@@ -90,6 +92,14 @@ impl PublisherOptions {
     /// Time a connecting subscriber has to finish its handshake.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
+        self
+    }
+    /// Time [`Publisher::create_named`] may take to register with the
+    /// broker (connecting, also to a broker whose accept backlog is full,
+    /// and its answer); default 5 s. Any duration works; `Duration::MAX`
+    /// means no limit.
+    pub fn broker_timeout(mut self, t: Duration) -> Self {
+        self.broker_timeout = t;
         self
     }
     /// Memfd options of the data segment (huge pages, populate).
@@ -245,7 +255,8 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`Publisher::new`]; [`Error::Broker`] if the broker cannot be
-    /// reached or refuses the name.
+    /// reached or refuses the name, or (`Broker(Timeout)`) does not answer
+    /// within the options' [`broker_timeout`](PublisherOptions::broker_timeout).
     pub fn create_named(
         broker: impl AsRef<Path>,
         name: &str,
@@ -253,8 +264,8 @@ impl Publisher {
         opts: PublisherOptions,
     ) -> Result<Self> {
         let mut p = Self::new(opts)?;
-        let provider =
-            Provider::register(broker, name, policy).map_err(|e| Error::Broker(Box::new(e)))?;
+        let provider = Provider::register_timeout(broker, name, policy, p.opts.broker_timeout)
+            .map_err(|e| Error::Broker(Box::new(e)))?;
         p.provider = Some(provider);
         Ok(p)
     }

@@ -10,13 +10,15 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{
-    recv, recvmsg, send, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
-    ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    recv, recvmsg, send, sendmsg, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
 };
 
 use super::wire::HANDSHAKE_LEN;
@@ -49,6 +51,47 @@ pub(crate) enum Progress {
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Connects a Unix `SOCK_STREAM` socket (`CLOEXEC`, left non-blocking) to
+/// the listener at `path` by `deadline`; `Ok(None)` on timeout.
+///
+/// A blocking `connect` to a listener whose accept backlog is full (a
+/// publisher that is stopped, hung, or not running its housekeeping)
+/// sleeps in the kernel until the listener accepts, with no bound: here
+/// the socket is non-blocking, so a full backlog answers `EAGAIN`, which
+/// is retried every millisecond until the deadline, as the transport's
+/// connect does. A Unix socket's `connect` never answers `EINPROGRESS`: it
+/// either queues the connection at once or fails. `EINTR` is retried.
+pub(crate) fn connect_stream(
+    path: &Path,
+    deadline: Option<Instant>,
+) -> io::Result<Option<OwnedFd>> {
+    let addr = SocketAddrUnix::new(path).map_err(errno)?;
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(errno)?;
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => return Ok(Some(sock)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                let left = match deadline {
+                    None => Duration::from_millis(1),
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                };
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                std::thread::sleep(left.min(Duration::from_millis(1)));
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    }
 }
 
 /// Converts a deadline into a poll timeout; `None` if it passed.

@@ -49,7 +49,10 @@ impl SubscriberOptions {
         self.history = messages;
         self
     }
-    /// Time the handshake may take.
+    /// Time subscribing may take (default 5 s): connecting (also to a
+    /// publisher whose accept backlog is full), the broker lookup of a
+    /// name, and the handshake, all bounded by one deadline. Any duration
+    /// works; `Duration::MAX` means no limit.
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.handshake_timeout = t;
         self
@@ -108,14 +111,21 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Connects to the publisher listening on `path` and subscribes.
+    /// Connects to the publisher listening on `path` and subscribes, by
+    /// the options' [`handshake_timeout`](SubscriberOptions::handshake_timeout)
+    /// (which bounds the connect too: a publisher that is stopped or hung
+    /// with its accept backlog full gives [`Error::Timeout`], not a caller
+    /// blocked forever).
     ///
     /// # Errors
-    /// [`Error::Io`] if the connection fails; as
-    /// [`Subscriber::from_stream`].
+    /// [`Error::Io`] if the connection fails (no such socket, refused);
+    /// [`Error::Timeout`]; as [`Subscriber::from_stream`].
     pub fn subscribe(path: impl AsRef<Path>, opts: SubscriberOptions) -> Result<Self> {
-        let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", e))?;
-        Self::from_stream(stream, opts)
+        let deadline = Instant::now().checked_add(opts.handshake_timeout);
+        let sock = sock::connect_stream(path.as_ref(), deadline)
+            .map_err(|e| Error::io("connect", e))?
+            .ok_or(Error::Timeout)?;
+        Self::handshake(UnixStream::from(sock), opts, deadline)
     }
 
     /// Subscribes to the publisher at `target`: a socket path, or a service
@@ -135,18 +145,22 @@ impl Subscriber {
     /// # Ok(()) }
     /// ```
     ///
+    /// The lookup and the handshake share one deadline, the options'
+    /// [`handshake_timeout`](SubscriberOptions::handshake_timeout).
+    ///
     /// # Errors
     /// [`Error::Broker`] if the name cannot be resolved (no broker, no such
-    /// name, not allowed); as [`Subscriber::subscribe`] and
+    /// name, not allowed, or the broker did not answer in time:
+    /// `Broker(Timeout)`); as [`Subscriber::subscribe`] and
     /// [`Subscriber::from_stream`].
     pub fn subscribe_to(target: impl ToTarget, opts: SubscriberOptions) -> Result<Self> {
         match target.to_target().map_err(|e| Error::Broker(Box::new(e)))? {
             Target::Path(path) => Self::subscribe(path, opts),
             Target::Name { broker, name } => {
-                let (sock, _peer) =
-                    crate::broker::lookup(&broker, name.as_str(), opts.handshake_timeout)
-                        .map_err(|e| Error::Broker(Box::new(e)))?;
-                Self::from_stream(UnixStream::from(sock), opts)
+                let deadline = Instant::now().checked_add(opts.handshake_timeout);
+                let (sock, _peer) = crate::broker::lookup_name(&broker, &name, deadline)
+                    .map_err(|e| Error::Broker(Box::new(e)))?;
+                Self::handshake(UnixStream::from(sock), opts, deadline)
             }
         }
     }
@@ -163,6 +177,15 @@ impl Subscriber {
     /// memfd of the announced size, wrong header).
     pub fn from_stream(stream: UnixStream, opts: SubscriberOptions) -> Result<Self> {
         let deadline = Instant::now().checked_add(opts.handshake_timeout);
+        Self::handshake(stream, opts, deadline)
+    }
+
+    /// The handshake over a connected stream, by `deadline`.
+    fn handshake(
+        stream: UnixStream,
+        opts: SubscriberOptions,
+        deadline: Option<Instant>,
+    ) -> Result<Self> {
         stream
             .set_nonblocking(true)
             .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;

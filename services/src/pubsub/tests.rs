@@ -319,3 +319,85 @@ fn try_send_never_waits_for_a_hung_broker() {
     p.poll_timeout(Duration::from_millis(20)).unwrap();
     assert!(t.elapsed() < bound, "poll_timeout took {:?}", t.elapsed());
 }
+
+#[test]
+fn subscribing_to_a_hung_publisher_times_out() {
+    // A publisher that is stopped or hung, its accept backlog full: the
+    // blocking connect of `subscribe` slept in the kernel until it would
+    // accept, with no bound. Now the handshake timeout bounds the connect.
+    use crate::broker::testing::{within, FullBacklog};
+    use std::time::Instant;
+    let path = std::env::temp_dir().join(format!("shmsock-ps-full-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let full = FullBacklog::start(path.to_str().unwrap(), rustix::net::SocketType::STREAM);
+    let p = path.clone();
+    let (r, took) = within(Duration::from_secs(60), move || {
+        let t = Instant::now();
+        let opts = SubscriberOptions::new().handshake_timeout(Duration::from_millis(200));
+        (Subscriber::subscribe(&p, opts), t.elapsed())
+    });
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    // Generous: the bound is the 200 ms timeout, the bug was forever.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    drop(full);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn subscribing_to_a_publisher_that_never_answers_times_out() {
+    // Listening, room in the backlog, never accepting nor answering: the
+    // connect succeeds and the handshake times out.
+    use crate::broker::testing::within;
+    use std::os::unix::net::UnixListener;
+    let path = std::env::temp_dir().join(format!("shmsock-ps-mute-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let p = path.clone();
+    let r = within(Duration::from_secs(60), move || {
+        let opts = SubscriberOptions::new().handshake_timeout(Duration::from_millis(200));
+        Subscriber::subscribe(&p, opts)
+    });
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn subscribing_by_name_through_a_hung_broker_times_out() {
+    // The lookup and the handshake share the options' deadline.
+    use crate::broker::testing::{abstract_path, within, HungBroker};
+    let path = abstract_path("sub-hung");
+    let hung = HungBroker::start(&path);
+    let target = crate::Target::name_at(&path, "svc.subhung").unwrap();
+    let r = within(Duration::from_secs(60), move || {
+        let opts = SubscriberOptions::new().handshake_timeout(Duration::from_millis(200));
+        Subscriber::subscribe_to(target, opts)
+    });
+    match r {
+        Err(Error::Broker(e)) => assert!(e.is_timeout(), "{e:?}"),
+        r => panic!("{r:?}"),
+    }
+    drop(hung);
+}
+
+#[test]
+fn registering_a_publisher_with_a_hung_broker_times_out() {
+    use crate::broker::testing::{abstract_path, within, HungBroker};
+    use std::time::Instant;
+    let path = abstract_path("pub-reg-hung");
+    let hung = HungBroker::start(&path);
+    let p = path.clone();
+    let (r, took) = within(Duration::from_secs(60), move || {
+        let t = Instant::now();
+        let opts = PublisherOptions::new().broker_timeout(Duration::from_millis(200));
+        let r = Publisher::create_named(&p, "svc.pubreg", crate::LookupPolicy::SameUid, opts);
+        (r.map(|_| ()), t.elapsed())
+    });
+    match r {
+        Err(Error::Broker(e)) => assert!(e.is_timeout(), "{e:?}"),
+        r => panic!("{r:?}"),
+    }
+    // The fixed registration timeout was 5 s; generous for a busy machine.
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    drop(hung);
+}
