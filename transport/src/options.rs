@@ -16,7 +16,12 @@ pub enum WaitStrategy {
     /// are noticed.
     Spin,
     /// Park at once: mark the ring, sleep on the socket until the peer sends
-    /// a wake-up. Costs a syscall on each side per wake-up; no spinning.
+    /// a wake-up. Costs a syscall on each side per wake-up; no spinning
+    /// between messages. In the middle of a message larger than one ring
+    /// record, whose peer is copying the next fragment in (or the last one
+    /// out) right now, it first spins for about one fragment's copy time
+    /// (5-100 µs) and parks only if the fragment (or the space) has not
+    /// come by then: a park per fragment would cost a wake-up per fragment.
     Block,
     /// Spin, then park, where spinning pays: each wait either spins up to
     /// `spin` and then parks, or parks at once, whichever the recent waits
@@ -118,7 +123,19 @@ pub struct Builder {
     pub(crate) asymmetric_fences: bool,
     pub(crate) prefault: bool,
     pub(crate) fragment_size: usize,
+    pub(crate) pipeline_threshold: usize,
 }
+
+/// Default of [`Builder::pipeline_threshold`].
+/// 256 KiB: a 1 MiB round trip went 1.2-1.6x faster split into 128 KiB
+/// fragments, one way at par (docs/performance.md, "Block and large
+/// messages").
+pub(crate) const DEFAULT_PIPELINE_THRESHOLD: usize = 256 << 10;
+
+/// Payload bytes of the fragments of a message sent in fragments only to
+/// pipeline it ([`Builder::pipeline_threshold`]), unless
+/// [`Builder::fragment_size`] is set.
+pub(crate) const PIPELINE_FRAGMENT: usize = 128 << 10;
 
 /// Default of [`Builder::max_message`] and [`Builder::max_peer_ring`].
 const DEFAULT_LIMIT: u64 = 64 << 20;
@@ -138,6 +155,7 @@ impl Default for Builder {
             asymmetric_fences: false,
             prefault: true,
             fragment_size: 0,
+            pipeline_threshold: DEFAULT_PIPELINE_THRESHOLD,
         }
     }
 }
@@ -201,6 +219,33 @@ impl Builder {
     /// ```
     pub fn fragment_size(mut self, bytes: usize) -> Self {
         self.fragment_size = bytes;
+        self
+    }
+
+    /// Messages longer than this many bytes are sent by `send` (and
+    /// `try_send`, `send_batch`) as fragments even when they would fit one
+    /// ring record, if the receiver has consumed everything sent before
+    /// (it is waiting for this one): it then copies the first fragments
+    /// out while the sender still copies the next ones in (pipelined), so
+    /// the message arrives sooner than as one record, which the receiver
+    /// can only start on once the sender has written all of it. Behind a
+    /// backlog a message goes as one record (the receiver is busy anyway,
+    /// and one record per message streams faster). Their fragments are
+    /// [`Builder::fragment_size`] bytes if set, else 128 KiB (at most a
+    /// quarter of the ring). Default 256 KiB; `usize::MAX` sends every
+    /// message that fits one record as one record. Zero-copy writes
+    /// (`reserve`, `write_message`) are not affected. `docs/performance.md`
+    /// ("Block and large messages") has the measurements behind the
+    /// defaults.
+    ///
+    /// # Examples
+    /// ```
+    /// // Never split a message that fits one record.
+    /// let opts = shmsock_transport::Builder::new().pipeline_threshold(usize::MAX);
+    /// # let _ = opts;
+    /// ```
+    pub fn pipeline_threshold(mut self, bytes: usize) -> Self {
+        self.pipeline_threshold = bytes;
         self
     }
 

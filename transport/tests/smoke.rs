@@ -577,3 +577,171 @@ fn fragment_size_sets_the_pieces_of_a_large_message() {
     let (_c, chunks) = sender.join().unwrap();
     assert_eq!(chunks, lens.len());
 }
+
+/// Pieces `read_message` sees of one message of `len` bytes sent with
+/// `send` through a 4 MiB ring by a sender built by `opts`, and whether
+/// the message came through intact.
+fn pieces_of_send(name: &str, opts: Builder, len: usize) -> Vec<usize> {
+    const RING: u64 = 4 << 20;
+    let path = sock_path(name);
+    let l = opts.ring_capacity(RING).bind(&path).unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.send(&sent).unwrap();
+        // And through the batch path, which splits the same way.
+        assert_eq!(c.send_batch(&[&sent[..], b"tail"]).unwrap(), 2);
+        c
+    });
+    let mut c = Builder::new().connect(&path).unwrap();
+    let mut piece = Vec::new();
+    let mut lens = Vec::new();
+    let mut got = Vec::new();
+    {
+        let mut r = c.receiver().read_message().unwrap();
+        while r.next_chunk(&mut piece).unwrap() {
+            lens.push(piece.len());
+            got.extend_from_slice(&piece);
+        }
+    }
+    assert_eq!(got, data);
+    let mut buf = Vec::new();
+    assert_eq!(c.recv_into(&mut buf).unwrap(), len);
+    assert_eq!(buf, data);
+    assert_eq!(c.recv().unwrap().to_vec(), b"tail");
+    drop(sender.join().unwrap());
+    lens
+}
+
+#[test]
+fn pipeline_threshold_splits_messages_that_fit_one_record() {
+    // 1 MiB fits one record of a 4 MiB ring (2 MiB - 8).
+    let len = 1 << 20;
+    // Above the threshold: 128 KiB fragments (the first one 8 bytes short,
+    // the start header), though a quarter ring would be 1 MiB.
+    let lens = pieces_of_send("pipe-on", Builder::new().pipeline_threshold(256 << 10), len);
+    assert_eq!(lens.len(), (len + 8).div_ceil(128 << 10), "{lens:?}");
+    assert_eq!(lens[0], (128 << 10) - 8);
+    // `fragment_size` sets them, if given.
+    let lens = pieces_of_send(
+        "pipe-frag",
+        Builder::new()
+            .pipeline_threshold(256 << 10)
+            .fragment_size(300_000),
+        len,
+    );
+    assert_eq!(lens.len(), (len + 8).div_ceil(300_000), "{lens:?}");
+    // Off: one record, one piece.
+    let lens = pieces_of_send(
+        "pipe-off",
+        Builder::new().pipeline_threshold(usize::MAX),
+        len,
+    );
+    assert_eq!(lens, [len]);
+    // At or below the threshold: one record.
+    let lens = pieces_of_send("pipe-below", Builder::new().pipeline_threshold(len), len);
+    assert_eq!(lens, [len]);
+}
+
+#[test]
+fn block_fragments_both_ways_with_a_stalling_peer() {
+    // `Block` halves spin for the next fragment (or its space) in the
+    // middle of a message, then park: small fragments, a small ring, and a
+    // peer that stalls mid-message (longer than any spin window), both ways.
+    let path = sock_path("block-frags");
+    let opts = Builder::new()
+        .wait(WaitStrategy::Block)
+        .ring_capacity(1 << 14)
+        .fragment_size(1000);
+    let l = opts.clone().bind(&path).unwrap();
+    let len = 200_000;
+    let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+    let sent = data.clone();
+    let echo = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        let mut buf = Vec::new();
+        for round in 0..6 {
+            // Stalls in the middle of the message it reads.
+            let mut r = c.receiver().read_message().unwrap();
+            let mut piece = Vec::new();
+            buf.clear();
+            let mut k = 0;
+            while r.next_chunk(&mut piece).unwrap() {
+                buf.extend_from_slice(&piece);
+                k += 1;
+                if round % 2 == 1 && k == 10 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            drop(r);
+            assert_eq!(buf, sent);
+            // Stalls in the middle of the message it writes.
+            let mut w = c.write_message(len).unwrap();
+            let mut k = 0;
+            while let Some(mut chunk) = w.next_chunk().unwrap() {
+                let at = chunk.range().start;
+                let n = chunk.len();
+                chunk.copy_from_slice(&buf[at..at + n]);
+                chunk.commit().unwrap();
+                k += 1;
+                if round % 2 == 0 && k == 10 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    });
+    let mut c = opts.connect(&path).unwrap();
+    let mut back = Vec::new();
+    for _ in 0..6 {
+        c.send(&data).unwrap();
+        assert_eq!(c.recv_into(&mut back).unwrap(), len);
+        assert_eq!(back, data);
+    }
+    echo.join().unwrap();
+}
+
+#[test]
+fn a_message_behind_a_backlog_is_not_split() {
+    // Default threshold (256 KiB): 1 MiB through a 4 MiB ring is split only
+    // if the receiver has consumed everything sent before.
+    let path = sock_path("pipe-backlog");
+    let l = Builder::new().ring_capacity(4 << 20).bind(&path).unwrap();
+    let len: usize = 1 << 20;
+    let data: Vec<u8> = (0..len).map(|i| (i * 3 + 1) as u8).collect();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        let mut c = l.accept().unwrap();
+        c.send(b"unread").unwrap();
+        c.send(&sent).unwrap();
+        // Wait until the peer has read both, then send on an empty ring.
+        assert_eq!(c.recv().unwrap().to_vec(), b"go");
+        c.send(&sent).unwrap();
+        c
+    });
+    let mut c = Builder::new().connect(&path).unwrap();
+    let pieces = |c: &mut Connection| {
+        let mut r = c.receiver().read_message().unwrap();
+        let (mut piece, mut got, mut n) = (Vec::new(), Vec::new(), 0);
+        while r.next_chunk(&mut piece).unwrap() {
+            got.extend_from_slice(&piece);
+            n += 1;
+        }
+        (got, n)
+    };
+    // Let the sender queue both messages before anything is read.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(c.recv().unwrap().to_vec(), b"unread");
+    let (got, n) = pieces(&mut c);
+    assert_eq!(got, data);
+    assert_eq!(n, 1, "behind a backlog: one record");
+    c.send(b"go").unwrap();
+    let (got, n) = pieces(&mut c);
+    assert_eq!(got, data);
+    assert_eq!(
+        n,
+        (len + 8).div_ceil(128 << 10),
+        "on an empty ring: fragments"
+    );
+    drop(sender.join().unwrap());
+}

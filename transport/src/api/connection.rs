@@ -34,6 +34,8 @@ pub(crate) struct Parts {
     /// Payload bytes of a fragment we send ([`crate::Builder::fragment_size`];
     /// 0: a quarter of the ring).
     pub(crate) fragment_size: usize,
+    /// [`crate::Builder::pipeline_threshold`].
+    pub(crate) pipeline_threshold: usize,
 }
 
 impl Parts {
@@ -47,6 +49,7 @@ impl Parts {
             self.peer,
             self.peer_max_message,
             self.fragment_size,
+            self.pipeline_threshold,
             shut.clone(),
         );
         let rx = RecvCore::new(self.cons, self.rx_sock, self.peer, self.max_message);

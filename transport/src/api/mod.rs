@@ -4,6 +4,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod message;
+pub(crate) mod mid_message;
 pub(crate) mod reader;
 pub(crate) mod receiver;
 pub(crate) mod sender;

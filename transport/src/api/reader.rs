@@ -97,7 +97,7 @@ impl<'a> MessageReader<'a> {
                     buf.clear();
                     return Ok(false);
                 }
-                StreamNext::Empty => self.rx.wait_data(at)?,
+                StreamNext::Empty => self.rx.wait_fragment(at)?,
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use shmsock_shm::ring::{WakeKind, WakeWord};
 
 use crate::api::message::Message;
+use crate::api::mid_message;
 use crate::core::recv::{Head, RecvCore};
 use crate::core::Deadline;
 use crate::error::Result;
@@ -77,6 +78,37 @@ impl Receiver {
         wait::wait_until(self, deadline, |r| r.core.has_data())
     }
 
+    /// [`Receiver::wait_data`] for the next fragment of a message in
+    /// progress, which its sender is writing right now: a `Block` receiver
+    /// first spins for it, as long as the last fragment takes to copy
+    /// ([`mid_message::spin_window`]), before it parks. Sized by what the
+    /// peer sent, not by what it announces: a peer trickling small
+    /// fragments earns short spins only.
+    pub(crate) fn wait_fragment(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if self.wait == WaitStrategy::Block {
+            let window = mid_message::within(
+                mid_message::spin_window(self.core.last_fragment()),
+                deadline,
+            );
+            let core = &mut self.core;
+            if mid_message::spin_until(window, || core.has_data())? {
+                return Ok(());
+            }
+        }
+        self.wait_data(deadline)
+    }
+
+    /// Waits for data after [`RecvCore::poll_head`] found none: for the
+    /// next fragment if a message is being reassembled.
+    #[inline]
+    fn wait_more(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if self.core.assembling() {
+            self.wait_fragment(deadline)
+        } else {
+            self.wait_data(deadline)
+        }
+    }
+
     /// Receives the next message, waiting per the wait strategy and the
     /// default timeout. The message borrows the receiver (see
     /// [`Message`] for why).
@@ -114,7 +146,7 @@ impl Receiver {
             match self.core.poll_head(&mut deadline)? {
                 Head::Inline(h) => return self.core.take_inline_into(h, buf),
                 Head::Whole => return Ok(self.message(None)?.move_into(buf)),
-                Head::Empty => self.wait_data(deadline.get())?,
+                Head::Empty => self.wait_more(deadline.get())?,
             }
         }
     }
@@ -126,7 +158,7 @@ impl Receiver {
             match self.core.poll_head(&mut deadline)? {
                 Head::Inline(h) => break Some(h),
                 Head::Whole => break None,
-                Head::Empty => self.wait_data(deadline.get())?,
+                Head::Empty => self.wait_more(deadline.get())?,
             }
         };
         self.message(head)
@@ -234,7 +266,7 @@ impl Receiver {
                 let mut deadline = Deadline::new(timeout);
                 loop {
                     match self.core.poll_head(&mut deadline)? {
-                        Head::Empty => self.wait_data(deadline.get())?,
+                        Head::Empty => self.wait_more(deadline.get())?,
                         h => break h,
                     }
                 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use shmsock_shm::ring::{self, Producer, WakeKind, WakeWord};
 
+use crate::api::mid_message;
 use crate::api::writer::MessageWriter;
 use crate::core::notify;
 use crate::core::send::SendCore;
@@ -93,10 +94,23 @@ impl Sender {
     /// Makes room for a record of `len` bytes before `deadline`: checks
     /// the peer, writes an abort record that is owed first, waits for
     /// space.
-    pub(crate) fn space_for(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
+    /// `mid`: the record continues a fragmented message already started
+    /// (see [`Sender::wait_space_mid`]).
+    pub(crate) fn space_for(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        mid: bool,
+    ) -> Result<()> {
         self.core.check_peer()?;
         if self.core.abort_pending {
             self.write_abort(deadline)?;
+        }
+        if mid {
+            if !self.core.can_reserve(len)? {
+                self.wait_space_mid(len, deadline)?;
+            }
+            return Ok(());
         }
         self.ensure_space(len, deadline)
     }
@@ -132,6 +146,27 @@ impl Sender {
     /// Waits until a record of `len` bytes fits, per the wait strategy.
     fn wait_space(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
         self.wait_until(deadline, |p| p.can_reserve(len))
+    }
+
+    /// [`Sender::wait_space`] in the middle of a fragmented message, whose
+    /// receiver is copying our fragments out right now: a `Block` sender
+    /// first spins for the space, a fragment's copy time at most
+    /// ([`mid_message::spin_window`]), before it parks.
+    pub(crate) fn wait_space_mid(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
+        if self.wait == WaitStrategy::Block {
+            let window =
+                mid_message::within(mid_message::spin_window(self.core.fragment_len()), deadline);
+            let pid = self.core.peer.pid;
+            let prod = &mut self.core.prod;
+            let caught = mid_message::spin_until(window, || {
+                prod.can_reserve(len)
+                    .map_err(|e| crate::error_map::send_ring_err(pid, e))
+            })?;
+            if caught {
+                return Ok(());
+            }
+        }
+        self.wait_space(len, deadline)
     }
 
     /// Waits until `ready` holds, per the wait strategy ([`wait::wait_until`]).
@@ -186,7 +221,7 @@ impl Sender {
     #[inline]
     fn send_within(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.core.check_len(data.len())?;
-        if data.len() > self.core.max_inline() {
+        if self.core.fragments(data.len()) {
             return self.send_large(data, timeout);
         }
         self.core.check_peer()?;
@@ -316,9 +351,8 @@ impl Sender {
         if self.core.abort_pending {
             self.write_abort(deadline.get())?;
         }
-        let max = self.core.max_inline();
         for m in msgs {
-            if m.len() > max {
+            if self.core.fragments(m.len()) {
                 self.core.publish_staged()?;
                 let left = deadline.remaining();
                 self.send_large(m, left)?;
@@ -350,7 +384,7 @@ impl Sender {
         // Our socket may have woken an event loop: consume the wake-ups so
         // a level-triggered poller does not report them again.
         self.core.disarm()?;
-        if data.len() > self.core.max_inline() {
+        if self.core.fragments(data.len()) {
             return self.send_large(data, self.timeout).map(|()| true);
         }
         self.core.check_peer()?;
@@ -422,6 +456,7 @@ impl Sender {
         loop {
             let step = match self.core.large_step(&mut ls, data) {
                 Ok(None) => return Ok(()),
+                Ok(Some(len)) if ls.started => self.wait_space_mid(len, deadline),
                 Ok(Some(len)) => self.wait_space(len, deadline),
                 Err(e) => Err(e),
             };

@@ -121,7 +121,8 @@ impl<'a> MessageWriter<'a> {
             },
         };
         let record = skip + range.len();
-        self.tx.space_for(record, deadline)?;
+        let mid = self.large.as_ref().is_some_and(|ls| ls.started);
+        self.tx.space_for(record, deadline, mid)?;
         let (mut grant, sock, peer_gone) = self.tx.core.take_fitting_parts(record, tag)?;
         if skip > 0 {
             grant.fill_from(&(self.len as u64).to_le_bytes());

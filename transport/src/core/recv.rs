@@ -75,6 +75,10 @@ pub(crate) struct RecvCore {
     /// The rest of a message whose reader was dropped early: discarded
     /// before anything else is read.
     skip: Option<Stream>,
+    /// Payload bytes of the last fragment taken: sizes a `Block`
+    /// receiver's spin for the next one, so that a peer can keep us
+    /// spinning only as long as its fragments' bytes take to copy.
+    last_fragment: usize,
     /// A transport-level violation was seen; every later call fails.
     broken: bool,
     pub(crate) peer_eof: bool,
@@ -91,6 +95,7 @@ impl RecvCore {
             assembled: Vec::new(),
             stream: None,
             skip: None,
+            last_fragment: 0,
             broken: false,
             peer_eof: false,
         }
@@ -98,6 +103,17 @@ impl RecvCore {
 
     fn protocol(&self, violation: ProtocolViolation) -> Error {
         protocol(self.peer.pid, violation)
+    }
+
+    /// Whether a fragmented message is being reassembled: its sender is
+    /// writing the next fragment.
+    pub(crate) fn assembling(&self) -> bool {
+        self.asm.is_some()
+    }
+
+    /// Payload bytes of the last fragment taken (0 before the first).
+    pub(crate) fn last_fragment(&self) -> usize {
+        self.last_fragment
     }
 
     /// Whether the ring holds a record.
@@ -233,6 +249,7 @@ impl RecvCore {
         let max_message = self.max_message;
         let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
         let n = head.len();
+        self.last_fragment = n;
         // Only `g` (in `cons`) and `asm` are touched while the guard lives.
         let step: Result<(), &'static str> = match head.tag() {
             TAG_FRAG_ABORT if n == 0 => {
@@ -400,6 +417,7 @@ impl RecvCore {
             return Err(self.fail(ProtocolViolation::Fragment(what)));
         }
         let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        self.last_fragment = n;
         if let Some(buf) = buf {
             buf.clear();
             g.append_to(0, buf);
@@ -493,6 +511,7 @@ impl RecvCore {
             }
         };
         let g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
+        self.last_fragment = n;
         let total = if skip == 0 {
             Ok(total)
         } else {

@@ -15,7 +15,7 @@ use crate::core::{notify, DRAIN_BUDGET};
 use crate::error::{Error, ProtocolViolation, Result};
 use crate::error_map::{protocol, send_ring_err, sock_err};
 use crate::fdpass::{recv_control, Recv};
-use crate::options::Credentials;
+use crate::options::{Credentials, PIPELINE_FRAGMENT};
 use crate::shutdown::ShutFlag;
 use crate::wire::{Control, FRAG_HEADER, TAG_FRAG, TAG_FRAG_ABORT, TAG_FRAG_START};
 
@@ -40,6 +40,11 @@ pub(crate) struct SendCore {
     shut: Arc<ShutFlag>,
     /// Payload bytes of a full fragment record ([`fragment_len`]).
     frag: usize,
+    /// Messages longer than this go in fragments even if they fit one
+    /// record ([`crate::Builder::pipeline_threshold`]).
+    pipeline_above: usize,
+    /// Payload bytes of the fragments of such a message.
+    pipeline_frag: usize,
 }
 
 impl SendCore {
@@ -49,11 +54,19 @@ impl SendCore {
         peer: Credentials,
         peer_max_message: u64,
         fragment_size: usize,
+        pipeline_threshold: usize,
         shut: Arc<ShutFlag>,
     ) -> Self {
         let frag = fragment_len(prod.capacity(), prod.max_record_len(), fragment_size);
+        let pipeline_frag = if fragment_size == 0 {
+            fragment_len(prod.capacity(), prod.max_record_len(), PIPELINE_FRAGMENT).min(frag)
+        } else {
+            frag
+        };
         SendCore {
             frag,
+            pipeline_above: pipeline_threshold,
+            pipeline_frag,
             prod,
             sock,
             peer_max_message,
@@ -78,6 +91,35 @@ impl SendCore {
     #[inline]
     pub(crate) fn max_inline(&self) -> usize {
         self.prod.max_record_len()
+    }
+
+    /// Payload bytes of a full fragment record.
+    pub(crate) fn fragment_len(&self) -> usize {
+        self.frag
+    }
+
+    /// Whether `send` sends a message of `len` bytes in fragments: it does
+    /// not fit one record, or it is long enough to gain from pipelining
+    /// ([`crate::Builder::pipeline_threshold`]) and the receiver has
+    /// consumed everything we sent (it waits for this message, so a first
+    /// fragment lets it start sooner). Behind a backlog the message goes as
+    /// one record: the receiver is busy anyway, and one record per message
+    /// streams faster than fragments (`docs/performance.md`, "Block and
+    /// large messages").
+    #[inline]
+    pub(crate) fn fragments(&mut self, len: usize) -> bool {
+        if len > self.max_inline() {
+            return true;
+        }
+        if len <= self.pipeline_above {
+            return false;
+        }
+        // The consumer's cursor only steers this choice: a lying peer
+        // picks how its own messages arrive, which it could not tell
+        // apart anyway. An invalid cursor shows on the reserve that
+        // follows.
+        let written = self.prod.position();
+        self.prod.consumed().is_ok_and(|c| c == written)
     }
 
     /// Largest message the peer accepts.
@@ -309,7 +351,14 @@ impl SendCore {
     /// Starts writing `len` bytes as a fragmented message (see
     /// [`crate::core::frag`]).
     pub(crate) fn large_start(&self, len: usize) -> LargeSend {
-        LargeSend::new(len, self.frag)
+        // A message that would fit one record is split only to pipeline
+        // it: in pieces small enough that the receiver starts early.
+        let frag = if len > self.max_inline() {
+            self.frag
+        } else {
+            self.pipeline_frag
+        };
+        LargeSend::new(len, frag)
     }
 
     /// Writes the fragments of `data` that fit now. Returns `None` when

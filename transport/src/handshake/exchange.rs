@@ -191,6 +191,7 @@ impl Established {
             timeout: self.local.timeout,
             futex: self.local.futex,
             fragment_size: self.local.fragment_size,
+            pipeline_threshold: self.local.pipeline_threshold,
         })
     }
 }
@@ -218,6 +219,8 @@ pub(super) struct Local {
     pub(super) prefault: bool,
     /// [`Builder::fragment_size`] (0: a quarter of the ring).
     pub(super) fragment_size: usize,
+    /// [`Builder::pipeline_threshold`].
+    pub(super) pipeline_threshold: usize,
 }
 
 impl Local {
@@ -237,6 +240,7 @@ impl Local {
                 && shmsock_shm::membarrier::register(),
             prefault: opts.prefault,
             fragment_size: opts.fragment_size,
+            pipeline_threshold: opts.pipeline_threshold,
         }
     }
 

@@ -78,7 +78,7 @@ impl Sender {
     /// ```
     pub async fn send(&mut self, data: &[u8]) -> Result<()> {
         self.core.check_len(data.len())?;
-        if data.len() > self.core.max_inline() {
+        if self.core.fragments(data.len()) {
             return self.send_large(data).await;
         }
         self.core.check_peer()?;
