@@ -280,13 +280,23 @@ impl fmt::Display for Transport {
 /// stream through the ring in fragments).
 const MAX_INLINE_MESSAGE: usize = 1 << 20;
 
-/// Ring capacity used for messages of `size` bytes: four messages' worth,
-/// at least 64 KiB, for messages up to 1 MiB (so they travel inline); the
-/// default 1 MiB ring above that, through which messages stream in
-/// fragments.
+/// Ring capacity used for messages of `size` bytes, for messages up to
+/// 1 MiB (so they travel inline): sixteen messages' worth, at least 64 KiB
+/// and at most the default 1 MiB, but always four messages' worth (4 MiB
+/// for 1 MiB messages); the default 1 MiB ring above that, through which
+/// messages stream in fragments.
+///
+/// Sixteen, not four (until session 6): with four 16 KiB messages in a
+/// 64 KiB ring a `Block` reader, faster than its writer, emptied the ring
+/// and parked about once per ring, and each wake-up doubled the writer's
+/// CPU per message (docs/performance.md, "Block and large messages"),
+/// while the Unix stream it is compared with buffers 208 KiB and a
+/// shmsock user gets a 1 MiB ring by default.
 pub fn ring_capacity(size: usize) -> u64 {
     if size <= MAX_INLINE_MESSAGE {
-        ((4 * size) as u64).next_power_of_two().max(64 << 10)
+        let four = ((4 * size) as u64).next_power_of_two();
+        let sixteen = ((16 * size) as u64).next_power_of_two().min(1 << 20);
+        sixteen.max(four).max(64 << 10)
     } else {
         1 << 20
     }
