@@ -127,9 +127,10 @@ pub struct Builder {
 }
 
 /// Default of [`Builder::pipeline_threshold`].
-/// 256 KiB: a 1 MiB round trip went 1.2-1.6x faster split into 128 KiB
-/// fragments, one way at par (docs/performance.md, "Block and large
-/// messages").
+/// 256 KiB: in a quiet same-run A/B a 1 MiB round trip split into 128 KiB
+/// fragments took 0.80-1.05x the time of one record (faster in 7 of 8
+/// runs), one way at par (docs/performance.md, "Latest: session 6" and
+/// "Block and large messages").
 pub(crate) const DEFAULT_PIPELINE_THRESHOLD: usize = 256 << 10;
 
 /// Payload bytes of the fragments of a message sent in fragments only to
