@@ -10,6 +10,7 @@
 //! ```text
 //! cargo run --release -p shmsock-bench --example paced_probe -- \
 //!     [--think-us 200] [--n 2000] [--rounds 3] [--variants stream,aa,bb,sb,ab]
+//!     [--ring BYTES]
 //! ```
 //!
 //! Variants (client/server): `stream` (the bench's framed Unix stream), `aa`
@@ -36,6 +37,9 @@ use shmsock_bench::child::Result;
 use shmsock_bench::link::{Framed, Link, ShmCopy};
 
 const SIZE: usize = 64;
+
+/// `--ring BYTES` (0: the default capacity).
+static RING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Nanoseconds since the probe started (one clock for both threads).
 fn now_ns() -> u64 {
@@ -103,9 +107,18 @@ fn make(v: &str) -> Result<Pair> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let sb = Builder::new().wait(s);
+    let ring = RING.load(std::sync::atomic::Ordering::Relaxed);
+    let builder = |w| {
+        let b = Builder::new().wait(w);
+        if ring == 0 {
+            b
+        } else {
+            b.ring_capacity(ring)
+        }
+    };
+    let sb = builder(s);
     let h = thread::spawn(move || sb.accept_socket(b));
-    let ca = Builder::new().wait(c).connect_socket(a)?;
+    let ca = builder(c).connect_socket(a)?;
     let cb = h.join().map_err(|_| "accept panicked")??;
     Ok((
         Box::new(ShmCopy::new(ca, SIZE)),
@@ -302,6 +315,7 @@ fn main() -> Result<()> {
             "--n" => n = val()?.parse()?,
             "--rounds" => rounds = val()?.parse()?,
             "--variants" => variants = val()?,
+            "--ring" => RING.store(val()?.parse()?, std::sync::atomic::Ordering::Relaxed),
             _ => return Err(format!("unknown option {a}").into()),
         }
     }
