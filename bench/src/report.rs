@@ -696,11 +696,7 @@ pub fn paced_json(rows: &[PacedRow], hung: &[PacedHung], load: usize) -> String 
 
 /// The fan-in scenario's table, as text; `measured` is each row's window;
 /// `hung`: its rows that hung.
-pub fn fanin_text(
-    rows: &[FaninRow],
-    hung: &[FaninHung],
-    measured: std::time::Duration,
-) -> String {
+pub fn fanin_text(rows: &[FaninRow], hung: &[FaninHung], measured: std::time::Duration) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -1111,15 +1107,12 @@ pub fn spaced_targets(rows: &[SpacedRow]) -> Vec<SpacedTarget> {
                 load,
                 met: None,
                 near_best: None,
-                detail: "not measured in this run (needs the unix stream and Adaptive rows)"
-                    .into(),
+                detail: "not measured in this run (needs the unix stream and Adaptive rows)".into(),
             });
             continue;
         };
         let cpu_x = d.cpu_per_req_ns / b.cpu_per_req_ns.max(1e-9);
-        let met = d.rtt.p50 <= b.rtt.p50
-            && d.rtt.p99 <= b.rtt.p99
-            && cpu_x <= SPACED_CPU_BUDGET;
+        let met = d.rtt.p50 <= b.rtt.p50 && d.rtt.p99 <= b.rtt.p99 && cpu_x <= SPACED_CPU_BUDGET;
         // The strategies measured (the scenario leaves `Spin` out).
         let strategies: Vec<&SpacedRow> = Wait::ALL
             .iter()

@@ -365,7 +365,9 @@ fn run_row(transport: Transport, clients: usize, n: u64, timeout: Duration) -> R
     let (_, mut server_ctl, mut ctls) = parent;
     let pids: Vec<_> = children.iter().map(Child::pid).collect();
     let what = format!("spaced {clients} clients, {transport}");
-    let limit = timeout + interval() * per_conn as u32 + SETUP;
+    // The planned time (requests, the last client's offset, the 5 ms
+    // start in `gather`) plus `timeout`.
+    let limit = timeout + interval() * (per_conn as u32 + 1) + Duration::from_millis(5);
     let watchdog = Watchdog::arm_killing(limit, &what, &pids)?;
     let r = gather(&mut server_ctl, &mut ctls, limit + GRACE);
     if watchdog.fired() {
@@ -482,10 +484,9 @@ pub fn run(plan: &Plan, progress: &mut Progress) -> Result<(Vec<SpacedRow>, Vec<
                             hung_here[i] = Some(e.to_string());
                         }
                         Err(e) => {
-                            return Err(format!(
-                                "spaced, {clients} clients, {load} busy, {t}: {e}"
+                            return Err(
+                                format!("spaced, {clients} clients, {load} busy, {t}: {e}").into()
                             )
-                            .into())
                         }
                     }
                 }
