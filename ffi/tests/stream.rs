@@ -624,10 +624,7 @@ fn pieces_of_send(name: &str, threshold: Option<usize>) -> Vec<usize> {
     const LEN: usize = 1 << 20;
     let mut opts = null_mut();
     assert_eq!(unsafe { shmsock_options_new(&mut opts) }, SHMSOCK_OK);
-    assert_eq!(
-        shmsock_options_set_ring_capacity(opts, 4 << 20),
-        SHMSOCK_OK
-    );
+    assert_eq!(shmsock_options_set_ring_capacity(opts, 4 << 20), SHMSOCK_OK);
     if let Some(t) = threshold {
         assert_eq!(
             shmsock_options_set_pipeline_threshold(opts, t),
