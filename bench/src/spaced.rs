@@ -225,10 +225,7 @@ fn serve_threads<L: Link + Send>(links: Vec<L>, n: u64, hang: bool) -> Result<u6
                 scope.spawn(move || -> Result<u64> {
                     let cpu0 = cpu_ns(ClockId::CLOCK_THREAD_CPUTIME_ID)?;
                     if hang {
-                        loop {
-                            // Until the parent's watchdog kills this process.
-                            std::thread::sleep(Duration::from_secs(3600));
-                        }
+                        super::fanout::hang_forever();
                     }
                     for i in 0..n {
                         link.recv(2 * i, SIZE)?;
