@@ -19,7 +19,8 @@ import sys
 
 # Fields that name a row rather than measure it.
 IDENTITY = ("kind", "id", "name", "transport", "mode", "size", "think_us",
-            "clients", "subscribers", "during_size", "variant", "peer")
+            "rate_per_s", "clients", "load", "subscribers", "during_size",
+            "variant", "peer")
 
 
 def key_of(row):
@@ -59,6 +60,11 @@ def summarise(runs):
             for n, vs in nums.items():
                 med = statistics.median(vs)
                 parts.append(f"{n} {fmt(med)} [{fmt(min(vs))}–{fmt(max(vs))}]")
+            # Verdicts (paced_target's met, near_best): true in how many runs.
+            if kind == "paced_target":
+                for n in ("met", "near_best"):
+                    vs = [r.get(n) for r in rows]
+                    parts.append(f"{n} {sum(v is True for v in vs)}/{len(vs)}")
             texts = {str(r[n]) for r in rows for n, v in r.items()
                      if n not in IDENTITY and isinstance(v, (str, bool))}
             extra = f" ({'; '.join(sorted(texts))})" if texts and kind == "target" else ""

@@ -27,8 +27,8 @@ use super::child::{fork_with, Child, Result};
 use super::link::{Framed, Link, ShmCopy};
 use super::pattern;
 use super::run::{Progress, RttStats};
-use super::session::{read_u64, ring_capacity, socket_name, Api, Transport, Wait};
-use super::watchdog::Watchdog;
+use super::session::{read_u64, ring_capacity, socket_name, test_hook, Api, Transport, Wait};
+use super::watchdog::{is_hung, Hung, Watchdog, GRACE};
 
 /// Client counts measured.
 pub const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -136,7 +136,7 @@ impl Timing {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process.
-fn mono_ns() -> Result<u64> {
+pub(crate) fn mono_ns() -> Result<u64> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_err(|e| format!("clock_gettime(CLOCK_MONOTONIC): {e}"))?;
     Ok(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
@@ -258,15 +258,21 @@ fn serve_all<C: AsFd>(
 /// A client: connects, waits for the start time, does round trips until
 /// the end time, hangs up, then sends on `ctl` its samples, then the round
 /// trips it did in all and its CPU time and context switches over them.
-fn client_main(end: ClientEnd, mut ctl: UnixStream) -> Result<()> {
+/// `hang`: the test hook; the client stops once connected and sleeps until
+/// killed.
+fn client_main(end: ClientEnd, mut ctl: UnixStream, hang: bool) -> Result<()> {
     let (samples, total, usage) = match end {
         ClientEnd::Shm { name, builder } => {
             let conn = builder
                 .connect(&name)
                 .map_err(|e| format!("connect {name}: {e}"))?;
+            hang_if(hang);
             round_trips(ShmCopy::new(conn, SIZE), &mut ctl)?
         }
-        ClientEnd::Stream(s) => round_trips(Framed::new(s.try_clone()?, s, SIZE), &mut ctl)?,
+        ClientEnd::Stream(s) => {
+            hang_if(hang);
+            round_trips(Framed::new(s.try_clone()?, s, SIZE), &mut ctl)?
+        }
     };
     let mut out = Vec::with_capacity(8 * (samples.len() + 4));
     out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
@@ -278,6 +284,13 @@ fn client_main(end: ClientEnd, mut ctl: UnixStream) -> Result<()> {
     }
     ctl.write_all(&out)?;
     Ok(())
+}
+
+/// The test hook's hang: sleeps until the watchdog kills this process.
+fn hang_if(hang: bool) {
+    if hang {
+        super::fanout::hang_forever();
+    }
 }
 
 /// The client's measured loop: the samples inside the window, the round
@@ -326,9 +339,16 @@ fn accept_all(listener: &Listener, n: usize) -> Result<Vec<Peer<Connection>>> {
     Ok(peers)
 }
 
-/// Measures one row.
-fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<FaninRow> {
-    let _watchdog = Watchdog::arm(TIMEOUT)?;
+/// Measures one row. Once the clients are forked, a watchdog guards the
+/// row: if it does not finish within `timeout` beyond its planned time,
+/// the clients are killed and the row fails with [`Hung`].
+fn run_row(
+    transport: Transport,
+    clients: usize,
+    timing: Timing,
+    timeout: Duration,
+) -> Result<FaninRow> {
+    let hang = test_hook(&format!("fanin:{}", transport.id()));
     // Forked one by one; each child gets the parent's side of the earlier
     // clients as `parent_side` and drops it, so it holds no fd but its own.
     let mut children: Vec<Child> = Vec::with_capacity(clients);
@@ -363,27 +383,67 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
                 ClientEnd::Stream(b)
             }
         };
-        let (child, mut p) = fork_with(parent, (end, child_ctl), None, |(end, ctl)| {
-            client_main(end, ctl)
+        let (child, mut p) = fork_with(parent, (end, child_ctl), None, move |(end, ctl)| {
+            client_main(end, ctl, hang)
         })?;
         p.1.push(ctl);
         parent = p;
         children.push(child);
     }
     let (listener, mut ctls, socks) = parent;
-    for c in &ctls {
-        c.set_read_timeout(Some(TIMEOUT))?;
-        c.set_write_timeout(Some(TIMEOUT))?;
+    let pids: Vec<_> = children.iter().map(Child::pid).collect();
+    let what = format!("fan-in {clients} clients, {transport}");
+    // Its planned time (with the 20 ms start below) plus `timeout`.
+    let limit = timeout + timing.warm + timing.measure + Duration::from_millis(20);
+    let watchdog = Watchdog::arm_killing(limit, &what, &pids)?;
+    // Past the watchdog's limit: a hang is the watchdog's to report.
+    let r = measure_row(
+        transport,
+        clients,
+        timing,
+        listener.as_ref().map(|l| &l.0),
+        &mut ctls,
+        socks,
+        limit + GRACE,
+    );
+    drop(listener);
+    if watchdog.fired() {
+        for c in &mut children {
+            c.kill();
+        }
+        return Err(Hung { what }.into());
     }
-    let shm_peers = match &listener {
-        Some((l, _, _)) => Some(accept_all(l, clients)?),
+    drop(watchdog);
+    let row = r?;
+    for c in children {
+        c.wait(TIMEOUT)?;
+    }
+    Ok(row)
+}
+
+/// The measured part of [`run_row`], once the clients are forked.
+fn measure_row(
+    transport: Transport,
+    clients: usize,
+    timing: Timing,
+    listener: Option<&Listener>,
+    ctls: &mut [UnixStream],
+    socks: Vec<UnixStream>,
+    ctl_timeout: Duration,
+) -> Result<FaninRow> {
+    for c in ctls.iter() {
+        c.set_read_timeout(Some(ctl_timeout))?;
+        c.set_write_timeout(Some(ctl_timeout))?;
+    }
+    let shm_peers = match listener {
+        Some(l) => Some(accept_all(l, clients)?),
         None => None,
     };
     // Every client is connected: start together, shortly.
     let start = mono_ns()? + 20_000_000;
     let warm_end = start + timing.warm.as_nanos() as u64;
     let end = warm_end + timing.measure.as_nanos() as u64;
-    for c in &mut ctls {
+    for c in ctls.iter_mut() {
         let mut b = [0u8; 24];
         b[..8].copy_from_slice(&start.to_le_bytes());
         b[8..16].copy_from_slice(&warm_end.to_le_bytes());
@@ -406,10 +466,9 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
         }
     }
     let server = Usage::now(nix::sys::resource::UsageWho::RUSAGE_THREAD)?.since(server0);
-    drop(listener);
     let mut samples = Vec::new();
     let (mut total, mut clients_usage) = (0u64, Usage::default());
-    for c in &mut ctls {
+    for c in ctls.iter_mut() {
         let n = read_u64(c).map_err(|e| format!("control channel (read): {e}"))?;
         let mut b = vec![0u8; 8 * n as usize];
         c.read_exact(&mut b)?;
@@ -421,9 +480,6 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
         total += read_u64(c)?;
         clients_usage.cpu_ns += read_u64(c)?;
         clients_usage.switches += read_u64(c)?;
-    }
-    for c in children {
-        c.wait(TIMEOUT)?;
     }
     let round_trips = samples.len() as u64;
     let rtt = RttStats::from_samples(&mut samples).ok_or("no round trips measured")?;
@@ -442,26 +498,58 @@ fn run_row(transport: Transport, clients: usize, timing: Timing) -> Result<Fanin
     })
 }
 
+/// A fan-in row that hung: the watchdog killed its clients.
+#[derive(Debug, Clone)]
+pub struct FaninHung {
+    /// Client processes.
+    pub clients: usize,
+    /// Transport.
+    pub transport: Transport,
+    /// What the watchdog said.
+    pub reason: String,
+}
+
 /// Runs the scenario: every client count, every transport (in rotated
-/// order from one count to the next).
+/// order from one count to the next). `timeout`: how long a row may take
+/// beyond its planned time before it is declared hung; a hung row is
+/// skipped (its clients killed) and returned in the second list.
 ///
 /// # Errors
-/// The first failure (setup, transport, verification, a client's exit).
-pub fn run(quick: bool, progress: &mut Progress) -> Result<Vec<FaninRow>> {
+/// The first failure other than a hang (setup, transport, verification, a
+/// client's exit).
+pub fn run(
+    quick: bool,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Result<(Vec<FaninRow>, Vec<FaninHung>)> {
     let timing = Timing::new(quick);
     let mut rows = Vec::new();
+    let mut hung = Vec::new();
     for (k, &n) in CLIENTS.iter().enumerate() {
         let mut these = Vec::with_capacity(TRANSPORTS.len());
         for j in 0..TRANSPORTS.len() {
             let t = TRANSPORTS[(j + k) % TRANSPORTS.len()];
             progress.step(&format!("fan-in 64 B: {n} clients, {t}"));
-            let row = run_row(t, n, timing).map_err(|e| format!("fan-in {n} clients {t}: {e}"))?;
-            these.push(row);
+            match run_row(t, n, timing, timeout) {
+                Ok(row) => these.push(row),
+                Err(e) if is_hung(&e) => {
+                    eprintln!(
+                        "bench: fan-in {n} clients, {t}: {e}; row skipped (the run will exit \
+                         with status 3)"
+                    );
+                    hung.push(FaninHung {
+                        clients: n,
+                        transport: t,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(format!("fan-in {n} clients {t}: {e}").into()),
+            }
         }
         these.sort_by_key(|r| TRANSPORTS.iter().position(|&t| t == r.transport));
         rows.extend(these);
     }
-    Ok(rows)
+    Ok((rows, hung))
 }
 
 /// Steps [`run`] reports to the progress display.

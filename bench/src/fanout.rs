@@ -52,7 +52,6 @@ use super::iox::Names;
 use super::pattern;
 use super::run::{Progress, RttStats};
 use super::session::read_u64;
-use super::session::TEST_HANG_ENV;
 use super::watchdog::{is_hung, Hung, Watchdog, GRACE};
 
 /// Subscriber counts measured.
@@ -359,11 +358,11 @@ pub(crate) fn send_report(ctl: &mut UnixStream, meter: &Meter, samples: &[u64]) 
     Ok(())
 }
 
-/// Whether the test hook [`TEST_HANG_ENV`] names `transport` (its
+/// Whether the test hook [`super::session::TEST_HANG_ENV`] names `transport` (its
 /// [`FanTransport::id`]): its subscribers then stop once subscribed and
 /// sleep until killed.
 fn test_hang(transport: FanTransport) -> bool {
-    std::env::var_os(TEST_HANG_ENV).is_some_and(|v| v == transport.id())
+    super::session::test_hook(transport.id())
 }
 
 /// The test hook's hang: sleeps until the watchdog kills this process.

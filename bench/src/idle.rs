@@ -15,8 +15,10 @@ use shmsock::{Builder, Listener};
 use super::child::{fork_with, Result};
 use super::fanin::Usage;
 use super::link::{Framed, Link, ShmCopy};
-use super::session::{read_u64, ring_capacity, socket_name, Api, Transport, Wait};
-use super::watchdog::Watchdog;
+use super::session::{
+    accept_within, read_u64, ring_capacity, socket_name, test_hook, Api, Transport, Wait,
+};
+use super::watchdog::{is_hung, Hung, Watchdog, GRACE};
 
 /// Message size.
 pub const SIZE: usize = 64;
@@ -26,7 +28,7 @@ pub const TRANSPORTS: [Transport; 3] = [
     Transport::Shm(Wait::Adaptive, Api::Copy),
     Transport::Shm(Wait::Block, Api::Copy),
 ];
-/// Longest a row may take beyond its idle time.
+/// Longest the client may take to exit once it has reported.
 const SLACK: Duration = Duration::from_secs(30);
 
 /// One measured transport.
@@ -65,16 +67,17 @@ enum End {
 }
 
 /// The client: connects, says it is ready, receives one message (timing
-/// its own CPU across the wait), checks it, reports on `ctl`.
-fn client_main(end: End, mut ctl: UnixStream) -> Result<()> {
+/// its own CPU across the wait), checks it, reports on `ctl`. `hang`: the
+/// test hook; it never receives and sleeps until killed.
+fn client_main(end: End, mut ctl: UnixStream, hang: bool) -> Result<()> {
     let (cpu, switches) = match end {
         End::Shm { name, builder } => {
             let conn = builder
                 .connect(&name)
                 .map_err(|e| format!("connect {name}: {e}"))?;
-            wait_one(ShmCopy::new(conn, SIZE), &mut ctl)?
+            wait_one(ShmCopy::new(conn, SIZE), &mut ctl, hang)?
         }
-        End::Stream(s) => wait_one(Framed::new(s.try_clone()?, s, SIZE), &mut ctl)?,
+        End::Stream(s) => wait_one(Framed::new(s.try_clone()?, s, SIZE), &mut ctl, hang)?,
     };
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&cpu.to_le_bytes());
@@ -83,17 +86,22 @@ fn client_main(end: End, mut ctl: UnixStream) -> Result<()> {
     Ok(())
 }
 
-fn wait_one<L: Link>(mut link: L, ctl: &mut UnixStream) -> Result<(u64, u64)> {
+fn wait_one<L: Link>(mut link: L, ctl: &mut UnixStream, hang: bool) -> Result<(u64, u64)> {
     let me = nix::sys::resource::UsageWho::RUSAGE_SELF;
     ctl.write_all(&[1])?;
+    if hang {
+        super::fanout::hang_forever();
+    }
     let before = Usage::now(me)?;
     link.recv(0, SIZE)?;
     let used = Usage::now(me)?.since(before);
     Ok((used.cpu_ns, used.switches))
 }
 
-fn run_row(transport: Transport, idle: Duration) -> Result<IdleRow> {
-    let _watchdog = Watchdog::arm(idle + SLACK)?;
+/// Measures one transport. Once the client is forked, a watchdog guards
+/// the row: if it does not finish within `timeout` beyond its idle time,
+/// the client is killed and the row fails with [`Hung`].
+fn run_row(transport: Transport, idle: Duration, timeout: Duration) -> Result<IdleRow> {
     let (ctl, child_ctl) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let (listener, end, server_sock) = match transport {
         Transport::Shm(wait, _) => {
@@ -111,29 +119,42 @@ fn run_row(transport: Transport, idle: Duration) -> Result<IdleRow> {
             (None, End::Stream(b), Some(a))
         }
     };
-    let (child, (listener, mut ctl, server_sock)) = fork_with(
+    let hang = test_hook(&format!("idle:{}", transport.id()));
+    let (mut child, (listener, mut ctl, server_sock)) = fork_with(
         (listener, ctl, server_sock),
         (end, child_ctl),
         None,
-        |(end, ctl)| client_main(end, ctl),
+        move |(end, ctl)| client_main(end, ctl, hang),
     )?;
-    ctl.set_read_timeout(Some(idle + SLACK))?;
-    let mut link: Box<dyn Link> = match (listener, server_sock) {
-        (Some(l), _) => {
-            let conn = l.accept().map_err(|e| format!("accept: {e}"))?;
-            Box::new(ShmCopy::new(conn, SIZE))
-        }
-        (None, Some(s)) => Box::new(Framed::new(s.try_clone()?, s, SIZE)),
-        (None, None) => return Err("no server end".into()),
-    };
-    let mut ready = [0u8; 1];
-    ctl.read_exact(&mut ready)
-        .map_err(|e| format!("control channel (ready): {e}"))?;
-    std::thread::sleep(idle);
-    link.send(0, SIZE)?;
-    let cpu = read_u64(&mut ctl).map_err(|e| format!("control channel (read): {e}"))?;
-    let switches = read_u64(&mut ctl)?;
-    drop(link);
+    let what = format!("idle wait, {transport}");
+    let limit = idle + timeout;
+    let watchdog = Watchdog::arm_killing(limit, &what, &[child.pid()])?;
+    // Past the watchdog's limit: a hang is the watchdog's to report.
+    ctl.set_read_timeout(Some(limit + GRACE))?;
+    let r = (|| -> Result<(u64, u64)> {
+        let mut link: Box<dyn Link> = match (listener, server_sock) {
+            (Some(l), _) => {
+                let conn = accept_within(&l, &mut child, limit)?;
+                Box::new(ShmCopy::new(conn, SIZE))
+            }
+            (None, Some(s)) => Box::new(Framed::new(s.try_clone()?, s, SIZE)),
+            (None, None) => return Err("no server end".into()),
+        };
+        let mut ready = [0u8; 1];
+        ctl.read_exact(&mut ready)
+            .map_err(|e| format!("control channel (ready): {e}"))?;
+        std::thread::sleep(idle);
+        link.send(0, SIZE)?;
+        let cpu = read_u64(&mut ctl).map_err(|e| format!("control channel (read): {e}"))?;
+        let switches = read_u64(&mut ctl)?;
+        Ok((cpu, switches))
+    })();
+    if watchdog.fired() {
+        child.kill();
+        return Err(Hung { what }.into());
+    }
+    drop(watchdog);
+    let (cpu, switches) = r?;
     child.wait(SLACK)?;
     Ok(IdleRow {
         transport,
@@ -143,18 +164,47 @@ fn run_row(transport: Transport, idle: Duration) -> Result<IdleRow> {
     })
 }
 
-/// Runs the scenario: one row per transport.
+/// An idle row that hung: the watchdog killed its client.
+#[derive(Debug, Clone)]
+pub struct IdleHung {
+    /// Transport.
+    pub transport: Transport,
+    /// What the watchdog said.
+    pub reason: String,
+}
+
+/// Runs the scenario: one row per transport. `timeout`: how long a row may
+/// take beyond its idle time before it is declared hung; a hung row is
+/// skipped (its client killed) and returned in the second list.
 ///
 /// # Errors
-/// The first failure (setup, transport, verification, the client's exit).
-pub fn run(quick: bool, progress: &mut super::run::Progress) -> Result<Vec<IdleRow>> {
+/// The first failure other than a hang (setup, transport, verification,
+/// the client's exit).
+pub fn run(
+    quick: bool,
+    timeout: Duration,
+    progress: &mut super::run::Progress,
+) -> Result<(Vec<IdleRow>, Vec<IdleHung>)> {
     let idle = idle_time(quick);
     let mut rows = Vec::with_capacity(TRANSPORTS.len());
+    let mut hung = Vec::new();
     for t in TRANSPORTS {
         progress.step(&format!("idle wait {idle:?}: {t}"));
-        rows.push(run_row(t, idle).map_err(|e| format!("idle wait, {t}: {e}"))?);
+        match run_row(t, idle, timeout) {
+            Ok(r) => rows.push(r),
+            Err(e) if is_hung(&e) => {
+                eprintln!(
+                    "bench: idle wait, {t}: {e}; row skipped (the run will exit with status 3)"
+                );
+                hung.push(IdleHung {
+                    transport: t,
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(format!("idle wait, {t}: {e}").into()),
+        }
     }
-    Ok(rows)
+    Ok((rows, hung))
 }
 
 /// Steps [`run`] reports to the progress display.

@@ -24,4 +24,5 @@ pub use shmsock_testkit::pin;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod spaced;
 pub mod watchdog;

@@ -10,7 +10,7 @@ use shmsock_bench::child::Result;
 use shmsock_bench::run::{self, Budget, Plan, DEFAULT_SIZES};
 use shmsock_bench::session::Options;
 use shmsock_bench::watchdog::EXIT_HUNG;
-use shmsock_bench::{fanin, fanout, idle, load, paced, pin, plot, report};
+use shmsock_bench::{fanin, fanout, idle, load, paced, pin, plot, report, spaced};
 
 const USAGE: &str = "\
 usage: shmsock bench [--quick] [--sizes LIST] [--json] [--no-pin] [--no-paced] [--no-fanin]
@@ -31,7 +31,8 @@ bench   Measures shmsock (wait strategies Spin, Adaptive, Block; copying send,
         checksummed byte by byte; any verification failure exits non-zero.
         A transfer that hangs (no progress within --timeout) has its peer
         processes killed; its row is reported as hung (in the table, and
-        as \"hung\": true in --json) and the run goes on. A hung iceoryx2 row
+        as \"hung\": true in --json) and the run goes on (every scenario:
+        main table, paced, spaced, idle wait, fan-in, fan-out). A hung iceoryx2 row
         does not fail the run; any other hung row makes it exit with
         status 3 once the tables are printed.
 
@@ -49,9 +50,17 @@ options:
                    (binary units); default 64,1K,16K,64K,1M,16M
   --json           one JSON object per line (rows, floors, targets) on stdout
   --no-pin         do not pin the two processes to different cores
-  --no-paced       skip the paced request/response scenario (64 B, not pinned,
-                   200 us and 2 ms of think time before each request) and the
-                   idle-wait rows (CPU of a receive blocked for 1 s)
+  --no-paced       skip the paced request/response scenarios (64 B, not pinned):
+                   one client with 200 us and 2 ms of think time before each
+                   request; spaced requests at 1,000/s per client, 1 and 4
+                   client processes against one server process that serves
+                   each connection on its own thread (shmsock and the unix
+                   stream alike), on an idle machine and with one busy
+                   process; unix stream, Adaptive and Block (Spin would
+                   spin a core per thread between requests); issue 10's
+                   target judged for the default, Adaptive (about 15 s, 3 s
+                   with --quick); and the idle-wait rows
+                   (CPU of a receive blocked for 1 s)
   --load N         run N busy processes (not pinned) during the whole run, to
                    measure on a busy machine
   --no-fanin       skip the fan-in scenario (one server thread, poll(2) over 1, 8
@@ -70,8 +79,9 @@ options:
                    into FILE.svg
   --timeout SECS   longest one transfer of the main table may take before
                    its row is declared hung and skipped (default 30); for a
-                   fan-out row: beyond its planned time (default: 3 min in
-                   all)
+                   paced, spaced, idle-wait or fan-in row: beyond its
+                   planned time; for a fan-out row: beyond its planned time
+                   (default: 3 min in all)
   --filter TEXT    only transports whose name contains TEXT (unix stream,
                    the baseline, is always kept), e.g. 'spin' or 'block send'
   -h, --help       this text
@@ -284,35 +294,66 @@ fn bench(args: &[String]) -> Result<ExitCode> {
     }
     if b.paced && !b.fanout_only {
         pin::restore(&all_cores)?;
+        let timeout = b.plan.timeout;
         let mut progress = run::Progress::new(paced::steps(b.quick));
-        let rows = paced::run(b.quick, &mut progress)?;
+        let (rows, hung) = paced::run(b.quick, timeout, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
-            report::paced_json(&rows)
+            report::paced_json(&rows, &hung, b.load)
         } else {
-            report::paced_text(&rows)
+            report::paced_text(&rows, &hung)
         });
+        failed_hung.extend(
+            hung.iter()
+                .map(|h| format!("paced think {:?} {}", h.think, h.transport)),
+        );
+        // Spaced requests at 1,000/s, 1 and 4 clients, idle and one core
+        // busy (not pinned either).
+        let plan = spaced::Plan {
+            quick: b.quick,
+            timeout,
+            base_load: b.load,
+        };
+        let mut progress = run::Progress::new(spaced::steps(&plan));
+        let (rows, hung) = spaced::run(&plan, &mut progress)?;
+        progress.finish();
+        out.push_str(&if b.json {
+            report::spaced_json(&rows, &hung)
+        } else {
+            report::spaced_text(&rows, &hung)
+        });
+        failed_hung.extend(hung.iter().map(|h| {
+            format!(
+                "spaced {} clients {} busy {}",
+                h.clients, h.load, h.transport
+            )
+        }));
         // What a parked receive costs while nothing arrives (not pinned).
         let mut progress = run::Progress::new(idle::steps());
-        let rows = idle::run(b.quick, &mut progress)?;
+        let (rows, hung) = idle::run(b.quick, timeout, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
-            report::idle_json(&rows)
+            report::idle_json(&rows, &hung)
         } else {
-            report::idle_text(&rows)
+            report::idle_text(&rows, &hung)
         });
+        failed_hung.extend(hung.iter().map(|h| format!("idle wait {}", h.transport)));
     }
     if b.fanin && !b.fanout_only {
         // Not pinned either.
         pin::restore(&all_cores)?;
         let mut progress = run::Progress::new(fanin::steps());
-        let rows = fanin::run(b.quick, &mut progress)?;
+        let (rows, hung) = fanin::run(b.quick, b.plan.timeout, &mut progress)?;
         progress.finish();
         out.push_str(&if b.json {
-            report::fanin_json(&rows)
+            report::fanin_json(&rows, &hung)
         } else {
-            report::fanin_text(&rows, fanin::measured(b.quick))
+            report::fanin_text(&rows, &hung, fanin::measured(b.quick))
         });
+        failed_hung.extend(
+            hung.iter()
+                .map(|h| format!("fan-in {} clients {}", h.clients, h.transport)),
+        );
     }
     if b.fanout {
         // Not pinned either.

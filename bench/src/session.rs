@@ -409,6 +409,9 @@ const OP_SINK: u64 = 2;
 const OP_QUIT: u64 = 3;
 /// Report the peer's process CPU time (a reply word, then the ns).
 const OP_CPU: u64 = 4;
+/// Round trips as [`OP_ECHO`], paced by the parent (a separate code only
+/// for the test hook, [`TEST_HANG_ENV`]).
+const OP_PACED: u64 = 5;
 /// Replies (child → parent): a status word, then for errors a length and
 /// that many bytes of text.
 const REPLY_OK: u64 = 0;
@@ -689,13 +692,25 @@ impl Session {
         think: Duration,
         samples: &mut Vec<u64>,
     ) -> Result<Duration> {
-        let _watchdog = Watchdog::arm_for(
-            self.timeout + think * n as u32,
-            &format!("{}, paced", self.what),
+        let what = format!("{}, paced", self.what);
+        let watchdog = Watchdog::arm_killing(
+            self.timeout + think.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX)),
+            &what,
+            &[self.child.pid()],
         )?;
+        let r = self.paced_unguarded(n, think, samples);
+        self.guarded(&watchdog, what, r)
+    }
+
+    fn paced_unguarded(
+        &mut self,
+        n: u64,
+        think: Duration,
+        samples: &mut Vec<u64>,
+    ) -> Result<Duration> {
         let seq0 = self.seq;
         self.seq += 2 * n;
-        self.command(OP_ECHO, n, seq0)?;
+        self.command(OP_PACED, n, seq0)?;
         let size = self.size;
         let cpu0 = process_cpu_ns()?;
         let r = with_link!(&mut self.link, l => (0..n).try_for_each(|i| {
@@ -771,7 +786,7 @@ fn rtt_loop<L: Link>(
 
 /// Accepts the child's connection, giving up if the child dies or the
 /// timeout passes (`Listener::accept` alone would wait forever).
-fn accept_within(
+pub(crate) fn accept_within(
     listener: &Listener,
     child: &mut Child,
     timeout: Duration,
@@ -792,15 +807,38 @@ fn accept_within(
     }
 }
 
-/// Test hook (not an option for users): the environment variable naming
-/// a transport's [`Transport::id`] whose peer stops serving at its first
-/// one-way stream and sleeps until killed, a hang for the tests of the
-/// watchdog (`bench/tests/hung_row.rs`).
+/// Test hook (not an option for users): the environment variable naming,
+/// comma-separated, what hangs, for the tests of the watchdog
+/// (`bench/tests/hung_row.rs`). An item is a transport's [`Transport::id`]
+/// (main table: its session's peer stops serving at its first one-way
+/// stream), or a scenario and an id: `paced:ID` (the paced session's peer
+/// stops at its first paced round trip), `spaced:ID` (the spaced rows'
+/// server stops at its first request), `idle:ID` (the idle row's client
+/// never receives), `fanin:ID` (the fan-in clients never send); the hung
+/// side sleeps until killed. The fan-out scenario's ids are its own
+/// (`FanTransport::id`).
 pub const TEST_HANG_ENV: &str = "SHMSOCK_BENCH_TEST_HANG";
 
-/// Whether [`TEST_HANG_ENV`] asks `transport`'s peer to hang.
-fn test_hang(transport: Transport) -> bool {
-    std::env::var_os(TEST_HANG_ENV).is_some_and(|v| v == transport.id())
+/// Whether [`TEST_HANG_ENV`] lists `item` (`ID` or `SCENARIO:ID`).
+pub fn test_hook(item: &str) -> bool {
+    std::env::var(TEST_HANG_ENV).is_ok_and(|v| v.split(',').any(|i| i.trim() == item))
+}
+
+/// How a session's peer hangs for the test hook.
+#[derive(Debug, Clone, Copy)]
+struct HangAt {
+    /// At its first one-way stream.
+    stream: bool,
+    /// At its first paced round trip.
+    paced: bool,
+}
+
+/// Whether [`TEST_HANG_ENV`] asks `transport`'s peer to hang, and where.
+fn test_hang(transport: Transport) -> HangAt {
+    HangAt {
+        stream: test_hook(transport.id()),
+        paced: test_hook(&format!("paced:{}", transport.id())),
+    }
 }
 
 /// The child: builds its end of the link, then serves commands.
@@ -810,7 +848,7 @@ fn child_main(
     end: ChildEnd,
     ctl: UnixStream,
     timeout: Duration,
-    hang: bool,
+    hang: HangAt,
 ) -> Result<()> {
     match (transport, end) {
         (Transport::Shm(_, api), ChildEnd::Shm { name, builder }) => {
@@ -852,9 +890,8 @@ fn child_main(
     }
 }
 
-/// The child's command loop; `hang`: stop at the first stream
-/// ([`TEST_HANG_ENV`]).
-fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream, hang: bool) -> Result<()> {
+/// The child's command loop; `hang`: where to stop ([`TEST_HANG_ENV`]).
+fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream, hang: HangAt) -> Result<()> {
     loop {
         let mut b = [0u8; 24];
         ctl.read_exact(&mut b)
@@ -866,15 +903,19 @@ fn serve<L: Link>(mut link: L, size: usize, mut ctl: UnixStream, hang: bool) -> 
         };
         let (op, n, seq0) = (word(0), word(1), word(2));
         let r = match op {
-            OP_ECHO => (0..n).try_for_each(|i| {
+            OP_SINK | OP_PACED
+                if (op == OP_SINK && hang.stream) || (op == OP_PACED && hang.paced) =>
+            {
+                loop {
+                    // Until the parent's watchdog kills this process.
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            OP_ECHO | OP_PACED => (0..n).try_for_each(|i| {
                 let s = seq0 + 2 * i;
                 link.recv(s, size)?;
                 link.send(s + 1, size)
             }),
-            OP_SINK if hang => loop {
-                // Until the parent's watchdog kills this process.
-                std::thread::sleep(Duration::from_secs(3600));
-            },
             OP_SINK => link.recv_stream(seq0, n, size),
             OP_QUIT => return Ok(()),
             OP_CPU => {

@@ -12,7 +12,11 @@
 //!   reports it (table and JSON) and exits 0; after a hung shmsock row it
 //!   prints the tables too, and exits 3;
 //! - the same for the fan-out scenario's iceoryx2 rows (hook value: the
-//!   fan-out id, `iceoryx2-event`: its subscribers stop once subscribed).
+//!   fan-out id, `iceoryx2-event`: its subscribers stop once subscribed);
+//! - a paced session's round trips fail with `Hung` (hook `paced:ID`), and
+//!   the binary skips and reports hung paced, spaced, idle-wait and fan-in
+//!   rows (hooks `paced:`, `spaced:`, `idle:`, `fanin:`), measures the
+//!   others, prints every table and exits 3.
 //!
 //! Its own test binary (`harness = false`): sessions fork, which needs a
 //! single-threaded process.
@@ -66,6 +70,122 @@ fn hung_stream_fails_with_hung_and_reaps_the_peer() {
         drop(s);
         assert_no_children();
     }
+}
+
+fn hung_paced_session_fails_with_hung_and_reaps_the_peer() {
+    let opts = Options {
+        cores: None,
+        timeout: Duration::from_secs(2),
+    };
+    for t in [Transport::Stream, Transport::Shm(Wait::Adaptive, Api::Copy)] {
+        std::env::set_var(TEST_HANG_ENV, format!("paced:{}", t.id()));
+        let mut s = Session::start(t, 64, &opts).unwrap_or_else(|e| panic!("{t}: {e}"));
+        std::env::remove_var(TEST_HANG_ENV);
+        // Unpaced round trips are served: the hook is the paced one's.
+        s.round_trips(10, None)
+            .unwrap_or_else(|e| panic!("{t} round trips: {e}"));
+        let e = s
+            .paced_round_trips(5, Duration::from_micros(200), &mut Vec::new())
+            .expect_err(&format!("{t}: paced round trips with a hung peer finished"));
+        assert!(is_hung(&e), "{t}: not reported as hung: {e}");
+        drop(s);
+        assert_no_children();
+    }
+}
+
+/// The line of `json` that has every one of `fields` (`"key":value`).
+fn find_line<'a>(json: &'a str, fields: &[&str]) -> Option<&'a str> {
+    json.lines().find(|l| fields.iter().all(|f| l.contains(f)))
+}
+
+fn hung_paced_spaced_idle_fanin_rows_are_skipped_and_the_run_exits_3() {
+    let hooks = "paced:shmsock_adaptive_send,spaced:shmsock_block_send,\
+                 idle:shmsock_adaptive_send,fanin:shmsock_block_send";
+    let out = Command::new(env!("CARGO_BIN_EXE_shmsock"))
+        .args([
+            "bench",
+            "--quick",
+            "--sizes",
+            "64",
+            "--no-fanout",
+            "--no-iceoryx2",
+            "--no-pin",
+            // Beyond each row's planned time; every other row must finish
+            // within it, even on a busy machine.
+            "--timeout",
+            "2",
+            "--json",
+            "--filter",
+            "block send",
+        ])
+        .env(TEST_HANG_ENV, hooks)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "exit status; stderr:\n{err}");
+    let hung = |fields: &[&str]| {
+        let mut all = fields.to_vec();
+        all.push("\"hung\":true");
+        all.push("\"fails_run\":true");
+        find_line(&json, &all)
+            .unwrap_or_else(|| panic!("no hung line {fields:?} in:\n{json}\nstderr:\n{err}"));
+    };
+    let measured = |fields: &[&str]| {
+        let mut all = fields.to_vec();
+        all.push("\"p50_ns\":");
+        find_line(&json, &all)
+            .unwrap_or_else(|| panic!("no row {fields:?} in:\n{json}\nstderr:\n{err}"));
+    };
+    for think in ["\"think_us\":200,", "\"think_us\":2000,"] {
+        hung(&[
+            "\"kind\":\"paced\"",
+            think,
+            "\"id\":\"shmsock_adaptive_send\"",
+        ]);
+        measured(&["\"kind\":\"paced\"", think, "\"id\":\"unix_stream\""]);
+    }
+    for clients in ["\"clients\":1,", "\"clients\":4,"] {
+        for load in ["\"load\":0,", "\"load\":1,"] {
+            let cell = ["\"kind\":\"paced\"", "\"rate_per_s\":1000,", clients, load];
+            hung(&[&cell[..], &["\"id\":\"shmsock_block_send\""]].concat());
+            for id in ["\"id\":\"unix_stream\"", "\"id\":\"shmsock_adaptive_send\""] {
+                measured(&[&cell[..], &[id]].concat());
+            }
+            assert!(
+                find_line(&json, &["\"kind\":\"paced_target\"", clients, load]).is_some(),
+                "no target line for {clients} {load}:\n{json}"
+            );
+        }
+    }
+    hung(&["\"kind\":\"idle\"", "\"id\":\"shmsock_adaptive_send\""]);
+    assert!(
+        find_line(
+            &json,
+            &["\"kind\":\"idle\"", "\"id\":\"unix_stream\"", "cpu_ns"]
+        )
+        .is_some(),
+        "{json}"
+    );
+    for clients in ["\"clients\":1,", "\"clients\":8,", "\"clients\":32,"] {
+        hung(&[
+            "\"kind\":\"fanin\"",
+            clients,
+            "\"id\":\"shmsock_block_send\"",
+        ]);
+        measured(&["\"kind\":\"fanin\"", clients, "\"id\":\"unix_stream\""]);
+    }
+    // The main table ran, unaffected (its hook is the bare id).
+    assert!(line(&json, "row", "shmsock_block_send").is_some(), "{json}");
+    for what in [
+        "paced think 200µs shmsock Adaptive send",
+        "spaced 4 clients 1 busy shmsock Block send",
+        "idle wait shmsock Adaptive send",
+        "fan-in 32 clients shmsock Block send",
+    ] {
+        assert!(err.contains(what), "{what:?} not in stderr:\n{err}");
+    }
+    assert!(err.contains("transfers hung in:"), "{err}");
 }
 
 fn bench(hang: &str, filter: &str) -> (Option<i32>, String, String) {
@@ -187,6 +307,14 @@ fn main() {
         (
             "hung_shmsock_row_fails_the_run_after_the_tables",
             hung_shmsock_row_fails_the_run_after_the_tables,
+        ),
+        (
+            "hung_paced_session_fails_with_hung_and_reaps_the_peer",
+            hung_paced_session_fails_with_hung_and_reaps_the_peer,
+        ),
+        (
+            "hung_paced_spaced_idle_fanin_rows_are_skipped_and_the_run_exits_3",
+            hung_paced_spaced_idle_fanin_rows_are_skipped_and_the_run_exits_3,
         ),
         (
             "hung_fanout_iceoryx2_rows_are_reported_and_the_run_succeeds",

@@ -4,7 +4,9 @@
  * (shmsock_writer) and read piece by piece (shmsock_reader), checked byte
  * by byte; a message the sender abandons midway (SHMSOCK_ABANDONED); and
  * shmsock_conn_shutdown from one thread waking another thread blocked in
- * shmsock_recv on the same connection. Exits 0 only if every check passed.
+ * shmsock_recv on the same connection; shmsock_options_set_pipeline_threshold
+ * deciding whether shmsock_send splits a message that fits one ring record.
+ * Exits 0 only if every check passed.
  *
  *   stream_test
  */
@@ -204,6 +206,75 @@ static void test_big_stream(void) {
            (unsigned long long)pieces);
 }
 
+/* Pieces the parent's reader sees of a 1 MiB message the child sends with
+ * shmsock_send through a 4 MiB ring (one record would hold it), with
+ * shmsock_options_set_pipeline_threshold(threshold); every byte checked. */
+static uint64_t pieces_of_send(const char *name, size_t threshold) {
+    shmsock_listener *l = listen_at(name, NULL);
+    const char *path = sock_path(name);
+    const size_t len = 1u << 20;
+    pid_t pid = fork_child();
+    if (pid == 0) {
+        shmsock_options *o = NULL;
+        CHECK_ST(shmsock_options_new(&o), SHMSOCK_OK);
+        CHECK_ST(shmsock_options_set_ring_capacity(o, 4u << 20), SHMSOCK_OK);
+        CHECK_ST(shmsock_options_set_pipeline_threshold(o, threshold), SHMSOCK_OK);
+        shmsock_conn *c = NULL;
+        CHECK_ST(shmsock_connect(path, o, &c), SHMSOCK_OK);
+        CHECK_ST(shmsock_options_free(o), SHMSOCK_OK);
+        uint8_t *buf = malloc(len);
+        CHECK(buf != NULL);
+        if (buf && c) {
+            for (size_t i = 0; i < len; i++) buf[i] = pattern(i);
+            CHECK_ST(shmsock_send(c, buf, len), SHMSOCK_OK);
+            /* Until the parent has read it. */
+            shmsock_message m;
+            CHECK_ST(shmsock_recv_timeout(c, LONG_NS, &m), SHMSOCK_OK);
+            CHECK_ST(shmsock_release(c, &m), SHMSOCK_OK);
+        }
+        free(buf);
+        CHECK_ST(shmsock_conn_free(c), SHMSOCK_OK);
+        child_exit();
+    }
+    shmsock_conn *s = accept_one(l);
+    shmsock_reader *r = NULL;
+    size_t n = 0;
+    CHECK_ST(shmsock_read_message_timeout(s, LONG_NS, &r, &n), SHMSOCK_OK);
+    CHECK(n == len);
+    uint64_t seen = 0, bad = 0, pieces = 0;
+    shmsock_chunk ch;
+    shmsock_status st;
+    while ((st = shmsock_reader_next_chunk_timeout(r, LONG_NS, &ch)) == SHMSOCK_OK) {
+        CHECK(ch.offset == seen);
+        for (size_t k = 0; k < ch.len; k++)
+            if (ch.data[k] != pattern(seen + k)) bad++;
+        seen += ch.len;
+        pieces++;
+    }
+    CHECK_ST(st, SHMSOCK_END);
+    CHECK(bad == 0);
+    CHECK(seen == len);
+    CHECK_ST(shmsock_reader_free(r), SHMSOCK_OK);
+    CHECK_ST(shmsock_send(s, "ok", 2), SHMSOCK_OK);
+    reap(pid, name);
+    CHECK_ST(shmsock_conn_free(s), SHMSOCK_OK);
+    CHECK_ST(shmsock_listener_free(l), SHMSOCK_OK);
+    return pieces;
+}
+
+/* shmsock_options_set_pipeline_threshold: below the message's size, a
+ * 1 MiB send is split into 128 KiB fragments (9 pieces with the start
+ * header); SIZE_MAX sends it as one record (one piece). */
+static void test_pipeline_threshold(void) {
+    uint64_t split = pieces_of_send("pipe-on", 64u << 10);
+    CHECK(split == ((1u << 20) + 8 + (128u << 10) - 1) / (128u << 10));
+    uint64_t whole = pieces_of_send("pipe-off", SIZE_MAX);
+    CHECK(whole == 1);
+    printf("stream_test: pipeline threshold: 1 MiB in %llu pieces at 64 KiB, "
+           "%llu with SIZE_MAX\n",
+           (unsigned long long)split, (unsigned long long)whole);
+}
+
 /* The child gives a large message up after its first chunk, then sends
  * another: the parent's reader gets SHMSOCK_ABANDONED, and the next
  * message arrives intact. */
@@ -317,6 +388,7 @@ int main(void) {
     test_bad_handles();
     test_big_stream();
     test_abandoned();
+    test_pipeline_threshold();
     test_shutdown();
     if (failures) {
         fprintf(stderr, "stream_test: %d checks failed\n", failures);

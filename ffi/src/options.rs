@@ -178,6 +178,25 @@ pub extern "C" fn shmsock_options_set_max_message(
     })
 }
 
+/// Messages longer than `bytes` are sent by `shmsock_send` (and
+/// `shmsock_try_send`, `shmsock_send_batch`) in fragments even when they
+/// would fit one ring record, if the receiver has consumed everything sent
+/// before (it is waiting for this one): it copies the first fragments out
+/// while the sender still copies the next ones in, so the message arrives
+/// sooner. Behind a backlog a message goes as one record. Fragments are
+/// 128 KiB (at most a quarter of the ring). Default 256 KiB; `SIZE_MAX`
+/// sends every message that fits one record as one record. Zero-copy
+/// writes (`shmsock_reserve`, `shmsock_write_message`) are not affected.
+#[no_mangle]
+pub extern "C" fn shmsock_options_set_pipeline_threshold(
+    opts: *mut shmsock_options,
+    bytes: usize,
+) -> shmsock_status {
+    call("shmsock_options_set_pipeline_threshold", || {
+        with_opts(opts, |b| Ok(b.pipeline_threshold(bytes)))
+    })
+}
+
 /// How blocked calls wait: `SHMSOCK_WAIT_SPIN`, `SHMSOCK_WAIT_BLOCK`, or
 /// `SHMSOCK_WAIT_ADAPTIVE` with its longest spin `spin_ns` (ignored by the
 /// other two). Any other `strategy` gives `SHMSOCK_INVALID_ARGUMENT`.

@@ -614,3 +614,128 @@ fn batches_send_and_receive_in_order() {
     );
     free(server, client, l);
 }
+
+/// Pieces `shmsock_read_message` sees of one 1 MiB message sent with
+/// `shmsock_send` through a 4 MiB ring (one record would hold it) by a
+/// sender whose options set `shmsock_options_set_pipeline_threshold(t)`
+/// (`None`: not set); every byte checked, and `shmsock_recv` sees the
+/// next such message whole.
+fn pieces_of_send(name: &str, threshold: Option<usize>) -> Vec<usize> {
+    const LEN: usize = 1 << 20;
+    let mut opts = null_mut();
+    assert_eq!(unsafe { shmsock_options_new(&mut opts) }, SHMSOCK_OK);
+    assert_eq!(shmsock_options_set_ring_capacity(opts, 4 << 20), SHMSOCK_OK);
+    if let Some(t) = threshold {
+        assert_eq!(
+            shmsock_options_set_pipeline_threshold(opts, t),
+            SHMSOCK_OK,
+            "{}",
+            last_error()
+        );
+    }
+    let path = sock_path(name);
+    let mut l = null_mut();
+    assert_eq!(
+        unsafe { shmsock_listen(path.as_ptr(), opts, &mut l) },
+        SHMSOCK_OK,
+        "{}",
+        last_error()
+    );
+    assert_eq!(shmsock_options_free(opts), SHMSOCK_OK);
+    let lh = l as usize;
+    let data: Vec<u8> = (0..LEN).map(pattern).collect();
+    let sender = std::thread::spawn(move || {
+        let mut c = null_mut();
+        let st = unsafe { shmsock_accept_timeout(lh as *mut _, LONG, &mut c) };
+        if st != SHMSOCK_OK {
+            return st;
+        }
+        for _ in 0..2 {
+            let st = unsafe { shmsock_send(c, data.as_ptr().cast(), data.len()) };
+            if st != SHMSOCK_OK {
+                return st;
+            }
+        }
+        // Until the receiver has read both (its reply).
+        let mut m = shmsock_message {
+            data: null(),
+            len: 0,
+            id: 0,
+        };
+        let st = unsafe { shmsock_recv_timeout(c, LONG, &mut m) };
+        if st != SHMSOCK_OK {
+            return st;
+        }
+        assert_eq!(unsafe { shmsock_release(c, &mut m) }, SHMSOCK_OK);
+        shmsock_conn_free(c)
+    });
+    let mut client = null_mut();
+    assert_eq!(
+        unsafe { shmsock_connect(path.as_ptr(), null(), &mut client) },
+        SHMSOCK_OK
+    );
+    let mut r = null_mut();
+    let mut len = 0;
+    assert_eq!(
+        unsafe { shmsock_read_message_timeout(client, LONG, &mut r, &mut len) },
+        SHMSOCK_OK,
+        "{}",
+        last_error()
+    );
+    assert_eq!(len, LEN);
+    let (mut seen, mut pieces) = (0usize, Vec::new());
+    let mut c = empty_chunk();
+    loop {
+        match unsafe { shmsock_reader_next_chunk_timeout(r, LONG, &mut c) } {
+            SHMSOCK_OK => {}
+            SHMSOCK_END => break,
+            st => panic!("{st:?}: {}", last_error()),
+        }
+        assert_eq!(c.offset, seen);
+        let got = unsafe { std::slice::from_raw_parts(c.data, c.len) };
+        for (k, b) in got.iter().enumerate() {
+            assert_eq!(*b, pattern(seen + k), "byte {}", seen + k);
+        }
+        seen += c.len;
+        pieces.push(c.len);
+    }
+    assert_eq!(seen, LEN);
+    assert_eq!(shmsock_reader_free(r), SHMSOCK_OK);
+    let mut m = shmsock_message {
+        data: null(),
+        len: 0,
+        id: 0,
+    };
+    assert_eq!(
+        unsafe { shmsock_recv_timeout(client, LONG, &mut m) },
+        SHMSOCK_OK
+    );
+    let got = unsafe { std::slice::from_raw_parts(m.data, m.len) };
+    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+    assert_eq!(got.len(), LEN);
+    assert_eq!(unsafe { shmsock_release(client, &mut m) }, SHMSOCK_OK);
+    assert_eq!(
+        unsafe { shmsock_send(client, b"done".as_ptr().cast(), 4) },
+        SHMSOCK_OK
+    );
+    assert_eq!(sender.join().unwrap(), SHMSOCK_OK, "{}", last_error());
+    assert_eq!(shmsock_conn_free(client), SHMSOCK_OK);
+    assert_eq!(shmsock_listener_free(l), SHMSOCK_OK);
+    pieces
+}
+
+#[test]
+fn pipeline_threshold_decides_whether_send_splits_a_message_that_fits_one_record() {
+    const LEN: usize = 1 << 20;
+    // The default (256 KiB): a 1 MiB message goes in 128 KiB fragments
+    // (the first 8 bytes short: the start header).
+    let lens = pieces_of_send("pipe-default", None);
+    assert_eq!(lens.len(), (LEN + 8).div_ceil(128 << 10), "{lens:?}");
+    assert_eq!(lens[0], (128 << 10) - 8);
+    // Set below the message: the same.
+    let lens = pieces_of_send("pipe-on", Some(64 << 10));
+    assert_eq!(lens.len(), (LEN + 8).div_ceil(128 << 10), "{lens:?}");
+    // At the message's size, or off (SIZE_MAX): one record, one piece.
+    assert_eq!(pieces_of_send("pipe-at", Some(LEN)), [LEN]);
+    assert_eq!(pieces_of_send("pipe-off", Some(usize::MAX)), [LEN]);
+}

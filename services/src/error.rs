@@ -94,3 +94,13 @@ impl Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<shmsock_transport::socket_path::PathError> for Error {
+    fn from(e: shmsock_transport::socket_path::PathError) -> Self {
+        Error::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -196,3 +196,13 @@ impl std::fmt::Display for Pid {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::socket_path::PathError> for Error {
+    fn from(e: crate::socket_path::PathError) -> Self {
+        Error::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub mod handshake;
 mod listener;
 mod options;
 mod shutdown;
+// Claiming a socket path (stale-socket probe, bind-time claim, removal on
+// drop). Public for `shmsock-services`, not part of the supported API.
+#[doc(hidden)]
+pub mod socket_path;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod wait;

@@ -4,7 +4,7 @@
 //! the earliest handshake deadline).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,7 +16,6 @@ use rustix::time::{
     Timespec,
 };
 
-use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
@@ -24,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::handshake::driver::{Accept, Pending, Step};
 use crate::handshake::socket_addr;
 use crate::options::Builder;
+use crate::socket_path::{self, SocketFile};
 use crate::Connection;
 
 /// Most handshakes in progress at once. When a new client arrives and the
@@ -55,8 +55,8 @@ const TIMER: u64 = u64::MAX - 1;
 pub struct Listener {
     /// The listening socket (non-blocking).
     sock: OwnedFd,
-    /// Filesystem path and (dev, inode) of the socket file we created.
-    file: Option<(PathBuf, u64, u64)>,
+    /// The socket file we created (removed on drop if still ours).
+    file: Option<SocketFile>,
     opts: Builder,
     /// Boxed: keeps `Listener` small for enums that hold one.
     hs: Box<Handshakes>,
@@ -99,32 +99,6 @@ impl std::fmt::Debug for PendingSet {
     }
 }
 
-/// Whether a process listens on the socket file at `path`. The probe is
-/// non-blocking: a blocking `connect` to a listener whose accept backlog is
-/// full (a server that is stopped or hung) sleeps until it accepts, with
-/// no bound; a full backlog (`EAGAIN`) means someone listens there.
-fn is_live_socket(path: &Path) -> Result<bool> {
-    let addr = socket_addr(path)?;
-    let probe = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )
-    .map_err(|e| Error::io("socket", e))?;
-    loop {
-        return match rustix::net::connect(&probe, &addr) {
-            // Someone is listening (our probe is dropped at once; the
-            // server sees a client that hangs up before its handshake), or
-            // listens with its backlog full.
-            Ok(()) | Err(Errno::AGAIN) => Ok(true),
-            Err(Errno::INTR) => continue,
-            Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
-        };
-    }
-}
-
 impl Listener {
     /// Binds with default options. `path` starting with `@` names a Linux
     /// abstract socket (no file).
@@ -146,7 +120,6 @@ impl Listener {
     pub fn bind_with(path: impl AsRef<Path>, opts: Builder) -> Result<Listener> {
         let path = path.as_ref();
         opts.validate()?;
-        let abstract_name = path.as_os_str().as_encoded_bytes().starts_with(b"@");
         let addr = socket_addr(path)?;
         let sock = rustix::net::socket_with(
             AddressFamily::UNIX,
@@ -173,48 +146,11 @@ impl Listener {
             )
             .map_err(|e| Error::io("epoll_ctl", e))?;
         }
-        if !abstract_name {
-            match rustix::fs::lstat(path) {
-                Ok(st)
-                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                        == rustix::fs::FileType::Socket =>
-                {
-                    if is_live_socket(path)? {
-                        return Err(Error::io_path(
-                            "bind (a live listener owns this socket)",
-                            path,
-                            std::io::Error::from(std::io::ErrorKind::AddrInUse),
-                        ));
-                    }
-                    rustix::fs::unlink(path)
-                        .map_err(|e| Error::io_path("unlink stale socket", path, e))?;
-                }
-                Ok(_) => {
-                    return Err(Error::io_path(
-                        "bind (path exists and is not a socket)",
-                        path,
-                        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-                    ))
-                }
-                Err(Errno::NOENT) => {}
-                Err(e) => return Err(Error::io_path("lstat", path, e)),
-            }
-        }
+        socket_path::claim(path, "bind (a live listener owns this socket)")?;
         rustix::net::bind(&sock, &addr).map_err(|e| Error::io_path("bind", path, e))?;
-        let mut file = None;
-        if !abstract_name {
-            // Before listen(): nobody can connect until then, so the mode is
-            // in place before the first client can reach the socket.
-            let chmod = rustix::fs::chmod(path, Mode::from_raw_mode(opts.socket_mode));
-            let st = rustix::fs::stat(path);
-            match (chmod, st) {
-                (Ok(()), Ok(st)) => file = Some((path.to_owned(), st.st_dev, st.st_ino)),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = rustix::fs::unlink(path);
-                    return Err(Error::io_path("chmod", path, e));
-                }
-            }
-        }
+        // Before listen(): nobody can connect until then, so the mode is
+        // in place before the first client can reach the socket.
+        let file = socket_path::own(path, opts.socket_mode)?;
         let listener = Listener {
             sock,
             file,
@@ -519,7 +455,7 @@ impl Listener {
 
     /// The socket file's path (`None` for abstract sockets).
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(p, _, _)| p.as_path())
+        self.file.as_ref().map(SocketFile::path)
     }
 }
 
@@ -546,19 +482,6 @@ impl AsFd for Listener {
     /// something or hung up, or a pending handshake's deadline passed).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.hs.epoll.as_fd()
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some((path, dev, ino)) = &self.file {
-            // Only remove the file if it is still ours (not replaced).
-            if let Ok(st) = rustix::fs::lstat(path) {
-                if st.st_dev == *dev && st.st_ino == *ino {
-                    let _ = rustix::fs::unlink(path);
-                }
-            }
-        }
     }
 }
 

@@ -13,12 +13,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
-use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
 
@@ -26,6 +25,7 @@ use super::sock::{self, Recv};
 use crate::error::{Error, Result};
 use crate::name::Name;
 use crate::wire::{BrokerMsg, LookupPolicy, Peer, Refusal};
+use shmsock_transport::socket_path::{self, SocketFile};
 
 const LISTENER: u64 = u64::MAX;
 /// Most clients accepted per wake-up of the listening socket.
@@ -166,30 +166,13 @@ struct Client {
 pub struct Broker {
     listener: OwnedFd,
     epoll: OwnedFd,
-    file: Option<(PathBuf, u64, u64)>,
+    file: Option<SocketFile>,
     opts: BrokerOptions,
     clients: HashMap<u64, Client>,
     names: HashMap<Name, Registration>,
     /// Names of dead providers, reserved to their uid until the instant.
     reserved: HashMap<Name, (u32, Instant)>,
     next_id: u64,
-}
-
-/// Whether a process listens on the socket file at `path`. The probe is
-/// non-blocking: a blocking `connect` to a listener whose accept backlog is
-/// full (a broker that is stopped or hung) would sleep until it accepts,
-/// with no bound; a full backlog (`EAGAIN`) means someone listens there.
-fn is_live_socket(path: &Path) -> Result<bool> {
-    let probe = sock::seqpacket(SocketFlags::NONBLOCK)?;
-    let addr = sock::socket_addr(path)?;
-    loop {
-        return match rustix::net::connect(&probe, &addr) {
-            Ok(()) | Err(Errno::AGAIN) => Ok(true),
-            Err(Errno::INTR) => continue,
-            Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io_path("connect (probing existing socket)", path, e)),
-        };
-    }
 }
 
 impl Broker {
@@ -217,7 +200,6 @@ impl Broker {
         {
             return Err(Error::Config("broker limits must be at least 1"));
         }
-        let abstract_name = path.as_os_str().as_encoded_bytes().starts_with(b"@");
         let addr = sock::socket_addr(path)?;
         let listener = sock::seqpacket(SocketFlags::NONBLOCK)?;
         let epoll =
@@ -229,46 +211,10 @@ impl Broker {
             epoll::EventFlags::IN,
         )
         .map_err(|e| Error::io("epoll_ctl", e))?;
-        if !abstract_name {
-            match rustix::fs::lstat(path) {
-                Ok(st)
-                    if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                        == rustix::fs::FileType::Socket =>
-                {
-                    if is_live_socket(path)? {
-                        return Err(Error::io_path(
-                            "bind (a live broker owns this socket)",
-                            path,
-                            std::io::Error::from(std::io::ErrorKind::AddrInUse),
-                        ));
-                    }
-                    rustix::fs::unlink(path)
-                        .map_err(|e| Error::io_path("unlink stale socket", path, e))?;
-                }
-                Ok(_) => {
-                    return Err(Error::io_path(
-                        "bind (path exists and is not a socket)",
-                        path,
-                        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-                    ))
-                }
-                Err(Errno::NOENT) => {}
-                Err(e) => return Err(Error::io_path("lstat", path, e)),
-            }
-        }
+        socket_path::claim(path, "bind (a live broker owns this socket)")?;
         rustix::net::bind(&listener, &addr).map_err(|e| Error::io_path("bind", path, e))?;
-        let mut file = None;
-        if !abstract_name {
-            // Before listen(): nobody can connect before the mode is set.
-            let chmod = rustix::fs::chmod(path, Mode::from_raw_mode(opts.socket_mode));
-            match (chmod, rustix::fs::stat(path)) {
-                (Ok(()), Ok(st)) => file = Some((path.to_owned(), st.st_dev, st.st_ino)),
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = rustix::fs::unlink(path);
-                    return Err(Error::io_path("chmod", path, e));
-                }
-            }
-        }
+        // Before listen(): nobody can connect before the mode is set.
+        let file = socket_path::own(path, opts.socket_mode)?;
         let broker = Broker {
             listener,
             epoll,
@@ -353,7 +299,7 @@ impl Broker {
 
     /// The socket file's path (`None` for an abstract socket).
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(p, _, _)| p.as_path())
+        self.file.as_ref().map(SocketFile::path)
     }
 
     fn accept_batch(&mut self) -> Result<()> {
@@ -669,18 +615,6 @@ impl AsFd for Broker {
     /// The broker's epoll fd: readable when [`Broker::step`] has work.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.epoll.as_fd()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some((path, dev, ino)) = &self.file {
-            if let Ok(st) = rustix::fs::lstat(path) {
-                if st.st_dev == *dev && st.st_ino == *ino {
-                    let _ = rustix::fs::unlink(path);
-                }
-            }
-        }
     }
 }
 

@@ -26,13 +26,7 @@ use crate::wire::{Peer, MAX_BROKER_MSG};
 const RECV_FDS: usize = 2;
 
 pub(crate) fn socket_addr(path: &Path) -> Result<SocketAddrUnix> {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    let r = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddrUnix::new_abstract_name(name),
-        None => SocketAddrUnix::new(path),
-    };
-    r.map_err(|e| Error::io_path("socket address", path, e))
+    Ok(shmsock_transport::socket_path::socket_addr(path)?)
 }
 
 pub(crate) fn seqpacket(flags: SocketFlags) -> Result<OwnedFd> {

@@ -47,11 +47,5 @@ pub(crate) fn peer_credentials(sock: impl AsFd) -> Result<Credentials> {
 }
 
 pub(crate) fn socket_addr(path: &Path) -> Result<rustix::net::SocketAddrUnix> {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    let r = match bytes.strip_prefix(b"@") {
-        Some(name) => rustix::net::SocketAddrUnix::new_abstract_name(name),
-        None => rustix::net::SocketAddrUnix::new(path),
-    };
-    r.map_err(|e| Error::io_path("socket address", path, e))
+    Ok(crate::socket_path::socket_addr(path)?)
 }
