@@ -14,12 +14,11 @@
 //! `docs/performance.md` ("Block and large messages").
 //!
 //! A hostile peer can make a receiver spin only in proportion to the bytes
-//! it actually sends: the receiver's window is the copy time of twice the
-//! last fragment it took (at least [`MIN_WINDOW`]; twice, because a ramped
-//! sender doubles its fragments: `crate::core::frag::LargeSend::ramped`),
-//! not of what the peer announces, so trickling small fragments earns 5 µs
-//! spins (less CPU than the wake-up each fragment would cost otherwise). A
-//! sender's window is the copy time of its own fragments.
+//! it actually sends: the receiver's window is the copy time of the last
+//! fragment it took (at least [`MIN_WINDOW`]), not of what the peer
+//! announces, so trickling small fragments earns 5 µs spins (less CPU than
+//! the wake-up each fragment would cost otherwise). A sender's window is
+//! the copy time of its own fragments.
 
 use std::time::{Duration, Instant};
 
@@ -41,12 +40,6 @@ const CLOCK_EVERY: u32 = 64;
 pub(crate) fn spin_window(frag: usize) -> Duration {
     let us = u64::try_from(frag / ASSUMED_BYTES_PER_US).unwrap_or(u64::MAX);
     Duration::from_micros(us).clamp(MIN_WINDOW, MAX_WINDOW)
-}
-
-/// A receiver's spin window for the fragment after one of `last` bytes:
-/// the copy time of twice as many (a ramped sender doubles its fragments).
-pub(crate) fn next_fragment_window(last: usize) -> Duration {
-    spin_window(last.saturating_mul(2))
 }
 
 /// `window`, cut to the time left before `deadline` (if any), so that a
@@ -88,8 +81,6 @@ mod tests {
         assert_eq!(spin_window(128 << 10), Duration::from_micros(32));
         assert_eq!(spin_window(256 << 10), Duration::from_micros(64));
         assert_eq!(spin_window(usize::MAX), MAX_WINDOW);
-        assert_eq!(next_fragment_window(64 << 10), Duration::from_micros(32));
-        assert_eq!(next_fragment_window(usize::MAX), MAX_WINDOW);
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Receiver {
     pub(crate) fn wait_fragment(&mut self, deadline: Option<Instant>) -> Result<()> {
         if self.wait == WaitStrategy::Block {
             let window = mid_message::within(
-                mid_message::next_fragment_window(self.core.last_fragment()),
+                mid_message::spin_window(self.core.last_fragment()),
                 deadline,
             );
             let core = &mut self.core;

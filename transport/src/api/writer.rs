@@ -60,7 +60,7 @@ pub struct Chunk<'a> {
 
 impl<'a> MessageWriter<'a> {
     pub(crate) fn new(tx: &'a mut Sender, len: usize) -> Self {
-        let large = (len > tx.max_inline()).then(|| tx.core.large_start_in_place(len));
+        let large = (len > tx.max_inline()).then(|| tx.core.large_start(len));
         MessageWriter {
             tx,
             len,

@@ -24,19 +24,11 @@ use std::ops::Range;
 
 use crate::wire::{FRAG_HEADER, TAG_FRAG, TAG_FRAG_START};
 
-/// Message bytes of the first fragment of a ramped message
-/// ([`LargeSend::ramped`]); each later fragment carries at most as many
-/// bytes as went before it, so sizes double up to the full fragment.
-pub(crate) const RAMP_FIRST: usize = 16 << 10;
-
 /// Where the sending of one fragmented message stands.
 #[derive(Debug, Clone)]
 pub(crate) struct LargeSend {
     /// Payload bytes of a full fragment record.
     frag: usize,
-    /// Fragment sizes ramp up from [`RAMP_FIRST`] and back down at the
-    /// end ([`LargeSend::ramped`]).
-    ramp: bool,
     /// Message length.
     len: usize,
     /// Bytes of the message written so far.
@@ -56,63 +48,24 @@ impl LargeSend {
         );
         LargeSend {
             frag,
-            ramp: false,
             len,
             pos: 0,
             started: false,
         }
     }
 
-    /// [`LargeSend::new`], with fragments that start small and grow: the
-    /// first carries [`RAMP_FIRST`] bytes, each later one at most as many
-    /// as went before it (so they double) up to `frag`, and at the end at
-    /// most half of what is left (so they halve again; no piece is left
-    /// shorter than [`RAMP_FIRST`]). The receiver, usually parked when a
-    /// message starts, is woken by the first commit; a small first
-    /// fragment sends that wake-up after a short copy instead of a full
-    /// fragment's, so the wake-up overlaps more of the sender's copy. At
-    /// the end, a small last fragment shortens what the receiver still
-    /// copies once the sender is done. Measured in `docs/performance.md`
-    /// ("Block round trip at 1 MiB and 16 MiB").
-    pub(crate) fn ramped(len: usize, frag: usize) -> Self {
-        LargeSend {
-            ramp: true,
-            ..LargeSend::new(len, frag)
-        }
-    }
-
-    /// Message bytes of the record that starts at message offset `pos`
-    /// and can carry `cap` of them.
-    fn piece(&self, pos: usize, cap: usize) -> usize {
-        let rem = self.len - pos;
-        if !self.ramp {
-            return cap.min(rem);
-        }
-        let grow = pos.max(RAMP_FIRST);
-        let shrink = rem.div_ceil(2).max(RAMP_FIRST);
-        // Multiples of 8 keep the copies aligned as the full ones are.
-        let n = (cap.min(grow).min(shrink) & !7).max(8).min(cap);
-        if rem <= cap && rem - n.min(rem) < RAMP_FIRST {
-            // No runt at the end: the rest goes whole.
-            return rem;
-        }
-        n.min(rem)
-    }
-
     /// The bytes and tag of the next record, `None` when all is written.
     /// The first record carries the start header, then as much of the
-    /// message as fits beside it; the others carry `frag` bytes each
-    /// (ramped: see [`LargeSend::ramped`]).
+    /// message as fits beside it; the others carry `frag` bytes each.
     pub(crate) fn next_record(&self) -> Option<(Range<usize>, u16)> {
         if !self.started {
-            let first = self.piece(0, self.frag - FRAG_HEADER);
+            let first = self.len.min(self.frag - FRAG_HEADER);
             return Some((0..first, TAG_FRAG_START));
         }
         if self.pos >= self.len {
             return None;
         }
-        let n = self.piece(self.pos, self.frag);
-        Some((self.pos..self.pos + n, TAG_FRAG))
+        Some((self.pos..self.len.min(self.pos + self.frag), TAG_FRAG))
     }
 
     /// Notes that the message is written up to `end`.
@@ -255,62 +208,6 @@ mod tests {
             assert_eq!(tags[0], TAG_FRAG_START);
             assert!(tags[1..].iter().all(|&t| t == TAG_FRAG));
         }
-    }
-
-    /// The records of a whole message: (range, tag) in order.
-    fn records(mut ls: LargeSend) -> Vec<(Range<usize>, u16)> {
-        let mut out = Vec::new();
-        while let Some((r, tag)) = ls.next_record() {
-            ls.started = true;
-            ls.advance(r.end);
-            out.push((r, tag));
-        }
-        assert!(ls.is_done());
-        out
-    }
-
-    #[test]
-    fn ramped_fragments_grow_then_shrink_and_cover_the_message() {
-        let frag = 128 << 10;
-        for len in [
-            1,
-            100,
-            RAMP_FIRST - 1,
-            RAMP_FIRST,
-            2 * RAMP_FIRST + 3,
-            300_001,
-            1 << 20,
-            (16 << 20) + 5,
-        ] {
-            let recs = records(LargeSend::ramped(len, frag));
-            let mut next = 0;
-            for (i, (r, tag)) in recs.iter().enumerate() {
-                assert_eq!(r.start, next, "len {len}: contiguous");
-                assert!(!r.is_empty() || len == 0, "len {len}: no empty fragment");
-                let header = if i == 0 { FRAG_HEADER } else { 0 };
-                assert!(r.len() + header <= frag, "len {len}: within the record");
-                assert_eq!(*tag, if i == 0 { TAG_FRAG_START } else { TAG_FRAG });
-                next = r.end;
-            }
-            assert_eq!(next, len, "len {len}: covered once");
-        }
-        // 1 MiB in 128 KiB fragments: small first, full in the middle,
-        // small last, and never a fragment more than twice the one before
-        // (what the receiver's spin window assumes).
-        let recs = records(LargeSend::ramped(1 << 20, frag));
-        let sizes: Vec<usize> = recs.iter().map(|(r, _)| r.len()).collect();
-        assert_eq!(sizes[0], RAMP_FIRST);
-        assert!(sizes.contains(&frag));
-        assert!(*sizes.last().unwrap() < 2 * RAMP_FIRST, "{sizes:?}");
-        assert!(sizes.windows(2).all(|w| w[1] <= 2 * w[0]), "{sizes:?}");
-        assert!(sizes.len() <= 16, "{sizes:?}");
-        // Unramped: full fragments, as before.
-        let plain: Vec<usize> = records(LargeSend::new(1 << 20, frag))
-            .iter()
-            .map(|(r, _)| r.len())
-            .collect();
-        assert_eq!(plain[0], frag - FRAG_HEADER);
-        assert!(plain[1..plain.len() - 1].iter().all(|&n| n == frag));
     }
 
     #[test]

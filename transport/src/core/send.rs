@@ -349,8 +349,7 @@ impl SendCore {
     }
 
     /// Starts writing `len` bytes as a fragmented message (see
-    /// [`crate::core::frag`]) from the caller's buffer, in ramped fragments
-    /// ([`LargeSend::ramped`]).
+    /// [`crate::core::frag`]).
     pub(crate) fn large_start(&self, len: usize) -> LargeSend {
         // A message that would fit one record is split only to pipeline
         // it: in pieces small enough that the receiver starts early.
@@ -359,16 +358,7 @@ impl SendCore {
         } else {
             self.pipeline_frag
         };
-        // Ramped: the first fragment is small, so the receiver (parked
-        // while it waited for this message) is woken after a short copy.
-        LargeSend::ramped(len, frag)
-    }
-
-    /// Starts a fragmented message of `len` bytes that the caller writes
-    /// in place ([`crate::MessageWriter`]): full fragments, unramped, so
-    /// the caller's chunks stay ring-sized.
-    pub(crate) fn large_start_in_place(&self, len: usize) -> LargeSend {
-        LargeSend::new(len, self.frag)
+        LargeSend::new(len, frag)
     }
 
     /// Writes the fragments of `data` that fit now. Returns `None` when
