@@ -405,14 +405,10 @@ fn phases(
         pin::pin_to(cores.1).map_err(|e| e.to_string())?;
         let mut t = Vec::with_capacity(n + 1);
         for i in 0..=n {
-            let len = {
-                let m = b.rx().map_err(|e| e.to_string())?;
-                let r = ns(&e2);
-                pattern::verify(m, i as u64, m.len()).map_err(|e| e.to_string())?;
-                t.push([r, ns(&e2), 0, 0]);
-                m.len()
-            };
-            let _ = len;
+            let m = b.rx().map_err(|e| e.to_string())?;
+            let r = ns(&e2);
+            pattern::verify(m, i as u64, m.len()).map_err(|e| e.to_string())?;
+            t.push([r, ns(&e2), 0, 0]);
             pattern::fill(b.tx_buf(), i as u64 + 1_000_000);
             let f = ns(&e2);
             b.tx().map_err(|e| e.to_string())?;
@@ -568,6 +564,9 @@ fn main() -> Result<()> {
         ((secs * 2e9) / size as f64).ceil().max(8.0) as u64
     };
     if op_phases {
+        if modes.contains(&Mode::Zc) {
+            return Err("--op phases times the copying modes only (stream, send)".into());
+        }
         let n = (secs / (20e-6 + size as f64 * 1e-9)).ceil().max(8.0) as usize;
         // Per configuration, per round: the median of each phase.
         let mut med: Vec<Vec<[u64; 9]>> = (0..cfgs.len()).map(|_| Vec::new()).collect();
@@ -584,7 +583,8 @@ fn main() -> Result<()> {
         }
         println!(
             "phases of a {} round trip, µs: median over rounds of each round's median \
-             ({n} round trips x {rounds} rounds); round trip p50 / the stream's in brackets",
+             ({n} round trips x {rounds} rounds); then the stream's round trip p50 over \
+             this one's, median (range) of the rounds",
             name(size)
         );
         print!("  {:<28}", "");
@@ -592,10 +592,7 @@ fn main() -> Result<()> {
             print!(" {p:>10}");
         }
         println!();
-        let stream_rtt = cfgs
-            .iter()
-            .position(|c| c.1.mode == Mode::Stream)
-            .map(|i| median(med[i].iter().map(|m| m[8]).collect()));
+        let stream = cfgs.iter().position(|c| c.1.mode == Mode::Stream);
         for ((label, _), m) in cfgs.iter().zip(med.iter()) {
             print!("  {label:<28}");
             for k in 0..9 {
@@ -604,12 +601,8 @@ fn main() -> Result<()> {
                     median(m.iter().map(|r| r[k]).collect()) as f64 / 1e3
                 );
             }
-            if let Some(s) = stream_rtt {
+            if let Some(si) = stream {
                 // Per round, the stream's p50 over this one's.
-                let si = cfgs
-                    .iter()
-                    .position(|c| c.1.mode == Mode::Stream)
-                    .unwrap_or(0);
                 let mut r: Vec<f64> = med[si]
                     .iter()
                     .zip(m.iter())
@@ -622,7 +615,6 @@ fn main() -> Result<()> {
                     r[0],
                     r[r.len() - 1]
                 );
-                let _ = s;
             }
             println!();
         }
