@@ -108,10 +108,18 @@ pub(crate) enum Step {
 /// A new half spins its first wait (optimistic) and parks in its second,
 /// so that both arms have a cost from then on.
 ///
-/// Neither arm can get stuck: a pair that both park after a hiccup (the
-/// old failure of an average of wait times, which never fell below the
-/// window once both sides parked) probes the spin arm within
-/// [`PROBE_FAR`] waits, and one caught reply makes spinning cheaper again.
+/// Neither arm can get stuck: a probe's wait *replaces* the probed arm's
+/// cost instead of moving its average by 1/8, since the losing arm is
+/// sampled once in hundreds of waits. Without that, one slow wait (the
+/// first message of a connection took 348 µs in `block_probe`, a 64 KiB
+/// round trip) priced spinning at the cap, and the spin arm needed about
+/// 20 probes (10,000 waits) to win again while every wait parked: the
+/// whole of a `bench` row. Now one probe that catches the reply makes
+/// spinning the choice again; a lucky probe costs a few waits of the
+/// wrong arm, whose every wait moves its average back. And a young half
+/// (its first [`PROBE_FAR`] waits) probes every [`PROBE_CLOSE`] waits
+/// whatever the costs, so that a slow start is forgotten within 128
+/// waits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpinLearner {
     /// Recent wait times of each arm in ns, capped; indexed by `Arm`;
@@ -121,6 +129,8 @@ pub(crate) struct SpinLearner {
     waits: u32,
     /// The arm of the wait in progress.
     arm: Arm,
+    /// The wait in progress probes the arm that is not the best.
+    probe: bool,
 }
 
 /// The two ways `Adaptive` can wait.
@@ -148,6 +158,7 @@ impl Default for SpinLearner {
             cost: [UNKNOWN; 2],
             waits: 0,
             arm: Arm::Spin,
+            probe: false,
         }
     }
 }
@@ -172,17 +183,22 @@ impl SpinLearner {
     pub(crate) fn window(&mut self, max: Duration) -> Duration {
         self.waits = self.waits.wrapping_add(1);
         let (spin, park) = (self.cost[0], self.cost[1]);
+        self.probe = false;
         self.arm = if spin != UNKNOWN && park == UNKNOWN {
             // Not parked yet: try it now, so that a new half that should
             // not spin learns it in its second wait.
             Arm::Park
         } else {
             let best = self.best();
-            let far = spin != UNKNOWN
+            // A young half probes as often as a close call: its first
+            // waits (the connection's start) are the least typical.
+            let far = self.waits > PROBE_FAR
+                && spin != UNKNOWN
                 && park != UNKNOWN
                 && spin.max(park) > spin.min(park).saturating_mul(2);
             let every = if far { PROBE_FAR } else { PROBE_CLOSE };
             let probe = self.waits.is_multiple_of(every) && !(best == Arm::Spin && spin <= HOT);
+            self.probe = probe;
             match (best, probe) {
                 (Arm::Spin, false) | (Arm::Park, true) => Arm::Spin,
                 (Arm::Park, false) | (Arm::Spin, true) => Arm::Park,
@@ -203,8 +219,9 @@ impl SpinLearner {
         let v =
             u64::try_from(waited.min(cap).as_nanos()).map_or(UNKNOWN - 1, |v| v.min(UNKNOWN - 1));
         let c = &mut self.cost[self.arm as usize];
-        // Weight 1/8 for the new wait; an arm's first wait sets it.
-        *c = if *c == UNKNOWN {
+        // Weight 1/8 for the new wait; an arm's first wait, and a probe,
+        // set it.
+        *c = if *c == UNKNOWN || self.probe {
             v
         } else {
             *c - *c / 8 + v / 8
@@ -534,6 +551,35 @@ mod tests {
         drive(&mut l, 8 * US, 40 * US, PROBE_FAR * 8);
         let whole = drive(&mut l, 8 * US, 40 * US, 100);
         assert!(whole >= 99, "{whole}");
+    }
+
+    #[test]
+    fn one_slow_first_wait_is_forgotten_at_the_first_probe() {
+        // The first wait of a connection took 348 µs (the peer was still
+        // starting); afterwards spinning catches the reply in 10 µs and a
+        // park takes 18 µs. Within one probe interval the half spins.
+        let mut l = SpinLearner::default();
+        assert_eq!(l.window(MAX), MAX);
+        l.record(348 * US, MAX);
+        drive(&mut l, 10 * US, 18 * US, PROBE_CLOSE + 2);
+        let whole = drive(&mut l, 10 * US, 18 * US, 100);
+        assert!(whole >= 99, "{whole} of 100 waits spun");
+    }
+
+    #[test]
+    fn a_lucky_probe_costs_only_a_few_waits() {
+        // Parking pays (spinning wastes the window: 200 µs against 30 µs);
+        // one probe catches a reply in 1 µs by luck. The half spins a few
+        // waits, each of which prices spinning back up, then parks again.
+        let mut l = SpinLearner::default();
+        drive(&mut l, 200 * US, 30 * US, 600);
+        assert_eq!(l.window(MAX), Duration::ZERO);
+        l.record(30 * US, MAX);
+        l.probe = true;
+        l.arm = Arm::Spin;
+        l.record(US, MAX);
+        let whole = drive(&mut l, 200 * US, 30 * US, 100);
+        assert!(whole <= 3, "{whole} of 100 waits spun");
     }
 
     #[test]
