@@ -20,8 +20,16 @@
 //! split a message that fits one record). `--op par`: `memcpy` of
 //! `--size` bytes on each core alone, then on both at once (what
 //! overlapping the sender's and the receiver's copies can gain at most).
+//! `--op phases`: round trips (modes `stream` and `send`) timed phase by
+//! phase on one clock: each side's fill, its transmit call (`send` /
+//! `write_all`), how long after the sender's call returned the receiver's
+//! receive call returned (the tail: the wake-up not hidden behind the
+//! copy, and the copy of what was still in flight), and the checksum;
+//! medians per phase, to see where a round trip loses time to the stream.
 
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,7 +37,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 use shmsock::{Builder, WaitStrategy};
 use shmsock_bench::child::Result;
 use shmsock_bench::link::{Framed, Link, ShmCopy, ShmZeroCopy};
-use shmsock_bench::pin;
+use shmsock_bench::{pattern, pin};
 
 fn parse_size(s: &str) -> Result<usize> {
     let s = s.trim();
@@ -268,6 +276,190 @@ fn par(size: usize, secs: f64, rounds: usize, cores: (usize, usize)) -> Result<(
     Ok(())
 }
 
+/// One direction of a round trip, split from the fill and the checksum:
+/// the transmit call and the receive call alone.
+trait Xfer: Send {
+    /// The message buffer to fill (the stream's carries its length word
+    /// in front, as `Framed` does).
+    fn tx_buf(&mut self) -> &mut [u8];
+    fn tx(&mut self) -> Result<()>;
+    fn rx(&mut self) -> Result<&[u8]>;
+}
+
+struct ShmX {
+    conn: shmsock::Connection,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Xfer for ShmX {
+    fn tx_buf(&mut self) -> &mut [u8] {
+        &mut self.tx
+    }
+    fn tx(&mut self) -> Result<()> {
+        self.conn.send(&self.tx)?;
+        Ok(())
+    }
+    fn rx(&mut self) -> Result<&[u8]> {
+        let n = self.conn.recv_into(&mut self.rx)?;
+        Ok(&self.rx[..n])
+    }
+}
+
+struct StreamX {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+}
+
+impl Xfer for StreamX {
+    fn tx_buf(&mut self) -> &mut [u8] {
+        &mut self.tx[8..]
+    }
+    fn tx(&mut self) -> Result<()> {
+        let len = (self.tx.len() - 8) as u64;
+        self.tx[..8].copy_from_slice(&len.to_le_bytes());
+        self.w.write_all(&self.tx)?;
+        Ok(())
+    }
+    fn rx(&mut self) -> Result<&[u8]> {
+        let mut hdr = [0u8; 8];
+        self.r.read_exact(&mut hdr)?;
+        let n = u64::from_le_bytes(hdr) as usize;
+        self.r.read_exact(&mut self.rx[..n])?;
+        Ok(&self.rx[..n])
+    }
+}
+
+fn make_x(c: &Cfg, size: usize) -> Result<(Box<dyn Xfer>, Box<dyn Xfer>)> {
+    if c.mode == Mode::Stream {
+        let (a, b) = UnixStream::pair()?;
+        let x = |s: UnixStream| -> Result<Box<dyn Xfer>> {
+            Ok(Box::new(StreamX {
+                r: BufReader::with_capacity(64 << 10, s.try_clone()?),
+                w: s,
+                tx: vec![0; size + 8],
+                rx: vec![0; size],
+            }))
+        };
+        return Ok((x(a)?, x(b)?));
+    }
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let mut builder = Builder::new()
+        .ring_capacity(c.ring as u64)
+        .wait(c.wait)
+        .futex_wakeups(c.futex);
+    if c.frag != 0 {
+        builder = builder.fragment_size(c.frag);
+    }
+    if c.pipe != 0 {
+        builder = builder.pipeline_threshold(c.pipe);
+    }
+    let b2 = builder.clone();
+    let h = thread::spawn(move || b2.accept_socket(b));
+    let ca = builder.connect_socket(a)?;
+    let cb = h.join().map_err(|_| "accept panicked")??;
+    let x = |conn| -> Box<dyn Xfer> {
+        Box::new(ShmX {
+            conn,
+            tx: vec![0; size],
+            rx: vec![0; size],
+        })
+    };
+    Ok((x(ca), x(cb)))
+}
+
+/// Phase names of `--op phases`, in the order of a round trip.
+const PHASES: [&str; 9] = [
+    "A fill",
+    "A send",
+    "A->B tail",
+    "B check",
+    "B fill",
+    "B send",
+    "B->A tail",
+    "A check",
+    "round trip",
+];
+
+/// `n` timed round trips; per round trip the duration of each of
+/// [`PHASES`] in ns.
+fn phases(
+    pair: (Box<dyn Xfer>, Box<dyn Xfer>),
+    n: usize,
+    cores: (usize, usize),
+) -> Result<Vec<[u64; 9]>> {
+    let (mut a, mut b) = pair;
+    let epoch = Arc::new(Instant::now());
+    let e2 = Arc::clone(&epoch);
+    let ns = move |e: &Instant| e.elapsed().as_nanos() as u64;
+    // B: per round trip, received (whole), checked, filled, sent.
+    let h = thread::spawn(move || -> std::result::Result<Vec<[u64; 4]>, String> {
+        pin::pin_to(cores.1).map_err(|e| e.to_string())?;
+        let mut t = Vec::with_capacity(n + 1);
+        for i in 0..=n {
+            let m = b.rx().map_err(|e| e.to_string())?;
+            let r = ns(&e2);
+            pattern::verify(m, i as u64, m.len()).map_err(|e| e.to_string())?;
+            t.push([r, ns(&e2), 0, 0]);
+            pattern::fill(b.tx_buf(), i as u64 + 1_000_000);
+            let f = ns(&e2);
+            b.tx().map_err(|e| e.to_string())?;
+            let last = t.len() - 1;
+            t[last][2] = f;
+            t[last][3] = ns(&e2);
+        }
+        Ok(t)
+    });
+    pin::pin_to(cores.0)?;
+    let mut ta = Vec::with_capacity(n + 1);
+    for i in 0..=n {
+        let t0 = ns(&epoch);
+        pattern::fill(a.tx_buf(), i as u64);
+        let t1 = ns(&epoch);
+        a.tx()?;
+        let t2 = ns(&epoch);
+        let m = a.rx()?;
+        let t3 = ns(&epoch);
+        pattern::verify(m, i as u64 + 1_000_000, m.len())?;
+        let t4 = ns(&epoch);
+        ta.push([t0, t1, t2, t3, t4]);
+    }
+    let tb = h.join().map_err(|_| "echo panicked")??;
+    // Round trip 0 warms up.
+    Ok(ta
+        .iter()
+        .zip(tb.iter())
+        .skip(1)
+        .map(|(a, b)| {
+            let d = |x: u64, y: u64| x.saturating_sub(y);
+            [
+                d(a[1], a[0]),
+                d(a[2], a[1]),
+                d(b[0], a[2]),
+                d(b[1], b[0]),
+                d(b[2], b[1]),
+                d(b[3], b[2]),
+                d(a[3], b[3]),
+                d(a[4], a[3]),
+                d(a[4], a[0]),
+            ]
+        })
+        .collect())
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 fn main() -> Result<()> {
     let mut size = 16 << 10;
     let mut rings = vec![64 << 10, 256 << 10, 1 << 20];
@@ -279,6 +471,7 @@ fn main() -> Result<()> {
     let mut futex = false;
     let mut op_rtt = false;
     let mut op_par = false;
+    let mut op_phases = false;
     let mut pipes = vec![0];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -306,6 +499,7 @@ fn main() -> Result<()> {
             "--op" => {
                 op_rtt = v == "rtt";
                 op_par = v == "par";
+                op_phases = v == "phases";
             }
             "--wait" => {
                 wait = match v.as_str() {
@@ -369,6 +563,63 @@ fn main() -> Result<()> {
     } else {
         ((secs * 2e9) / size as f64).ceil().max(8.0) as u64
     };
+    if op_phases {
+        if modes.contains(&Mode::Zc) {
+            return Err("--op phases times the copying modes only (stream, send)".into());
+        }
+        let n = (secs / (20e-6 + size as f64 * 1e-9)).ceil().max(8.0) as usize;
+        // Per configuration, per round: the median of each phase.
+        let mut med: Vec<Vec<[u64; 9]>> = (0..cfgs.len()).map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (i, (_, c)) in cfgs.iter().enumerate() {
+                let t = phases(make_x(c, size)?, n, cores)?;
+                let mut m = [0u64; 9];
+                for (k, slot) in m.iter_mut().enumerate() {
+                    *slot = median(t.iter().map(|r| r[k]).collect());
+                }
+                med[i].push(m);
+                pin::restore(&restore)?;
+            }
+        }
+        println!(
+            "phases of a {} round trip, µs: median over rounds of each round's median \
+             ({n} round trips x {rounds} rounds); then the stream's round trip p50 over \
+             this one's, median (range) of the rounds",
+            name(size)
+        );
+        print!("  {:<28}", "");
+        for p in PHASES {
+            print!(" {p:>10}");
+        }
+        println!();
+        let stream = cfgs.iter().position(|c| c.1.mode == Mode::Stream);
+        for ((label, _), m) in cfgs.iter().zip(med.iter()) {
+            print!("  {label:<28}");
+            for k in 0..9 {
+                print!(
+                    " {:>10.1}",
+                    median(m.iter().map(|r| r[k]).collect()) as f64 / 1e3
+                );
+            }
+            if let Some(si) = stream {
+                // Per round, the stream's p50 over this one's.
+                let mut r: Vec<f64> = med[si]
+                    .iter()
+                    .zip(m.iter())
+                    .map(|(st, x)| st[8] as f64 / x[8] as f64)
+                    .collect();
+                r.sort_by(|a, b| a.total_cmp(b));
+                print!(
+                    "  {:.2}x ({:.2}-{:.2})",
+                    r[r.len() / 2],
+                    r[0],
+                    r[r.len() - 1]
+                );
+            }
+            println!();
+        }
+        return Ok(());
+    }
     let mut res: Vec<Vec<Sample>> = (0..cfgs.len()).map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (i, (_, c)) in cfgs.iter().enumerate() {

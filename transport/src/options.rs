@@ -31,7 +31,9 @@ pub enum WaitStrategy {
     /// between messages, or waits for our own core, gets the core at once.
     /// The other way is tried every 128th wait (512th when one costs twice
     /// the other). It never yields the CPU while spinning (see
-    /// `docs/design.md`, "Waiting"). The default, with 50 µs.
+    /// `docs/design.md`, "Waiting"). In the middle of a message larger than
+    /// one ring record it first spins for the next fragment as `Block`
+    /// does. The default, with 50 µs.
     Adaptive {
         /// The longest spin before parking.
         spin: Duration,

@@ -1,17 +1,20 @@
-//! Waiting in the middle of a fragmented message (`Block` only).
+//! Waiting in the middle of a fragmented message (`Block` and `Adaptive`).
 //!
 //! `Block` parks at once: a wait between messages may last any time, and a
-//! wake-up costs less CPU than a spin of unknown length. In the middle of a
+//! wake-up costs less CPU than a spin of unknown length. `Adaptive` learns
+//! from all its waits, most of them between messages (hundreds of µs for
+//! 1 MiB round trips), and so parked too. In the middle of a
 //! fragmented message it is different: the peer has announced the message
 //! and is copying the next fragment into the ring (or, for a sender, the
 //! receiver is copying the last one out) right now, so the event is a
 //! fragment's copy time away. Parking there costs a wake-up per fragment,
 //! a syscall on each side and the wake-up latency (tens of µs on a VM),
-//! which undoes the pipelining that fragments are for. So a `Block` half
-//! spins for the next fragment (or the space for it) for about one
-//! fragment's copy time ([`spin_window`]) and parks only if it has not
-//! come by then (the peer is descheduled or gone). Measured in
-//! `docs/performance.md` ("Block and large messages").
+//! which undoes the pipelining that fragments are for. So a `Block` or
+//! `Adaptive` half spins for the next fragment (or the space for it) for
+//! about one fragment's copy time ([`spin_window`]) and parks only if it
+//! has not come by then (the peer is descheduled or gone). Measured in
+//! `docs/performance.md` ("Block and large messages"; for `Adaptive`,
+//! "Block round trip at 1 MiB and 16 MiB").
 //!
 //! A hostile peer can make a receiver spin only in proportion to the bytes
 //! it actually sends: the receiver's window is the copy time of the last
@@ -23,6 +26,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::options::WaitStrategy;
 
 /// Copy rate the spin window assumes, bytes per µs: well below a cached
 /// `memcpy` on the measured machines (10-20 GB/s), so that a peer copying
@@ -35,6 +39,16 @@ const MIN_WINDOW: Duration = Duration::from_micros(5);
 const MAX_WINDOW: Duration = Duration::from_micros(100);
 /// Spins between two clock reads.
 const CLOCK_EVERY: u32 = 64;
+
+/// Whether a half with this wait strategy spins for the next fragment (or
+/// the space for it) before it waits as its strategy says: `Block` and
+/// `Adaptive`. (`Adaptive`'s learner sizes its spins from all its waits,
+/// most of them between messages, hundreds of µs at 1 MiB, so left to
+/// itself it parked between the fragments of a message.) `Spin` spins
+/// anyway.
+pub(crate) fn spins_mid_message(wait: WaitStrategy) -> bool {
+    !matches!(wait, WaitStrategy::Spin)
+}
 
 /// The spin window for fragments of `frag` bytes.
 pub(crate) fn spin_window(frag: usize) -> Duration {
@@ -81,6 +95,13 @@ mod tests {
         assert_eq!(spin_window(128 << 10), Duration::from_micros(32));
         assert_eq!(spin_window(256 << 10), Duration::from_micros(64));
         assert_eq!(spin_window(usize::MAX), MAX_WINDOW);
+    }
+
+    #[test]
+    fn block_and_adaptive_spin_mid_message() {
+        assert!(spins_mid_message(WaitStrategy::Block));
+        assert!(spins_mid_message(WaitStrategy::default()));
+        assert!(!spins_mid_message(WaitStrategy::Spin));
     }
 
     #[test]

@@ -79,13 +79,14 @@ impl Receiver {
     }
 
     /// [`Receiver::wait_data`] for the next fragment of a message in
-    /// progress, which its sender is writing right now: a `Block` receiver
-    /// first spins for it, as long as the last fragment takes to copy
+    /// progress, which its sender is writing right now: a `Block` or
+    /// `Adaptive` receiver first spins for it, as long as the last fragment
+    /// takes to copy
     /// ([`mid_message::spin_window`]), before it parks. Sized by what the
     /// peer sent, not by what it announces: a peer trickling small
     /// fragments earns short spins only.
     pub(crate) fn wait_fragment(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if self.wait == WaitStrategy::Block {
+        if mid_message::spins_mid_message(self.wait) {
             let window = mid_message::within(
                 mid_message::spin_window(self.core.last_fragment()),
                 deadline,

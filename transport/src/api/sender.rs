@@ -149,11 +149,12 @@ impl Sender {
     }
 
     /// [`Sender::wait_space`] in the middle of a fragmented message, whose
-    /// receiver is copying our fragments out right now: a `Block` sender
-    /// first spins for the space, a fragment's copy time at most
+    /// receiver is copying our fragments out right now: a `Block` or
+    /// `Adaptive` sender first spins for the space, a fragment's copy time
+    /// at most
     /// ([`mid_message::spin_window`]), before it parks.
     pub(crate) fn wait_space_mid(&mut self, len: usize, deadline: Option<Instant>) -> Result<()> {
-        if self.wait == WaitStrategy::Block {
+        if mid_message::spins_mid_message(self.wait) {
             let window =
                 mid_message::within(mid_message::spin_window(self.core.fragment_len()), deadline);
             let pid = self.core.peer.pid;
