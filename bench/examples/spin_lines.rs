@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo build --release -p shmsock-bench --example spin_lines
-//! target/release/examples/spin_lines [ROUNDS] [ROUND_TRIPS_PER_ROUND]
+//! target/release/examples/spin_lines [ROUNDS] [ROUND_TRIPS_PER_ROUND] [VARIANT,...]
 //! ```
 //!
 //! Variants (each direction has its own 64 KiB data area, as a ring has):
@@ -30,10 +30,25 @@
 //!   message's sequence number, written last (Release); the reader spins on
 //!   it. One line per direction for the header and the first 56 payload
 //!   bytes, a second for the rest.
+//! - `cursor_dep`: `cursor`, but the copy's length comes from the header
+//!   word, as a real reader's must: the payload's second line is requested
+//!   only once the header's line has arrived.
 //! - `ring` / `ring_asym`: the real `shmsock_shm` ring (`try_push` /
 //!   `try_read` + `copy_to` + release) with symmetric fences (the default,
 //!   what `Spin` runs) or asymmetric ones (a compiler fence on the hot
 //!   path; nobody parks here, so no membarrier is needed).
+//! - `ring_rd` / `ring_rd_asym` / `ring_rdpoll`: a raw writer (the ring's
+//!   byte format, none of its code) and the ring's reader (symmetric,
+//!   asymmetric fences; `ring_rdpoll` spins on the raw `tail` word and
+//!   calls the reader only once it moved); `ring_wr`: the ring's writer
+//!   and a raw reader. They tell which half's code is on the critical path.
+//! - `transport`: a whole `Connection` (`WaitStrategy::Spin`, 64 KiB rings,
+//!   `send` / `recv_into`), what `bench` calls "shmsock Spin send".
+//!
+//! Each line of the table: p10/p50/p90 of all samples, p50 over the
+//! floor's p50, and the median [range] over the rounds of the round's p50
+//! over the same round's floor p50 (the more robust number on a busy host,
+//! whose cross-core speed swings from minute to minute).
 //!
 //! Every round trip is timed with `Instant::now()`, as `bench` times both
 //! its floor and its transports, so the clock read is in every sample.
@@ -63,7 +78,7 @@ const PARK: u64 = 256;
 const CTL: u64 = 2 * DIR;
 const STOP: u64 = u64::MAX;
 
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 13] = [
     "floor",
     "cursor",
     "cursor_fence",
@@ -76,6 +91,7 @@ const NAMES: [&str; 12] = [
     "ring_rdpoll",
     "ring_rd_asym",
     "cursor_dep",
+    "transport",
 ];
 
 struct Shared {
@@ -302,6 +318,10 @@ struct Side {
     /// The segment the `rd` pair reads from.
     rd_seg: Arc<Segment>,
     wr: (RingPair, RawRing),
+    /// `transport`: a whole connection, `WaitStrategy::Spin`, 64 KiB rings
+    /// (what `bench` measures as "shmsock Spin send").
+    conn: Option<shmsock::Connection>,
+    rxv: Vec<u8>,
     floor_next: u64,
 }
 
@@ -353,6 +373,12 @@ impl Side {
                 self.rd.0.send(&buf);
                 ring_recv(&mut self.rd.1, &mut buf);
             }
+            12 => {
+                let c = self.conn.as_mut().unwrap();
+                c.send(&buf).unwrap();
+                let n = c.recv_into(&mut self.rxv).unwrap();
+                buf.copy_from_slice(&self.rxv[..n]);
+            }
             9 => {
                 self.rd.0.send(&buf);
                 ring_recv_poll(&mut self.rd.1, &self.rd_seg, &mut buf);
@@ -393,6 +419,12 @@ impl Side {
             9 => {
                 ring_recv_poll(&mut self.rd.1, &self.rd_seg, &mut buf);
                 self.rd.0.send(&buf);
+            }
+            12 => {
+                let c = self.conn.as_mut().unwrap();
+                let n = c.recv_into(&mut self.rxv).unwrap();
+                buf.copy_from_slice(&self.rxv[..n]);
+                c.send(&buf).unwrap();
             }
             8 => {
                 self.wr.1.recv(&mut buf);
@@ -506,15 +538,29 @@ fn main() {
             raw(&seg_f),
         ),
         rd_seg: seg_d.clone(),
+        conn: None,
+        rxv: Vec::with_capacity(LEN),
         floor_next: 1,
     };
     let child_rd = (raw(&seg_d), cons_c, _prod_c);
     let child_wr = (prod_f, raw(&seg_e), _cons_e);
-    let (child, ()) = child::fork_with(
-        (),
-        (prod_b, cons_a, child_rd, child_wr),
+    let (sock_a, sock_b) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let builder = || {
+        shmsock::Builder::new()
+            .ring_capacity(CAP)
+            .wait(shmsock::WaitStrategy::Spin)
+    };
+    let (child, sock_a) = child::fork_with(
+        sock_a,
+        (prod_b, cons_a, child_rd, child_wr, sock_b),
         Some(c1),
-        |(prod, cons, rd, wr)| {
+        |(prod, cons, rd, wr, sock_b)| {
             let mut side = Side {
                 tx: Dir::new(DIR),
                 rx: Dir::new(0),
@@ -534,12 +580,15 @@ fn main() {
                     wr.1,
                 ),
                 rd_seg: seg_c.clone(),
+                conn: Some(builder().connect_socket(sock_b).unwrap()),
+                rxv: Vec::with_capacity(LEN),
                 floor_next: 1,
             };
             serve(&sh, &mut side)
         },
     )
     .unwrap();
+    side.conn = Some(builder().accept_socket(sock_a).unwrap());
     pin::pin_to(c0).unwrap();
     let nv = NAMES.len();
     let mut all: Vec<Vec<u64>> = vec![Vec::new(); nv];
