@@ -43,7 +43,13 @@
 //!   calls the reader only once it moved); `ring_wr`: the ring's writer
 //!   and a raw reader. They tell which half's code is on the critical path.
 //! - `transport`: a whole `Connection` (`WaitStrategy::Spin`, 64 KiB rings,
-//!   `send` / `recv_into`), what `bench` calls "shmsock Spin send".
+//!   `send` / `recv_into`), what `bench` calls "shmsock Spin send";
+//!   `transport_asym`: the same with `Builder::asymmetric_fences(true)` on
+//!   both sides.
+//! - `stream`, `batch32` (and `_asym`): one-way throughput of 64 B
+//!   messages over those connections, `send` / `recv_into` one at a time
+//!   or `send_batch` / `recv_batch` 32 at a time; one sample per round
+//!   (ns per message).
 //!
 //! Each line of the table: p10/p50/p90 of all samples, p50 over the
 //! floor's p50, and the median [range] over the rounds of the round's p50
@@ -78,7 +84,7 @@ const PARK: u64 = 256;
 const CTL: u64 = 2 * DIR;
 const STOP: u64 = u64::MAX;
 
-const NAMES: [&str; 13] = [
+const NAMES: [&str; 18] = [
     "floor",
     "cursor",
     "cursor_fence",
@@ -92,7 +98,16 @@ const NAMES: [&str; 13] = [
     "ring_rd_asym",
     "cursor_dep",
     "transport",
+    "transport_asym",
+    "stream",
+    "stream_asym",
+    "batch32",
+    "batch32_asym",
 ];
+
+/// First one-way streaming variant: these time a whole round of `per`
+/// messages (one sample per round, in ns per message).
+const STREAM0: usize = 14;
 
 struct Shared {
     seg: Segment,
@@ -321,6 +336,8 @@ struct Side {
     /// `transport`: a whole connection, `WaitStrategy::Spin`, 64 KiB rings
     /// (what `bench` measures as "shmsock Spin send").
     conn: Option<shmsock::Connection>,
+    /// The same with `Builder::asymmetric_fences(true)` on both sides.
+    conn_asym: Option<shmsock::Connection>,
     rxv: Vec<u8>,
     floor_next: u64,
 }
@@ -373,8 +390,13 @@ impl Side {
                 self.rd.0.send(&buf);
                 ring_recv(&mut self.rd.1, &mut buf);
             }
-            12 => {
-                let c = self.conn.as_mut().unwrap();
+            12 | 13 => {
+                let c = if v == 12 {
+                    &mut self.conn
+                } else {
+                    &mut self.conn_asym
+                };
+                let c = c.as_mut().unwrap();
                 c.send(&buf).unwrap();
                 let n = c.recv_into(&mut self.rxv).unwrap();
                 buf.copy_from_slice(&self.rxv[..n]);
@@ -393,6 +415,55 @@ impl Side {
             }
         }
         assert_eq!(buf[LEN - 1], seq as u8);
+    }
+
+    /// Streaming variants: the connection (sym/asym) and whether batched.
+    fn stream_conn(&mut self, v: usize) -> (&mut shmsock::Connection, bool) {
+        let asym = (v - STREAM0) % 2 == 1;
+        let batch = v >= STREAM0 + 2;
+        let c = if asym {
+            &mut self.conn_asym
+        } else {
+            &mut self.conn
+        };
+        (c.as_mut().unwrap(), batch)
+    }
+
+    /// Parent: sends `n` messages one way (one at a time or 32 per batch).
+    fn stream_send(&mut self, v: usize, n: u64) {
+        let (c, batch) = self.stream_conn(v);
+        let msg = [7u8; LEN];
+        if batch {
+            let all = [&msg[..]; 32];
+            let mut left = n as usize;
+            while left > 0 {
+                let k = left.min(32);
+                left -= c.send_batch(&all[..k]).unwrap();
+            }
+        } else {
+            for _ in 0..n {
+                c.send(&msg).unwrap();
+            }
+        }
+    }
+
+    /// Child: receives `n` messages.
+    fn stream_recv(&mut self, v: usize, n: u64) {
+        let mut rxv = std::mem::take(&mut self.rxv);
+        let (c, batch) = self.stream_conn(v);
+        let mut got = 0u64;
+        let mut sum = 0u64;
+        while got < n {
+            if batch {
+                got += c.recv_batch(32, |m| sum += u64::from(m[LEN - 1])).unwrap() as u64;
+            } else {
+                c.recv_into(&mut rxv).unwrap();
+                sum += u64::from(rxv[LEN - 1]);
+                got += 1;
+            }
+        }
+        assert_eq!(sum, 7 * n);
+        self.rxv = rxv;
     }
 
     /// Child: answers.
@@ -420,8 +491,13 @@ impl Side {
                 ring_recv_poll(&mut self.rd.1, &self.rd_seg, &mut buf);
                 self.rd.0.send(&buf);
             }
-            12 => {
-                let c = self.conn.as_mut().unwrap();
+            12 | 13 => {
+                let c = if v == 12 {
+                    &mut self.conn
+                } else {
+                    &mut self.conn_asym
+                };
+                let c = c.as_mut().unwrap();
                 let n = c.recv_into(&mut self.rxv).unwrap();
                 buf.copy_from_slice(&self.rxv[..n]);
                 c.send(&buf).unwrap();
@@ -461,8 +537,12 @@ fn serve(sh: &Shared, side: &mut Side) -> child::Result<()> {
         let v = (cmd & 0xff) as usize;
         let n = sh.word(CTL + 8).load(Ordering::Relaxed);
         side.fences(v);
-        for _ in 0..n {
-            side.pong(sh, v);
+        if v >= STREAM0 {
+            side.stream_recv(v, n);
+        } else {
+            for _ in 0..n {
+                side.pong(sh, v);
+            }
         }
         sh.word(CTL + 64).store(cmd, Ordering::Release);
     }
@@ -539,6 +619,7 @@ fn main() {
         ),
         rd_seg: seg_d.clone(),
         conn: None,
+        conn_asym: None,
         rxv: Vec::with_capacity(LEN),
         floor_next: 1,
     };
@@ -551,16 +632,24 @@ fn main() {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .unwrap();
-    let builder = || {
+    let (asym_a, asym_b) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let builder = |asym: bool| {
         shmsock::Builder::new()
             .ring_capacity(CAP)
             .wait(shmsock::WaitStrategy::Spin)
+            .asymmetric_fences(asym)
     };
-    let (child, sock_a) = child::fork_with(
-        sock_a,
-        (prod_b, cons_a, child_rd, child_wr, sock_b),
+    let (child, (sock_a, asym_a)) = child::fork_with(
+        (sock_a, asym_a),
+        (prod_b, cons_a, child_rd, child_wr, (sock_b, asym_b)),
         Some(c1),
-        |(prod, cons, rd, wr, sock_b)| {
+        |(prod, cons, rd, wr, (sock_b, asym_b))| {
             let mut side = Side {
                 tx: Dir::new(DIR),
                 rx: Dir::new(0),
@@ -580,7 +669,8 @@ fn main() {
                     wr.1,
                 ),
                 rd_seg: seg_c.clone(),
-                conn: Some(builder().connect_socket(sock_b).unwrap()),
+                conn: Some(builder(false).connect_socket(sock_b).unwrap()),
+                conn_asym: Some(builder(true).connect_socket(asym_b).unwrap()),
                 rxv: Vec::with_capacity(LEN),
                 floor_next: 1,
             };
@@ -588,7 +678,12 @@ fn main() {
         },
     )
     .unwrap();
-    side.conn = Some(builder().accept_socket(sock_a).unwrap());
+    side.conn = Some(builder(false).accept_socket(sock_a).unwrap());
+    side.conn_asym = Some(builder(true).accept_socket(asym_a).unwrap());
+    println!(
+        "transport_asym runs asymmetric fences: {}",
+        side.conn_asym.as_ref().unwrap().asymmetric_fences()
+    );
     pin::pin_to(c0).unwrap();
     let nv = NAMES.len();
     let mut all: Vec<Vec<u64>> = vec![Vec::new(); nv];
@@ -605,6 +700,17 @@ fn main() {
             sh.word(CTL).store(cmd, Ordering::Release);
             side.fences(v);
             let mut samples = Vec::with_capacity(per as usize);
+            if v >= STREAM0 {
+                let t0 = Instant::now();
+                side.stream_send(v, per);
+                while sh.word(CTL + 64).load(Ordering::Acquire) != cmd {
+                    spin_loop();
+                }
+                let ns = t0.elapsed().as_nanos() as u64 / per;
+                per_round[v].push(ns);
+                all[v].push(ns);
+                continue;
+            }
             let mut prev = Instant::now();
             for _ in 0..per {
                 side.ping(&sh, v, seq);
@@ -629,6 +735,20 @@ fn main() {
         "variant", "p10", "p50", "p90", "x floor", "round p50/floor p50"
     );
     for v in (0..nv).filter(|&v| run(v)) {
+        if v >= STREAM0 {
+            let mut r = per_round[v].clone();
+            r.sort_unstable();
+            let m = r[r.len() / 2].max(1);
+            println!(
+                "{:<14} one-way, ns per message over the rounds: median {} [{}-{}] = {:.1} M msg/s",
+                NAMES[v],
+                m,
+                r[0],
+                r[r.len() - 1],
+                1e3 / m as f64
+            );
+            continue;
+        }
         let p50 = pct(&mut all[v], 0.5);
         let ratios: Vec<f64> = per_round[v]
             .iter()
