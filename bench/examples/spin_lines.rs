@@ -115,7 +115,7 @@ struct Shared {
 
 impl Shared {
     fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.seg.len() as u64);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.seg.len() as u64);
         // SAFETY: in bounds and 8-aligned (asserted); the mapping lives as
         // long as `self`; both processes use the word only through atomics.
         unsafe { AtomicU64::from_ptr(self.seg.as_ptr().add(off as usize).cast()) }
