@@ -81,6 +81,25 @@ impl Data {
         self.base.wrapping_add(off)
     }
 
+    /// Asks the CPU to start fetching the cache line holding byte `off`
+    /// (`off < cap`). A hint, not an access: it reads nothing the program
+    /// sees, cannot fault, and is a no-op where there is no such hint
+    /// (and under loom).
+    #[inline]
+    pub(crate) fn prefetch(&self, off: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        // SAFETY: `prefetch` needs SSE, which every x86_64 CPU has; it is a
+        // hint that accesses no memory the program sees and never faults,
+        // whatever the address (`off < cap` keeps it in the area anyway).
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                self.ptr(off).cast_const().cast::<i8>(),
+            )
+        };
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = off;
+    }
+
     /// Copies `src` to offset `off`.
     ///
     /// # Safety
