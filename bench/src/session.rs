@@ -276,30 +276,26 @@ impl fmt::Display for Transport {
     }
 }
 
-/// Largest message sent inline (messages up to 1 MiB are; larger ones
-/// stream through the ring in fragments).
-const MAX_INLINE_MESSAGE: usize = 1 << 20;
-
-/// Ring capacity used for messages of `size` bytes, for messages up to
-/// 1 MiB (so they travel inline): sixteen messages' worth, at least 64 KiB
-/// and at most the default 1 MiB, but always four messages' worth (4 MiB
-/// for 1 MiB messages); the default 1 MiB ring above that, through which
-/// messages stream in fragments.
+/// Ring capacity used for messages of `size` bytes: sixteen messages'
+/// worth, at least 64 KiB and at most the default 1 MiB. So from 64 KiB
+/// up a message meets the ring a user gets by default, and from 1 MiB up
+/// it streams through it in fragments.
 ///
 /// Sixteen, not four (until session 6): with four 16 KiB messages in a
 /// 64 KiB ring a `Block` reader, faster than its writer, emptied the ring
 /// and parked about once per ring, and each wake-up doubled the writer's
 /// CPU per message (docs/performance.md, "Block and large messages"),
 /// while the Unix stream it is compared with buffers 208 KiB and a
-/// shmsock user gets a 1 MiB ring by default.
+/// shmsock user gets a 1 MiB ring by default. At most 1 MiB (until session
+/// 7, 1 MiB messages had a 4 MiB ring, to travel inline): on the quiet
+/// machine a 1 MiB `send` round trip through the default 1 MiB ring took
+/// 1.62x / 1.76x less time than the stream's (`Block` / `Adaptive`)
+/// against 1.22x / 1.29x through a 4 MiB ring (`block_probe --op rtt
+/// --size 1M --rings 1M,4M`, docs/performance.md, "Latest: session 7").
 pub fn ring_capacity(size: usize) -> u64 {
-    if size <= MAX_INLINE_MESSAGE {
-        let four = ((4 * size) as u64).next_power_of_two();
-        let sixteen = ((16 * size) as u64).next_power_of_two().min(1 << 20);
-        sixteen.max(four).max(64 << 10)
-    } else {
-        1 << 20
-    }
+    ((16 * size) as u64)
+        .next_power_of_two()
+        .clamp(64 << 10, 1 << 20)
 }
 
 /// Largest inline message with the ring used for `size`.
