@@ -120,10 +120,8 @@ pub(crate) enum Step {
 /// wrong arm, whose every wait moves its average back. And a half's
 /// first wait is not counted: it includes the peer's start (the 348 µs
 /// above), so it would price its arm by the connection, not by the peer.
-/// (Probing more often instead, every 128 waits in a half's first 512,
-/// put a wasted spin window into the p99 of requests at 1,000/s: a
-/// probing client spins while the server it woke waits for its CPU;
-/// `bench`'s spaced rows, quiet, session 7.)
+/// (Probing every 128 waits in a half's first 512 was tried first and
+/// dropped: this rule fixes the same lock-in without extra probes.)
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpinLearner {
     /// Recent wait times of each arm in ns, capped; indexed by `Arm`;
