@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags};
 use nix::time::ClockId;
-use shmsock::{Builder, Connection, Listener};
+use shmsock::{Builder, Connection, Listener, WaitStrategy};
 
 use super::child::{fork_with, Child, Result};
 use super::fanin::mono_ns;
@@ -145,6 +145,35 @@ pub struct SpacedHung {
     pub transport: Transport,
     /// What the watchdog said.
     pub reason: String,
+}
+
+/// What one row connects: the Unix stream, or shmsock with each side's wait
+/// strategy (the same one in `bench`; `examples/spaced_probe.rs` mixes
+/// them to find which side's wait a result comes from).
+#[derive(Debug, Clone, Copy)]
+pub enum Pair {
+    /// The Unix stream baseline.
+    Stream,
+    /// shmsock, `send`/`recv_into`.
+    Shm {
+        /// The server's connections' wait strategy.
+        server: WaitStrategy,
+        /// The clients' wait strategy.
+        client: WaitStrategy,
+    },
+}
+
+impl Pair {
+    /// The pair a `bench` transport runs.
+    pub fn of(t: Transport) -> Pair {
+        match t {
+            Transport::Shm(w, _) => Pair::Shm {
+                server: w.strategy(),
+                client: w.strategy(),
+            },
+            _ => Pair::Stream,
+        }
+    }
 }
 
 /// What the server builds its connections from.
@@ -267,6 +296,7 @@ fn client_loop<L: Link>(mut link: L, n: u64, offset: Duration, ctl: &mut UnixStr
     let every = interval().as_nanos() as u64;
     let mut samples = Vec::with_capacity(n as usize);
     let cpu0 = cpu_ns(ClockId::CLOCK_PROCESS_CPUTIME_ID)?;
+    let csw0 = csw()?;
     for i in 0..n {
         let at = start + i * every;
         let now = mono_ns()?;
@@ -282,49 +312,76 @@ fn client_loop<L: Link>(mut link: L, n: u64, offset: Duration, ctl: &mut UnixStr
         }
     }
     let cpu = cpu_ns(ClockId::CLOCK_PROCESS_CPUTIME_ID)?.saturating_sub(cpu0);
-    let mut out = Vec::with_capacity(8 * (samples.len() + 2));
+    let csw1 = csw()?;
+    let mut out = Vec::with_capacity(8 * (samples.len() + 4));
     out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
     for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
     }
     out.extend_from_slice(&cpu.to_le_bytes());
+    for k in 0..2 {
+        out.extend_from_slice(&csw1[k].saturating_sub(csw0[k]).to_le_bytes());
+    }
     ctl.write_all(&out)?;
     Ok(())
 }
 
 /// What one row of one round gathered.
-struct Measured {
-    samples: Vec<u64>,
-    server_cpu_ns: u64,
-    clients_cpu_ns: u64,
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Round trip of each recorded request, all clients, ns.
+    pub samples: Vec<u64>,
+    /// CPU time of the server's connection threads, ns.
+    pub server_cpu_ns: u64,
+    /// CPU time of the clients' loops, ns.
+    pub clients_cpu_ns: u64,
     /// Requests done in all (warm-up included).
-    requests: u64,
+    pub requests: u64,
+    /// The clients' context switches over their loops: voluntary (each
+    /// sleep until the next request, each park), involuntary (preempted).
+    pub clients_csw: [u64; 2],
 }
 
-/// Measures `transport` once: forks the server and `clients` clients,
-/// each doing `n` recorded requests.
-fn run_row(transport: Transport, clients: usize, n: u64, timeout: Duration) -> Result<Measured> {
+impl Measured {
+    /// Adds another round of the same row.
+    pub fn add(&mut self, m: Measured) {
+        self.samples.extend(m.samples);
+        self.server_cpu_ns += m.server_cpu_ns;
+        self.clients_cpu_ns += m.clients_cpu_ns;
+        self.requests += m.requests;
+        self.clients_csw[0] += m.clients_csw[0];
+        self.clients_csw[1] += m.clients_csw[1];
+    }
+}
+
+/// Measures `pair` once: forks the server and `clients` clients, each
+/// doing `n` recorded requests after [`WARMUP`] unrecorded ones.
+///
+/// # Errors
+/// Set-up, transport or verification failures; a hang (the watchdog
+/// killed the row's processes after `timeout` beyond the planned time).
+pub fn run_row(pair: Pair, clients: usize, n: u64, timeout: Duration) -> Result<Measured> {
     let per_conn = WARMUP + n;
     let (server_ctl, server_child_ctl) =
         UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    let (server_end, mut client_ends) = match transport {
-        Transport::Shm(wait, _) => {
+    let (server_end, mut client_ends) = match pair {
+        Pair::Shm { server, client } => {
             let name = socket_name();
-            let builder = Builder::new()
-                .ring_capacity(ring_capacity(SIZE))
-                .wait(wait.strategy());
+            let builder = Builder::new().ring_capacity(ring_capacity(SIZE));
             let l = builder
+                .clone()
+                .wait(server)
                 .bind(&name)
                 .map_err(|e| format!("bind {name}: {e}"))?;
             let ends = (0..clients)
                 .map(|_| ClientEnd::Shm {
                     name: name.clone(),
-                    builder: builder.clone(),
+                    builder: builder.clone().wait(client),
                 })
                 .collect::<Vec<_>>();
             (ServerEnd::Shm(l), ends)
         }
-        _ => {
+        Pair::Stream => {
             let mut server = Vec::with_capacity(clients);
             let mut ends = Vec::with_capacity(clients);
             for _ in 0..clients {
@@ -335,7 +392,7 @@ fn run_row(transport: Transport, clients: usize, n: u64, timeout: Duration) -> R
             (ServerEnd::Stream(server), ends)
         }
     };
-    let hang = test_hook(&format!("spaced:{}", transport.id()));
+    let hang = test_hook(&format!("spaced:{}", pair_id(pair)));
     // The server gets its ends only; the client ends stay here.
     let (server, (ends, server_ctl)) = fork_with(
         (std::mem::take(&mut client_ends), server_ctl),
@@ -361,7 +418,7 @@ fn run_row(transport: Transport, clients: usize, n: u64, timeout: Duration) -> R
     }
     let (_, mut server_ctl, mut ctls) = parent;
     let pids: Vec<_> = children.iter().map(Child::pid).collect();
-    let what = format!("spaced {clients} clients, {transport}");
+    let what = format!("spaced {clients} clients, {}", pair_id(pair));
     // The planned time (requests, the last client's offset, the 5 ms
     // start in `gather`) plus `timeout`.
     let limit = timeout + interval() * (per_conn as u32 + 1) + Duration::from_millis(5);
@@ -374,16 +431,55 @@ fn run_row(transport: Transport, clients: usize, n: u64, timeout: Duration) -> R
         return Err(Hung { what }.into());
     }
     drop(watchdog);
-    let (samples, server_cpu_ns, clients_cpu_ns) = r?;
+    let g = r?;
     for c in children {
         c.wait(SETUP)?;
     }
     Ok(Measured {
-        samples,
-        server_cpu_ns,
-        clients_cpu_ns,
+        samples: g.samples,
+        server_cpu_ns: g.server_cpu,
+        clients_cpu_ns: g.clients_cpu,
         requests: per_conn * clients as u64,
+        clients_csw: g.csw,
     })
+}
+
+/// What [`gather`] collects.
+struct Gathered {
+    samples: Vec<u64>,
+    server_cpu: u64,
+    clients_cpu: u64,
+    csw: [u64; 2],
+}
+
+/// A row's name in messages and test hooks: the transport's id, or both
+/// sides' strategies where they differ.
+fn pair_id(pair: Pair) -> String {
+    match pair {
+        Pair::Stream => Transport::Stream.id().to_string(),
+        Pair::Shm { server, client } => {
+            let id = |w: WaitStrategy| match w {
+                WaitStrategy::Spin => "spin",
+                WaitStrategy::Block => "block",
+                _ => "adaptive",
+            };
+            if id(server) == id(client) {
+                format!("shmsock_{}_send", id(server))
+            } else {
+                format!("shmsock_server_{}_client_{}_send", id(server), id(client))
+            }
+        }
+    }
+}
+
+/// This process's context switches so far: voluntary, involuntary.
+fn csw() -> Result<[u64; 2]> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
+    Ok([
+        u.voluntary_context_switches() as u64,
+        u.involuntary_context_switches() as u64,
+    ])
 }
 
 /// The parent's part of a row, once every process is forked: starts the
@@ -393,7 +489,7 @@ fn gather(
     server_ctl: &mut UnixStream,
     ctls: &mut [UnixStream],
     read_timeout: Duration,
-) -> Result<(Vec<u64>, u64, u64)> {
+) -> Result<Gathered> {
     // Past the watchdog's limit: a hang is the watchdog's to report.
     server_ctl.set_read_timeout(Some(read_timeout))?;
     for c in ctls.iter_mut() {
@@ -410,6 +506,7 @@ fn gather(
     }
     let mut samples = Vec::new();
     let mut clients_cpu = 0u64;
+    let mut csw = [0u64; 2];
     for c in ctls.iter_mut() {
         let k = read_u64(c).map_err(|e| format!("control channel (read): {e}"))?;
         let mut b = vec![0u8; 8 * k as usize];
@@ -421,9 +518,16 @@ fn gather(
             u64::from_le_bytes(a)
         }));
         clients_cpu += read_u64(c)?;
+        csw[0] += read_u64(c)?;
+        csw[1] += read_u64(c)?;
     }
     let server_cpu = read_u64(server_ctl).map_err(|e| format!("server (read): {e}"))?;
-    Ok((samples, server_cpu, clients_cpu))
+    Ok(Gathered {
+        samples,
+        server_cpu,
+        clients_cpu,
+        csw,
+    })
 }
 
 /// Runs the scenario: for each load (idle, then one busy process) and
@@ -463,14 +567,9 @@ pub fn run(plan: &Plan, progress: &mut Progress) -> Result<(Vec<SpacedRow>, Vec<
                         continue;
                     }
                     let t = TRANSPORTS[i];
-                    match run_row(t, clients, n, plan.timeout) {
+                    match run_row(Pair::of(t), clients, n, plan.timeout) {
                         Ok(m) => match &mut acc[i] {
-                            Some(a) => {
-                                a.samples.extend(m.samples);
-                                a.server_cpu_ns += m.server_cpu_ns;
-                                a.clients_cpu_ns += m.clients_cpu_ns;
-                                a.requests += m.requests;
-                            }
+                            Some(a) => a.add(m),
                             None => acc[i] = Some(m),
                         },
                         Err(e) if is_hung(&e) => {
