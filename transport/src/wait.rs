@@ -210,21 +210,32 @@ impl SpinLearner {
     }
 
     /// Records what the wait just ended took, from its start to the event
-    /// (`max` is the strategy's window, which sets the cap).
-    pub(crate) fn record(&mut self, waited: Duration, max: Duration) {
+    /// (`max` is the strategy's window, which sets the cap); `ran_out`: the
+    /// wait spun its whole window without the event and parked.
+    pub(crate) fn record(&mut self, waited: Duration, max: Duration, ran_out: bool) {
         if self.waits == 1 {
             // The half's first wait: the peer's start, not the peer.
             return;
         }
+        // A spin that ran out is charged the window it burnt on top of the
+        // wait: a core spent for nothing, which the peer (woken on our CPU)
+        // or another process may have needed.
+        let waited = if ran_out && self.arm == Arm::Spin {
+            waited.saturating_add(max)
+        } else {
+            waited
+        };
         let cap = max.saturating_mul(4).max(Duration::from_micros(100));
         // Below UNKNOWN whatever the window (`Adaptive { spin }` takes any
         // Duration).
         let v =
             u64::try_from(waited.min(cap).as_nanos()).map_or(UNKNOWN - 1, |v| v.min(UNKNOWN - 1));
         let c = &mut self.cost[self.arm as usize];
-        // Weight 1/8 for the new wait; an arm's first wait, and a probe,
-        // set it.
-        *c = if *c == UNKNOWN || self.probe {
+        // Weight 1/8 for the new wait; an arm's first wait sets it, and so
+        // does a probe that finds its arm cheaper than believed (a probe
+        // that finds it dearer is one wait among others: one unlucky probe
+        // must not decide the next hundreds of waits).
+        *c = if *c == UNKNOWN || (self.probe && v < *c) {
             v
         } else {
             *c - *c / 8 + v / 8
@@ -287,7 +298,7 @@ impl Spinner {
             } else {
                 self.last.unwrap_or(start)
             };
-            learner.record(end.saturating_duration_since(start), self.max);
+            learner.record(end.saturating_duration_since(start), self.max, self.parked);
         }
     }
 
@@ -482,8 +493,9 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(50);
 
-    /// Runs `n` waits where a wait with the whole window takes `spin` and
-    /// a short one takes `short`; returns how many used the whole window.
+    /// Runs `n` waits where a wait with the whole window takes `spin` (and
+    /// ran out, if longer than the window) and a short one takes `short`;
+    /// returns how many used the whole window.
     fn drive(l: &mut SpinLearner, spin: Duration, short: Duration, n: u32) -> u32 {
         let mut whole = 0;
         for _ in 0..n {
@@ -495,7 +507,7 @@ mod tests {
                 assert_eq!(w, Duration::ZERO);
                 short
             };
-            l.record(took, MAX);
+            l.record(took, MAX, w == MAX && took > MAX);
         }
         whole
     }
@@ -508,7 +520,7 @@ mod tests {
         // gets it in 21 µs. After learning, only probes spin.
         let mut l = SpinLearner::default();
         assert_eq!(l.window(MAX), MAX, "a new half spins");
-        l.record(28 * US, MAX);
+        l.record(28 * US, MAX, false);
         drive(&mut l, 28 * US, 21 * US, 200);
         let whole = drive(&mut l, 28 * US, 21 * US, PROBE_CLOSE * 10);
         assert_eq!(whole, 10, "one probe every PROBE_CLOSE waits");
@@ -543,7 +555,7 @@ mod tests {
         // Spinning pays...
         drive(&mut l, 8 * US, 40 * US, 600);
         assert_eq!(l.window(MAX), MAX);
-        l.record(8 * US, MAX);
+        l.record(8 * US, MAX, false);
         // ...then the peer starts sleeping: a spin now costs the window
         // and a wake-up, parking only the wake-up. Within a few waits the
         // learner parks.
@@ -563,7 +575,7 @@ mod tests {
         // park takes 18 µs: the half spins from its start.
         let mut l = SpinLearner::default();
         assert_eq!(l.window(MAX), MAX);
-        l.record(348 * US, MAX);
+        l.record(348 * US, MAX, false);
         drive(&mut l, 10 * US, 18 * US, 3);
         let whole = drive(&mut l, 10 * US, 18 * US, 100);
         assert_eq!(whole, 100);
@@ -578,7 +590,7 @@ mod tests {
         let mut l = SpinLearner::default();
         drive(&mut l, 10 * US, 18 * US, 1);
         assert_eq!(l.window(MAX), MAX);
-        l.record(348 * US, MAX);
+        l.record(348 * US, MAX, false);
         drive(&mut l, 10 * US, 18 * US, PROBE_FAR + 2);
         let whole = drive(&mut l, 10 * US, 18 * US, 100);
         assert!(whole >= 99, "{whole} of 100 waits spun");
@@ -592,12 +604,56 @@ mod tests {
         let mut l = SpinLearner::default();
         drive(&mut l, 200 * US, 30 * US, 600);
         assert_eq!(l.window(MAX), Duration::ZERO);
-        l.record(30 * US, MAX);
+        l.record(30 * US, MAX, false);
         l.probe = true;
         l.arm = Arm::Spin;
-        l.record(US, MAX);
+        l.record(US, MAX, false);
         let whole = drive(&mut l, 200 * US, 30 * US, 100);
         assert!(whole <= 3, "{whole} of 100 waits spun");
+    }
+
+    #[test]
+    fn one_unlucky_probe_does_not_decide() {
+        // The spaced client with one core busy (`examples/spaced_probe`,
+        // session 8): parking gets the reply in 17 µs; a spin mostly runs
+        // out (the server was woken on our CPU) and takes 70 µs. A lucky
+        // spin probe (8 µs) makes spinning the choice; the next park probe
+        // is a rare slow park (50 µs). That one probe set the park arm's
+        // cost, and the half spun its failing spins until the next park
+        // probe, 128 waits later. Now it parks again within two waits.
+        let mut l = SpinLearner::default();
+        drive(&mut l, 70 * US, 17 * US, 600);
+        assert_eq!(l.window(MAX), Duration::ZERO);
+        l.record(17 * US, MAX, false);
+        l.probe = true;
+        l.arm = Arm::Spin;
+        l.record(8 * US, MAX, false);
+        assert_eq!(l.best(), Arm::Spin);
+        l.probe = true;
+        l.arm = Arm::Park;
+        l.record(50 * US, MAX, false);
+        let whole = drive(&mut l, 70 * US, 17 * US, 100);
+        assert!(whole <= 2, "{whole} of 100 waits spun");
+    }
+
+    #[test]
+    fn a_spin_that_runs_out_costs_its_window_too() {
+        // A spin that ran out took 60 µs to the event, parking at once
+        // 65 µs: by the wait alone spinning looks cheaper, but every spin
+        // burnt its whole window (50 µs) of a core and caught nothing.
+        let mut l = SpinLearner::default();
+        drive(&mut l, 60 * US, 65 * US, 600);
+        let whole = drive(&mut l, 60 * US, 65 * US, PROBE_CLOSE * 4);
+        assert!(whole <= 4, "{whole} waits spun");
+        // The charge is the window, on the spin arm only.
+        let mut l = SpinLearner::default();
+        l.window(MAX);
+        l.window(MAX);
+        l.record(60 * US, MAX, true);
+        assert_eq!(l.cost[Arm::Spin as usize], 110_000);
+        l.window(MAX);
+        l.record(60 * US, MAX, true);
+        assert_eq!(l.cost[Arm::Park as usize], 60_000);
     }
 
     #[test]
@@ -607,7 +663,7 @@ mod tests {
         let mut l = SpinLearner::default();
         for took in [Duration::ZERO, Duration::MAX, US, Duration::MAX] {
             let _ = l.window(Duration::MAX);
-            l.record(took, Duration::MAX);
+            l.record(took, Duration::MAX, false);
         }
         assert!(l.cost.iter().all(|&c| c != UNKNOWN));
         let _ = l.window(Duration::MAX);

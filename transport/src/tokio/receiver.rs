@@ -106,10 +106,11 @@ impl Receiver {
         let core = &mut self.core;
         // Caught spinning or not, `try_head` takes what is there (and
         // parks only while the ring is empty).
-        spin_until(window, || core.has_data())?;
+        let spun = spin_until(window, || core.has_data())?;
         let r = self.park_for_head(&mut deadline).await;
         if r.is_ok() {
-            self.learner.record(start.elapsed(), self.spin);
+            self.learner
+                .record(start.elapsed(), self.spin, !spun);
         }
         r
     }

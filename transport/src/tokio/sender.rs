@@ -161,7 +161,8 @@ impl Sender {
             self.park_for_space(len).await
         };
         if r.is_ok() {
-            self.learner.record(start.elapsed(), self.spin);
+            self.learner
+                .record(start.elapsed(), self.spin, !spun);
         }
         r
     }
