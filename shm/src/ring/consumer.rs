@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use super::layout::{max_record_len, record_size, unpack, FLAG_PAD, FLAG_RESERVED, RECORD_HEADER};
@@ -29,6 +30,17 @@ pub struct Consumer {
     head: u64,
     /// Last validated value of the producer's `tail`; possibly stale.
     cached_tail: u64,
+    /// The record at `peeked_pos`, as [`Consumer::has_data`] validated it
+    /// (or a guard [`ReadGuard::unread`] left): while our cursor still
+    /// stands there, asking again (the `peek_record` that takes the record
+    /// a wait found) returns this copy
+    /// instead of loading and checking the peer's header word a second
+    /// time. Our cursor only moves forward, so it never comes back to a
+    /// stale entry.
+    peeked: Record,
+    /// Where `peeked` starts; `NOT_PEEKED` (no 8-aligned cursor equals it)
+    /// before the first record.
+    peeked_pos: u64,
     poisoned: bool,
     /// Our private copy of our `reader_park` word (only we write it).
     park_seq: ParkSeq,
@@ -51,6 +63,10 @@ impl std::fmt::Debug for Consumer {
             .finish()
     }
 }
+
+/// `Consumer::peeked_pos` before any record was validated: odd, so no
+/// cursor (always a multiple of 8) equals it.
+const NOT_PEEKED: u64 = u64::MAX;
 
 /// What a validated record header says, copied out of shared memory.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +123,13 @@ impl Consumer {
             ring,
             head,
             cached_tail: head,
+            peeked: Record {
+                payload_off: 0,
+                len: 0,
+                tag: 0,
+                size: 0,
+            },
+            peeked_pos: NOT_PEEKED,
             poisoned: false,
             park_seq: ParkSeq::default(),
             writer_woken: Arc::default(),
@@ -222,11 +245,26 @@ impl Consumer {
     }
 
     /// Finds the next data record, skipping padding. `Ok(None)` if empty.
+    /// A record that [`Consumer::has_data`] found is not validated again:
+    /// this returns the copy validated then (`peeked`), without loading
+    /// its header a second time.
     #[inline]
     fn next_record(&mut self) -> Result<Option<Record>> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
+        if self.peeked_pos == self.head {
+            // Still valid: it lies before `cached_tail`, which only grows,
+            // and inside the data area, whose size is fixed.
+            return Ok(Some(self.peeked));
+        }
+        self.scan_record()
+    }
+
+    /// [`Consumer::next_record`] without the copy: loads and validates the
+    /// header at our cursor (refreshing `tail` if needed).
+    #[inline]
+    fn scan_record(&mut self) -> Result<Option<Record>> {
         loop {
             if self.head == self.cached_tail {
                 if self.refresh_tail()? != self.head {
@@ -303,12 +341,12 @@ impl Consumer {
         Ok(self.next_record()?.map(|rec| ReadGuard {
             cons: self,
             rec,
-            released: false,
         }))
     }
 
     /// The next record's header, validated, without taking it: the header
-    /// word is loaded once, here. Pass the result to [`Consumer::read`] to
+    /// word is loaded once, here (or by the [`Consumer::has_data`] or peek
+    /// that first saw this record: a second look returns that copy). Pass the result to [`Consumer::read`] to
     /// take exactly that record without loading its header again (so every
     /// check a caller makes on [`RecordHead::tag`]/[`RecordHead::len`]
     /// applies to the record it reads).
@@ -351,7 +389,6 @@ impl Consumer {
         Ok(ReadGuard {
             cons: self,
             rec,
-            released: false,
         })
     }
 
@@ -363,13 +400,30 @@ impl Consumer {
         Ok(self.next_record()?.map(|r| (r.tag, r.len)))
     }
 
-    /// Whether a record is ready to read (validating what it looks at).
+    /// Whether a record is ready to read (validating what it looks at). The
+    /// record it finds is kept validated: the [`Consumer::peek_record`] or
+    /// [`Consumer::try_read`] that follows does not load its header again.
     ///
     /// # Errors
     /// As [`Consumer::try_read`].
     #[inline]
     pub fn has_data(&mut self) -> Result<bool> {
-        Ok(self.next_record()?.is_some())
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        if self.peeked_pos == self.head {
+            return Ok(true);
+        }
+        match self.scan_record()? {
+            Some(rec) => {
+                // `scan_record` moved our cursor past any padding: the
+                // record starts there.
+                self.peeked = rec;
+                self.peeked_pos = self.head;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Releases `size` bytes: stores the new `head` and returns the
@@ -556,7 +610,6 @@ impl RecordHead {
 pub struct ReadGuard<'a> {
     cons: &'a mut Consumer,
     rec: Record,
-    released: bool,
 }
 
 impl std::fmt::Debug for ReadGuard<'_> {
@@ -658,9 +711,11 @@ impl ReadGuard<'_> {
     /// Releases the record now. Returns the wake-up owed to the producer
     /// if it is parked waiting for space.
     #[inline]
-    pub fn release(mut self) -> Wake {
-        self.released = true;
-        self.cons.release(self.rec.size)
+    pub fn release(self) -> Wake {
+        // Not dropped: `Drop` would release it a second time.
+        let mut g = ManuallyDrop::new(self);
+        let size = g.rec.size;
+        g.cons.release(size)
     }
 
     /// Releases the record without telling the producer yet: its space is
@@ -668,18 +723,34 @@ impl ReadGuard<'_> {
     /// ordinary release, with one cursor store for the whole batch. A
     /// producer waiting for space waits until then.
     #[inline]
-    pub fn release_deferred(mut self) {
-        self.released = true;
-        self.cons.head += self.rec.size;
+    pub fn release_deferred(self) {
+        // Not dropped: `Drop` would release it now.
+        let mut g = ManuallyDrop::new(self);
+        g.cons.head += g.rec.size;
+    }
+
+    /// Leaves the record unread: it stays at the head of the ring, and the
+    /// next look at it ([`Consumer::peek_record`], [`Consumer::try_read`],
+    /// [`Consumer::has_data`]) returns this guard's validated copy of its
+    /// header instead of loading it again. For a reader that took a record
+    /// it then finds it must leave to another path.
+    #[inline]
+    pub fn unread(self) {
+        // Not dropped: `Drop` would release it.
+        let mut g = ManuallyDrop::new(self);
+        g.cons.peeked = g.rec;
+        g.cons.peeked_pos = g.cons.head;
     }
 }
 
 impl Drop for ReadGuard<'_> {
+    // Inline: after `release`, this check is all a drop does.
+    #[inline]
     fn drop(&mut self) {
-        if !self.released {
-            // Dropping the token pays a futex wake-up and hands a socket
-            // one back to the consumer (owed again at its next release).
-            drop(self.cons.release(self.rec.size));
-        }
+        // Not released yet (`release`, `release_deferred` and `unread` do
+        // not drop the guard). Dropping the token pays a futex wake-up and
+        // hands a socket one back to the consumer (owed again at its next
+        // release).
+        drop(self.cons.release(self.rec.size));
     }
 }

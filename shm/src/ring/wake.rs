@@ -69,12 +69,14 @@ impl WordSel {
 pub(crate) struct Woken(PrivateU64);
 
 impl Woken {
+    #[inline]
     pub(crate) fn get(&self) -> u64 {
         // Relaxed: private memory; the half and its tokens only need the
         // value itself (a token on another thread racing a publish at worst
         // makes one wake-up spurious or re-owed).
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
+    #[inline]
     pub(crate) fn set(&self, v: u64) {
         // Relaxed: as in `get`.
         self.0.store(v, std::sync::atomic::Ordering::Relaxed);
@@ -149,6 +151,7 @@ impl Wake {
     }
 
     /// Whether a wake-up is owed.
+    #[inline]
     pub fn is_owed(&self) -> bool {
         self.owed.is_some()
     }
@@ -206,6 +209,9 @@ impl Wake {
 }
 
 impl Drop for Wake {
+    // Inline: nothing is owed on a busy stream's every publish and release,
+    // and this check is all a drop then does.
+    #[inline]
     fn drop(&mut self) {
         if let Some(o) = self.owed.take() {
             Self::settle(o);

@@ -141,7 +141,11 @@ impl Receiver {
     /// As [`Receiver::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         // What `recv()?.move_into(buf)` does, without building and dropping
-        // a `Message` per inline message (the per-record path).
+        // a `Message` per inline message (the per-record path), and without
+        // a `Head` for an inline message that is there already.
+        if let Some(n) = self.core.take_ready_inline_into(buf)? {
+            return Ok(n);
+        }
         let mut deadline = Deadline::new(self.timeout);
         loop {
             match self.core.poll_head(&mut deadline)? {

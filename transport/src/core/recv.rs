@@ -298,6 +298,42 @@ impl RecvCore {
         Ok(false)
     }
 
+    /// The per-record receive: if nothing is in progress (no fragmented
+    /// message, reader or skip, no violation) and the head of the ring is
+    /// an inline message, takes it into `buf` as
+    /// [`RecvCore::take_inline_into`] does and returns its length. `None`:
+    /// anything else (an empty ring included), for [`RecvCore::poll_head`]
+    /// to deal with; a record found here is left unread but validated in
+    /// the consumer ([`ring::ReadGuard::unread`]), so that call does not
+    /// load its header again. The checks are `poll_head`'s for an inline
+    /// record, on the one copy of the header the guard holds.
+    #[inline]
+    pub(crate) fn take_ready_inline_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        if self.broken || self.asm.is_some() || self.stream.is_some() || self.skip.is_some() {
+            return Ok(None);
+        }
+        let max_message = self.max_message;
+        let g = match self.cons.try_read() {
+            Ok(Some(g)) => g,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ring_err(self.peer.pid, e)),
+        };
+        if g.tag() != TAG_INLINE || g.len() as u64 > max_message {
+            // `poll_head` takes it from here, with this copy of its header.
+            g.unread();
+            return Ok(None);
+        }
+        buf.clear();
+        g.append_to(0, buf);
+        let wake = g.release();
+        // Nothing owed (a busy stream): no redeeming call per message.
+        if wake.is_owed() {
+            // Best effort: a dead peer shows on the next wait.
+            let _ = notify::wake_space(wake, self.sock.as_fd());
+        }
+        Ok(Some(buf.len()))
+    }
+
     /// Takes the inline record `head` (from [`RecvCore::poll_head`]): its
     /// read guard, and the socket to wake a parked producer on release.
     #[inline]
