@@ -337,11 +337,9 @@ impl Consumer {
     /// (the ring is then poisoned); [`Error::Poisoned`] afterwards;
     /// [`Error::Closed`] once the producer closed and all it published has
     /// been read.
+    #[inline]
     pub fn try_read(&mut self) -> Result<Option<ReadGuard<'_>>> {
-        Ok(self.next_record()?.map(|rec| ReadGuard {
-            cons: self,
-            rec,
-        }))
+        Ok(self.next_record()?.map(|rec| ReadGuard { cons: self, rec }))
     }
 
     /// The next record's header, validated, without taking it: the header
@@ -386,10 +384,7 @@ impl Consumer {
         if !fits {
             return Err(Error::StaleRecord);
         }
-        Ok(ReadGuard {
-            cons: self,
-            rec,
-        })
+        Ok(ReadGuard { cons: self, rec })
     }
 
     /// Tag and payload length of the next record, without taking it.

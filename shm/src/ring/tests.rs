@@ -655,6 +655,45 @@ fn read_takes_the_peeked_record_without_reloading_it() {
     assert_eq!(c.read(next).unwrap().to_vec(), [8u8; 16]);
 }
 
+/// A record is validated once however often it is looked at before it is
+/// taken: `has_data` keeps the copy it validated for the `peek_record` /
+/// `try_read` that follows, and `ReadGuard::unread` leaves the record at
+/// the head with its validated copy. A peer rewriting the header in
+/// between changes nothing (before, the second look loaded the rewritten
+/// header again and poisoned the ring on it).
+#[test]
+fn a_record_is_validated_once_across_has_data_and_unread() {
+    let (mut p, mut c, mem) = ring_with_mem(4096);
+    assert!(p.try_push(&[7u8; 40]).unwrap().is_some());
+    assert!(p.try_push(&[8u8; 16]).unwrap().is_some());
+    assert!(c.has_data().unwrap());
+    // Longer than the ring's record limit: refused if it were loaded.
+    poke(&mem, HEADER_SIZE, 4000);
+    let head = c.peek_record().unwrap().unwrap();
+    assert_eq!((head.tag(), head.len()), (0, 40));
+    assert!(c.has_data().unwrap());
+    let g = c.try_read().unwrap().unwrap();
+    assert_eq!(g.len(), 40);
+    g.unread();
+    poke(&mem, HEADER_SIZE, 3000);
+    // Still the same record at our cursor: the copy from the first look.
+    assert_eq!(c.peek().unwrap(), Some((0, 40)));
+    let g = c.read(head).unwrap();
+    let mut v = Vec::new();
+    assert_eq!(g.append_to(0, &mut v), 40);
+    assert_eq!(v, [7u8; 40]);
+    drop(g);
+    assert!(!c.is_poisoned());
+    // The next record is loaded and validated afresh.
+    assert_eq!(c.try_read().unwrap().unwrap().to_vec(), [8u8; 16]);
+    assert!(!c.has_data().unwrap());
+    // A rewrite of a header no look has seen yet is caught.
+    assert!(p.try_push(&[9u8; 8]).unwrap().is_some());
+    poke(&mem, HEADER_SIZE + 72, 4000);
+    assert!(matches!(c.has_data(), Err(Error::Protocol(_))));
+    assert!(c.is_poisoned());
+}
+
 /// The futex a parked consumer sleeps on is the producer's `data_wake`
 /// word, which it maps read-only; the producer wakes it through its own
 /// writable mapping. Shared futexes are keyed by the page, so the two

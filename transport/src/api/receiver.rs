@@ -10,7 +10,7 @@ use shmsock_shm::ring::{WakeKind, WakeWord};
 
 use crate::api::message::Message;
 use crate::api::mid_message;
-use crate::core::recv::{Head, RecvCore};
+use crate::core::recv::{Head, Ready, RecvCore};
 use crate::core::Deadline;
 use crate::error::Result;
 use crate::fdpass::Recv;
@@ -142,12 +142,20 @@ impl Receiver {
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         // What `recv()?.move_into(buf)` does, without building and dropping
         // a `Message` per inline message (the per-record path), and without
-        // a `Head` for an inline message that is there already.
-        if let Some(n) = self.core.take_ready_inline_into(buf)? {
-            return Ok(n);
-        }
+        // a `Head` for an inline message that is there (or that the wait
+        // found: `has_data` keeps it validated for the look after).
         let mut deadline = Deadline::new(self.timeout);
         loop {
+            match self.core.take_ready_inline_into(buf)? {
+                Ready::Taken(n) => return Ok(n),
+                // Nothing in progress: a wait for data (`wait_more`'s
+                // choice then).
+                Ready::Empty => {
+                    self.wait_data(deadline.get())?;
+                    continue;
+                }
+                Ready::Other => {}
+            }
             match self.core.poll_head(&mut deadline)? {
                 Head::Inline(h) => return self.core.take_inline_into(h, buf),
                 Head::Whole => return Ok(self.message(None)?.move_into(buf)),

@@ -43,6 +43,16 @@ pub(crate) enum StreamNext {
     Empty,
 }
 
+/// What [`RecvCore::take_ready_inline_into`] did.
+pub(crate) enum Ready {
+    /// An inline message of this many bytes is in the caller's buffer.
+    Taken(usize),
+    /// Nothing is in progress and the ring is empty.
+    Empty,
+    /// Not the plain case: ask [`RecvCore::poll_head`].
+    Other,
+}
+
 pub(crate) enum Head {
     /// An inline message, validated; take it with [`RecvCore::read_inline`].
     Inline(RecordHead),
@@ -301,27 +311,29 @@ impl RecvCore {
     /// The per-record receive: if nothing is in progress (no fragmented
     /// message, reader or skip, no violation) and the head of the ring is
     /// an inline message, takes it into `buf` as
-    /// [`RecvCore::take_inline_into`] does and returns its length. `None`:
-    /// anything else (an empty ring included), for [`RecvCore::poll_head`]
-    /// to deal with; a record found here is left unread but validated in
+    /// [`RecvCore::take_inline_into`] does and returns its length.
+    /// [`Ready::Empty`]: the ring is empty (what `poll_head` would say).
+    /// [`Ready::Other`]: anything else, for [`RecvCore::poll_head`] to deal
+    /// with; a record found here is left unread but validated in
     /// the consumer ([`ring::ReadGuard::unread`]), so that call does not
     /// load its header again. The checks are `poll_head`'s for an inline
     /// record, on the one copy of the header the guard holds.
     #[inline]
-    pub(crate) fn take_ready_inline_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+    pub(crate) fn take_ready_inline_into(&mut self, buf: &mut Vec<u8>) -> Result<Ready> {
         if self.broken || self.asm.is_some() || self.stream.is_some() || self.skip.is_some() {
-            return Ok(None);
+            return Ok(Ready::Other);
         }
         let max_message = self.max_message;
         let g = match self.cons.try_read() {
             Ok(Some(g)) => g,
-            Ok(None) => return Ok(None),
+            // What `poll_head` would say in this state.
+            Ok(None) => return Ok(Ready::Empty),
             Err(e) => return Err(ring_err(self.peer.pid, e)),
         };
         if g.tag() != TAG_INLINE || g.len() as u64 > max_message {
             // `poll_head` takes it from here, with this copy of its header.
             g.unread();
-            return Ok(None);
+            return Ok(Ready::Other);
         }
         buf.clear();
         g.append_to(0, buf);
@@ -331,7 +343,7 @@ impl RecvCore {
             // Best effort: a dead peer shows on the next wait.
             let _ = notify::wake_space(wake, self.sock.as_fd());
         }
-        Ok(Some(buf.len()))
+        Ok(Ready::Taken(buf.len()))
     }
 
     /// Takes the inline record `head` (from [`RecvCore::poll_head`]): its
