@@ -32,11 +32,10 @@ pub struct Consumer {
     cached_tail: u64,
     /// The record at `peeked_pos`, as [`Consumer::has_data`] validated it
     /// (or a guard [`ReadGuard::unread`] left): while our cursor still
-    /// stands there, asking again (the `peek_record` that takes the record
-    /// a wait found) returns this copy
-    /// instead of loading and checking the peer's header word a second
-    /// time. Our cursor only moves forward, so it never comes back to a
-    /// stale entry.
+    /// stands there, asking again (the `peek_record` or `try_read` that
+    /// takes the record a wait found) returns this copy instead of loading
+    /// and checking the peer's header word a second time. Our cursor only
+    /// moves forward, so it never comes back to a stale entry.
     peeked: Record,
     /// Where `peeked` starts; `NOT_PEEKED` (no 8-aligned cursor equals it)
     /// before the first record.
@@ -245,9 +244,9 @@ impl Consumer {
     }
 
     /// Finds the next data record, skipping padding. `Ok(None)` if empty.
-    /// A record that [`Consumer::has_data`] found is not validated again:
-    /// this returns the copy validated then (`peeked`), without loading
-    /// its header a second time.
+    /// A record that [`Consumer::has_data`] found (or a guard left with
+    /// [`ReadGuard::unread`]) is not validated again: this returns the copy
+    /// validated then (`peeked`), without loading its header a second time.
     #[inline]
     fn next_record(&mut self) -> Result<Option<Record>> {
         if self.poisoned {
@@ -343,8 +342,9 @@ impl Consumer {
     }
 
     /// The next record's header, validated, without taking it: the header
-    /// word is loaded once, here (or by the [`Consumer::has_data`] or peek
-    /// that first saw this record: a second look returns that copy). Pass the result to [`Consumer::read`] to
+    /// word is loaded once, here (or by the [`Consumer::has_data`] that
+    /// first saw this record: a second look returns that copy). Pass the
+    /// result to [`Consumer::read`] to
     /// take exactly that record without loading its header again (so every
     /// check a caller makes on [`RecordHead::tag`]/[`RecordHead::len`]
     /// applies to the record it reads).
