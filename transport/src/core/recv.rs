@@ -391,7 +391,7 @@ impl RecvCore {
         max: usize,
         mut f: impl FnMut(&[u8]),
     ) -> Result<usize> {
-        let mut head = match first {
+        let head = match first {
             Head::Empty => return Ok(0),
             Head::Whole => {
                 f(&self.assembled);
@@ -400,43 +400,43 @@ impl RecvCore {
             Head::Inline(h) => h,
         };
         let pid = self.peer.pid;
+        let max_message = self.max_message;
+        let mut g = self.cons.read(head).map_err(|e| ring_err(pid, e))?;
         let mut n = 0;
-        let taken = loop {
+        loop {
             // No fragmented message is being assembled (the head was
             // inline), so the reassembly buffer is free to hold the copy.
             self.assembled.clear();
-            match self.cons.read(head) {
-                Ok(g) => {
-                    g.append_to(0, &mut self.assembled);
-                    // Handed back below, with the whole batch.
-                    g.release_deferred();
-                }
-                // Unreachable in practice (`head` was just validated), but
-                // keep the count of what `f` already got.
-                Err(_) if n > 0 => break Ok(n),
-                Err(e) => break Err(ring_err(pid, e)),
-            }
+            g.append_to(0, &mut self.assembled);
+            // Handed back below, with the whole batch.
+            g.release_deferred();
             f(&self.assembled);
             n += 1;
             if n == max {
-                break Ok(n);
+                break;
             }
-            // The next inline message, if one is ready. Anything else (an
-            // empty ring, a fragment, an error, which poisons the ring and
-            // so lasts) ends the batch; the next call deals with it.
-            match self.cons.peek_record() {
-                Ok(Some(h)) if h.tag() == TAG_INLINE && h.len() as u64 <= self.max_message => {
-                    head = h;
+            // The next inline message, if one is ready, checked on the
+            // guard's copy of its header. Anything else (an empty ring, a
+            // fragment, an error, which poisons the ring and so lasts) ends
+            // the batch; the next call deals with it (a record left
+            // `unread` keeps its validated copy for that call).
+            match self.cons.try_read() {
+                Ok(Some(next)) if next.tag() == TAG_INLINE && next.len() as u64 <= max_message => {
+                    g = next;
                 }
-                _ => break Ok(n),
+                Ok(Some(other)) => {
+                    other.unread();
+                    break;
+                }
+                _ => break,
             }
-        };
+        }
         let wake = self.cons.flush_releases();
         if wake.is_owed() {
             // Best effort: a dead peer shows on the next wait.
             let _ = notify::wake_space(wake, self.sock.as_fd());
         }
-        taken
+        Ok(n)
     }
 
     /// Takes the head record, which must be a fragment of the message
