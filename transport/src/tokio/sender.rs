@@ -161,8 +161,7 @@ impl Sender {
             self.park_for_space(len).await
         };
         if r.is_ok() {
-            self.learner
-                .record(start.elapsed(), self.spin, !spun);
+            self.learner.record(start.elapsed(), self.spin, !spun);
         }
         r
     }
