@@ -134,6 +134,9 @@ pub struct SpacedRow {
     pub cpu_per_req_ns: f64,
     /// The server's part of it.
     pub server_cpu_per_req_ns: f64,
+    /// The clients' context switches per request, voluntary and
+    /// involuntary ([`Measured::clients_csw`]).
+    pub client_csw_per_req: [f64; 2],
 }
 
 /// A spaced row that hung: the watchdog killed its processes; the
@@ -612,6 +615,7 @@ pub fn run(plan: &Plan, progress: &mut Progress) -> Result<(Vec<SpacedRow>, Vec<
                     rtt,
                     cpu_per_req_ns: per(m.server_cpu_ns + m.clients_cpu_ns),
                     server_cpu_per_req_ns: per(m.server_cpu_ns),
+                    client_csw_per_req: [per(m.clients_csw[0]), per(m.clients_csw[1])],
                 });
             }
         }
