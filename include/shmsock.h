@@ -1139,6 +1139,18 @@ shmsock_status shmsock_options_set_max_message(struct shmsock_options *opts,
                                                uint64_t bytes);
 
 /**
+ * Payload bytes of each fragment this side writes for a message larger
+ * than the inline limit, or above the pipeline threshold
+ * (`shmsock_options_set_pipeline_threshold`): rounded down to a multiple
+ * of 8 and clamped to the ring's record limit; 0 (the default): 128 KiB
+ * for a pipelined message, a quarter of the ring otherwise. Only the
+ * sending side uses it: a receiver takes fragments of any size its ring
+ * allows (`Builder::fragment_size`).
+ */
+shmsock_status shmsock_options_set_fragment_size(struct shmsock_options *opts,
+                                                 size_t bytes);
+
+/**
  * Messages longer than `bytes` are sent by `shmsock_send` (and
  * `shmsock_try_send`, `shmsock_send_batch`) in fragments even when they
  * would fit one ring record, if the receiver has consumed everything sent

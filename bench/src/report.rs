@@ -1287,13 +1287,16 @@ pub fn spaced_json(rows: &[SpacedRow], hung: &[SpacedHung]) -> String {
         let _ = writeln!(
             o,
             ",\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"rtt_samples\":{},\"cpu_per_req_ns\":{},\
-             \"server_cpu_per_req_ns\":{},\"p50_vs_stream\":{},\"p99_vs_stream\":{},\"cpu_vs_stream\":{}}}",
+             \"server_cpu_per_req_ns\":{},\"client_vcsw_per_req\":{},\"client_icsw_per_req\":{},\
+             \"p50_vs_stream\":{},\"p99_vs_stream\":{},\"cpu_vs_stream\":{}}}",
             r.rtt.p50,
             r.rtt.p99,
             r.rtt.p999,
             r.rtt.samples,
             json_num(Some(r.cpu_per_req_ns)),
             json_num(Some(r.server_cpu_per_req_ns)),
+            json_num(Some(r.client_csw_per_req[0])),
+            json_num(Some(r.client_csw_per_req[1])),
             json_num(base.map(|b| b.rtt.p50 as f64 / r.rtt.p50.max(1) as f64)),
             json_num(base.map(|b| b.rtt.p99 as f64 / r.rtt.p99.max(1) as f64)),
             json_num(base.map(|b| r.cpu_per_req_ns / b.cpu_per_req_ns.max(1e-9))),

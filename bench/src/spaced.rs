@@ -54,7 +54,7 @@ pub const RATE: u32 = 1_000;
 /// Message size.
 pub const SIZE: usize = 64;
 /// Interleaved rounds of the default run.
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 /// Unrecorded requests at the start of each client's loop.
 const WARMUP: u64 = 10;
 /// Longest the set-up of a row (fork, connect, accept) may take.
@@ -96,12 +96,15 @@ pub struct Plan {
 impl Plan {
     /// Recorded requests per client per round.
     pub fn requests(&self) -> u64 {
-        // 3 rounds x 350: >= 1000 samples per 1-client row; 4 x that with
-        // 4 clients. A row lasts about 0.37 s, the scenario about 14 s.
+        // 5 rounds x 600: 3,000 samples per 1-client row, 12,000 with 4
+        // clients, so that a p99 rests on 30 and 120 samples. With 350 x 3
+        // (session 7) the p99 of every transport moved 2-4x between runs,
+        // and a verdict on it was a coin toss (session 8, docs/performance.md).
+        // A row lasts about 0.62 s, the scenario about 45 s.
         if self.quick {
             150
         } else {
-            350
+            600
         }
     }
 
@@ -131,6 +134,9 @@ pub struct SpacedRow {
     pub cpu_per_req_ns: f64,
     /// The server's part of it.
     pub server_cpu_per_req_ns: f64,
+    /// The clients' context switches per request, voluntary and
+    /// involuntary ([`Measured::clients_csw`]).
+    pub client_csw_per_req: [f64; 2],
 }
 
 /// A spaced row that hung: the watchdog killed its processes; the
@@ -609,6 +615,7 @@ pub fn run(plan: &Plan, progress: &mut Progress) -> Result<(Vec<SpacedRow>, Vec<
                     rtt,
                     cpu_per_req_ns: per(m.server_cpu_ns + m.clients_cpu_ns),
                     server_cpu_per_req_ns: per(m.server_cpu_ns),
+                    client_csw_per_req: [per(m.clients_csw[0]), per(m.clients_csw[1])],
                 });
             }
         }

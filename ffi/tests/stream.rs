@@ -618,9 +618,9 @@ fn batches_send_and_receive_in_order() {
 /// Pieces `shmsock_read_message` sees of one 1 MiB message sent with
 /// `shmsock_send` through a 4 MiB ring (one record would hold it) by a
 /// sender whose options set `shmsock_options_set_pipeline_threshold(t)`
-/// (`None`: not set); every byte checked, and `shmsock_recv` sees the
-/// next such message whole.
-fn pieces_of_send(name: &str, threshold: Option<usize>) -> Vec<usize> {
+/// and `shmsock_options_set_fragment_size(f)` (`None`: not set); every
+/// byte checked, and `shmsock_recv` sees the next such message whole.
+fn pieces_of_send(name: &str, threshold: Option<usize>, fragment: Option<usize>) -> Vec<usize> {
     const LEN: usize = 1 << 20;
     let mut opts = null_mut();
     assert_eq!(unsafe { shmsock_options_new(&mut opts) }, SHMSOCK_OK);
@@ -628,6 +628,14 @@ fn pieces_of_send(name: &str, threshold: Option<usize>) -> Vec<usize> {
     if let Some(t) = threshold {
         assert_eq!(
             shmsock_options_set_pipeline_threshold(opts, t),
+            SHMSOCK_OK,
+            "{}",
+            last_error()
+        );
+    }
+    if let Some(f) = fragment {
+        assert_eq!(
+            shmsock_options_set_fragment_size(opts, f),
             SHMSOCK_OK,
             "{}",
             last_error()
@@ -729,13 +737,30 @@ fn pipeline_threshold_decides_whether_send_splits_a_message_that_fits_one_record
     const LEN: usize = 1 << 20;
     // The default (256 KiB): a 1 MiB message goes in 128 KiB fragments
     // (the first 8 bytes short: the start header).
-    let lens = pieces_of_send("pipe-default", None);
+    let lens = pieces_of_send("pipe-default", None, None);
     assert_eq!(lens.len(), (LEN + 8).div_ceil(128 << 10), "{lens:?}");
     assert_eq!(lens[0], (128 << 10) - 8);
     // Set below the message: the same.
-    let lens = pieces_of_send("pipe-on", Some(64 << 10));
+    let lens = pieces_of_send("pipe-on", Some(64 << 10), None);
     assert_eq!(lens.len(), (LEN + 8).div_ceil(128 << 10), "{lens:?}");
     // At the message's size, or off (SIZE_MAX): one record, one piece.
-    assert_eq!(pieces_of_send("pipe-at", Some(LEN)), [LEN]);
-    assert_eq!(pieces_of_send("pipe-off", Some(usize::MAX)), [LEN]);
+    assert_eq!(pieces_of_send("pipe-at", Some(LEN), None), [LEN]);
+    assert_eq!(pieces_of_send("pipe-off", Some(usize::MAX), None), [LEN]);
+}
+
+#[test]
+fn fragment_size_sets_the_pieces_of_a_large_send() {
+    const LEN: usize = 1 << 20;
+    // Pipelined (the default threshold): 64 KiB fragments instead of 128.
+    let lens = pieces_of_send("frag-64k", None, Some(64 << 10));
+    assert_eq!(lens.len(), (LEN + 8).div_ceil(64 << 10), "{lens:?}");
+    assert_eq!(lens[0], (64 << 10) - 8);
+    // Rounded down to a multiple of 8.
+    let lens = pieces_of_send("frag-odd", None, Some((64 << 10) + 5));
+    assert_eq!(lens[0], (64 << 10) - 8, "{lens:?}");
+    // A NULL options handle is refused.
+    assert_eq!(
+        shmsock_options_set_fragment_size(null_mut(), 4096),
+        SHMSOCK_INVALID_ARGUMENT
+    );
 }

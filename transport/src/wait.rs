@@ -109,17 +109,24 @@ pub(crate) enum Step {
 /// counted, below) and parks in its third, so that both arms have a cost
 /// from then on.
 ///
-/// Neither arm can get stuck: a probe's wait *replaces* the probed arm's
-/// cost instead of moving its average by 1/8, since the losing arm is
-/// sampled once in hundreds of waits. Without that, one slow wait (the
-/// first message of a connection took 348 µs in `block_probe`, a 64 KiB
-/// round trip) priced spinning at the cap, and the spin arm needed about
+/// Neither arm can get stuck: a probe that finds its arm cheaper than
+/// believed *replaces* the arm's cost instead of moving its average by
+/// 1/8, since the losing arm is sampled once in hundreds of waits.
+/// Without that, one slow wait (the first message of a connection took
+/// 348 µs in `block_probe`, a 64 KiB round trip) priced spinning at the cap, and the spin arm needed about
 /// 20 probes (10,000 waits) to win again while every wait parked: the
 /// whole of a `bench` row. Now one probe that catches the reply makes
 /// spinning the choice again; a lucky probe costs a few waits of the
 /// wrong arm, whose every wait moves its average back. And a half's
 /// first wait is not counted: it includes the peer's start (the 348 µs
 /// above), so it would price its arm by the connection, not by the peer.
+/// A probe that finds its arm dearer is one wait among others: when every
+/// probe replaced the cost, one slow park probe (50 µs where parks took
+/// 17 µs) made the half spin, and run out, until the next probe 128 waits
+/// later (traced with `bench/examples/spaced_probe.rs`, 4 clients at
+/// 1,000/s and one core busy). And a spin that runs out is charged its
+/// window on top of its wait: the core it burnt, which the peer woken on
+/// our CPU or another process may have needed.
 /// (Probing every 128 waits in a half's first 512 was tried first and
 /// dropped: this rule fixes the same lock-in without extra probes.)
 #[derive(Debug, Clone, Copy)]
