@@ -113,8 +113,9 @@ pub(crate) enum Step {
 /// believed *replaces* the arm's cost instead of moving its average by
 /// 1/8, since the losing arm is sampled once in hundreds of waits.
 /// Without that, one slow wait (the first message of a connection took
-/// 348 µs in `block_probe`, a 64 KiB round trip) priced spinning at the cap, and the spin arm needed about
-/// 20 probes (10,000 waits) to win again while every wait parked: the
+/// 348 µs in `block_probe`, a 64 KiB round trip) priced spinning at the
+/// cap, and the spin arm needed about 20 probes (10,000 waits) to win
+/// again while every wait parked: the
 /// whole of a `bench` row. Now one probe that catches the reply makes
 /// spinning the choice again; a lucky probe costs a few waits of the
 /// wrong arm, whose every wait moves its average back. And a half's
@@ -126,7 +127,13 @@ pub(crate) enum Step {
 /// later (traced with `bench/examples/spaced_probe.rs`, 4 clients at
 /// 1,000/s and one core busy). And a spin that runs out is charged its
 /// window on top of its wait: the core it burnt, which the peer woken on
-/// our CPU or another process may have needed.
+/// our CPU or another process may have needed. Nor is a far peer probed
+/// with a spin: while parks wait half the cap or more, a spin would run
+/// out, right after our last message, when the peer we woke may be queued
+/// on our CPU (a server 1 ms from its next request spun every 128th wait;
+/// with 4 clients and one core busy that put about 1 % of the clients'
+/// round trips at the window plus a wake-up). The park arm's own waits
+/// show when the peer comes closer.
 /// (Probing every 128 waits in a half's first 512 was tried first and
 /// dropped: this rule fixes the same lock-in without extra probes.)
 #[derive(Debug, Clone, Copy)]
