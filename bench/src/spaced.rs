@@ -361,7 +361,7 @@ impl Measured {
 }
 
 /// Measures `pair` once: forks the server and `clients` clients, each
-/// doing `n` recorded requests after [`WARMUP`] unrecorded ones.
+/// doing `n` recorded requests after 10 unrecorded ones.
 ///
 /// # Errors
 /// Set-up, transport or verification failures; a hang (the watchdog
