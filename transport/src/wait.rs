@@ -235,15 +235,20 @@ impl SpinLearner {
             }
         };
         match self.arm {
+            // A probe of the spin arm spins no longer than a park takes:
+            // past that, spinning cannot beat parking, and a probe that
+            // runs out costs a round trip (often past the p99) for nothing.
+            Arm::Spin if self.probe && park != UNKNOWN => max.min(Duration::from_nanos(park)),
             Arm::Spin => max,
             Arm::Park => Duration::ZERO,
         }
     }
 
     /// Records what the wait just ended took, from its start to the event
-    /// (`max` is the strategy's window, which sets the cap); `ran_out`: the
-    /// wait spun its whole window without the event and parked.
-    pub(crate) fn record(&mut self, waited: Duration, max: Duration, ran_out: bool) {
+    /// (`max` is the strategy's window, which sets the cap); `burnt`: the
+    /// window the wait spun without the event before it parked (zero if
+    /// the spin caught it, or for a park).
+    pub(crate) fn record(&mut self, waited: Duration, max: Duration, burnt: Duration) {
         if self.waits == 1 {
             // The half's first wait: the peer's start, not the peer.
             return;
@@ -251,8 +256,8 @@ impl SpinLearner {
         // A spin that ran out is charged the window it burnt on top of the
         // wait: a core spent for nothing, which the peer (woken on our CPU)
         // or another process may have needed.
-        let waited = if ran_out && self.arm == Arm::Spin {
-            waited.saturating_add(max)
+        let waited = if self.arm == Arm::Spin {
+            waited.saturating_add(burnt)
         } else {
             waited
         };
@@ -282,6 +287,8 @@ pub(crate) struct Spinner {
     last: Option<Instant>,
     /// The strategy's whole spin window.
     max: Duration,
+    /// This wait's spin window (the learner's choice).
+    window: Duration,
     /// [`Step::Park`] was returned.
     parked: bool,
     spins: u32,
@@ -290,12 +297,13 @@ pub(crate) struct Spinner {
 impl Spinner {
     /// Starts a wait of `wait`, sized by what `learner` has seen.
     pub(crate) fn new(wait: WaitStrategy, learner: &mut SpinLearner) -> Self {
-        let (park_after, start, max) = match wait {
-            WaitStrategy::Spin => (None, None, Duration::MAX),
-            WaitStrategy::Block => (Some(Instant::now()), None, Duration::ZERO),
+        let (park_after, start, max, window) = match wait {
+            WaitStrategy::Spin => (None, None, Duration::MAX, Duration::MAX),
+            WaitStrategy::Block => (Some(Instant::now()), None, Duration::ZERO, Duration::ZERO),
             WaitStrategy::Adaptive { spin } => {
                 let now = Instant::now();
-                (now.checked_add(learner.window(spin)), Some(now), spin)
+                let window = learner.window(spin);
+                (now.checked_add(window), Some(now), spin, window)
             }
         };
         Spinner {
@@ -303,6 +311,7 @@ impl Spinner {
             start,
             last: None,
             max,
+            window,
             parked: false,
             spins: 0,
         }
@@ -325,7 +334,12 @@ impl Spinner {
             } else {
                 self.last.unwrap_or(start)
             };
-            learner.record(end.saturating_duration_since(start), self.max, self.parked);
+            let burnt = if self.parked {
+                self.window
+            } else {
+                Duration::ZERO
+            };
+            learner.record(end.saturating_duration_since(start), self.max, burnt);
         }
     }
 
@@ -520,21 +534,25 @@ mod tests {
 
     const MAX: Duration = Duration::from_micros(50);
 
-    /// Runs `n` waits where a wait with the whole window takes `spin` (and
-    /// ran out, if longer than the window) and a short one takes `short`;
-    /// returns how many used the whole window.
+    /// Runs `n` waits where a wait that spins takes `spin` (and ran out,
+    /// if longer than its window) and one that parks at once takes
+    /// `short`; returns how many spun.
     fn drive(l: &mut SpinLearner, spin: Duration, short: Duration, n: u32) -> u32 {
         let mut whole = 0;
         for _ in 0..n {
             let w = l.window(MAX);
-            let took = if w == MAX {
+            let took = if w > Duration::ZERO {
                 whole += 1;
                 spin
             } else {
-                assert_eq!(w, Duration::ZERO);
                 short
             };
-            l.record(took, MAX, w == MAX && took > MAX);
+            let burnt = if w > Duration::ZERO && took > w {
+                w
+            } else {
+                Duration::ZERO
+            };
+            l.record(took, MAX, burnt);
         }
         whole
     }
@@ -544,13 +562,47 @@ mod tests {
     #[test]
     fn parks_when_spinning_does_not_pay_even_if_it_catches_the_reply() {
         // The paced client: spinning catches the reply in 28 µs, parking
-        // gets it in 21 µs. After learning, only probes spin.
+        // gets it in 21 µs. After learning, only probes spin, and each
+        // spins no longer than a park takes (21 µs): it runs out, which
+        // moves spinning's price up until it is over twice a park's, and
+        // probes then come every PROBE_FAR waits.
         let mut l = SpinLearner::default();
         assert_eq!(l.window(MAX), MAX, "a new half spins");
-        l.record(28 * US, MAX, false);
+        l.record(28 * US, MAX, Duration::ZERO);
         drive(&mut l, 28 * US, 21 * US, 200);
-        let whole = drive(&mut l, 28 * US, 21 * US, PROBE_CLOSE * 10);
-        assert_eq!(whole, 10, "one probe every PROBE_CLOSE waits");
+        let whole = drive(&mut l, 28 * US, 21 * US, PROBE_FAR * 4);
+        assert!(
+            (4..=16).contains(&whole),
+            "{whole}: between one probe every PROBE_FAR and every PROBE_CLOSE waits"
+        );
+        let whole = drive(&mut l, 28 * US, 21 * US, PROBE_FAR * 4);
+        assert_eq!(whole, 4, "then one every PROBE_FAR waits");
+    }
+
+    #[test]
+    fn a_probe_of_the_spin_arm_spins_no_longer_than_a_park_takes() {
+        // Parking gets the reply in 17 µs; spinning runs out (the spaced
+        // client with one core busy). A probe of the spin arm spins 17 µs,
+        // not the whole 50 µs window (a probe that ran out cost the window
+        // plus a park: 70 µs, past that cell's p99).
+        let mut l = SpinLearner::default();
+        drive(&mut l, 70 * US, 17 * US, 600);
+        let mut probes = 0;
+        for _ in 0..PROBE_FAR * 2 {
+            let w = l.window(MAX);
+            if w > Duration::ZERO {
+                probes += 1;
+                assert!(w <= 18 * US, "a probe spun {w:?}");
+                l.record(w + 17 * US, MAX, w);
+            } else {
+                l.record(17 * US, MAX, Duration::ZERO);
+            }
+        }
+        assert!(probes >= 1, "the spin arm is still probed");
+        // A hot peer still gets the whole window once spinning wins.
+        let mut l = SpinLearner::default();
+        drive(&mut l, 8 * US, 40 * US, 600);
+        assert_eq!(l.window(MAX), MAX);
     }
 
     #[test]
@@ -582,7 +634,7 @@ mod tests {
         // Spinning pays...
         drive(&mut l, 8 * US, 40 * US, 600);
         assert_eq!(l.window(MAX), MAX);
-        l.record(8 * US, MAX, false);
+        l.record(8 * US, MAX, Duration::ZERO);
         // ...then the peer starts sleeping: a spin now costs the window
         // and a wake-up, parking only the wake-up. Within a few waits the
         // learner parks.
@@ -602,7 +654,7 @@ mod tests {
         // park takes 18 µs: the half spins from its start.
         let mut l = SpinLearner::default();
         assert_eq!(l.window(MAX), MAX);
-        l.record(348 * US, MAX, false);
+        l.record(348 * US, MAX, Duration::ZERO);
         drive(&mut l, 10 * US, 18 * US, 3);
         let whole = drive(&mut l, 10 * US, 18 * US, 100);
         assert_eq!(whole, 100);
@@ -617,7 +669,7 @@ mod tests {
         let mut l = SpinLearner::default();
         drive(&mut l, 10 * US, 18 * US, 1);
         assert_eq!(l.window(MAX), MAX);
-        l.record(348 * US, MAX, false);
+        l.record(348 * US, MAX, Duration::ZERO);
         drive(&mut l, 10 * US, 18 * US, PROBE_FAR + 2);
         let whole = drive(&mut l, 10 * US, 18 * US, 100);
         assert!(whole >= 99, "{whole} of 100 waits spun");
@@ -631,10 +683,10 @@ mod tests {
         let mut l = SpinLearner::default();
         drive(&mut l, 200 * US, 30 * US, 600);
         assert_eq!(l.window(MAX), Duration::ZERO);
-        l.record(30 * US, MAX, false);
+        l.record(30 * US, MAX, Duration::ZERO);
         l.probe = true;
         l.arm = Arm::Spin;
-        l.record(US, MAX, false);
+        l.record(US, MAX, Duration::ZERO);
         let whole = drive(&mut l, 200 * US, 30 * US, 100);
         assert!(whole <= 3, "{whole} of 100 waits spun");
     }
@@ -651,14 +703,14 @@ mod tests {
         let mut l = SpinLearner::default();
         drive(&mut l, 70 * US, 17 * US, 600);
         assert_eq!(l.window(MAX), Duration::ZERO);
-        l.record(17 * US, MAX, false);
+        l.record(17 * US, MAX, Duration::ZERO);
         l.probe = true;
         l.arm = Arm::Spin;
-        l.record(8 * US, MAX, false);
+        l.record(8 * US, MAX, Duration::ZERO);
         assert_eq!(l.best(), Arm::Spin);
         l.probe = true;
         l.arm = Arm::Park;
-        l.record(50 * US, MAX, false);
+        l.record(50 * US, MAX, Duration::ZERO);
         let whole = drive(&mut l, 70 * US, 17 * US, 100);
         assert!(whole <= 2, "{whole} of 100 waits spun");
     }
@@ -676,10 +728,10 @@ mod tests {
         let mut l = SpinLearner::default();
         l.window(MAX);
         l.window(MAX);
-        l.record(60 * US, MAX, true);
+        l.record(60 * US, MAX, MAX);
         assert_eq!(l.cost[Arm::Spin as usize], 110_000);
         l.window(MAX);
-        l.record(60 * US, MAX, true);
+        l.record(60 * US, MAX, MAX);
         assert_eq!(l.cost[Arm::Park as usize], 60_000);
     }
 
@@ -690,7 +742,7 @@ mod tests {
         let mut l = SpinLearner::default();
         for took in [Duration::ZERO, Duration::MAX, US, Duration::MAX] {
             let _ = l.window(Duration::MAX);
-            l.record(took, Duration::MAX, false);
+            l.record(took, Duration::MAX, Duration::ZERO);
         }
         assert!(l.cost.iter().all(|&c| c != UNKNOWN));
         let _ = l.window(Duration::MAX);

@@ -109,7 +109,11 @@ impl Receiver {
         let spun = spin_until(window, || core.has_data())?;
         let r = self.park_for_head(&mut deadline).await;
         if r.is_ok() {
-            self.learner.record(start.elapsed(), self.spin, !spun);
+            self.learner.record(
+                start.elapsed(),
+                self.spin,
+                if spun { Duration::ZERO } else { window },
+            );
         }
         r
     }

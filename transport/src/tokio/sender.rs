@@ -161,7 +161,11 @@ impl Sender {
             self.park_for_space(len).await
         };
         if r.is_ok() {
-            self.learner.record(start.elapsed(), self.spin, !spun);
+            self.learner.record(
+                start.elapsed(),
+                self.spin,
+                if spun { Duration::ZERO } else { window },
+            );
         }
         r
     }
