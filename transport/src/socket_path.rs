@@ -19,6 +19,7 @@
 //! Public for `shmsock-services`, not part of the supported API.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::Mode;
@@ -141,25 +142,61 @@ pub fn claim(path: &Path, live_op: &'static str) -> Result<(), PathError> {
 /// permission bits `mode` and records its identity. `None` for an abstract
 /// name. On failure the file just bound is removed.
 ///
+/// The mode is set on the file the path names, never on what a symbolic
+/// link there points to: another user who can write to the directory could
+/// replace the socket with a link to a file of ours between `bind` and
+/// this call, and a `chmod` of the path would then change that file's
+/// mode. So the path is opened with `O_PATH | O_NOFOLLOW`, the open file
+/// must be a socket owned by our effective user, and the mode is set
+/// through `/proc/self/fd` (on that file, whatever the path names by
+/// then). Without `/proc` this fails rather than follow the path.
+///
 /// # Errors
-/// The failure of `chmod` or `stat` (operation "chmod").
+/// The failure of `open`, `fstat` or `chmod` (with the operation), or
+/// `AlreadyExists` if the path no longer names a socket of ours.
 pub fn own(path: &Path, mode: u32) -> Result<Option<SocketFile>, PathError> {
     if is_abstract(path) {
         return Ok(None);
     }
-    let chmod = rustix::fs::chmod(path, Mode::from_raw_mode(mode));
-    match (chmod, rustix::fs::stat(path)) {
-        (Ok(()), Ok(st)) => Ok(Some(SocketFile {
-            path: path.to_owned(),
-            dev: st.st_dev,
-            ino: st.st_ino,
-        })),
-        (Err(e), _) | (_, Err(e)) => {
-            // Best effort: the error to report is the chmod's or stat's.
-            let _ = rustix::fs::unlink(path);
-            Err(PathError::at("chmod", path, e))
-        }
+    let owned = own_file(path, mode);
+    if owned.is_err() {
+        // Best effort: the error to report is the one above. This removes
+        // whatever the path names (a socket, or a link put in its place),
+        // never a link's target.
+        let _ = rustix::fs::unlink(path);
     }
+    owned.map(Some)
+}
+
+/// [`own`] for a filesystem path.
+fn own_file(path: &Path, mode: u32) -> Result<SocketFile, PathError> {
+    use rustix::fs::{FileType, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| PathError::at("open (O_PATH, to chmod the socket file)", path, e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| PathError::at("fstat", path, e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return Err(PathError::at(
+            "chmod (the path no longer names the socket just bound)",
+            path,
+            io::Error::from(io::ErrorKind::AlreadyExists),
+        ));
+    }
+    // `fchmod` does not take an `O_PATH` descriptor; its `/proc` link does,
+    // and names the open file itself, not the path.
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::chmod(link.as_str(), Mode::from_raw_mode(mode))
+        .map_err(|e| PathError::at("chmod (through /proc/self/fd)", path, e))?;
+    Ok(SocketFile {
+        path: path.to_owned(),
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
 }
 
 /// A socket file this process bound; removed on drop if the path still
@@ -188,5 +225,73 @@ impl Drop for SocketFile {
                 let _ = rustix::fs::unlink(&self.path);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A fresh directory of this test's own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let d = std::env::temp_dir()
+                .join(format!("shmsock-socket-path-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir(&d).unwrap();
+            Dir(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn own_sets_the_mode_of_the_socket_and_removes_it_on_drop() {
+        let d = Dir::new("own");
+        let path = d.0.join("s");
+        let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let file = own(&path, 0o640).unwrap().expect("a file");
+        assert_eq!(mode(&path), 0o640);
+        drop(file);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn own_never_changes_the_mode_of_what_a_link_points_to() {
+        // Another user who can write to the directory replaced the socket
+        // with a link to a private file of ours between `bind` and `own`.
+        // A `chmod` of the path made that file world-writable.
+        let d = Dir::new("link");
+        let secret = d.0.join("secret");
+        std::fs::write(&secret, b"key").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = d.0.join("s");
+        symlink(&secret, &path).unwrap();
+        let err = own(&path, 0o666).unwrap_err();
+        assert_eq!(mode(&secret), 0o600, "the link's target kept its mode");
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists, "{err:?}");
+        assert!(secret.exists(), "only the link was removed");
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn own_refuses_a_path_that_is_no_longer_a_socket() {
+        let d = Dir::new("file");
+        let path = d.0.join("s");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = own(&path, 0o666).unwrap_err();
+        assert_eq!(err.source.kind(), io::ErrorKind::AlreadyExists, "{err:?}");
     }
 }
