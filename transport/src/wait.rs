@@ -842,9 +842,11 @@ mod tests {
             "timed from the reading"
         );
         // A park at once is timed from its start.
-        let mut l = SpinLearner::default();
-        l.cost = [10_000, 40_000];
-        l.waits = 5;
+        let mut l = SpinLearner {
+            cost: [10_000, 40_000],
+            waits: 5,
+            ..SpinLearner::default()
+        };
         let s = Spinner::new(WaitStrategy::default(), &mut l);
         assert!(s.start.is_none(), "the spin arm");
         l.cost = [40_000, 10_000];
