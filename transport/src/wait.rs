@@ -149,6 +149,12 @@ pub(crate) struct SpinLearner {
     arm: Arm,
     /// The wait in progress probes the arm that is not the best.
     probe: bool,
+    /// What the last wait took, its window and the window it burnt, not
+    /// yet folded into `cost`: [`Spinner::finish`] runs between the event
+    /// and the caller (a server's reply waits for it), so it only stores
+    /// them, and the next [`SpinLearner::window`], at the start of a wait,
+    /// does the arithmetic.
+    pending: Option<(Duration, Duration, Duration)>,
 }
 
 /// The longest wait an arm's cost counts, in ns, for a spin window of
@@ -186,6 +192,7 @@ impl Default for SpinLearner {
             waits: 0,
             arm: Arm::Spin,
             probe: false,
+            pending: None,
         }
     }
 }
@@ -208,6 +215,9 @@ impl SpinLearner {
     /// `max`: all of it or none, by the arms' recent costs (and now and
     /// then the other, to probe it).
     pub(crate) fn window(&mut self, max: Duration) -> Duration {
+        if let Some((waited, max, burnt)) = self.pending.take() {
+            self.record(waited, max, burnt);
+        }
         self.waits = self.waits.wrapping_add(1);
         let (spin, park) = (self.cost[0], self.cost[1]);
         self.probe = false;
@@ -375,7 +385,7 @@ impl Spinner {
         } else {
             Duration::ZERO
         };
-        learner.record(took, self.max, burnt);
+        learner.pending = Some((took, self.max, burnt));
     }
 
     /// The next step.
@@ -837,6 +847,8 @@ mod tests {
             "then every CLOCK_EVERY"
         );
         s.finish(&mut l);
+        assert!(l.pending.is_some(), "kept for the next wait's start");
+        l.window(MAX);
         assert!(
             l.cost[Arm::Spin as usize] < 1_000_000,
             "timed from the reading"
