@@ -208,6 +208,12 @@ impl Default for SpinLearner {
 }
 
 impl SpinLearner {
+    /// Whether the spin arm's waits end within [`HOT`]: the peer answers
+    /// while we spin, so a wait need not read the clock at its start.
+    fn hot(&self) -> bool {
+        self.cost[Arm::Spin as usize] <= HOT
+    }
+
     /// The arm that costs less, all told (spinning first while unknown).
     fn best(&self) -> Arm {
         let (spin, park) = (self.cost[0], self.cost[1]);
@@ -302,12 +308,17 @@ impl SpinLearner {
 /// to keep spinning (and when to look at the clock and the socket)
 /// or to park.
 ///
-/// An `Adaptive` wait that spins reads the clock for the first time after
-/// [`CLOCK_EVERY`] spins, not when it begins: a hot peer's answer (a few
-/// hundred ns) then ends the wait before any clock read, and the clock
-/// reads (32 ns each here) stay off the round trip. Measured with `bench`
-/// (64 B round trip, pinned): reading it at the start and at the first
-/// spin put `Adaptive` at 1.15-1.29x `Spin`'s time.
+/// An `Adaptive` wait for a hot peer (its spins end within [`HOT`]) reads
+/// the clock for the first time after [`CLOCK_EVERY`] spins, not when it
+/// begins: the peer's answer (a few hundred ns) then ends the wait before
+/// any clock read, and the clock reads (32 ns each here) stay off the
+/// round trip. Measured with `bench` (64 B round trip, pinned): reading it
+/// at the start and at the first spin put `Adaptive` at 1.15-1.29x
+/// `Spin`'s time. Any other spinning wait reads it at its start: a wait
+/// timed from its first reading misses the time the thread spent
+/// preempted before it, and a new half (the spaced rows, 4 clients and
+/// one core busy: the server woken on our CPU runs first) then priced
+/// spinning at 0 µs, took its peer for a hot one, and never tried a park.
 pub(crate) struct Spinner {
     /// How this wait ends its spin.
     mode: Mode,
@@ -324,6 +335,8 @@ pub(crate) struct Spinner {
     window: Duration,
     /// [`Step::Park`] was returned.
     parked: bool,
+    /// A hot peer's wait: timed from its first clock reading to its last.
+    lazy: bool,
     spins: u32,
 }
 
@@ -349,11 +362,16 @@ impl Spinner {
             WaitStrategy::Block => (Mode::AtOnce, None, Duration::ZERO, Duration::ZERO),
             WaitStrategy::Adaptive { spin } => match learner.window(spin) {
                 w if w.is_zero() => (Mode::AtOnce, Some(Instant::now()), spin, w),
-                w => (Mode::Window, None, spin, w),
+                // A hot peer's wait is timed from the first clock reading
+                // (`Spinner`); any other from its start: time spent
+                // preempted before the first reading must count.
+                w if learner.hot() => (Mode::Window, None, spin, w),
+                w => (Mode::Window, Some(Instant::now()), spin, w),
             },
         };
         Spinner {
             mode,
+            lazy: mode == Mode::Window && start.is_none(),
             start,
             last: None,
             max,
@@ -370,9 +388,9 @@ impl Spinner {
     }
 
     /// The wait ended with the event: tells `learner` what it took
-    /// (`Adaptive` only). A wait that never parked is timed by the last
-    /// clock reading of the spin (none: it ended at once), which saves a
-    /// clock read on the hot path.
+    /// (`Adaptive` only). A hot peer's wait that never parked is timed by
+    /// the last clock reading of the spin (none: it ended at once), which
+    /// saves a clock read on the hot path; any other wait to now.
     pub(crate) fn finish(&self, learner: &mut SpinLearner) {
         let timed = match self.mode {
             Mode::Never => false,
@@ -385,8 +403,13 @@ impl Spinner {
         let (took, burnt) = match (self.start, self.parked) {
             // Parked: timed to now; the whole window was spun for nothing.
             (Some(start), true) => (Instant::now().saturating_duration_since(start), self.window),
-            (Some(start), false) => (
+            // A hot peer's wait: to its last clock reading (none: at once).
+            (Some(start), false) if self.lazy => (
                 self.last.unwrap_or(start).saturating_duration_since(start),
+                Duration::ZERO,
+            ),
+            (Some(start), false) => (
+                Instant::now().saturating_duration_since(start),
                 Duration::ZERO,
             ),
             (None, _) => (Duration::ZERO, Duration::ZERO),
@@ -867,12 +890,22 @@ mod tests {
         assert!(whole >= 99, "{whole} of 100 waits spun");
     }
 
+    /// A learner past its first waits, with these costs (ns).
+    fn learned(spin: u64, park: u64) -> SpinLearner {
+        SpinLearner {
+            cost: [spin, park],
+            waits: 5,
+            first: [false; 2],
+            ..SpinLearner::default()
+        }
+    }
+
     #[test]
-    fn a_spinning_wait_reads_no_clock_before_clock_every_spins() {
+    fn a_hot_wait_reads_no_clock_before_clock_every_spins() {
         // A hot peer answers within a few spins: such a wait must not pay
         // for clock reads (they put `Adaptive` at 1.15-1.29x `Spin`'s
         // 64 B round trip when it read the clock at its start and first spin).
-        let mut l = SpinLearner::default();
+        let mut l = learned(400, 40_000);
         let mut s = Spinner::new(WaitStrategy::default(), &mut l);
         assert!(s.start.is_none(), "no clock read at the start");
         for _ in 1..CLOCK_EVERY {
@@ -880,7 +913,11 @@ mod tests {
         }
         assert!(s.start.is_none() && s.last.is_none(), "nor while spinning");
         s.finish(&mut l);
-        assert_eq!(l.cost[Arm::Spin as usize], UNKNOWN, "the first wait");
+        assert_eq!(
+            l.pending.map(|p| p.0),
+            Some(Duration::ZERO),
+            "ended at once"
+        );
         let mut s = Spinner::new(WaitStrategy::default(), &mut l);
         for _ in 0..CLOCK_EVERY {
             s.step();
@@ -892,21 +929,36 @@ mod tests {
         s.finish(&mut l);
         assert!(l.pending.is_some(), "kept for the next wait's start");
         l.window(MAX);
-        assert!(
-            l.cost[Arm::Spin as usize] < 1_000_000,
-            "timed from the reading"
-        );
-        // A park at once is timed from its start.
-        let mut l = SpinLearner {
-            cost: [10_000, 40_000],
-            waits: 5,
-            ..SpinLearner::default()
-        };
-        let s = Spinner::new(WaitStrategy::default(), &mut l);
-        assert!(s.start.is_none(), "the spin arm");
-        l.cost = [40_000, 10_000];
-        let s = Spinner::new(WaitStrategy::default(), &mut l);
-        assert!(s.start.is_some(), "the park arm reads the clock at once");
+        assert!(l.cost[Arm::Spin as usize] < 1_000_000);
+        // Every other wait reads the clock at its start: a new half, a
+        // peer that is not hot, a park.
+        for mut l in [
+            SpinLearner::default(),
+            learned(10_000, 40_000),
+            learned(40_000, 10_000),
+        ] {
+            let s = Spinner::new(WaitStrategy::default(), &mut l);
+            assert!(s.start.is_some(), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn a_wait_preempted_before_its_first_clock_reading_is_timed_from_its_start() {
+        // The spaced rows, 4 clients and one core busy: the server woken
+        // by our request runs on our CPU first, and our wait resumes with
+        // the reply there. Timed from its first clock reading, such a wait
+        // took 0 µs: a new half priced spinning at 0, took its peer for a
+        // hot one (never probed with a park) and spun ~25 waits.
+        for mut l in [SpinLearner::default(), learned(10_000, 40_000)] {
+            let mut s = Spinner::new(WaitStrategy::default(), &mut l);
+            std::thread::sleep(Duration::from_millis(2));
+            for _ in 1..CLOCK_EVERY {
+                s.step();
+            }
+            s.finish(&mut l);
+            let took = l.pending.map_or(Duration::ZERO, |p| p.0);
+            assert!(took >= Duration::from_millis(2), "{took:?}");
+        }
     }
 
     #[test]
