@@ -156,12 +156,12 @@ pub(crate) struct SpinLearner {
     arm: Arm,
     /// The wait in progress probes the arm that is not the best.
     probe: bool,
-    /// What the last wait took, its window and the window it burnt, not
-    /// yet folded into `cost`: [`Spinner::finish`] runs between the event
-    /// and the caller (a server's reply waits for it), so it only stores
-    /// them, and the next [`SpinLearner::window`], at the start of a wait,
-    /// does the arithmetic.
-    pending: Option<(Duration, Duration, Duration)>,
+    /// What the last wait took and the window it burnt, not yet folded
+    /// into `cost`: [`Spinner::finish`] runs between the event and the
+    /// caller (a server's reply waits for it), so it only stores them, and
+    /// the next [`SpinLearner::window`], at the start of a wait, does the
+    /// arithmetic (with that wait's `max`: a half's strategy is fixed).
+    pending: Option<(Duration, Duration)>,
     /// Each arm's first wait is still to come (it is not counted).
     first: [bool; 2],
 }
@@ -231,7 +231,7 @@ impl SpinLearner {
     /// `max`: all of it or none, by the arms' recent costs (and now and
     /// then the other, to probe it).
     pub(crate) fn window(&mut self, max: Duration) -> Duration {
-        if let Some((waited, max, burnt)) = self.pending.take() {
+        if let Some((waited, burnt)) = self.pending.take() {
             self.record(waited, max, burnt);
         }
         self.waits = self.waits.wrapping_add(1);
@@ -322,15 +322,13 @@ impl SpinLearner {
 pub(crate) struct Spinner {
     /// How this wait ends its spin.
     mode: Mode,
-    /// When the wait began (`Adaptive` only): set when it parks at once,
-    /// else at the first clock reading, which is [`CLOCK_EVERY`] spins in
-    /// (the window counts from there; a wait that ends sooner is timed as
-    /// zero: it ended at once).
+    /// When the wait began (`Adaptive` only). A hot peer's wait sets it at
+    /// its first clock reading, [`CLOCK_EVERY`] spins in (its window counts
+    /// from there; a wait that ends sooner is timed as zero: it ended at
+    /// once).
     start: Option<Instant>,
     /// The last clock reading taken while spinning.
     last: Option<Instant>,
-    /// The strategy's whole spin window.
-    max: Duration,
     /// This wait's spin window (the learner's choice).
     window: Duration,
     /// [`Step::Park`] was returned.
@@ -357,16 +355,16 @@ const CLOCK_EVERY: u32 = 16;
 impl Spinner {
     /// Starts a wait of `wait`, sized by what `learner` has seen.
     pub(crate) fn new(wait: WaitStrategy, learner: &mut SpinLearner) -> Self {
-        let (mode, start, max, window) = match wait {
-            WaitStrategy::Spin => (Mode::Never, None, Duration::MAX, Duration::MAX),
-            WaitStrategy::Block => (Mode::AtOnce, None, Duration::ZERO, Duration::ZERO),
+        let (mode, start, window) = match wait {
+            WaitStrategy::Spin => (Mode::Never, None, Duration::MAX),
+            WaitStrategy::Block => (Mode::AtOnce, None, Duration::ZERO),
             WaitStrategy::Adaptive { spin } => match learner.window(spin) {
-                w if w.is_zero() => (Mode::AtOnce, Some(Instant::now()), spin, w),
+                w if w.is_zero() => (Mode::AtOnce, Some(Instant::now()), w),
                 // A hot peer's wait is timed from the first clock reading
                 // (`Spinner`); any other from its start: time spent
                 // preempted before the first reading must count.
-                w if learner.hot() => (Mode::Window, None, spin, w),
-                w => (Mode::Window, Some(Instant::now()), spin, w),
+                w if learner.hot() => (Mode::Window, None, w),
+                w => (Mode::Window, Some(Instant::now()), w),
             },
         };
         Spinner {
@@ -374,7 +372,6 @@ impl Spinner {
             lazy: mode == Mode::Window && start.is_none(),
             start,
             last: None,
-            max,
             window,
             parked: false,
             spins: 0,
@@ -414,12 +411,7 @@ impl Spinner {
             ),
             (None, _) => (Duration::ZERO, Duration::ZERO),
         };
-        let burnt = if self.mode == Mode::Window {
-            burnt
-        } else {
-            Duration::ZERO
-        };
-        learner.pending = Some((took, self.max, burnt));
+        learner.pending = Some((took, burnt));
     }
 
     /// The next step.
